@@ -1,1 +1,14 @@
 //! pbxtap: taps Asterisk's AMI, turns it into one event model, and fans it out.
+//!
+//! Layout, in the order events flow:
+//! - `ami::frame`: bytes → AMI messages (pure, bounded). `ami::client`: the TCP session.
+//! - `normalize`: AMI messages → `event::Event`s, with fixed-capacity live-call tables.
+//! - `bus`: fan-out to one fixed-capacity ring per sink; the tap never waits on a sink.
+//! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
+//! - `config`: the TOML file, environment overrides and secrets.
+
+pub mod bus;
+pub mod config;
+pub mod dialect;
+pub mod event;
+pub mod sink;

@@ -1,0 +1,332 @@
+//! The bus: fans every event out to each sink through a fixed-capacity ring.
+//!
+//! Design: the rings share one storage, a `tokio::sync::broadcast` channel of
+//! `buffers.per_sink` slots. Each sink reads at its own pace through its own cursor, so
+//! for each sink it behaves as its own ring of that capacity: when a sink falls more than
+//! `per_sink` events behind, its oldest unread events are overwritten (dropped), and the
+//! sink learns how many on its next read, which counts them. Publishing never waits, so
+//! the AMI tap never blocks on a sink, and memory is `per_sink` events whatever happens.
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::broadcast;
+
+use crate::event::{self, Body, Dropped, Event, Host};
+
+/// Events held per sink while it is slow or down, unless `buffers.per_sink` says otherwise.
+pub const DEFAULT_PER_SINK: usize = 1024;
+/// Most often a `system.events_dropped` event is published.
+pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
+
+/// Counters of one sink, shared with the status line and the watchdog.
+#[derive(Debug, Default)]
+pub struct SinkCounters {
+    pub name: event::Text,
+    /// Events the sink took off its ring.
+    pub received: AtomicU64,
+    /// Events the sink delivered (its own notion: published, acknowledged, written).
+    pub delivered: AtomicU64,
+    /// Events overwritten in the ring before the sink read them.
+    pub dropped: AtomicU64,
+    /// `dropped` as of the last `system.events_dropped` report.
+    reported: AtomicU64,
+}
+
+/// What the bus and its publishers share.
+#[derive(Debug)]
+struct Shared {
+    seq: AtomicU64,
+    host: Host,
+    /// One entry per subscribed sink; bounded by the number of sinks in the config.
+    sinks: Mutex<Vec<Arc<SinkCounters>>>,
+    last_report: Mutex<Option<Instant>>,
+}
+
+/// The sending side, owned by the pipeline. Dropping it closes the bus: sinks drain
+/// what is left in their rings and then see the end.
+pub struct Bus {
+    tx: broadcast::Sender<Event>,
+    shared: Arc<Shared>,
+}
+
+/// A handle for parts that publish now and then (sinks reporting trouble, the watchdog)
+/// without keeping the bus open: once the `Bus` is dropped, their events go nowhere.
+#[derive(Clone)]
+pub struct Publisher {
+    tx: broadcast::WeakSender<Event>,
+    shared: Arc<Shared>,
+}
+
+impl Publisher {
+    /// Publishes a body stamped now. Never waits.
+    pub fn publish_body(&self, body: Body) {
+        if let Some(tx) = self.tx.upgrade() {
+            send(
+                &tx,
+                &self.shared,
+                Event::new(event::now_micros(), &self.shared.host, body),
+            );
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.shared.host
+    }
+}
+
+fn send(tx: &broadcast::Sender<Event>, shared: &Shared, mut ev: Event) {
+    ev.seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    // Err means no sink is subscribed: nothing to deliver to.
+    let _ = tx.send(ev);
+}
+
+impl Bus {
+    /// A bus whose rings hold `per_sink` events each (at least 1).
+    pub fn new(per_sink: usize, host: Host) -> Self {
+        let (tx, _) = broadcast::channel(per_sink.max(1));
+        Bus {
+            tx,
+            shared: Arc::new(Shared {
+                seq: AtomicU64::new(0),
+                host,
+                sinks: Mutex::new(Vec::new()),
+                last_report: Mutex::new(None),
+            }),
+        }
+    }
+
+    pub fn host(&self) -> &Host {
+        &self.shared.host
+    }
+
+    /// Publishes an event to every sink. Never waits; assigns `seq`.
+    pub fn publish(&self, ev: Event) {
+        send(&self.tx, &self.shared, ev);
+    }
+
+    /// Publishes a body stamped now with this bus's host.
+    pub fn publish_body(&self, body: Body) {
+        self.publish(Event::new(event::now_micros(), &self.shared.host, body));
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        Publisher {
+            tx: self.tx.downgrade(),
+            shared: self.shared.clone(),
+        }
+    }
+
+    /// Events published since start.
+    pub fn published(&self) -> u64 {
+        self.shared.seq.load(Ordering::Relaxed)
+    }
+
+    /// A new sink's ring. Events published before this call are not seen.
+    pub fn subscribe(&self, name: &str) -> SinkRx {
+        let counters = Arc::new(SinkCounters {
+            name: event::text(name),
+            ..Default::default()
+        });
+        self.shared
+            .sinks
+            .lock()
+            .expect("bus sink list poisoned")
+            .push(counters.clone());
+        SinkRx {
+            rx: self.tx.subscribe(),
+            counters,
+        }
+    }
+
+    /// The counters of every subscribed sink.
+    pub fn sinks(&self) -> Vec<Arc<SinkCounters>> {
+        self.shared
+            .sinks
+            .lock()
+            .expect("bus sink list poisoned")
+            .clone()
+    }
+
+    /// Total events dropped across sinks.
+    pub fn dropped(&self) -> u64 {
+        self.sinks()
+            .iter()
+            .map(|s| s.dropped.load(Ordering::Relaxed))
+            .sum()
+    }
+
+    /// Publishes one `system.events_dropped` per sink that dropped events since the last
+    /// report, at most once per `DROP_REPORT_INTERVAL`. Returns how many were published.
+    pub fn report_drops(&self, now: Instant) -> usize {
+        {
+            let mut last = self
+                .shared
+                .last_report
+                .lock()
+                .expect("bus report clock poisoned");
+            if matches!(*last, Some(t) if now.duration_since(t) < DROP_REPORT_INTERVAL) {
+                return 0;
+            }
+            *last = Some(now);
+        }
+        let mut n = 0;
+        for s in self.sinks() {
+            let total = s.dropped.load(Ordering::Relaxed);
+            let before = s.reported.swap(total, Ordering::Relaxed);
+            if total > before {
+                tracing::warn!(
+                    sink = s.name.as_str(),
+                    dropped = total - before,
+                    total,
+                    "sink ring overflowed: oldest events dropped"
+                );
+                self.publish_body(Body::EventsDropped(Dropped {
+                    sink: s.name.clone(),
+                    dropped: total - before,
+                    total,
+                }));
+                n += 1;
+            }
+        }
+        n
+    }
+}
+
+/// A sink's receiving end of the bus.
+pub struct SinkRx {
+    rx: broadcast::Receiver<Event>,
+    counters: Arc<SinkCounters>,
+}
+
+/// Result of a non-waiting read.
+#[derive(Debug)]
+pub enum TryRecv {
+    Event(Box<Event>),
+    Empty,
+    Closed,
+}
+
+impl SinkRx {
+    /// The next event, waiting for one; `None` once the bus is gone and the ring drained.
+    /// Overwritten events are counted as dropped on the way.
+    pub async fn recv(&mut self) -> Option<Event> {
+        loop {
+            match self.rx.recv().await {
+                Ok(ev) => {
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    return Some(ev);
+                }
+                Err(broadcast::error::RecvError::Lagged(n)) => {
+                    self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(broadcast::error::RecvError::Closed) => return None,
+            }
+        }
+    }
+
+    /// The next event if one is waiting. Never waits.
+    pub fn try_recv(&mut self) -> TryRecv {
+        loop {
+            match self.rx.try_recv() {
+                Ok(ev) => {
+                    self.counters.received.fetch_add(1, Ordering::Relaxed);
+                    return TryRecv::Event(Box::new(ev));
+                }
+                Err(broadcast::error::TryRecvError::Lagged(n)) => {
+                    self.counters.dropped.fetch_add(n, Ordering::Relaxed);
+                }
+                Err(broadcast::error::TryRecvError::Empty) => return TryRecv::Empty,
+                Err(broadcast::error::TryRecvError::Closed) => return TryRecv::Closed,
+            }
+        }
+    }
+
+    /// Events waiting in this sink's ring (at most its capacity).
+    pub fn len(&self) -> usize {
+        self.rx.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.rx.is_empty()
+    }
+
+    /// Records that the sink delivered `n` events.
+    pub fn delivered(&self, n: u64) {
+        self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    pub fn counters(&self) -> &Arc<SinkCounters> {
+        &self.counters
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{text, AmiLink};
+
+    fn body(i: u64) -> Body {
+        Body::AmiConnected(AmiLink {
+            address: text(&i.to_string()),
+            ..Default::default()
+        })
+    }
+
+    #[tokio::test]
+    async fn a_stalled_sink_keeps_capacity_and_counts_the_rest() {
+        let bus = Bus::new(8, text("h"));
+        let mut slow = bus.subscribe("slow");
+        let mut fast = bus.subscribe("fast");
+        for i in 0..100_000u64 {
+            bus.publish(Event::new(i, bus.host(), body(i)));
+            assert!(matches!(fast.try_recv(), TryRecv::Event(_)));
+        }
+        assert_eq!(slow.len(), 100_000); // behind by this much; the ring holds only 8
+        let first = slow.recv().await.unwrap();
+        assert_eq!(first.seq, 100_000 - 8 + 1);
+        assert_eq!(slow.counters().dropped.load(Ordering::Relaxed), 100_000 - 8);
+        assert_eq!(fast.counters().dropped.load(Ordering::Relaxed), 0);
+        for _ in 1..8 {
+            slow.recv().await.unwrap();
+        }
+        assert!(matches!(slow.try_recv(), TryRecv::Empty));
+    }
+
+    #[tokio::test]
+    async fn drops_are_reported_once_per_interval() {
+        let bus = Bus::new(2, text("h"));
+        let mut slow = bus.subscribe("nats");
+        let mut watcher = bus.subscribe("watcher");
+        for i in 0..5 {
+            bus.publish(Event::new(i, bus.host(), body(i)));
+        }
+        while let TryRecv::Event(_) = slow.try_recv() {}
+        let t0 = Instant::now();
+        // The watcher itself lagged too (ring of 2, 5 published): both are reported.
+        while let TryRecv::Event(_) = watcher.try_recv() {}
+        assert_eq!(bus.report_drops(t0), 2);
+        assert_eq!(bus.report_drops(t0 + Duration::from_secs(1)), 0);
+        let ev = watcher.recv().await.unwrap();
+        assert_eq!(
+            (ev.class().as_str(), ev.name()),
+            ("system", "events_dropped")
+        );
+        assert_eq!(ev.str_field("sink"), "nats");
+    }
+
+    #[tokio::test]
+    async fn closed_bus_drains_then_ends_even_with_publishers_left() {
+        let bus = Bus::new(4, text("h"));
+        let mut rx = bus.subscribe("s");
+        let publisher = bus.publisher();
+        publisher.publish_body(body(1));
+        bus.publish(Event::new(2, bus.host(), body(2)));
+        drop(bus);
+        publisher.publish_body(body(3)); // goes nowhere
+        assert_eq!(rx.recv().await.unwrap().seq, 1);
+        assert_eq!(rx.recv().await.unwrap().seq, 2);
+        assert!(rx.recv().await.is_none());
+    }
+}

@@ -1,0 +1,20 @@
+//! Dialects: how an `Event` is written on the wire for each family of consumers.
+//!
+//! `native` is the project's own JSON; `routr`, `enswitch` and `portsip` reproduce the
+//! wire formats that existing consumers of those systems already parse.
+
+pub mod native;
+
+/// Largest encoded event, in bytes. Events are written into buffers of this size; an
+/// event that does not fit is an `EncodeError::TooLarge` (it cannot happen with the
+/// field bounds in `event`, and a test checks the largest possible event fits).
+pub const MAX_ENCODED_LEN: usize = 16 * 1024;
+
+/// A buffer holding one encoded event.
+pub type Encoded = heapless::Vec<u8, MAX_ENCODED_LEN>;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum EncodeError {
+    #[error("encoded event larger than {MAX_ENCODED_LEN} bytes")]
+    TooLarge,
+}

@@ -1,0 +1,165 @@
+//! The `native` dialect: one flat JSON object per event,
+//! `{"v":1,"seq":..,"class":"call","event":"started","time":..,"host":"pbx1",<fields>}`.
+//!
+//! Written with serde-json-core straight into a fixed buffer: no allocation per event.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::{EncodeError, Encoded, MAX_ENCODED_LEN};
+use crate::event::{Event, Headers, Value};
+
+/// Version of the native event format, carried as `v`.
+pub const VERSION: u8 = 1;
+
+/// Encodes `ev` as native JSON into `out` (cleared first).
+pub fn encode(ev: &Event, out: &mut Encoded) -> Result<(), EncodeError> {
+    out.clear();
+    // Safe length: capacity is fixed; resize to full, write, then truncate to the length used.
+    out.resize(MAX_ENCODED_LEN, 0)
+        .map_err(|_| EncodeError::TooLarge)?;
+    match serde_json_core::to_slice(&Native(ev), out) {
+        Ok(n) => {
+            out.truncate(n);
+            Ok(())
+        }
+        Err(_) => {
+            out.clear();
+            Err(EncodeError::TooLarge)
+        }
+    }
+}
+
+struct Native<'a>(&'a Event);
+
+impl Serialize for Native<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ev = self.0;
+        let mut map = s.serialize_map(None)?;
+        map.serialize_entry("v", &VERSION)?;
+        map.serialize_entry("seq", &ev.seq)?;
+        map.serialize_entry("class", ev.class().as_str())?;
+        map.serialize_entry("event", ev.name())?;
+        map.serialize_entry("time", &ev.time)?;
+        map.serialize_entry("host", ev.host.as_str())?;
+        let mut result = Ok(());
+        ev.body.fields().for_each_field(&mut |k, v| {
+            if result.is_ok() {
+                result = map.serialize_entry(k, &FieldValue(v));
+            }
+        });
+        result?;
+        map.end()
+    }
+}
+
+/// A field value as JSON: strings, numbers, booleans, and headers as an object.
+pub struct FieldValue<'a>(pub Value<'a>);
+
+impl Serialize for FieldValue<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        match self.0 {
+            Value::Str(v) => s.serialize_str(v),
+            Value::U64(v) => s.serialize_u64(v),
+            Value::Bool(v) => s.serialize_bool(v),
+            Value::Headers(h) => HeadersObject(h).serialize(s),
+        }
+    }
+}
+
+/// Extra headers as a JSON object `{"X-Name":"value",...}`.
+pub struct HeadersObject<'a>(pub &'a Headers);
+
+impl Serialize for HeadersObject<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(Some(self.0.len()))?;
+        for (k, v) in self.0.iter() {
+            map.serialize_entry(k, v)?;
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::*;
+
+    #[test]
+    fn call_started_is_flat_json_with_headers_object() {
+        let mut h = Headers::default();
+        h.insert("X-Trace", "a\"b");
+        let mut ev = Event::new(
+            1_700_000_000_123_456,
+            &text("pbx1"),
+            Body::CallStarted(CallStarted {
+                call_id: text("1795376847.2"),
+                session_id: text("1795376847.2"),
+                from: text("101"),
+                from_name: text("Alice"),
+                to: text("102"),
+                direction: "internal",
+                channel: text("PJSIP/101-00000000"),
+                extra_headers: h,
+            }),
+        );
+        ev.seq = 7;
+        let mut out = Encoded::new();
+        encode(&ev, &mut out).unwrap();
+        assert_eq!(
+            core::str::from_utf8(&out).unwrap(),
+            r#"{"v":1,"seq":7,"class":"call","event":"started","time":1700000000123456,"host":"pbx1","call_id":"1795376847.2","session_id":"1795376847.2","from":"101","from_name":"Alice","to":"102","direction":"internal","channel":"PJSIP/101-00000000","extra_headers":{"X-Trace":"a\"b"}}"#
+        );
+    }
+
+    #[test]
+    fn the_largest_possible_event_fits() {
+        let long = "\u{1}".repeat(200); // escapes to \u0001: six bytes each
+        let mut h = Headers::default();
+        for i in 0..MAX_EXTRA_HEADERS {
+            h.insert(&format!("X-{i}{long}"), &long);
+        }
+        let ev = Event::new(
+            u64::MAX,
+            &text(&long),
+            Body::CallStarted(CallStarted {
+                call_id: text(&long),
+                session_id: text(&long),
+                from: text(&long),
+                from_name: text(&long),
+                to: text(&long),
+                direction: "internal",
+                channel: text(&long),
+                extra_headers: h,
+            }),
+        );
+        // Cdr has more string fields but no headers; try both.
+        let cdr = Event::new(
+            u64::MAX,
+            &text(&long),
+            Body::CallCdr(Cdr {
+                call_id: text(&long),
+                unique_id: text(&long),
+                account_code: text(&long),
+                source: text(&long),
+                destination: text(&long),
+                destination_context: text(&long),
+                caller_id: text(&long),
+                channel: text(&long),
+                destination_channel: text(&long),
+                last_application: text(&long),
+                last_data: text(&long),
+                start_time: text(&long),
+                answer_time: text(&long),
+                end_time: text(&long),
+                duration: u32::MAX,
+                billsec: u32::MAX,
+                disposition: text(&long),
+                ama_flags: text(&long),
+                user_field: text(&long),
+            }),
+        );
+        let mut out = Encoded::new();
+        encode(&ev, &mut out).unwrap();
+        encode(&cdr, &mut out).unwrap();
+    }
+}

@@ -1,0 +1,556 @@
+//! The event model: one typed, bounded `Event` per thing that happened on the PBX.
+//!
+//! Every field has a fixed capacity (heapless strings and vectors), so an `Event` is a
+//! plain value of known size: it is copied into rings, never allocated. A value longer
+//! than its field is cut at a character boundary and the cut is reported to the caller
+//! (see [`set`]), who counts it.
+
+use heapless::{String, Vec};
+
+/// Call and channel identifiers (`Uniqueid`, `Linkedid`: `1795376847.2`).
+pub const ID_LEN: usize = 32;
+/// Numbers, names, AORs, queue and agent names.
+pub const TEXT_LEN: usize = 64;
+/// Channel names, contact URIs, notes, CDR data, reasons.
+pub const LONG_TEXT_LEN: usize = 128;
+/// Extra (`X-`) headers carried per call; more are dropped and counted as truncation.
+pub const MAX_EXTRA_HEADERS: usize = 8;
+/// Length of an extra header's name.
+pub const HEADER_NAME_LEN: usize = 32;
+/// Length of an extra header's value.
+pub const HEADER_VALUE_LEN: usize = 64;
+
+pub type Id = String<ID_LEN>;
+pub type Text = String<TEXT_LEN>;
+pub type LongText = String<LONG_TEXT_LEN>;
+
+/// Copies `src` into `dst`, cutting it at a character boundary when it does not fit.
+/// Returns `true` when the value was cut, so the caller can count it.
+pub fn set<const N: usize>(dst: &mut String<N>, src: &str) -> bool {
+    dst.clear();
+    if src.len() <= N {
+        // Cannot fail: the length was checked.
+        let _ = dst.push_str(src);
+        return false;
+    }
+    let mut end = N;
+    while !src.is_char_boundary(end) {
+        end -= 1;
+    }
+    let _ = dst.push_str(&src[..end]);
+    true
+}
+
+/// Builds a bounded string from `src`, cutting it when it does not fit.
+pub fn text<const N: usize>(src: &str) -> String<N> {
+    let mut s = String::new();
+    set(&mut s, src);
+    s
+}
+
+/// A call's extra headers: channel variables named `X-...`, in the order first seen.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Headers(Vec<(String<HEADER_NAME_LEN>, String<HEADER_VALUE_LEN>), MAX_EXTRA_HEADERS>);
+
+impl Headers {
+    /// Sets `name` to `value` (replacing an earlier value of the same name, compared
+    /// ASCII case-insensitively). Returns `true` when something was cut or dropped.
+    pub fn insert(&mut self, name: &str, value: &str) -> bool {
+        let mut cut = false;
+        if let Some((_, v)) = self
+            .0
+            .iter_mut()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+        {
+            return set(v, value);
+        }
+        let mut n = String::new();
+        cut |= set(&mut n, name);
+        let mut v = String::new();
+        cut |= set(&mut v, value);
+        cut | self.0.push((n, v)).is_err()
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &str)> {
+        self.0.iter().map(|(n, v)| (n.as_str(), v.as_str()))
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+}
+
+/// One field's value, as the dialects see it.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum Value<'a> {
+    Str(&'a str),
+    U64(u64),
+    Bool(bool),
+    Headers(&'a Headers),
+}
+
+/// Conversion of a field to a [`Value`].
+pub trait AsValue {
+    fn as_value(&self) -> Value<'_>;
+}
+
+impl<const N: usize> AsValue for String<N> {
+    fn as_value(&self) -> Value<'_> {
+        Value::Str(self.as_str())
+    }
+}
+impl AsValue for &'static str {
+    fn as_value(&self) -> Value<'_> {
+        Value::Str(self)
+    }
+}
+impl AsValue for u64 {
+    fn as_value(&self) -> Value<'_> {
+        Value::U64(*self)
+    }
+}
+impl AsValue for u32 {
+    fn as_value(&self) -> Value<'_> {
+        Value::U64(u64::from(*self))
+    }
+}
+impl AsValue for u16 {
+    fn as_value(&self) -> Value<'_> {
+        Value::U64(u64::from(*self))
+    }
+}
+impl AsValue for bool {
+    fn as_value(&self) -> Value<'_> {
+        Value::Bool(*self)
+    }
+}
+impl AsValue for Headers {
+    fn as_value(&self) -> Value<'_> {
+        Value::Headers(self)
+    }
+}
+
+/// The typed fields of an event body, visited in declaration order.
+pub trait Fields {
+    fn for_each_field<'a>(&'a self, f: &mut dyn FnMut(&'static str, Value<'a>));
+}
+
+/// Declares a body struct whose field names are its wire names, and its `Fields` impl.
+macro_rules! body {
+    ($(#[$m:meta])* $name:ident { $($(#[$fm:meta])* $field:ident : $ty:ty),* $(,)? }) => {
+        $(#[$m])*
+        #[derive(Debug, Clone, Default, PartialEq)]
+        pub struct $name { $($(#[$fm])* pub $field: $ty),* }
+
+        impl Fields for $name {
+            fn for_each_field<'a>(&'a self, f: &mut dyn FnMut(&'static str, Value<'a>)) {
+                $(f(stringify!($field), self.$field.as_value());)*
+            }
+        }
+    };
+}
+
+body! {
+    /// `call.started`: the first channel of a call (a Linkedid) appeared.
+    CallStarted {
+        /// The call: Asterisk's Linkedid.
+        call_id: Id,
+        /// The first channel's Uniqueid.
+        session_id: Id,
+        from: Text,
+        from_name: Text,
+        to: Text,
+        /// `inbound`, `outbound`, `internal` or `unknown`.
+        direction: &'static str,
+        channel: LongText,
+        extra_headers: Headers,
+    }
+}
+
+body! {
+    /// `call.ringing`, `call.answered`, `call.noanswer`, `call.rerouted`: a call and one target.
+    CallTarget {
+        call_id: Id,
+        /// The number or endpoint dialled (or who answered).
+        target: Text,
+        channel: LongText,
+    }
+}
+
+body! {
+    /// `call.held` / `call.unheld`.
+    CallHold {
+        call_id: Id,
+        /// Who put the call on hold (or took it off).
+        aor: Text,
+        /// The other party.
+        peer_aor: Text,
+        channel: LongText,
+    }
+}
+
+body! {
+    /// `call.failed`: the call did not reach anyone.
+    CallFailed {
+        call_id: Id,
+        target: Text,
+        /// SIP final response code, 0 when unknown.
+        sip_code: u16,
+        /// Q.850 cause code.
+        cause: u16,
+        cause_name: &'static str,
+        /// Asterisk's DialStatus (`BUSY`, `CONGESTION`, `CHANUNAVAIL`, ...) or empty.
+        dial_status: &'static str,
+    }
+}
+
+body! {
+    /// `call.ended`: the last channel of the call hung up.
+    CallEnded {
+        call_id: Id,
+        from: Text,
+        to: Text,
+        /// Q.850 cause code of the hangup that ended the call.
+        cause: u16,
+        cause_name: &'static str,
+        /// SIP final response code, 0 when unknown.
+        sip_code: u16,
+        /// Seconds from start to end.
+        duration: u32,
+        /// Seconds from answer to end; 0 when never answered.
+        billsec: u32,
+        answered: bool,
+        extra_headers: Headers,
+    }
+}
+
+body! {
+    /// `target.added`, `.ringing`, `.noanswer`, `.failed`, `.ended`: one dialled leg.
+    TargetLeg {
+        call_id: Id,
+        target: Text,
+        /// The leg's channel (its contact on the PBX side).
+        contact: LongText,
+        /// Q.850 cause, 0 when not applicable.
+        cause: u16,
+        cause_name: &'static str,
+        sip_code: u16,
+    }
+}
+
+body! {
+    /// `call.cdr`: Asterisk's call detail record (cdr_manager), as sent.
+    Cdr {
+        call_id: Id,
+        unique_id: Id,
+        account_code: Text,
+        source: Text,
+        destination: Text,
+        destination_context: Text,
+        caller_id: Text,
+        channel: LongText,
+        destination_channel: LongText,
+        last_application: Text,
+        last_data: LongText,
+        /// `YYYY-MM-DD HH:MM:SS` in the PBX's local time, as Asterisk writes it.
+        start_time: Text,
+        answer_time: Text,
+        end_time: Text,
+        duration: u32,
+        billsec: u32,
+        /// `ANSWERED`, `NO ANSWER`, `BUSY`, `FAILED`, `CONGESTION`.
+        disposition: Text,
+        ama_flags: Text,
+        user_field: LongText,
+    }
+}
+
+body! {
+    /// `endpoint.registered` / `endpoint.unregistered`.
+    Registration {
+        /// Address of record (the endpoint, e.g. `101`).
+        aor: Text,
+        /// Contact URI, when known.
+        contact: LongText,
+        /// Seconds the registration is valid for; 0 when unknown or removed.
+        expires: u32,
+        user_agent: Text,
+        received_from: Text,
+        /// Asterisk's status word (`Reachable`, `NonQualified`, `Removed`, ...).
+        status: Text,
+        /// `PJSIP` or `SIP`.
+        technology: &'static str,
+    }
+}
+
+body! {
+    /// `endpoint.presence`: device, extension or presence state changed.
+    Presence {
+        extension: Text,
+        /// Normalized state: `available`, `in_use`, `busy`, `ringing`, `on_hold`, `unavailable`, `unknown`.
+        state: &'static str,
+        /// Free text: the presence note or Asterisk's own state word.
+        note: LongText,
+    }
+}
+
+body! {
+    /// `queue.caller_joined` / `queue.caller_left`.
+    QueueCaller {
+        queue: Text,
+        call_id: Id,
+        caller: Text,
+        caller_name: Text,
+        position: u32,
+        /// For `caller_left`: `answered`, `abandoned`, `timeout` or `left`; empty on join.
+        reason: &'static str,
+        /// Seconds the caller waited.
+        waited: u32,
+    }
+}
+
+body! {
+    /// `queue.agent_status`: a member's state in a queue changed.
+    QueueAgent {
+        queue: Text,
+        /// The member's interface (`PJSIP/102`).
+        agent: Text,
+        name: Text,
+        /// `ready`, `in_call`, `ringing`, `paused`, `unavailable`, `removed`, `unknown`.
+        state: &'static str,
+        paused: bool,
+    }
+}
+
+body! {
+    /// `queue.sla_breached`: a caller waited longer than the queue's SLA.
+    QueueSla {
+        queue: Text,
+        call_id: Id,
+        caller: Text,
+        waited: u32,
+        sla_secs: u32,
+    }
+}
+
+body! {
+    /// `system.asterisk_up`, `.asterisk_down`, `.asterisk_degraded`, `.asterisk_restarted`.
+    AsteriskHealth {
+        pid: u32,
+        /// Resident set size in KiB.
+        rss_kib: u64,
+        /// CPU use over the last check, in percent of one core.
+        cpu_pct: u32,
+        threads: u32,
+        fds: u32,
+        ami_connected: bool,
+        /// Last AMI Ping round trip in milliseconds, 0 when unknown.
+        ping_ms: u32,
+        /// Why this state: which threshold, or what happened.
+        reason: LongText,
+    }
+}
+
+body! {
+    /// `system.ami_connected` / `system.ami_disconnected`.
+    AmiLink {
+        address: Text,
+        reason: LongText,
+    }
+}
+
+body! {
+    /// `system.events_dropped`: a sink's ring overflowed (reported at most every few seconds).
+    Dropped {
+        sink: Text,
+        /// Dropped since the last report.
+        dropped: u64,
+        /// Dropped since start.
+        total: u64,
+    }
+}
+
+/// The event class: the first part of `class.event`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Class {
+    Call,
+    Target,
+    Endpoint,
+    Queue,
+    System,
+}
+
+impl Class {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Class::Call => "call",
+            Class::Target => "target",
+            Class::Endpoint => "endpoint",
+            Class::Queue => "queue",
+            Class::System => "system",
+        }
+    }
+}
+
+/// Declares `Body` with each variant's class and event name.
+macro_rules! bodies {
+    ($($variant:ident($ty:ty) = $class:ident, $name:literal;)*) => {
+        /// What happened, with its typed fields.
+        #[derive(Debug, Clone, PartialEq)]
+        pub enum Body { $($variant($ty)),* }
+
+        impl Body {
+            pub fn class(&self) -> Class {
+                match self { $(Body::$variant(_) => Class::$class),* }
+            }
+            /// The event name within its class (`started` in `call.started`).
+            pub fn name(&self) -> &'static str {
+                match self { $(Body::$variant(_) => $name),* }
+            }
+            pub fn fields(&self) -> &dyn Fields {
+                match self { $(Body::$variant(b) => b),* }
+            }
+        }
+    };
+}
+
+bodies! {
+    CallStarted(CallStarted) = Call, "started";
+    CallRinging(CallTarget) = Call, "ringing";
+    CallAnswered(CallTarget) = Call, "answered";
+    CallHeld(CallHold) = Call, "held";
+    CallUnheld(CallHold) = Call, "unheld";
+    CallRerouted(CallTarget) = Call, "rerouted";
+    CallNoAnswer(CallTarget) = Call, "noanswer";
+    CallFailed(CallFailed) = Call, "failed";
+    CallEnded(CallEnded) = Call, "ended";
+    CallCdr(Cdr) = Call, "cdr";
+    TargetAdded(TargetLeg) = Target, "added";
+    TargetRinging(TargetLeg) = Target, "ringing";
+    TargetNoAnswer(TargetLeg) = Target, "noanswer";
+    TargetFailed(TargetLeg) = Target, "failed";
+    TargetEnded(TargetLeg) = Target, "ended";
+    EndpointRegistered(Registration) = Endpoint, "registered";
+    EndpointUnregistered(Registration) = Endpoint, "unregistered";
+    EndpointPresence(Presence) = Endpoint, "presence";
+    QueueCallerJoined(QueueCaller) = Queue, "caller_joined";
+    QueueCallerLeft(QueueCaller) = Queue, "caller_left";
+    QueueAgentStatus(QueueAgent) = Queue, "agent_status";
+    QueueSlaBreached(QueueSla) = Queue, "sla_breached";
+    AsteriskUp(AsteriskHealth) = System, "asterisk_up";
+    AsteriskDown(AsteriskHealth) = System, "asterisk_down";
+    AsteriskDegraded(AsteriskHealth) = System, "asterisk_degraded";
+    AsteriskRestarted(AsteriskHealth) = System, "asterisk_restarted";
+    AmiConnected(AmiLink) = System, "ami_connected";
+    AmiDisconnected(AmiLink) = System, "ami_disconnected";
+    EventsDropped(Dropped) = System, "events_dropped";
+}
+
+/// Appliance name carried in every event.
+pub type Host = Text;
+
+/// One event, as it travels from the normalizer through the bus to the sinks.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Event {
+    /// Position in the bus since start: consecutive, so gaps show drops and repeats show duplicates.
+    pub seq: u64,
+    /// Microseconds since the Unix epoch.
+    pub time: u64,
+    pub host: Host,
+    pub body: Body,
+}
+
+impl Event {
+    /// An event stamped with `time`; `seq` is assigned when published on the bus.
+    pub fn new(time: u64, host: &Host, body: Body) -> Self {
+        Event {
+            seq: 0,
+            time,
+            host: host.clone(),
+            body,
+        }
+    }
+
+    pub fn class(&self) -> Class {
+        self.body.class()
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.body.name()
+    }
+
+    /// Looks up one field by its wire name.
+    pub fn field(&self, key: &str) -> Option<Value<'_>> {
+        let mut found = None;
+        self.body.fields().for_each_field(&mut |k, v| {
+            if found.is_none() && k == key {
+                found = Some(v);
+            }
+        });
+        found
+    }
+
+    /// A field as a string, or `""` when absent or not a string.
+    pub fn str_field(&self, key: &str) -> &str {
+        match self.field(key) {
+            Some(Value::Str(s)) => s,
+            _ => "",
+        }
+    }
+}
+
+/// Microseconds since the Unix epoch, now.
+pub fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_micros() as u64)
+        .unwrap_or(0)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn set_cuts_at_char_boundary_and_reports_it() {
+        let mut s: String<4> = String::new();
+        assert!(!set(&mut s, "abcd"));
+        assert_eq!(s, "abcd");
+        assert!(set(&mut s, "abcé"));
+        assert_eq!(s, "abc");
+    }
+
+    #[test]
+    fn headers_replace_case_insensitively_and_count_overflow() {
+        let mut h = Headers::default();
+        assert!(!h.insert("X-Trace", "1"));
+        assert!(!h.insert("x-trace", "2"));
+        assert_eq!(h.iter().collect::<std::vec::Vec<_>>(), [("X-Trace", "2")]);
+        for i in 1..MAX_EXTRA_HEADERS {
+            assert!(!h.insert(&format!("X-{i}"), "v"));
+        }
+        assert!(h.insert("X-one-too-many", "v"));
+        assert_eq!(h.len(), MAX_EXTRA_HEADERS);
+    }
+
+    #[test]
+    fn class_name_and_field_lookup() {
+        let host: Host = text("pbx1");
+        let ev = Event::new(
+            1,
+            &host,
+            Body::CallStarted(CallStarted {
+                call_id: text("1.2"),
+                from: text("101"),
+                ..Default::default()
+            }),
+        );
+        assert_eq!((ev.class().as_str(), ev.name()), ("call", "started"));
+        assert_eq!(ev.str_field("from"), "101");
+        assert_eq!(ev.field("nope"), None);
+    }
+}

@@ -1,0 +1,120 @@
+//! Sinks: where events go. Each sink has the same shape: a config struct (`XSinkConfig`),
+//! a constructor that validates it (`XSink::new`), and `run(self, rx)`, which delivers
+//! events from its ring until the bus closes and the ring is drained.
+
+pub mod mqtt;
+pub mod nats;
+pub mod stdout;
+pub mod webhook;
+pub mod websocket;
+
+use serde::Deserialize;
+use tokio::task::JoinHandle;
+
+use crate::bus::{Bus, Publisher};
+use crate::config::ConfigError;
+
+/// One `[[sinks]]` table, chosen by its `type`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+pub enum SinkConfig {
+    Nats(nats::NatsSinkConfig),
+    Mqtt(mqtt::MqttSinkConfig),
+    Webhook(webhook::WebhookSinkConfig),
+    Websocket(websocket::WebsocketSinkConfig),
+    Stdout(stdout::StdoutSinkConfig),
+}
+
+impl SinkConfig {
+    /// The sink's type, as written in the config.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            SinkConfig::Nats(_) => "nats",
+            SinkConfig::Mqtt(_) => "mqtt",
+            SinkConfig::Webhook(_) => "webhook",
+            SinkConfig::Websocket(_) => "websocket",
+            SinkConfig::Stdout(_) => "stdout",
+        }
+    }
+
+    /// Checks the sink's settings; `key` is its place in the file (`sinks[2]`).
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        match self {
+            SinkConfig::Nats(c) => c.validate(key),
+            SinkConfig::Mqtt(c) => c.validate(key),
+            SinkConfig::Webhook(c) => c.validate(key),
+            SinkConfig::Websocket(c) => c.validate(key),
+            SinkConfig::Stdout(_) => Ok(()),
+        }
+    }
+
+    /// Replaces the sink's `*_file` secrets by their contents.
+    pub fn resolve_secrets(
+        &mut self,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        match self {
+            SinkConfig::Nats(c) => c.resolve_secrets(key, env),
+            SinkConfig::Mqtt(c) => c.resolve_secrets(key, env),
+            SinkConfig::Webhook(c) => c.resolve_secrets(key, env),
+            SinkConfig::Websocket(c) => c.resolve_secrets(key, env),
+            SinkConfig::Stdout(_) => Ok(()),
+        }
+    }
+}
+
+/// Environment variables that add or configure sinks (Routr's `NATS_PUBLISHER_*`).
+pub fn apply_env(
+    sinks: &mut Vec<SinkConfig>,
+    env: &dyn Fn(&str) -> Option<String>,
+) -> Result<(), ConfigError> {
+    nats::apply_routr_env(sinks, env)
+}
+
+/// A sink that could not start.
+#[derive(Debug, thiserror::Error)]
+pub enum SinkError {
+    #[error("nats sink: {0}")]
+    Nats(#[from] nats::NatsSinkError),
+    #[error("mqtt sink: {0}")]
+    Mqtt(#[from] mqtt::MqttSinkError),
+    #[error("webhook sink: {0}")]
+    Webhook(#[from] webhook::WebhookSinkError),
+    #[error("websocket sink: {0}")]
+    Websocket(#[from] websocket::WebsocketSinkError),
+}
+
+/// Subscribes the sink described by `cfg` to the bus and starts it on the runtime.
+/// `index` is its place in the config, used to name it in logs and counters.
+pub async fn start(cfg: &SinkConfig, index: usize, bus: &Bus) -> Result<JoinHandle<()>, SinkError> {
+    let name = format!("{}#{index}", cfg.kind());
+    let publisher: Publisher = bus.publisher();
+    Ok(match cfg {
+        SinkConfig::Stdout(c) => {
+            let sink = stdout::StdoutSink::new(c);
+            let rx = bus.subscribe(&name);
+            tokio::spawn(sink.run(rx))
+        }
+        SinkConfig::Nats(c) => {
+            let sink = nats::NatsSink::new(c, publisher).await?;
+            let rx = bus.subscribe(&name);
+            tokio::spawn(sink.run(rx))
+        }
+        SinkConfig::Mqtt(c) => {
+            let sink = mqtt::MqttSink::new(c, publisher).await?;
+            let rx = bus.subscribe(&name);
+            tokio::spawn(sink.run(rx))
+        }
+        SinkConfig::Webhook(c) => {
+            let sink = webhook::WebhookSink::new(c, publisher).await?;
+            let rx = bus.subscribe(&name);
+            tokio::spawn(sink.run(rx))
+        }
+        SinkConfig::Websocket(c) => {
+            let sink = websocket::WebsocketSink::new(c, publisher).await?;
+            let rx = bus.subscribe(&name);
+            tokio::spawn(sink.run(rx))
+        }
+    })
+}

@@ -1,0 +1,49 @@
+//! Helpers shared by the integration tests: real external programs, free ports, waiting.
+#![allow(dead_code)] // each test binary uses its own subset
+
+use std::net::TcpListener;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+/// The path of an external program the test needs. Panics, naming the program and the
+/// Debian package that provides it, when it is not installed: a missing dependency fails
+/// the test loudly, it never skips it.
+pub fn require(program: &str, package: &str) -> PathBuf {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    for dir in std::env::split_paths(&path).chain(["/usr/sbin".into(), "/sbin".into()]) {
+        let candidate = dir.join(program);
+        if candidate.is_file() {
+            return candidate;
+        }
+    }
+    panic!(
+        "this test needs `{program}`, which is not installed: `apt-get install -y {package}` \
+         (scripts/install-test-deps.sh installs everything the tests need)"
+    );
+}
+
+/// A TCP port on 127.0.0.1 that was free a moment ago.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind 127.0.0.1:0")
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+/// Waits until something accepts TCP connections on 127.0.0.1:`port`, or panics.
+pub fn wait_for_port(port: u16, within: Duration) {
+    let start = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            start.elapsed() < within,
+            "nothing listened on 127.0.0.1:{port} within {within:?}"
+        );
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The pbxtap binary built for this test run.
+pub fn pbxtap_bin() -> PathBuf {
+    PathBuf::from(env!("CARGO_BIN_EXE_pbxtap"))
+}
