@@ -374,6 +374,15 @@ body! {
     }
 }
 
+body! {
+    /// `system.sink_down` / `system.sink_up`: a sink lost or regained its destination
+    /// (broker refused us, endpoint unreachable), so operators see it in every other sink.
+    SinkStatus {
+        sink: Text,
+        reason: LongText,
+    }
+}
+
 /// The event class: the first part of `class.event`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Class {
@@ -448,6 +457,8 @@ bodies! {
     AmiConnected(AmiLink) = System, "ami_connected";
     AmiDisconnected(AmiLink) = System, "ami_disconnected";
     EventsDropped(Dropped) = System, "events_dropped";
+    SinkDown(SinkStatus) = System, "sink_down";
+    SinkUp(SinkStatus) = System, "sink_up";
 }
 
 /// Appliance name carried in every event.
