@@ -7,8 +7,11 @@
 //! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
 //! - `config`: the TOML file, environment overrides and secrets.
 
+pub mod ami;
+pub mod app;
 pub mod bus;
 pub mod config;
 pub mod dialect;
 pub mod event;
+pub mod logging;
 pub mod sink;

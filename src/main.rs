@@ -1,1 +1,132 @@
-fn main() {}
+//! The `pbxtap` command: `run`, `check-config`, `demo`, `--version`.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use pbxtap::config::{self, Config};
+
+const USAGE: &str = "\
+usage: pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to the configured sinks
+       pbxtap check-config [FILE]     validate a config file (exit 0 when valid)
+       pbxtap demo                    replay a recorded Asterisk session through the pipeline to stdout
+       pbxtap --version
+
+FILE defaults to /etc/pbxtap/pbxtap.toml. Environment variables (PBXTAP_AMI_ADDRESS, ...,
+NATS_PUBLISHER_*) override the file; see README.md.";
+
+enum Command {
+    Run(PathBuf),
+    CheckConfig(PathBuf),
+    Demo,
+    Version,
+    Help,
+}
+
+fn parse_args(args: &[String]) -> Result<Command, String> {
+    let default = || PathBuf::from(config::DEFAULT_PATH);
+    match args {
+        [] => Err("a command is needed".into()),
+        [v] if v == "--version" || v == "-V" || v == "version" => Ok(Command::Version),
+        [h, ..] if h == "--help" || h == "-h" || h == "help" => Ok(Command::Help),
+        [c, rest @ ..] if c == "run" => match rest {
+            [] => Ok(Command::Run(default())),
+            [f, file] if f == "--config" || f == "-c" => Ok(Command::Run(file.into())),
+            [f] if f == "--config" || f == "-c" => Err(format!("{f} needs a file name")),
+            other => Err(format!("unexpected argument `{}` for run", other[0])),
+        },
+        [c, rest @ ..] if c == "check-config" => match rest {
+            [] => Ok(Command::CheckConfig(default())),
+            [file] => Ok(Command::CheckConfig(file.into())),
+            other => Err(format!(
+                "unexpected argument `{}` for check-config",
+                other[1]
+            )),
+        },
+        [c, rest @ ..] if c == "demo" => match rest {
+            [] => Ok(Command::Demo),
+            other => Err(format!("unexpected argument `{}` for demo", other[0])),
+        },
+        [other, ..] => Err(format!("unknown command `{other}`")),
+    }
+}
+
+fn env(key: &str) -> Option<String> {
+    std::env::var(key).ok()
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let command = match parse_args(&args) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("pbxtap: {e}\n\n{USAGE}");
+            return ExitCode::from(2);
+        }
+    };
+    match command {
+        Command::Version => {
+            println!("pbxtap {}", env!("CARGO_PKG_VERSION"));
+            ExitCode::SUCCESS
+        }
+        Command::Help => {
+            println!("{USAGE}");
+            ExitCode::SUCCESS
+        }
+        Command::CheckConfig(path) => match Config::load(&path, &env) {
+            Ok(cfg) => {
+                println!(
+                    "{}: valid ({} sink{}: {})",
+                    path.display(),
+                    cfg.sinks.len(),
+                    if cfg.sinks.len() == 1 { "" } else { "s" },
+                    cfg.sinks
+                        .iter()
+                        .map(|s| s.kind())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                );
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("pbxtap: invalid config: {e}");
+                ExitCode::from(1)
+            }
+        },
+        Command::Run(path) => {
+            let cfg = match Config::load(&path, &env) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("pbxtap: invalid config: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            pbxtap::logging::init(&cfg.log);
+            run_async(pbxtap::app::run(cfg, path))
+        }
+        Command::Demo => {
+            pbxtap::logging::init_demo();
+            run_async(pbxtap::app::demo())
+        }
+    }
+}
+
+fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
+    let rt = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("pbxtap: cannot start the runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    match rt.block_on(fut) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("pbxtap: {e:#}");
+            ExitCode::from(1)
+        }
+    }
+}
