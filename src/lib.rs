@@ -14,4 +14,5 @@ pub mod config;
 pub mod dialect;
 pub mod event;
 pub mod logging;
+pub mod normalize;
 pub mod sink;

@@ -1,0 +1,744 @@
+//! Live calls and channels: Newchannel / Newstate / Dial* / Hangup / Hold / Cdr → call.* and target.*.
+//!
+//! A call is an Asterisk Linkedid: it starts with its first channel and ends when its last
+//! channel hangs up. Dialled legs (DialBegin's destination) are its targets. Both tables are
+//! fixed-capacity; when one is full the entry idle longest is evicted and counted.
+
+use heapless::Vec;
+
+use super::cause;
+use super::{bounded, clean, NormalizeStats};
+use crate::ami::frame::Message;
+use crate::event::{
+    Body, CallEnded, CallFailed, CallHold, CallStarted, CallTarget, Cdr, Headers, Id, LongText,
+    TargetLeg, Text,
+};
+
+/// Calls tracked at once (an appliance PBX with 256 simultaneous calls is a big one).
+pub const MAX_CALLS: usize = 256;
+/// Channels tracked at once: a call has two or three (caller, callee, ring-all legs).
+pub const MAX_CHANNELS: usize = 512;
+
+/// `cause_name` of a call or leg that vanished while the AMI connection was down.
+pub const VANISHED: &str = "VANISHED_DURING_AMI_OUTAGE";
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Outcome {
+    Pending,
+    Answered,
+    NoAnswer,
+    Failed,
+}
+
+#[derive(Debug, Clone)]
+struct Call {
+    id: Id,
+    session_id: Id,
+    from: Text,
+    to: Text,
+    started_at: u64,
+    answered_at: u64,
+    last_activity: u64,
+    outcome: Outcome,
+    /// A dial of this call ended unanswered: the next DialBegin is a reroute.
+    dial_ended_unanswered: bool,
+    /// DialStatus of the last unanswered dial, for the SIP code of the end.
+    last_dial_status: &'static str,
+    ringing_sent: bool,
+    /// Hangup cause of the call's first channel (the caller).
+    caller_cause: Option<u16>,
+    headers: Headers,
+}
+
+#[derive(Debug, Clone)]
+struct Channel {
+    uniqueid: Id,
+    call_id: Id,
+    name: LongText,
+    /// Who this channel is: its caller-ID number, or for a dialled leg the number dialled.
+    target: Text,
+    /// A dialled leg (the destination of a DialBegin, or a later channel of the call).
+    leg: bool,
+    ringing: bool,
+    up: bool,
+    dial_done: bool,
+    last_activity: u64,
+    /// Listed in the current resync (or created since it began).
+    seen: bool,
+}
+
+#[derive(Default)]
+pub struct Calls {
+    calls: Vec<Call, MAX_CALLS>,
+    channels: Vec<Channel, MAX_CHANNELS>,
+    resyncing: bool,
+}
+
+/// The endpoint part of a channel name: `PJSIP/101-00000002` → `101`.
+fn endpoint_of(channel: &str) -> &str {
+    let rest = channel.split_once('/').map_or(channel, |(_, r)| r);
+    rest.rsplit_once('-').map_or(rest, |(e, _)| e)
+}
+
+/// The static name of a DialStatus value (the event model holds `&'static str`).
+fn dial_status(s: &str) -> &'static str {
+    match s {
+        "ANSWER" => "ANSWER",
+        "BUSY" => "BUSY",
+        "NOANSWER" => "NOANSWER",
+        "CANCEL" => "CANCEL",
+        "CONGESTION" => "CONGESTION",
+        "CHANUNAVAIL" => "CHANUNAVAIL",
+        "DONTCALL" => "DONTCALL",
+        "TORTURE" => "TORTURE",
+        "INVALIDARGS" => "INVALIDARGS",
+        _ => "OTHER",
+    }
+}
+
+/// The Q.850 cause a failed DialStatus stands for.
+fn dial_status_cause(s: &str) -> u16 {
+    match s {
+        "BUSY" => 17,
+        "NOANSWER" => 19,
+        "CONGESTION" => 34,
+        "CHANUNAVAIL" => 20,
+        "CANCEL" => 26,
+        _ => 0,
+    }
+}
+
+fn secs(from: u64, to: u64) -> u32 {
+    (to.saturating_sub(from) / 1_000_000).min(u64::from(u32::MAX)) as u32
+}
+
+fn parse_u16(v: Option<&str>) -> u16 {
+    v.and_then(|v| v.trim().parse().ok()).unwrap_or(0)
+}
+
+impl Calls {
+    pub fn live_calls(&self) -> usize {
+        self.calls.len()
+    }
+
+    pub fn is_answered(&self, call_id: &str) -> bool {
+        self.calls
+            .iter()
+            .any(|c| c.id == call_id && c.outcome == Outcome::Answered)
+    }
+
+    fn call(&mut self, id: &str) -> Option<&mut Call> {
+        self.calls.iter_mut().find(|c| c.id == id)
+    }
+
+    fn channel_index(&self, uniqueid: &str) -> Option<usize> {
+        self.channels.iter().position(|c| c.uniqueid == uniqueid)
+    }
+
+    pub fn begin_resync(&mut self) {
+        self.resyncing = true;
+        for ch in self.channels.iter_mut() {
+            ch.seen = false;
+        }
+    }
+
+    pub fn connection_lost(&mut self) {
+        self.resyncing = false;
+    }
+
+    pub fn handle(
+        &mut self,
+        name: &str,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        match name {
+            // A channel listed after a reconnect is handled like a new one: known channels
+            // are marked seen, unknown ones started while we were away.
+            "Newchannel" | "CoreShowChannel" => self.new_channel(msg, now, stats, emit),
+            "CoreShowChannelsComplete" => self.end_resync(now, stats, emit),
+            "Newstate" => self.new_state(msg, now, stats, emit),
+            "DialBegin" => self.dial_begin(msg, now, stats, emit),
+            "DialEnd" => self.dial_end(msg, now, stats, emit),
+            "Hangup" => self.hangup(msg, now, stats, emit),
+            "Hold" | "Unhold" => self.hold(name == "Hold", msg, now, stats, emit),
+            "Cdr" => self.cdr(msg, stats, emit),
+            "BlindTransfer" | "AttendedTransfer" => self.transfer(name, msg, stats, emit),
+            _ => stats.ignored += 1,
+        }
+    }
+
+    /// A VarSet of an `X-` variable: the call's extra header.
+    pub fn var_set(&mut self, msg: &Message<'_>, var: &str, now: u64, stats: &mut NormalizeStats) {
+        let Some(uid) = msg.get("Uniqueid") else {
+            return;
+        };
+        let Some(i) = self.channel_index(uid) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let call_id = self.channels[i].call_id.clone();
+        if let Some(call) = self.call(&call_id) {
+            call.last_activity = now;
+            if call.headers.insert(var, msg.get("Value").unwrap_or("")) {
+                stats.truncated += 1;
+            }
+        }
+    }
+
+    /// `ChanVariable(X-Name): value` or `ChanVariable: X-Name=value` headers (manager.conf
+    /// `channelvars`) into `headers`.
+    fn chan_variables(msg: &Message<'_>, headers: &mut Headers, stats: &mut NormalizeStats) {
+        for (k, v) in msg.headers() {
+            let Some(rest) = k.strip_prefix("ChanVariable") else {
+                continue;
+            };
+            let (name, value) = match rest.strip_prefix('(').and_then(|r| r.strip_suffix(')')) {
+                Some(name) => (name, v),
+                None => match v.split_once('=') {
+                    Some(nv) => nv,
+                    None => continue,
+                },
+            };
+            let bare = name.trim_start_matches('_');
+            if bare.len() > 2
+                && bare.as_bytes()[..2].eq_ignore_ascii_case(b"x-")
+                && headers.insert(bare, value)
+            {
+                stats.truncated += 1;
+            }
+        }
+    }
+
+    /// Makes room in the call table, evicting the call idle longest (and its channels).
+    fn make_room_for_call(&mut self, stats: &mut NormalizeStats) {
+        if !self.calls.is_full() {
+            return;
+        }
+        if let Some((i, _)) = self
+            .calls
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.last_activity)
+        {
+            let gone = self.calls.swap_remove(i);
+            self.channels.retain(|ch| ch.call_id != gone.id);
+            stats.evicted += 1;
+        }
+    }
+
+    fn make_room_for_channel(&mut self, stats: &mut NormalizeStats) {
+        if !self.channels.is_full() {
+            return;
+        }
+        if let Some((i, _)) = self
+            .channels
+            .iter()
+            .enumerate()
+            .min_by_key(|(_, c)| c.last_activity)
+        {
+            self.channels.swap_remove(i);
+            stats.evicted += 1;
+        }
+    }
+
+    fn new_channel(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let Some(uid) = msg.get("Uniqueid") else {
+            stats.unmatched += 1;
+            return;
+        };
+        if let Some(i) = self.channel_index(uid) {
+            // Already known (announced before a reconnect): nothing new.
+            self.channels[i].seen = true;
+            return;
+        }
+        let linkedid = msg.get("Linkedid").unwrap_or(uid);
+        let number = clean(msg.get("CallerIDNum"));
+        let channel = msg.get("Channel").unwrap_or("");
+        let is_new_call = !self.calls.iter().any(|c| c.id == linkedid);
+        if is_new_call {
+            self.make_room_for_call(stats);
+            let mut headers = Headers::default();
+            Self::chan_variables(msg, &mut headers, stats);
+            let started = CallStarted {
+                call_id: bounded(stats, linkedid),
+                session_id: bounded(stats, uid),
+                from: bounded(stats, number),
+                from_name: bounded(stats, clean(msg.get("CallerIDName"))),
+                to: bounded(stats, clean(msg.get("Exten"))),
+                direction: "unknown",
+                channel: bounded(stats, channel),
+                extra_headers: headers.clone(),
+            };
+            let call = Call {
+                id: started.call_id.clone(),
+                session_id: started.session_id.clone(),
+                from: started.from.clone(),
+                to: started.to.clone(),
+                started_at: now,
+                answered_at: 0,
+                last_activity: now,
+                outcome: Outcome::Pending,
+                dial_ended_unanswered: false,
+                last_dial_status: "",
+                ringing_sent: false,
+                caller_cause: None,
+                headers,
+            };
+            // Cannot fail: room was made above.
+            let _ = self.calls.push(call);
+            emit(Body::CallStarted(started));
+        } else if let Some(call) = self.call(linkedid) {
+            call.last_activity = now;
+            let mut headers = core::mem::take(&mut call.headers);
+            Self::chan_variables(msg, &mut headers, stats);
+            if let Some(call) = self.call(linkedid) {
+                call.headers = headers;
+            }
+        }
+        self.make_room_for_channel(stats);
+        let ch = Channel {
+            uniqueid: bounded(stats, uid),
+            call_id: bounded(stats, linkedid),
+            name: bounded(stats, channel),
+            target: bounded(
+                stats,
+                if number.is_empty() {
+                    endpoint_of(channel)
+                } else {
+                    number
+                },
+            ),
+            leg: !is_new_call,
+            ringing: false,
+            up: false,
+            dial_done: false,
+            last_activity: now,
+            seen: true,
+        };
+        let _ = self.channels.push(ch);
+    }
+
+    /// The `CoreShowChannels` list is complete: channels not in it are gone, and calls
+    /// left without channels end with `VANISHED_DURING_AMI_OUTAGE`.
+    fn end_resync(&mut self, now: u64, stats: &mut NormalizeStats, emit: &mut dyn FnMut(Body)) {
+        if !self.resyncing {
+            return;
+        }
+        self.resyncing = false;
+        while let Some(i) = self.channels.iter().position(|c| !c.seen) {
+            let ch = self.channels.swap_remove(i);
+            if ch.leg {
+                emit(Body::TargetEnded(TargetLeg {
+                    call_id: ch.call_id.clone(),
+                    target: ch.target.clone(),
+                    contact: ch.name.clone(),
+                    cause: 0,
+                    cause_name: VANISHED,
+                    sip_code: 0,
+                }));
+            }
+            if !self.channels.iter().any(|c| c.call_id == ch.call_id) {
+                self.end_call(&ch.call_id, 0, VANISHED, now, stats, emit);
+            }
+        }
+    }
+
+    fn new_state(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let state = msg.get("ChannelState").unwrap_or("");
+        if state != "5" && state != "6" {
+            return;
+        }
+        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let ch = &mut self.channels[i];
+        ch.last_activity = now;
+        if !ch.leg {
+            return;
+        }
+        let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
+        if state == "5" && !ch.ringing {
+            ch.ringing = true;
+            emit(Body::TargetRinging(TargetLeg {
+                call_id: call_id.clone(),
+                target: target.clone(),
+                contact: name.clone(),
+                ..Default::default()
+            }));
+            if let Some(call) = self.call(&call_id) {
+                if !call.ringing_sent {
+                    call.ringing_sent = true;
+                    emit(Body::CallRinging(CallTarget {
+                        call_id,
+                        target,
+                        channel: name,
+                    }));
+                }
+            }
+        } else if state == "6" && !ch.up {
+            ch.up = true;
+            self.answered(&call_id, &target, &name, now, emit);
+        }
+    }
+
+    /// The call was answered by `target`: `call.answered`, once per call.
+    fn answered(
+        &mut self,
+        call_id: &Id,
+        target: &Text,
+        channel: &LongText,
+        now: u64,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        if let Some(call) = self.call(call_id) {
+            if call.outcome != Outcome::Answered {
+                call.outcome = Outcome::Answered;
+                call.answered_at = now;
+                emit(Body::CallAnswered(CallTarget {
+                    call_id: call_id.clone(),
+                    target: target.clone(),
+                    channel: channel.clone(),
+                }));
+            }
+        }
+    }
+
+    /// The dialled leg of a DialBegin/DialEnd, and its call (Originate dials have no
+    /// `Channel:`, only the `Dest*` headers).
+    fn leg_of(&self, msg: &Message<'_>) -> Option<usize> {
+        msg.get("DestUniqueid").and_then(|u| self.channel_index(u))
+    }
+
+    fn dial_begin(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let Some(i) = self.leg_of(msg) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let dest = clean(msg.get("DestCallerIDNum"));
+        let target = if dest.is_empty() {
+            msg.get("DialString").unwrap_or("")
+        } else {
+            dest
+        };
+        let target: Text = bounded(stats, target);
+        let ch = &mut self.channels[i];
+        ch.leg = true;
+        ch.target = target.clone();
+        ch.last_activity = now;
+        let (call_id, name) = (ch.call_id.clone(), ch.name.clone());
+        if let Some(call) = self.call(&call_id) {
+            call.last_activity = now;
+            if call.dial_ended_unanswered && call.outcome != Outcome::Answered {
+                call.dial_ended_unanswered = false;
+                emit(Body::CallRerouted(CallTarget {
+                    call_id: call_id.clone(),
+                    target: target.clone(),
+                    channel: name.clone(),
+                }));
+            }
+        }
+        emit(Body::TargetAdded(TargetLeg {
+            call_id,
+            target,
+            contact: name,
+            ..Default::default()
+        }));
+    }
+
+    fn dial_end(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let Some(i) = self.leg_of(msg) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let ch = &mut self.channels[i];
+        if ch.dial_done {
+            // DialEnd can arrive twice for one leg.
+            return;
+        }
+        ch.dial_done = true;
+        ch.last_activity = now;
+        let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
+        let status = dial_status(msg.get("DialStatus").unwrap_or(""));
+        if status == "ANSWER" {
+            self.channels[i].up = true;
+            self.answered(&call_id, &target, &name, now, emit);
+            return;
+        }
+        if status == "CANCEL" {
+            // Another leg answered, or the caller gave up: the leg's Hangup says which.
+            return;
+        }
+        let cause = dial_status_cause(status);
+        let sip_code = cause::dial_status_sip_code(status);
+        let leg = TargetLeg {
+            call_id: call_id.clone(),
+            target: target.clone(),
+            contact: name.clone(),
+            cause,
+            cause_name: cause::name(cause),
+            sip_code,
+        };
+        let Some(call) = self.call(&call_id) else {
+            return;
+        };
+        call.dial_ended_unanswered = true;
+        call.last_dial_status = status;
+        let answered = call.outcome == Outcome::Answered;
+        if status == "NOANSWER" {
+            emit(Body::TargetNoAnswer(leg));
+            if !answered {
+                call.outcome = Outcome::NoAnswer;
+                emit(Body::CallNoAnswer(CallTarget {
+                    call_id,
+                    target,
+                    channel: name,
+                }));
+            }
+        } else {
+            emit(Body::TargetFailed(leg));
+            if !answered {
+                call.outcome = Outcome::Failed;
+                emit(Body::CallFailed(CallFailed {
+                    call_id,
+                    target,
+                    sip_code,
+                    cause,
+                    cause_name: cause::name(cause),
+                    dial_status: status,
+                }));
+            }
+        }
+    }
+
+    fn hangup(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let ch = self.channels.swap_remove(i);
+        let cause = parse_u16(msg.get("Cause"));
+        if ch.leg {
+            emit(Body::TargetEnded(TargetLeg {
+                call_id: ch.call_id.clone(),
+                target: ch.target.clone(),
+                contact: ch.name.clone(),
+                cause,
+                cause_name: cause::name(cause),
+                sip_code: cause::sip_code(cause),
+            }));
+        }
+        if let Some(call) = self.call(&ch.call_id) {
+            call.last_activity = now;
+            if call.session_id == ch.uniqueid {
+                call.caller_cause = Some(cause);
+            }
+        }
+        if !self.channels.iter().any(|c| c.call_id == ch.call_id) {
+            self.end_call(&ch.call_id, cause, "", now, stats, emit);
+        }
+    }
+
+    /// Ends a call whose last channel is gone: `call.failed` first when it never got
+    /// anywhere for a reason worth reporting, then `call.ended`. `cause_name` overrides the
+    /// Q.850 name when not empty.
+    fn end_call(
+        &mut self,
+        call_id: &Id,
+        last_cause: u16,
+        cause_name: &'static str,
+        now: u64,
+        _stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let Some(i) = self.calls.iter().position(|c| &c.id == call_id) else {
+            return;
+        };
+        let call = self.calls.swap_remove(i);
+        let cause = call.caller_cause.unwrap_or(last_cause);
+        let name = if cause_name.is_empty() {
+            cause::name(cause)
+        } else {
+            cause_name
+        };
+        let sip_code = match call.outcome {
+            Outcome::Answered => 200,
+            _ if !call.last_dial_status.is_empty() => {
+                cause::dial_status_sip_code(call.last_dial_status)
+            }
+            _ => cause::sip_code(cause),
+        };
+        if call.outcome == Outcome::Pending && cause_name.is_empty() && cause::is_failure(cause) {
+            emit(Body::CallFailed(CallFailed {
+                call_id: call.id.clone(),
+                target: call.to.clone(),
+                sip_code,
+                cause,
+                cause_name: name,
+                dial_status: "",
+            }));
+        }
+        let answered = call.outcome == Outcome::Answered;
+        emit(Body::CallEnded(CallEnded {
+            call_id: call.id,
+            from: call.from,
+            to: call.to,
+            cause,
+            cause_name: name,
+            sip_code,
+            duration: secs(call.started_at, now),
+            billsec: if answered {
+                secs(call.answered_at, now)
+            } else {
+                0
+            },
+            answered,
+            extra_headers: call.headers,
+        }));
+    }
+
+    fn hold(
+        &mut self,
+        held: bool,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let ch = &mut self.channels[i];
+        ch.last_activity = now;
+        let body = CallHold {
+            call_id: ch.call_id.clone(),
+            aor: bounded(stats, endpoint_of(ch.name.as_str())),
+            peer_aor: bounded(stats, clean(msg.get("ConnectedLineNum"))),
+            channel: ch.name.clone(),
+        };
+        emit(if held {
+            Body::CallHeld(body)
+        } else {
+            Body::CallUnheld(body)
+        });
+    }
+
+    /// A CDR (cdr_manager). It names the caller's Uniqueid, not the Linkedid: the call is
+    /// found through the channel while it lives, else the Uniqueid stands for it.
+    fn cdr(&mut self, msg: &Message<'_>, stats: &mut NormalizeStats, emit: &mut dyn FnMut(Body)) {
+        let uid = msg.get("UniqueID").unwrap_or("");
+        let call_id = match self.channel_index(uid) {
+            Some(i) => self.channels[i].call_id.clone(),
+            None => bounded(stats, uid),
+        };
+        let g = |k: &str| msg.get(k).unwrap_or("");
+        let num = |k: &str| msg.get(k).and_then(|v| v.trim().parse().ok()).unwrap_or(0);
+        let cdr = Cdr {
+            call_id,
+            unique_id: bounded(stats, uid),
+            account_code: bounded(stats, g("AccountCode")),
+            source: bounded(stats, g("Source")),
+            destination: bounded(stats, g("Destination")),
+            destination_context: bounded(stats, g("DestinationContext")),
+            caller_id: bounded(stats, g("CallerID")),
+            channel: bounded(stats, g("Channel")),
+            destination_channel: bounded(stats, g("DestinationChannel")),
+            last_application: bounded(stats, g("LastApplication")),
+            last_data: bounded(stats, g("LastData")),
+            start_time: bounded(stats, g("StartTime")),
+            answer_time: bounded(stats, g("AnswerTime")),
+            end_time: bounded(stats, g("EndTime")),
+            duration: num("Duration"),
+            billsec: num("BillableSeconds"),
+            disposition: bounded(stats, g("Disposition")),
+            ama_flags: bounded(stats, g("AMAFlags")),
+            user_field: bounded(stats, g("UserField")),
+        };
+        emit(Body::CallCdr(cdr));
+    }
+
+    /// Blind and attended transfers: `call.rerouted` to the new target.
+    fn transfer(
+        &mut self,
+        name: &str,
+        msg: &Message<'_>,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        if msg.get("Result").is_some_and(|r| r != "Success") {
+            return;
+        }
+        let (call, target, channel) = if name == "BlindTransfer" {
+            (
+                msg.get("TransfereeLinkedid"),
+                msg.get("Extension"),
+                msg.get("TransfereeChannel"),
+            )
+        } else {
+            (
+                msg.get("OrigTransfererLinkedid"),
+                msg.get("SecondTransfererConnectedLineNum"),
+                msg.get("SecondTransfererChannel"),
+            )
+        };
+        let Some(call) = call.filter(|c| self.calls.iter().any(|k| k.id == *c)) else {
+            stats.unmatched += 1;
+            return;
+        };
+        emit(Body::CallRerouted(CallTarget {
+            call_id: bounded(stats, call),
+            target: bounded(stats, clean(target)),
+            channel: bounded(stats, channel.unwrap_or("")),
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn endpoint_from_channel_name() {
+        assert_eq!(endpoint_of("PJSIP/101-00000002"), "101");
+        assert_eq!(endpoint_of("SIP/alice-0000ab"), "alice");
+        assert_eq!(
+            endpoint_of("Local/tone@lab-originate-00000001;1"),
+            "tone@lab-originate"
+        );
+        assert_eq!(endpoint_of("weird"), "weird");
+    }
+}

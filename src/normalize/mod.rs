@@ -1,0 +1,331 @@
+//! Normalizer: AMI messages in, events out. A pure state machine with fixed-capacity tables.
+//!
+//! Dispatch is on the `Event:` name, with the events we never use (VarSet, CEL, Newexten,
+//! security events: most of the traffic) rejected first and cheaply. Nothing here allocates
+//! per message: tables are heapless, sized by the constants in each submodule, and a full
+//! table evicts its oldest entry and counts it.
+
+mod calls;
+pub mod cause;
+mod endpoint;
+mod queue;
+
+use heapless::String;
+
+use crate::ami::frame::Message;
+use crate::event::{self, Body};
+
+/// Settings of the normalizer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NormalizeConfig {
+    /// Seconds a queue caller may wait before `queue.sla_breached`; 0 turns it off.
+    pub queue_sla_secs: u32,
+}
+
+impl Default for NormalizeConfig {
+    fn default() -> Self {
+        NormalizeConfig { queue_sla_secs: 60 }
+    }
+}
+
+/// Counters, for the status line, the watchdog and the tests.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct NormalizeStats {
+    /// Messages handled.
+    pub messages: u64,
+    /// Messages ignored: events we do not use, responses, unknown events.
+    pub ignored: u64,
+    /// Events about channels or calls we do not know (started before we connected).
+    pub unmatched: u64,
+    /// Field values cut to fit their bounds.
+    pub truncated: u64,
+    /// Table entries evicted because a table was full.
+    pub evicted: u64,
+    /// Events emitted.
+    pub emitted: u64,
+}
+
+/// The normalizer. Boxed tables: together they are a few hundred KiB, allocated once.
+pub struct Normalizer {
+    cfg: NormalizeConfig,
+    calls: Box<calls::Calls>,
+    endpoints: Box<endpoint::Endpoints>,
+    queues: Box<queue::Queues>,
+    stats: NormalizeStats,
+}
+
+/// Copies `src` into a bounded string, counting a cut.
+pub(crate) fn bounded<const N: usize>(stats: &mut NormalizeStats, src: &str) -> String<N> {
+    let mut out = String::new();
+    if event::set(&mut out, src) {
+        stats.truncated += 1;
+    }
+    out
+}
+
+/// A caller-ID value, with Asterisk's `<unknown>` placeholder read as empty.
+pub(crate) fn clean(v: Option<&str>) -> &str {
+    match v {
+        Some("<unknown>") | None => "",
+        Some(v) => v,
+    }
+}
+
+/// Events that are a large share of the traffic and that we never use: rejected first.
+const IGNORED: &[&str] = &[
+    "VarSet",
+    "CEL",
+    "Newexten",
+    "SuccessfulAuth",
+    "ChallengeSent",
+    "RTCPSent",
+    "RTCPReceived",
+    "DialState",
+    "NewConnectedLine",
+    "SoftHangupRequest",
+    "HangupRequest",
+];
+
+impl Normalizer {
+    pub fn new(cfg: NormalizeConfig) -> Self {
+        Normalizer {
+            cfg,
+            calls: Box::default(),
+            endpoints: Box::default(),
+            queues: Box::default(),
+            stats: NormalizeStats::default(),
+        }
+    }
+
+    pub fn stats(&self) -> &NormalizeStats {
+        &self.stats
+    }
+
+    /// Calls being tracked now.
+    pub fn live_calls(&self) -> usize {
+        self.calls.live_calls()
+    }
+
+    /// One AMI message received at `now` (µs since the Unix epoch); emits 0..n bodies in order.
+    pub fn handle(&mut self, msg: &Message<'_>, now: u64, emit: &mut dyn FnMut(Body)) {
+        self.stats.messages += 1;
+        let Some(name) = msg.event() else {
+            self.stats.ignored += 1;
+            return;
+        };
+        // X- channel variables set in the dialplan arrive as VarSet: the only VarSet we read.
+        if name == "VarSet" {
+            if let Some(var) = msg.get("Variable") {
+                let bare = var.trim_start_matches('_');
+                if bare.len() > 2 && bare.as_bytes()[..2].eq_ignore_ascii_case(b"x-") {
+                    self.calls.var_set(msg, bare, now, &mut self.stats);
+                    return;
+                }
+            }
+            self.stats.ignored += 1;
+            return;
+        }
+        if IGNORED.contains(&name) {
+            self.stats.ignored += 1;
+            return;
+        }
+        let mut emitted = 0u64;
+        let mut out = |b: Body| {
+            emitted += 1;
+            emit(b)
+        };
+        let stats = &mut self.stats;
+        match name {
+            "Newchannel"
+            | "Newstate"
+            | "DialBegin"
+            | "DialEnd"
+            | "Hangup"
+            | "Hold"
+            | "Unhold"
+            | "Cdr"
+            | "BlindTransfer"
+            | "AttendedTransfer"
+            | "CoreShowChannel"
+            | "CoreShowChannelsComplete" => self.calls.handle(name, msg, now, stats, &mut out),
+            "ContactStatus"
+            | "PeerStatus"
+            | "DeviceStateChange"
+            | "ExtensionStatus"
+            | "PresenceStateChange" => self.endpoints.handle(name, msg, stats, &mut out),
+            "QueueCallerJoin" | "QueueCallerLeave" | "QueueCallerAbandon" | "QueueMemberStatus"
+            | "QueueMemberAdded" | "QueueMemberRemoved" | "QueueMemberPause" => {
+                let calls = &self.calls;
+                let answered = |call_id: &str| calls.is_answered(call_id);
+                self.queues
+                    .handle(name, msg, now, &answered, stats, &mut out)
+            }
+            _ => stats.ignored += 1,
+        }
+        self.stats.emitted += emitted;
+    }
+
+    /// The AMI connection was (re)established; the `CoreShowChannel` list that follows,
+    /// ended by `CoreShowChannelsComplete`, is the truth about live channels.
+    pub fn begin_resync(&mut self) {
+        self.calls.begin_resync();
+    }
+
+    /// The connection was lost. Calls stay live until the resync tells.
+    pub fn connection_lost(&mut self) {
+        self.calls.connection_lost();
+    }
+
+    /// About once a second: reports queue callers waiting past the SLA.
+    pub fn tick(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
+        if self.cfg.queue_sla_secs == 0 {
+            return;
+        }
+        let stats = &mut self.stats;
+        self.queues.tick(now, self.cfg.queue_sla_secs, &mut |b| {
+            stats.emitted += 1;
+            emit(b)
+        });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::frame::{Frame, Limits, Parser};
+
+    /// Feeds AMI text (messages separated by blank lines, `\n` line ends) at `now` seconds.
+    fn feed(n: &mut Normalizer, text: &str, now: u64) -> std::vec::Vec<Body> {
+        let mut parser = Parser::new(Limits::default());
+        parser.push(b"Asterisk Call Manager/11.0.0\r\n", &mut |_| {});
+        let mut out = std::vec::Vec::new();
+        parser.push(text.as_bytes(), &mut |f| {
+            if let Ok(Frame::Message(m)) = f {
+                n.handle(&m, now * 1_000_000, &mut |b| out.push(b));
+            }
+        });
+        out
+    }
+
+    fn names(bodies: &[Body]) -> std::vec::Vec<std::string::String> {
+        bodies
+            .iter()
+            .map(|b| format!("{}.{}", b.class().as_str(), b.name()))
+            .collect()
+    }
+
+    fn newchannel(uid: &str, linked: &str, num: &str) -> std::string::String {
+        format!("Event: Newchannel\nChannel: PJSIP/{num}-1\nCallerIDNum: {num}\nExten: 200\nUniqueid: {uid}\nLinkedid: {linked}\n\n")
+    }
+
+    fn listed(uid: &str, linked: &str, num: &str) -> std::string::String {
+        format!("Event: CoreShowChannel\nChannel: PJSIP/{num}-1\nCallerIDNum: {num}\nExten: 200\nUniqueid: {uid}\nLinkedid: {linked}\nChannelState: 6\n\n")
+    }
+
+    const COMPLETE: &str = "Event: CoreShowChannelsComplete\nEventList: Complete\nListItems: 1\n\n";
+
+    #[test]
+    fn resync_keeps_announced_calls_without_duplicates() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        assert_eq!(
+            names(&feed(&mut n, &newchannel("1.1", "1.1", "101"), 1)),
+            ["call.started"]
+        );
+        n.connection_lost();
+        n.begin_resync();
+        let resync = format!(
+            "{}{}{COMPLETE}",
+            listed("1.1", "1.1", "101"),
+            listed("2.1", "2.1", "105")
+        );
+        // The known call is not started again; the one that began while we were away is.
+        let out = feed(&mut n, &resync, 5);
+        assert_eq!(names(&out), ["call.started"]);
+        let Body::CallStarted(started) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(started.call_id, "2.1");
+        let out = feed(&mut n, "Event: Hangup\nUniqueid: 1.1\nCause: 16\n\n", 9);
+        assert_eq!(names(&out), ["call.ended"]);
+    }
+
+    #[test]
+    fn calls_that_vanished_while_disconnected_end_with_a_clear_cause() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        feed(
+            &mut n,
+            &(newchannel("1.1", "1.1", "101") + &newchannel("1.2", "1.1", "102")),
+            1,
+        );
+        n.connection_lost();
+        n.begin_resync();
+        let out = feed(&mut n, COMPLETE, 30);
+        assert_eq!(names(&out), ["target.ended", "call.ended"]);
+        let Body::CallEnded(ended) = &out[1] else {
+            panic!()
+        };
+        assert_eq!((ended.cause_name, ended.duration), (calls::VANISHED, 29));
+        assert_eq!(n.live_calls(), 0);
+        // Its hangup, should it still come, matches nothing and emits nothing.
+        assert!(feed(&mut n, "Event: Hangup\nUniqueid: 1.1\nCause: 16\n\n", 31).is_empty());
+        assert_eq!(n.stats().unmatched, 1);
+    }
+
+    #[test]
+    fn tables_stay_at_capacity_under_a_flood_of_calls() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let mut started = 0;
+        for i in 0..100_000u64 {
+            let uid = format!("{i}.0");
+            started += feed(&mut n, &newchannel(&uid, &uid, "101"), i).len();
+        }
+        assert_eq!(started, 100_000);
+        assert_eq!(n.live_calls(), calls::MAX_CALLS);
+        assert_eq!(n.stats().evicted as usize, 100_000 - calls::MAX_CALLS);
+    }
+
+    #[test]
+    fn queue_sla_is_reported_once_and_abandon_once() {
+        let mut n = Normalizer::new(NormalizeConfig { queue_sla_secs: 30 });
+        let join = "Event: QueueCallerJoin\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\nCallerIDNum: 555\nPosition: 1\n\n";
+        assert_eq!(names(&feed(&mut n, join, 100)), ["queue.caller_joined"]);
+        let mut out = std::vec::Vec::new();
+        n.tick(110 * 1_000_000, &mut |b| out.push(b));
+        assert!(out.is_empty());
+        n.tick(131 * 1_000_000, &mut |b| out.push(b));
+        n.tick(140 * 1_000_000, &mut |b| out.push(b));
+        assert_eq!(names(&out), ["queue.sla_breached"]);
+        let leave = "Event: QueueCallerAbandon\nQueue: sales\nUniqueid: 7.1\n\nEvent: QueueCallerLeave\nQueue: sales\nUniqueid: 7.1\n\n";
+        let out = feed(&mut n, leave, 150);
+        assert_eq!(names(&out), ["queue.caller_left"]);
+        let Body::QueueCallerLeft(left) = &out[0] else {
+            panic!()
+        };
+        assert_eq!((left.reason, left.waited), ("abandoned", 50));
+    }
+
+    #[test]
+    fn unknown_and_uninteresting_events_are_counted_not_errors() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let out = feed(&mut n, "Event: VarSet\nVariable: RTPAUDIOQOS\nValue: x\n\nEvent: BrandNewEvent\nFoo: bar\n\nResponse: Success\n\n", 1);
+        assert!(out.is_empty());
+        assert_eq!((n.stats().messages, n.stats().ignored), (3, 3));
+    }
+
+    #[test]
+    fn chan_sip_peer_status_registers_and_pjsip_peer_status_is_left_out() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let text = "Event: PeerStatus\nChannelType: SIP\nPeer: SIP/alice\nPeerStatus: Registered\nAddress: 10.0.0.5:5060\n\n\
+                    Event: PeerStatus\nChannelType: PJSIP\nPeer: PJSIP/101\nPeerStatus: Reachable\n\n\
+                    Event: PeerStatus\nChannelType: SIP\nPeer: SIP/alice\nPeerStatus: Unregistered\n\n";
+        let out = feed(&mut n, text, 1);
+        assert_eq!(
+            names(&out),
+            ["endpoint.registered", "endpoint.unregistered"]
+        );
+        let Body::EndpointRegistered(r) = &out[0] else {
+            panic!()
+        };
+        assert_eq!((r.aor.as_str(), r.technology), ("alice", "SIP"));
+    }
+}

@@ -1,0 +1,170 @@
+//! Queues: callers joining and leaving, member (agent) states, and SLA breaches.
+
+use heapless::Vec;
+
+use super::{bounded, clean, NormalizeStats};
+use crate::ami::frame::Message;
+use crate::event::{Body, Id, QueueAgent, QueueCaller, QueueSla, Text};
+
+/// Callers waiting in queues, tracked at once; the oldest is forgotten when full (counted).
+pub const MAX_QUEUE_CALLERS: usize = 128;
+
+#[derive(Debug, Clone)]
+struct Waiting {
+    queue: Text,
+    uniqueid: Id,
+    call_id: Id,
+    caller: Text,
+    caller_name: Text,
+    position: u32,
+    joined_at: u64,
+    /// `caller_left` already sent (QueueCallerAbandon comes before QueueCallerLeave).
+    left: bool,
+    sla_reported: bool,
+}
+
+#[derive(Default)]
+pub struct Queues {
+    waiting: Vec<Waiting, MAX_QUEUE_CALLERS>,
+}
+
+/// Normalized agent state from QueueMemberStatus's `Status` (Asterisk's device states).
+fn member_state(status: &str, paused: bool) -> &'static str {
+    if paused {
+        return "paused";
+    }
+    match status {
+        "1" => "ready",
+        "2" | "3" | "7" | "8" => "in_call",
+        "6" => "ringing",
+        "5" => "unavailable",
+        _ => "unknown",
+    }
+}
+
+fn waited_secs(from: u64, now: u64) -> u32 {
+    (now.saturating_sub(from) / 1_000_000) as u32
+}
+
+impl Queues {
+    pub fn handle(
+        &mut self,
+        name: &str,
+        msg: &Message<'_>,
+        now: u64,
+        answered: &dyn Fn(&str) -> bool,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        let uid = msg.get("Uniqueid").unwrap_or("");
+        match name {
+            "QueueCallerJoin" => {
+                if self.waiting.is_full() {
+                    if let Some((i, _)) = self
+                        .waiting
+                        .iter()
+                        .enumerate()
+                        .min_by_key(|(_, w)| w.joined_at)
+                    {
+                        self.waiting.swap_remove(i);
+                        stats.evicted += 1;
+                    }
+                }
+                let w = Waiting {
+                    queue: bounded(stats, msg.get("Queue").unwrap_or("")),
+                    uniqueid: bounded(stats, uid),
+                    call_id: bounded(stats, msg.get("Linkedid").unwrap_or(uid)),
+                    caller: bounded(stats, clean(msg.get("CallerIDNum"))),
+                    caller_name: bounded(stats, clean(msg.get("CallerIDName"))),
+                    position: msg
+                        .get("Position")
+                        .and_then(|p| p.parse().ok())
+                        .unwrap_or(0),
+                    joined_at: now,
+                    left: false,
+                    sla_reported: false,
+                };
+                emit(Body::QueueCallerJoined(QueueCaller {
+                    queue: w.queue.clone(),
+                    call_id: w.call_id.clone(),
+                    caller: w.caller.clone(),
+                    caller_name: w.caller_name.clone(),
+                    position: w.position,
+                    reason: "",
+                    waited: 0,
+                }));
+                let _ = self.waiting.push(w);
+            }
+            "QueueCallerAbandon" | "QueueCallerLeave" => {
+                let Some(i) = self.waiting.iter().position(|w| w.uniqueid == uid) else {
+                    stats.unmatched += 1;
+                    return;
+                };
+                let abandon = name == "QueueCallerAbandon";
+                let w = &mut self.waiting[i];
+                if !w.left {
+                    w.left = true;
+                    // DialEnd ANSWER comes before QueueCallerLeave: an answered call left
+                    // because an agent took it.
+                    let reason = if abandon {
+                        "abandoned"
+                    } else if answered(&w.call_id) {
+                        "answered"
+                    } else {
+                        "left"
+                    };
+                    emit(Body::QueueCallerLeft(QueueCaller {
+                        queue: w.queue.clone(),
+                        call_id: w.call_id.clone(),
+                        caller: w.caller.clone(),
+                        caller_name: w.caller_name.clone(),
+                        position: w.position,
+                        reason,
+                        waited: waited_secs(w.joined_at, now),
+                    }));
+                }
+                if !abandon {
+                    self.waiting.swap_remove(i);
+                }
+            }
+            "QueueMemberStatus" | "QueueMemberAdded" | "QueueMemberRemoved"
+            | "QueueMemberPause" => {
+                let paused = msg.get("Paused") == Some("1");
+                let state = if name == "QueueMemberRemoved" {
+                    "removed"
+                } else {
+                    member_state(msg.get("Status").unwrap_or(""), paused)
+                };
+                emit(Body::QueueAgentStatus(QueueAgent {
+                    queue: bounded(stats, msg.get("Queue").unwrap_or("")),
+                    agent: bounded(stats, msg.get("Interface").unwrap_or("")),
+                    name: bounded(stats, msg.get("MemberName").unwrap_or("")),
+                    state,
+                    paused,
+                }));
+            }
+            _ => stats.ignored += 1,
+        }
+    }
+
+    /// Reports each caller still waiting after `sla_secs`, once.
+    pub fn tick(&mut self, now: u64, sla_secs: u32, emit: &mut dyn FnMut(Body)) {
+        for w in self
+            .waiting
+            .iter_mut()
+            .filter(|w| !w.left && !w.sla_reported)
+        {
+            let waited = waited_secs(w.joined_at, now);
+            if waited >= sla_secs {
+                w.sla_reported = true;
+                emit(Body::QueueSlaBreached(QueueSla {
+                    queue: w.queue.clone(),
+                    call_id: w.call_id.clone(),
+                    caller: w.caller.clone(),
+                    waited,
+                    sla_secs,
+                }));
+            }
+        }
+    }
+}
