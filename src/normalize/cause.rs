@@ -47,7 +47,7 @@ pub fn name(cause: u16) -> &'static str {
 pub fn sip_code(cause: u16) -> u16 {
     match cause {
         16 => 200,
-        1 | 2 | 3 => 404,
+        1..=3 => 404,
         17 => 486,
         18 => 408,
         19 => 480,
