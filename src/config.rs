@@ -118,6 +118,8 @@ pub enum AmiAuth {
 pub struct BuffersConfig {
     /// Events held per sink while it is slow or down.
     pub per_sink: usize,
+    /// Seconds the sinks get at shutdown to deliver what their rings still hold.
+    pub drain_secs: u64,
 }
 
 /// Largest `buffers.per_sink` accepted. An event takes about 1.4 KiB in the ring, so this
@@ -128,6 +130,7 @@ impl Default for BuffersConfig {
     fn default() -> Self {
         BuffersConfig {
             per_sink: crate::bus::DEFAULT_PER_SINK,
+            drain_secs: 5,
         }
     }
 }

@@ -16,3 +16,4 @@ pub mod event;
 pub mod logging;
 pub mod normalize;
 pub mod sink;
+pub mod tap;

@@ -35,9 +35,9 @@ pub fn init(cfg: &LogConfig) {
         .try_init();
 }
 
-/// The demo logs warnings only, to stderr, so stdout holds nothing but events.
+/// The demo logs errors only, to stderr, so stdout holds nothing but events.
 pub fn init_demo() {
-    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("warn"));
+    let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new("error"));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)

@@ -1,3 +1,7 @@
-//! Asterisk Manager Interface: the wire format (`frame`) and the TCP session (`client`).
+//! Asterisk Manager Interface: the wire format (`frame`), the session state machine
+//! (`session`), the TCP connection (`client`), and a replaying stand-in for Asterisk (`replay`).
 
+pub mod client;
 pub mod frame;
+pub mod replay;
+pub mod session;

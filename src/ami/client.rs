@@ -1,0 +1,280 @@
+//! The AMI connection: a tokio task that dials Asterisk, logs in, keeps the link alive with
+//! pings, feeds every message to a `Handler`, and redials forever with capped backoff.
+
+use std::future::Future;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+use super::frame::{Frame, Limits, Message, Parser};
+use super::session::{self, Session, SessionConfig, SessionError};
+use crate::config::Config;
+
+/// Bytes read from the socket at a time; the parser takes any split.
+pub const READ_BUFFER: usize = 16 * 1024;
+/// How long a TCP connect may take before it counts as failed.
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
+/// How often the handler's `tick` and the session's ping check run.
+pub const TICK: Duration = Duration::from_secs(1);
+
+/// Everything the client needs, from `[ami]` and `[watchdog]`.
+#[derive(Debug, Clone)]
+pub struct ClientConfig {
+    pub address: String,
+    pub session: SessionConfig,
+    pub reconnect_min: Duration,
+    pub reconnect_max: Duration,
+    pub limits: Limits,
+    /// Redial after the connection ends. Off only for `pbxtap demo`, which ends with its replay.
+    pub reconnect: bool,
+}
+
+impl ClientConfig {
+    pub fn from_config(cfg: &Config) -> Self {
+        ClientConfig {
+            address: cfg.ami.address.clone(),
+            session: SessionConfig {
+                username: cfg.ami.username.clone(),
+                secret: cfg.ami.secret.clone().unwrap_or_default(),
+                auth: cfg.ami.auth,
+                events: cfg.ami.events.clone(),
+                ping_interval: Duration::from_secs(cfg.watchdog.ping_interval_secs),
+                ping_timeout: Duration::from_secs(cfg.ami.ping_timeout_secs),
+            },
+            reconnect_min: Duration::from_millis(cfg.ami.reconnect_min_ms),
+            reconnect_max: Duration::from_secs(cfg.ami.reconnect_max_secs),
+            limits: Limits {
+                max_message_len: cfg.ami.max_message_len,
+                max_headers: cfg.ami.max_headers,
+            },
+            reconnect: true,
+        }
+    }
+}
+
+/// Why a connection ended.
+#[derive(Debug, thiserror::Error)]
+pub enum AmiError {
+    #[error("cannot connect to Asterisk at {address}: {source}")]
+    Connect {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("connecting to Asterisk at {0} timed out")]
+    ConnectTimeout(String),
+    #[error("Asterisk at {0} closed the connection")]
+    Closed(String),
+    #[error("AMI connection to {address} failed: {source}")]
+    Io {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Session(#[from] SessionError),
+}
+
+impl AmiError {
+    /// A stable code for logs and journald.
+    pub fn code(&self) -> &'static str {
+        match self {
+            AmiError::Connect { .. } => "ami_connect_failed",
+            AmiError::ConnectTimeout(_) => "ami_connect_timeout",
+            AmiError::Closed(_) => "ami_closed",
+            AmiError::Io { .. } => "ami_io",
+            AmiError::Session(SessionError::LoginRejected { .. }) => "ami_login_rejected",
+            AmiError::Session(SessionError::PingTimeout(_)) => "ami_ping_timeout",
+            AmiError::Session(SessionError::NoBanner) => "ami_no_banner",
+        }
+    }
+}
+
+/// What the connection reports to: the tap.
+pub trait Handler {
+    /// Logged in; `version` is the AMI banner's.
+    fn connected(&mut self, version: &str);
+    /// An event (or a reply not to the session's own actions).
+    fn message(&mut self, msg: &Message<'_>);
+    /// The connection ended.
+    fn disconnected(&mut self, reason: &AmiError);
+    /// About once a second, connected or not.
+    fn tick(&mut self) {}
+}
+
+/// Health of the AMI link, shared with the watchdog and the status line.
+#[derive(Debug, Default)]
+pub struct AmiHealth {
+    pub connected: AtomicBool,
+    pub fully_booted: AtomicBool,
+    /// Round trip of the last answered Ping, in microseconds (0: none yet).
+    pub last_ping_rtt_us: AtomicU64,
+    pub messages: AtomicU64,
+    pub reconnects: AtomicU64,
+    /// Messages the parser skipped (too large, too many headers).
+    pub frame_errors: AtomicU64,
+}
+
+/// Runs the connection until `shutdown` resolves (or, without `reconnect`, until the
+/// first connection ends).
+pub async fn run<H: Handler>(
+    cfg: ClientConfig,
+    handler: &mut H,
+    health: &AmiHealth,
+    shutdown: impl Future<Output = ()>,
+) {
+    tokio::pin!(shutdown);
+    let mut parser = Parser::new(cfg.limits);
+    let mut buf = vec![0u8; READ_BUFFER];
+    let mut attempt = 0u32;
+    let mut last_error_code = "";
+    loop {
+        let result = tokio::select! {
+            _ = &mut shutdown => return,
+            r = serve(&cfg, &mut parser, &mut buf, handler, health, &mut attempt) => r,
+        };
+        health.connected.store(false, Ordering::Relaxed);
+        health.fully_booted.store(false, Ordering::Relaxed);
+        // One log line per change of reason, not per retry.
+        if result.code() != last_error_code {
+            tracing::warn!(code = result.code(), address = %cfg.address, "AMI disconnected: {result}");
+            last_error_code = result.code();
+        } else {
+            tracing::debug!(code = result.code(), "AMI still down: {result}");
+        }
+        handler.disconnected(&result);
+        if !cfg.reconnect {
+            return;
+        }
+        let delay = session::backoff(
+            attempt,
+            cfg.reconnect_min,
+            cfg.reconnect_max,
+            fastrand::f64(),
+        );
+        attempt = attempt.saturating_add(1);
+        health.reconnects.fetch_add(1, Ordering::Relaxed);
+        let sleep = tokio::time::sleep(delay);
+        tokio::pin!(sleep);
+        // Keep ticking while waiting, so the normalizer's timers and the watchdog go on.
+        loop {
+            tokio::select! {
+                _ = &mut shutdown => return,
+                _ = &mut sleep => break,
+                _ = tokio::time::sleep(TICK) => handler.tick(),
+            }
+        }
+    }
+}
+
+/// One connection, from dial to its end. Resets `attempt` once logged in.
+async fn serve<H: Handler>(
+    cfg: &ClientConfig,
+    parser: &mut Parser,
+    buf: &mut [u8],
+    handler: &mut H,
+    health: &AmiHealth,
+    attempt: &mut u32,
+) -> AmiError {
+    let address = &cfg.address;
+    let mut stream = match tokio::time::timeout(CONNECT_TIMEOUT, TcpStream::connect(address)).await
+    {
+        Err(_) => return AmiError::ConnectTimeout(address.clone()),
+        Ok(Err(source)) => {
+            return AmiError::Connect {
+                address: address.clone(),
+                source,
+            }
+        }
+        Ok(Ok(s)) => s,
+    };
+    let io_err = |source| AmiError::Io {
+        address: address.clone(),
+        source,
+    };
+    parser.reset();
+    let mut session = Session::new(cfg.session.clone());
+    let mut ticker = tokio::time::interval(TICK);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    // Actions to write after a read: at most the login steps and one ping at a time.
+    let mut outbox: Vec<String> = Vec::with_capacity(4);
+    let mut version = String::new();
+    loop {
+        tokio::select! {
+            r = stream.read(buf) => {
+                let n = match r {
+                    Ok(0) => return AmiError::Closed(address.clone()),
+                    Ok(n) => n,
+                    Err(e) => return io_err(e),
+                };
+                let mut failed: Option<SessionError> = None;
+                let now = Instant::now();
+                parser.push(&buf[..n], &mut |frame| {
+                    if failed.is_some() {
+                        return;
+                    }
+                    match frame {
+                        Ok(Frame::Banner(v)) => {
+                            outbox.push(session.on_banner());
+                            version.clear();
+                            version.push_str(v);
+                        }
+                        Ok(Frame::Message(msg)) => {
+                            health.messages.fetch_add(1, Ordering::Relaxed);
+                            match session.on_message(&msg, now) {
+                                Err(e) => failed = Some(e),
+                                Ok(step) => {
+                                    if let Some(action) = step.send {
+                                        outbox.push(action);
+                                    }
+                                    if step.logged_in {
+                                        *attempt = 0;
+                                        health.connected.store(true, Ordering::Relaxed);
+                                        tracing::info!(code = "ami_connected", address = %cfg.address, version = %version, "AMI connected");
+                                        handler.connected(&version);
+                                    }
+                                    if step.deliver {
+                                        if msg.is_event("FullyBooted") {
+                                            health.fully_booted.store(true, Ordering::Relaxed);
+                                        }
+                                        handler.message(&msg);
+                                    }
+                                }
+                            }
+                        }
+                        Err(e) => {
+                            let n = health.frame_errors.fetch_add(1, Ordering::Relaxed);
+                            // Rate-limited: the first, then every 1000th.
+                            if n.is_multiple_of(1000) {
+                                tracing::warn!(code = "ami_frame_skipped", total = n + 1, "{e}");
+                            }
+                        }
+                    }
+                });
+                if let Some(e) = failed {
+                    return e.into();
+                }
+                for action in outbox.drain(..) {
+                    if let Err(e) = stream.write_all(action.as_bytes()).await {
+                        return io_err(e);
+                    }
+                }
+            }
+            _ = ticker.tick() => {
+                handler.tick();
+                match session.poll(Instant::now()) {
+                    Err(e) => return e.into(),
+                    Ok(Some(ping)) => {
+                        if let Err(e) = stream.write_all(ping.as_bytes()).await {
+                            return io_err(e);
+                        }
+                    }
+                    Ok(None) => {}
+                }
+                if let Some(rtt) = session.last_rtt {
+                    health.last_ping_rtt_us.store(rtt.as_micros() as u64, Ordering::Relaxed);
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,358 @@
+//! The AMI session as a pure state machine: login (plain or MD5 challenge), keepalive pings,
+//! the resync request, and the reconnect backoff. Methods say what to send; the client
+//! task owns the socket and does the writing.
+
+use std::time::{Duration, Instant};
+
+use md5::{Digest, Md5};
+
+use super::frame::Message;
+use crate::config::AmiAuth;
+
+/// What the session needs to know, fixed per connection.
+#[derive(Debug, Clone)]
+pub struct SessionConfig {
+    pub username: String,
+    pub secret: String,
+    pub auth: AmiAuth,
+    /// `Events:` mask sent with the login.
+    pub events: String,
+    pub ping_interval: Duration,
+    pub ping_timeout: Duration,
+}
+
+/// Why a session ended (or never started).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum SessionError {
+    #[error("Asterisk refused the login of user `{username}`: {message} (check ami.username and ami.secret, and manager.conf)")]
+    LoginRejected { username: String, message: String },
+    #[error("no answer to Ping within {0:?}: Asterisk is stuck or the link is dead")]
+    PingTimeout(Duration),
+    #[error("the peer did not send an AMI banner (`Asterisk Call Manager/...`): is ami.address really Asterisk's manager port?")]
+    NoBanner,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum State {
+    AwaitBanner,
+    AwaitChallenge,
+    AwaitLogin,
+    Up,
+}
+
+/// What to do after a message.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Step {
+    /// An action to write.
+    pub send: Option<String>,
+    /// The login just succeeded.
+    pub logged_in: bool,
+    /// The message is for the handler (events, and everything that is not a reply to
+    /// one of the session's own actions).
+    pub deliver: bool,
+}
+
+pub struct Session {
+    cfg: SessionConfig,
+    state: State,
+    next_ping: Option<Instant>,
+    /// ActionID and send time of the Ping awaiting its answer.
+    ping_out: Option<(u64, Instant)>,
+    seq: u64,
+    /// Round trip of the last answered Ping.
+    pub last_rtt: Option<Duration>,
+}
+
+const LOGIN_ID: &str = "pbxtap-login";
+const CHALLENGE_ID: &str = "pbxtap-challenge";
+const RESYNC_ID: &str = "pbxtap-resync";
+const PING_PREFIX: &str = "pbxtap-ping-";
+
+/// The key of an MD5 login: lowercase hex of MD5(challenge + secret).
+pub fn md5_key(challenge: &str, secret: &str) -> String {
+    let digest = Md5::new()
+        .chain_update(challenge.as_bytes())
+        .chain_update(secret.as_bytes())
+        .finalize();
+    digest.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+impl Session {
+    pub fn new(cfg: SessionConfig) -> Self {
+        Session {
+            cfg,
+            state: State::AwaitBanner,
+            next_ping: None,
+            ping_out: None,
+            seq: 0,
+            last_rtt: None,
+        }
+    }
+
+    pub fn is_up(&self) -> bool {
+        self.state == State::Up
+    }
+
+    /// The banner arrived: start the login.
+    pub fn on_banner(&mut self) -> String {
+        match self.cfg.auth {
+            AmiAuth::Md5 => {
+                self.state = State::AwaitChallenge;
+                format!("Action: Challenge\r\nAuthType: MD5\r\nActionID: {CHALLENGE_ID}\r\n\r\n")
+            }
+            AmiAuth::Plain => {
+                self.state = State::AwaitLogin;
+                format!(
+                    "Action: Login\r\nUsername: {}\r\nSecret: {}\r\nEvents: {}\r\nActionID: {LOGIN_ID}\r\n\r\n",
+                    self.cfg.username, self.cfg.secret, self.cfg.events
+                )
+            }
+        }
+    }
+
+    /// A message arrived at `now`.
+    pub fn on_message(&mut self, msg: &Message<'_>, now: Instant) -> Result<Step, SessionError> {
+        if self.state == State::AwaitBanner {
+            return Err(SessionError::NoBanner);
+        }
+        let Some(response) = msg.response() else {
+            return Ok(Step {
+                deliver: true,
+                ..Step::default()
+            });
+        };
+        let id = msg.action_id().unwrap_or("");
+        let success = response.eq_ignore_ascii_case("Success");
+        match (self.state, id) {
+            (State::AwaitChallenge, CHALLENGE_ID) => {
+                let challenge = msg.get("Challenge").filter(|_| success);
+                let Some(challenge) = challenge else {
+                    return Err(self.rejected(msg));
+                };
+                self.state = State::AwaitLogin;
+                Ok(Step {
+                    send: Some(format!(
+                        "Action: Login\r\nAuthType: MD5\r\nUsername: {}\r\nKey: {}\r\nEvents: {}\r\nActionID: {LOGIN_ID}\r\n\r\n",
+                        self.cfg.username,
+                        md5_key(challenge, &self.cfg.secret),
+                        self.cfg.events
+                    )),
+                    ..Step::default()
+                })
+            }
+            (State::AwaitLogin, LOGIN_ID) => {
+                if !success {
+                    return Err(self.rejected(msg));
+                }
+                self.state = State::Up;
+                self.next_ping = Some(now + self.cfg.ping_interval);
+                Ok(Step {
+                    send: Some(format!(
+                        "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n"
+                    )),
+                    logged_in: true,
+                    deliver: false,
+                })
+            }
+            (State::Up, id) if id.starts_with(PING_PREFIX) => {
+                if let Some((seq, sent)) = self.ping_out {
+                    if id[PING_PREFIX.len()..].parse() == Ok(seq) {
+                        self.ping_out = None;
+                        self.last_rtt = Some(now.saturating_duration_since(sent));
+                    }
+                }
+                Ok(Step::default())
+            }
+            // The resync list's own Success/Complete framing: the events in it are delivered.
+            (State::Up, RESYNC_ID) => Ok(Step::default()),
+            _ => Ok(Step {
+                deliver: true,
+                ..Step::default()
+            }),
+        }
+    }
+
+    fn rejected(&self, msg: &Message<'_>) -> SessionError {
+        SessionError::LoginRejected {
+            username: self.cfg.username.clone(),
+            message: msg.get("Message").unwrap_or("no reason given").to_string(),
+        }
+    }
+
+    /// Called now and then: a Ping to send, or the error of one that was not answered.
+    pub fn poll(&mut self, now: Instant) -> Result<Option<String>, SessionError> {
+        if self.state != State::Up {
+            return Ok(None);
+        }
+        if let Some((_, sent)) = self.ping_out {
+            if now.saturating_duration_since(sent) > self.cfg.ping_timeout {
+                return Err(SessionError::PingTimeout(self.cfg.ping_timeout));
+            }
+            return Ok(None);
+        }
+        match self.next_ping {
+            Some(at) if now >= at => {
+                self.seq += 1;
+                self.ping_out = Some((self.seq, now));
+                self.next_ping = Some(now + self.cfg.ping_interval);
+                Ok(Some(format!(
+                    "Action: Ping\r\nActionID: {PING_PREFIX}{}\r\n\r\n",
+                    self.seq
+                )))
+            }
+            _ => Ok(None),
+        }
+    }
+}
+
+/// Delay before reconnect attempt `attempt` (0 for the first): `min` doubled per attempt,
+/// capped at `max`, then jittered into its upper half with `unit` in [0, 1), so a fleet
+/// of appliances does not redial a restarted Asterisk in lockstep.
+pub fn backoff(attempt: u32, min: Duration, max: Duration, unit: f64) -> Duration {
+    let base = min.saturating_mul(1u32 << attempt.min(20)).min(max);
+    base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::frame::{Frame, Limits, Parser};
+
+    fn cfg(auth: AmiAuth) -> SessionConfig {
+        SessionConfig {
+            username: "tap".into(),
+            secret: "tapsecret".into(),
+            auth,
+            events: "system,call".into(),
+            ping_interval: Duration::from_secs(5),
+            ping_timeout: Duration::from_secs(3),
+        }
+    }
+
+    fn with_msg<R>(text: &str, f: impl FnOnce(&Message<'_>) -> R) -> R {
+        let mut p = Parser::new(Limits::default());
+        p.push(b"Asterisk Call Manager/11.0.0\r\n", &mut |_| {});
+        let mut f = Some(f);
+        let mut out = None;
+        p.push(text.as_bytes(), &mut |fr| {
+            if let (Ok(Frame::Message(m)), Some(f)) = (fr, f.take()) {
+                out = Some(f(&m));
+            }
+        });
+        out.expect("one message")
+    }
+
+    #[test]
+    fn md5_key_matches_a_known_vector() {
+        // md5("1234" + "secret")
+        assert_eq!(
+            md5_key("1234", "secret"),
+            "10b168cd4f742410888c3c110f7a7e71"
+        );
+    }
+
+    #[test]
+    fn plain_login_then_resync_then_pings() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(AmiAuth::Plain));
+        let login = s.on_banner();
+        assert!(
+            login.contains("Secret: tapsecret\r\nEvents: system,call\r\n"),
+            "{login}"
+        );
+        let step = with_msg("Response: Success\r\nActionID: pbxtap-login\r\n\r\n", |m| {
+            s.on_message(m, t0)
+        })
+        .unwrap();
+        assert!(step.logged_in && !step.deliver);
+        assert!(step.send.unwrap().starts_with("Action: CoreShowChannels"));
+        assert_eq!(s.poll(t0 + Duration::from_secs(1)).unwrap(), None);
+        let ping = s.poll(t0 + Duration::from_secs(5)).unwrap().unwrap();
+        assert!(ping.contains("ActionID: pbxtap-ping-1"));
+        with_msg(
+            "Response: Success\r\nPing: Pong\r\nActionID: pbxtap-ping-1\r\n\r\n",
+            |m| s.on_message(m, t0 + Duration::from_millis(5020)),
+        )
+        .unwrap();
+        assert_eq!(s.last_rtt, Some(Duration::from_millis(20)));
+        // The next ping goes unanswered: past the timeout it is an error.
+        assert!(s.poll(t0 + Duration::from_secs(10)).unwrap().is_some());
+        assert_eq!(s.poll(t0 + Duration::from_secs(12)).unwrap(), None);
+        assert_eq!(
+            s.poll(t0 + Duration::from_secs(14)),
+            Err(SessionError::PingTimeout(Duration::from_secs(3)))
+        );
+    }
+
+    #[test]
+    fn md5_login_uses_the_challenge() {
+        let t0 = Instant::now();
+        let mut s = Session::new(cfg(AmiAuth::Md5));
+        assert!(s
+            .on_banner()
+            .starts_with("Action: Challenge\r\nAuthType: MD5"));
+        let step = with_msg(
+            "Response: Success\r\nChallenge: 1234\r\nActionID: pbxtap-challenge\r\n\r\n",
+            |m| s.on_message(m, t0),
+        )
+        .unwrap();
+        let login = step.send.unwrap();
+        assert!(
+            login.contains(&format!("Key: {}\r\n", md5_key("1234", "tapsecret"))),
+            "{login}"
+        );
+        assert!(!login.contains("tapsecret"));
+    }
+
+    #[test]
+    fn rejected_login_names_the_user() {
+        let mut s = Session::new(cfg(AmiAuth::Plain));
+        s.on_banner();
+        let err = with_msg(
+            "Response: Error\r\nActionID: pbxtap-login\r\nMessage: Authentication failed\r\n\r\n",
+            |m| s.on_message(m, Instant::now()),
+        )
+        .unwrap_err();
+        assert!(
+            err.to_string().contains("`tap`: Authentication failed"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn events_are_delivered_and_replies_to_us_are_not() {
+        let mut s = Session::new(cfg(AmiAuth::Plain));
+        s.on_banner();
+        let now = Instant::now();
+        with_msg("Response: Success\r\nActionID: pbxtap-login\r\n\r\n", |m| {
+            s.on_message(m, now)
+        })
+        .unwrap();
+        assert!(
+            with_msg("Event: Newchannel\r\n\r\n", |m| s.on_message(m, now))
+                .unwrap()
+                .deliver
+        );
+        assert!(
+            !with_msg(
+                "Response: Success\r\nEventList: start\r\nActionID: pbxtap-resync\r\n\r\n",
+                |m| s.on_message(m, now)
+            )
+            .unwrap()
+            .deliver
+        );
+    }
+
+    #[test]
+    fn backoff_doubles_caps_and_jitters_within_bounds() {
+        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
+        assert_eq!(backoff(0, min, max, 1.0), min);
+        assert_eq!(backoff(0, min, max, 0.0), min / 2);
+        assert_eq!(backoff(3, min, max, 1.0), Duration::from_secs(4));
+        assert_eq!(backoff(30, min, max, 1.0), max);
+        for i in 0..100 {
+            let d = backoff(i % 12, min, max, f64::from(i) / 100.0);
+            assert!(d >= min / 2 && d <= max, "{d:?}");
+        }
+    }
+}

@@ -1,0 +1,68 @@
+//! The tap: what the AMI connection reports, normalized and published on the bus.
+
+use std::sync::Arc;
+
+use crate::ami::client::{AmiError, Handler};
+use crate::ami::frame::Message;
+use crate::bus::Bus;
+use crate::event::{self, AmiLink, Body, Event};
+use crate::normalize::Normalizer;
+
+pub struct Tap {
+    normalizer: Normalizer,
+    bus: Arc<Bus>,
+    address: event::Text,
+}
+
+impl Tap {
+    pub fn new(normalizer: Normalizer, bus: Arc<Bus>, address: &str) -> Self {
+        Tap {
+            normalizer,
+            bus,
+            address: event::text(address),
+        }
+    }
+
+    pub fn normalizer(&self) -> &Normalizer {
+        &self.normalizer
+    }
+
+    fn link(&self, reason: &str) -> AmiLink {
+        AmiLink {
+            address: self.address.clone(),
+            reason: event::text(reason),
+        }
+    }
+}
+
+impl Handler for Tap {
+    fn connected(&mut self, version: &str) {
+        self.normalizer.begin_resync();
+        let reason = format!("logged in (AMI {version})");
+        self.bus
+            .publish_body(Body::AmiConnected(self.link(&reason)));
+    }
+
+    fn message(&mut self, msg: &Message<'_>) {
+        let now = event::now_micros();
+        let bus = &self.bus;
+        self.normalizer.handle(msg, now, &mut |body| {
+            bus.publish(Event::new(now, bus.host(), body))
+        });
+    }
+
+    fn disconnected(&mut self, reason: &AmiError) {
+        self.normalizer.connection_lost();
+        let link = self.link(&reason.to_string());
+        self.bus.publish_body(Body::AmiDisconnected(link));
+    }
+
+    fn tick(&mut self) {
+        let now = event::now_micros();
+        let bus = &self.bus;
+        self.normalizer.tick(now, &mut |body| {
+            bus.publish(Event::new(now, bus.host(), body))
+        });
+        bus.report_drops(std::time::Instant::now());
+    }
+}
