@@ -47,3 +47,5 @@ pub fn wait_for_port(port: u16, within: Duration) {
 pub fn pbxtap_bin() -> PathBuf {
     PathBuf::from(env!("CARGO_BIN_EXE_pbxtap"))
 }
+
+pub mod ami;
