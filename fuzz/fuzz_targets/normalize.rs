@@ -1,0 +1,22 @@
+//! Fuzz target: arbitrary bytes through the frame parser and the normalizer.
+#![no_main]
+
+use libfuzzer_sys::fuzz_target;
+use pbxtap::ami::frame::{Frame, Limits, Parser};
+use pbxtap::normalize::{NormalizeConfig, Normalizer};
+
+fuzz_target!(|data: &[u8]| {
+    let mut parser = Parser::new(Limits::default());
+    let mut norm = Normalizer::new(NormalizeConfig { queue_sla_secs: 1 });
+    let mut now = 1_000_000u64;
+    parser.push(data, &mut |f| {
+        if let Ok(Frame::Message(m)) = f {
+            now += 700_000;
+            norm.handle(&m, now, &mut |b| {
+                let _ = (b.class(), b.name());
+            });
+            norm.tick(now, &mut |_| {});
+        }
+    });
+    assert!(norm.live_calls() <= 256);
+});

@@ -1,0 +1,130 @@
+//! The `pbxtap` command as a user runs it: demo, check-config, version.
+
+mod common;
+
+use std::process::Command;
+
+fn pbxtap(args: &[&str]) -> std::process::Output {
+    Command::new(common::pbxtap_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .output()
+        .expect("run pbxtap")
+}
+
+fn check_config(text: &str) -> (bool, String) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(&path, text).unwrap();
+    let out = pbxtap(&["check-config", path.to_str().unwrap()]);
+    let msg =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.success(), msg)
+}
+
+#[test]
+fn version_names_the_program() {
+    let out = pbxtap(&["--version"]);
+    assert!(out.status.success());
+    assert_eq!(
+        String::from_utf8_lossy(&out.stdout).trim(),
+        format!("pbxtap {}", env!("CARGO_PKG_VERSION"))
+    );
+}
+
+#[test]
+fn demo_shows_every_kind_of_call_and_registration() {
+    let out = pbxtap(&["demo"]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let mut seen = std::collections::BTreeSet::new();
+    for line in stdout.lines() {
+        assert!(
+            line.starts_with("{\"v\":1,") && line.ends_with('}'),
+            "not a native JSON line: {line}"
+        );
+        let class = line
+            .split("\"class\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        let event = line
+            .split("\"event\":\"")
+            .nth(1)
+            .unwrap()
+            .split('"')
+            .next()
+            .unwrap();
+        seen.insert(format!("{class}.{event}"));
+    }
+    for needed in [
+        "endpoint.registered",
+        "endpoint.unregistered",
+        "call.started",
+        "call.answered",
+        "call.ended",
+        "call.failed",
+        "call.held",
+        "call.unheld",
+        "call.noanswer",
+        "queue.caller_joined",
+        "queue.caller_left",
+    ] {
+        assert!(seen.contains(needed), "demo printed no {needed}: {seen:?}");
+    }
+    // The busy call: cause 17, SIP 486.
+    assert!(stdout.lines().any(|l| l.contains("\"event\":\"failed\"")
+        && l.contains("\"sip_code\":486")
+        && l.contains("\"cause\":17")));
+}
+
+#[test]
+fn a_valid_config_passes() {
+    let (ok, msg) =
+        check_config("host = \"pbx1\"\n[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"stdout\"\n");
+    assert!(ok, "{msg}");
+    assert!(msg.contains("valid (1 sink: stdout)"), "{msg}");
+}
+
+#[test]
+fn an_unknown_sink_type_is_named() {
+    let (ok, msg) = check_config("[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"kafka\"\n");
+    assert!(!ok);
+    assert!(
+        msg.contains("sinks[0].type") && msg.contains("kafka"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_bad_address_is_named() {
+    let (ok, msg) = check_config("[ami]\nsecret = \"s\"\naddress = \"pbx.local\"\n");
+    assert!(!ok);
+    assert!(
+        msg.contains("ami.address") && msg.contains("pbx.local"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_missing_secret_is_named() {
+    let (ok, msg) = check_config("[ami]\nusername = \"tap\"\n");
+    assert!(!ok);
+    assert!(msg.contains("ami.secret: missing"), "{msg}");
+}
+
+#[test]
+fn a_missing_file_and_bad_arguments_are_clear() {
+    let out = pbxtap(&["check-config", "/nonexistent/pbxtap.toml"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("/nonexistent/pbxtap.toml: cannot read"));
+    let out = pbxtap(&["frobnicate"]);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command `frobnicate`"));
+}
