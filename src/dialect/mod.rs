@@ -3,6 +3,7 @@
 //! `native` is the project's own JSON; `routr`, `enswitch` and `portsip` reproduce the
 //! wire formats that existing consumers of those systems already parse.
 
+pub mod enswitch;
 pub mod native;
 
 /// Largest encoded event, in bytes. Events are written into buffers of this size; an
