@@ -12,7 +12,7 @@ use core::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{EncodeError, Encoded, MAX_ENCODED_LEN};
+use super::{write_json, EncodeError, Encoded};
 use crate::event::{Body, Event, Value};
 
 /// `"<unix seconds>.<microseconds>"`, six digits after the point.
@@ -78,19 +78,7 @@ pub fn for_each_field<'a>(ev: &'a Event, ts: &'a Timestamp, f: &mut dyn FnMut(&'
 
 /// Encodes `ev` as one JSON object into `out` (cleared first).
 pub fn encode_json(ev: &Event, out: &mut Encoded) -> Result<(), EncodeError> {
-    out.clear();
-    out.resize(MAX_ENCODED_LEN, 0)
-        .map_err(|_| EncodeError::TooLarge)?;
-    match serde_json_core::to_slice(&Json(ev), out) {
-        Ok(n) => {
-            out.truncate(n);
-            Ok(())
-        }
-        Err(_) => {
-            out.clear();
-            Err(EncodeError::TooLarge)
-        }
-    }
+    write_json(&Json(ev), out)
 }
 
 struct Json<'a>(&'a Event);

@@ -19,3 +19,21 @@ pub enum EncodeError {
     #[error("encoded event larger than {MAX_ENCODED_LEN} bytes")]
     TooLarge,
 }
+
+/// Writes `value` as JSON into `out` (cleared first), with serde-json-core: no allocation.
+pub fn write_json(value: &impl serde::Serialize, out: &mut Encoded) -> Result<(), EncodeError> {
+    out.clear();
+    // The buffer's capacity is fixed: open it all up, write, then cut to the length used.
+    out.resize(MAX_ENCODED_LEN, 0)
+        .map_err(|_| EncodeError::TooLarge)?;
+    match serde_json_core::to_slice(value, out) {
+        Ok(n) => {
+            out.truncate(n);
+            Ok(())
+        }
+        Err(_) => {
+            out.clear();
+            Err(EncodeError::TooLarge)
+        }
+    }
+}

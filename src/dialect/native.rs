@@ -5,7 +5,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{EncodeError, Encoded, MAX_ENCODED_LEN};
+use super::{write_json, EncodeError, Encoded};
 use crate::event::{Event, Headers, Value};
 
 /// Version of the native event format, carried as `v`.
@@ -13,20 +13,7 @@ pub const VERSION: u8 = 1;
 
 /// Encodes `ev` as native JSON into `out` (cleared first).
 pub fn encode(ev: &Event, out: &mut Encoded) -> Result<(), EncodeError> {
-    out.clear();
-    // Safe length: capacity is fixed; resize to full, write, then truncate to the length used.
-    out.resize(MAX_ENCODED_LEN, 0)
-        .map_err(|_| EncodeError::TooLarge)?;
-    match serde_json_core::to_slice(&Native(ev), out) {
-        Ok(n) => {
-            out.truncate(n);
-            Ok(())
-        }
-        Err(_) => {
-            out.clear();
-            Err(EncodeError::TooLarge)
-        }
-    }
+    write_json(&Native(ev), out)
 }
 
 struct Native<'a>(&'a Event);

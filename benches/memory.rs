@@ -1,0 +1,80 @@
+//! Memory under load: the recordings replayed through parser, normalizer and bus again and
+//! again, with one sink that never reads (a dead broker) and one that keeps up. Prints the
+//! process's resident memory as events go by: it must stay flat once the stalled sink's
+//! ring is full, whatever the number of events. Run: `cargo bench --bench memory`.
+
+mod common;
+
+use pbxtap::ami::frame::{Frame, Limits, Parser};
+use pbxtap::bus::{Bus, TryRecv};
+use pbxtap::event::{text, Event};
+use pbxtap::normalize::{NormalizeConfig, Normalizer};
+
+/// Resident and peak resident memory of this process, in KiB.
+fn rss_kib() -> (u64, u64) {
+    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+fn main() {
+    // `cargo test --benches` runs this too: keep that run short.
+    let rounds: u64 = if std::env::args().any(|a| a == "--bench") {
+        2000
+    } else {
+        5
+    };
+    let stream = common::recordings();
+
+    let (before, _) = rss_kib();
+    let per_sink = pbxtap::bus::DEFAULT_PER_SINK;
+    let bus = Bus::new(per_sink, text("pbx1"));
+    let stalled = bus.subscribe("stalled");
+    let mut live = bus.subscribe("live");
+    let mut parser = Parser::new(Limits::default());
+    let mut normalizer = Normalizer::new(NormalizeConfig::default());
+    let (start, _) = rss_kib();
+    println!(
+        "buffers.per_sink = {per_sink}, {} bytes per event: RSS {before} KiB before the bus, {start} KiB with its rings",
+        std::mem::size_of::<Event>()
+    );
+    println!(
+        "{:>8} {:>12} {:>12} {:>10} {:>10}",
+        "round", "AMI msgs", "events", "RSS KiB", "peak KiB"
+    );
+    let began = std::time::Instant::now();
+    for round in 1..=rounds {
+        for chunk in stream.chunks(4096) {
+            parser.push(chunk, &mut |f| {
+                if let Ok(Frame::Message(m)) = f {
+                    normalizer.handle(&m, round, &mut |b| {
+                        bus.publish(Event::new(round, bus.host(), b))
+                    });
+                }
+            });
+        }
+        while let TryRecv::Event(_) = live.try_recv() {}
+        if round.is_power_of_two() || round == rounds {
+            let (rss, peak) = rss_kib();
+            println!(
+                "{round:>8} {:>12} {:>12} {rss:>10} {peak:>10}",
+                parser.stats().messages,
+                bus.published()
+            );
+        }
+    }
+    let secs = began.elapsed().as_secs_f64();
+    println!(
+        "stalled sink: holds {} events, {} overwritten (dropped, counted); {:.0} AMI messages/s end to end",
+        stalled.len().min(per_sink),
+        bus.published() - per_sink as u64,
+        parser.stats().messages as f64 / secs
+    );
+}
