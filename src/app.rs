@@ -15,6 +15,7 @@ use crate::event;
 use crate::normalize::{NormalizeConfig, Normalizer};
 use crate::sink::{self, SinkConfig};
 use crate::tap::Tap;
+use crate::watchdog::Watchdog;
 
 /// The recorded Asterisk session `pbxtap demo` replays: registrations, an answered call,
 /// hold/unhold, a busy call, a call nobody answers, and a queue call.
@@ -71,30 +72,149 @@ async fn termination() {
     }
 }
 
-/// `pbxtap run`: taps AMI and forwards to the configured sinks until SIGTERM/SIGINT.
+/// `pbxtap run`: taps AMI and forwards to the configured sinks until SIGTERM/SIGINT;
+/// SIGHUP reloads the config (see `supervise`).
 pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     tracing::info!(config = %path.display(), ami = %cfg.ami.address, sinks = cfg.sinks.len(), "pbxtap starting");
     let bus = Arc::new(Bus::new(cfg.buffers.per_sink, event::text(&cfg.host)));
-    let sinks = start_sinks(&cfg, &bus).await?;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Ready]);
-    let health = AmiHealth::default();
+    let mut sinks = start_sinks(&cfg, &bus).await?;
+    let health = Arc::new(AmiHealth::default());
+    let watchdog = Watchdog::start(&cfg, &bus, health.clone());
     let mut tap = Tap::new(
         Normalizer::new(NormalizeConfig::default()),
         bus.clone(),
         &cfg.ami.address,
     );
+    let deadline = Duration::from_secs(cfg.buffers.drain_secs);
+    let mut running = cfg.clone();
     client::run(
         ClientConfig::from_config(&cfg),
         &mut tap,
         &health,
-        termination(),
+        supervise(&path, &mut running, &mut sinks, &bus),
     )
     .await;
-    let _ = sd_notify::notify(&[sd_notify::NotifyState::Stopping]);
+    watchdog.stopping();
+    exit_after(deadline + EXIT_GRACE);
     drop(tap);
-    let stopped = drain(bus, sinks, Duration::from_secs(cfg.buffers.drain_secs)).await;
+    let stopped = drain(bus, sinks, deadline).await;
     tracing::info!(stopped, "pbxtap stopped");
     Ok(())
+}
+
+/// Time allowed beyond `buffers.drain_secs` before the process exits regardless.
+const EXIT_GRACE: Duration = Duration::from_secs(2);
+
+/// Ends the process with status 0 after `after`, from a thread of its own: a sink blocked
+/// in a write that never returns cannot hold up the shutdown past its deadline.
+fn exit_after(after: Duration) {
+    std::thread::spawn(move || {
+        std::thread::sleep(after);
+        tracing::error!("sinks still busy {after:?} after the stop signal; exiting anyway");
+        std::process::exit(0);
+    });
+}
+
+/// Resolves on SIGTERM or SIGINT; on SIGHUP reloads the config from `path`: sinks whose
+/// settings changed are restarted, the AMI tap keeps running, and an invalid file is
+/// logged with the key at fault while the running config stays.
+async fn supervise(
+    path: &std::path::Path,
+    running: &mut Config,
+    sinks: &mut Vec<(String, JoinHandle<()>)>,
+    bus: &Bus,
+) {
+    use tokio::signal::unix::{signal, SignalKind};
+    let Ok(mut hup) = signal(SignalKind::hangup()) else {
+        tracing::error!("cannot install the SIGHUP handler; config reloads need a restart");
+        return termination().await;
+    };
+    let term = termination();
+    tokio::pin!(term);
+    loop {
+        tokio::select! {
+            _ = &mut term => return,
+            _ = hup.recv() => {
+                tracing::info!(code = "config_reload", config = %path.display(), "SIGHUP: reloading the config");
+                match Config::load(path, &|k| std::env::var(k).ok()) {
+                    Ok(new) => reload(running, new, sinks, bus).await,
+                    Err(e) => tracing::error!(code = "config_reload_rejected", key = %e.key, "SIGHUP: new config rejected, keeping the running one: {e}"),
+                }
+            }
+        }
+    }
+}
+
+/// Applies a valid new config: restarts the sinks whose settings changed, starts added
+/// ones, stops removed ones. Other sections need a restart, which is logged.
+async fn reload(
+    running: &mut Config,
+    new: Config,
+    sinks: &mut Vec<(String, JoinHandle<()>)>,
+    bus: &Bus,
+) {
+    // Design: sink configs are compared by their Debug form, so every sink type takes
+    // part without each having to implement PartialEq.
+    let fingerprint = |s: &SinkConfig| format!("{s:?}");
+    let mut kept = Vec::with_capacity(new.sinks.len());
+    let mut old = std::mem::take(sinks).into_iter();
+    for i in 0..running.sinks.len().max(new.sinks.len()) {
+        let current = old.next();
+        let same = match (running.sinks.get(i), new.sinks.get(i)) {
+            (Some(a), Some(b)) => fingerprint(a) == fingerprint(b),
+            _ => false,
+        };
+        if same {
+            kept.extend(current);
+            continue;
+        }
+        if let Some((name, handle)) = current {
+            handle.abort();
+            let _ = handle.await;
+            tracing::info!(code = "sink_stopped", sink = %name, "sink stopped by reload");
+        }
+        if let Some(cfg) = new.sinks.get(i) {
+            match sink::start(cfg, i, bus).await {
+                Ok(handle) => {
+                    let name = format!("{}#{i}", cfg.kind());
+                    tracing::info!(code = "sink_started", sink = %name, "sink (re)started by reload");
+                    kept.push((name, handle));
+                }
+                Err(e) => {
+                    tracing::error!(code = "sink_start_failed", sink = %format!("{}#{i}", cfg.kind()), "sinks[{i}]: cannot start after reload: {e}")
+                }
+            }
+        }
+    }
+    *sinks = kept;
+    let needs_restart: Vec<&str> = [
+        ("host", running.host != new.host),
+        (
+            "ami",
+            format!("{:?}", running.ami) != format!("{:?}", new.ami),
+        ),
+        (
+            "buffers",
+            format!("{:?}", running.buffers) != format!("{:?}", new.buffers),
+        ),
+        (
+            "watchdog",
+            format!("{:?}", running.watchdog) != format!("{:?}", new.watchdog),
+        ),
+        ("log", running.log.level != new.log.level),
+    ]
+    .into_iter()
+    .filter_map(|(k, changed)| changed.then_some(k))
+    .collect();
+    if !needs_restart.is_empty() {
+        tracing::warn!(code = "config_reload_partial", sections = %needs_restart.join(","), "changes to [{}] take effect at the next restart", needs_restart.join("], ["));
+    }
+    running.sinks = new.sinks;
+    tracing::info!(
+        code = "config_reloaded",
+        sinks = sinks.len(),
+        "config reloaded"
+    );
 }
 
 /// `pbxtap demo`: replays the embedded recordings through a fake Asterisk on loopback and

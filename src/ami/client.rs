@@ -113,6 +113,9 @@ pub struct AmiHealth {
     pub reconnects: AtomicU64,
     /// Messages the parser skipped (too large, too many headers).
     pub frame_errors: AtomicU64,
+    /// Ticks of the connection task (about one a second, connected or not): its progress,
+    /// which the watchdog checks before telling systemd we are alive.
+    pub ticks: AtomicU64,
 }
 
 /// Runs the connection until `shutdown` resolves (or, without `reconnect`, until the
@@ -161,7 +164,10 @@ pub async fn run<H: Handler>(
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = &mut sleep => break,
-                _ = tokio::time::sleep(TICK) => handler.tick(),
+                _ = tokio::time::sleep(TICK) => {
+                    health.ticks.fetch_add(1, Ordering::Relaxed);
+                    handler.tick();
+                }
             }
         }
     }
@@ -261,6 +267,7 @@ async fn serve<H: Handler>(
                 }
             }
             _ = ticker.tick() => {
+                health.ticks.fetch_add(1, Ordering::Relaxed);
                 handler.tick();
                 match session.poll(Instant::now()) {
                     Err(e) => return e.into(),
