@@ -528,7 +528,8 @@ pub async fn run(
             tokio::spawn(async move {
                 let outcome = run_restart(&command).await;
                 let mut body = health;
-                body.reason = event::text(&format!("ran `{command}`: {outcome}"));
+                // The outcome first: the reason field is bounded and commands can be long.
+                body.reason = event::text(&format!("restart command {outcome}: {command}"));
                 publisher.publish_body(Body::AsteriskRestarted(body));
                 let _ = done.send(()).await;
             });
