@@ -1,6 +1,7 @@
 //! The daemon's top level: wires config, AMI tap, bus and sinks; `run` and `demo`.
 
 use std::path::PathBuf;
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -41,17 +42,36 @@ async fn start_sinks(cfg: &Config, bus: &Bus) -> anyhow::Result<Vec<(String, Joi
 }
 
 /// Closes the bus and gives the sinks `deadline` to deliver what their rings hold; sinks
-/// still busy then are stopped. Returns how many were stopped.
+/// still busy then are stopped, and what they leave undelivered is logged. Returns how
+/// many were stopped.
 async fn drain(bus: Arc<Bus>, sinks: Vec<(String, JoinHandle<()>)>, deadline: Duration) -> usize {
+    let counters = bus.sinks();
+    let published = bus.published();
+    let delivered = |name: &str| {
+        counters
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .map(|c| c.delivered.load(Ordering::Relaxed))
+            .unwrap_or(0)
+    };
+    let before: Vec<u64> = sinks.iter().map(|(name, _)| delivered(name)).collect();
     drop(bus);
     let until = tokio::time::Instant::now() + deadline;
     let mut stopped = 0;
-    for (name, mut handle) in sinks {
-        if tokio::time::timeout_at(until, &mut handle).await.is_err() {
-            tracing::warn!(sink = %name, "sink did not drain within {deadline:?}; stopping it");
-            handle.abort();
-            stopped += 1;
+    for ((name, mut handle), before) in sinks.into_iter().zip(before) {
+        let finished = tokio::time::timeout_at(until, &mut handle).await.is_ok();
+        let during = delivered(&name) - before;
+        if finished {
+            tracing::info!(code = "sink_drained", sink = %name, delivered = during, "sink drained");
+            continue;
         }
+        let left = counters
+            .iter()
+            .find(|c| c.name.as_str() == name)
+            .map_or(0, |c| c.backlog(published));
+        tracing::warn!(code = "sink_drain_timeout", sink = %name, delivered = during, left, "sink did not drain within {deadline:?}: {left} events undelivered; stopping it");
+        handle.abort();
+        stopped += 1;
     }
     stopped
 }

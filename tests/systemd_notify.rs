@@ -63,7 +63,7 @@ fn text_of(d: &[(Instant, Vec<u8>)]) -> Vec<(Instant, String)> {
 fn config(peer: &Peer) -> String {
     // Watching AMI only (no pidfile, no name): the test machine runs no Asterisk.
     format!(
-        "host = \"pbx1\"\n{}[[sinks]]\ntype = \"stdout\"\n[watchdog]\npidfile = \"\"\nprocess_name = \"\"\ncheck_interval_secs = 1\nping_interval_secs = 1\n",
+        "host = \"pbx1\"\n{}[[sinks]]\ntype = \"stdout\"\n[watchdog]\npidfile = \"\"\nprocess_name = \"\"\ncheck_interval_secs = 1\nping_interval_secs = 1\nstall_secs = 2\n",
         peer.ami_toml()
     )
 }
@@ -120,7 +120,8 @@ fn ready_then_watchdog_at_half_the_interval_with_status_then_stopping() {
 #[test]
 fn no_watchdog_pings_while_the_sink_is_stuck() {
     // Enough events to fill the stdout pipe, which the test leaves unread: the stdout
-    // sink's write blocks, so pbxtap must stop telling systemd it is alive.
+    // sink's write never completes, so after `stall_secs` (2 s) with events waiting in
+    // its ring pbxtap must stop telling systemd it is alive, and say why in STATUS=.
     let demo = [
         "01-register-unregister.ami",
         "02-call-answered.ami",
@@ -152,6 +153,11 @@ fn no_watchdog_pings_while_the_sink_is_stuck() {
         let got = text_of(&sock.recv_for(Duration::from_secs(3)));
         let pings = got.iter().filter(|(_, m)| m.contains("WATCHDOG=1")).count();
         if pings == 0 {
+            let (_, status) = got.last().expect("STATUS= goes on while stuck");
+            assert!(
+                status.contains("STUCK: stdout#0 made no progress for"),
+                "{status}"
+            );
             break;
         }
         pings_before += pings;

@@ -133,6 +133,9 @@ pub async fn run<H: Handler>(
     let mut last_error_code = "";
     loop {
         let result = tokio::select! {
+            // Shutdown first, with the task's full coop budget: a busy connection can use
+            // it all up, and then a stop signal would wait for the stream to go quiet.
+            biased;
             _ = &mut shutdown => return,
             r = serve(&cfg, &mut parser, &mut buf, handler, health, &mut attempt) => r,
         };
