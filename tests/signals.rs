@@ -19,9 +19,9 @@ const DEMO: [&str; 4] = [
     "11-queue-answered.ami",
 ];
 
-fn config(peer: &Peer, extra: &str) -> String {
+fn config(peer: &Peer, drain_secs: u64) -> String {
     format!(
-        "host = \"pbx1\"\n{}[buffers]\nper_sink = 8192\ndrain_secs = 1\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n{extra}",
+        "host = \"pbx1\"\n{}[buffers]\nper_sink = 8192\ndrain_secs = {drain_secs}\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n",
         peer.ami_toml()
     )
 }
@@ -47,7 +47,7 @@ fn seq(line: &str) -> u64 {
 #[test]
 fn sigterm_with_a_slow_sink_drains_within_the_deadline_and_exits_0() {
     let peer = Peer::start(&DEMO, 40, None);
-    let mut d = Daemon::start(&config(&peer, ""), &[], false);
+    let mut d = Daemon::start(&config(&peer, 1), &[], false);
     // A slow consumer behind a small pipe: 512 bytes every 100 ms.
     let mut out = d.take_stdout();
     nix::fcntl::fcntl(&out, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4096)).unwrap();
@@ -82,9 +82,9 @@ fn sigterm_with_a_slow_sink_drains_within_the_deadline_and_exits_0() {
     let took = term.elapsed();
     let stderr = d.stderr();
     assert!(status.success(), "{status:?}\n{stderr}");
-    // drain_secs is 1 s; a little more for the runtime to let go of the stuck write.
+    // drain_secs (1 s) plus EXIT_GRACE (2 s) at the very most, plus slack for a loaded machine.
     assert!(
-        took < Duration::from_secs(3),
+        took < Duration::from_secs(4),
         "exited {took:?} after SIGTERM:\n{stderr}"
     );
     assert!(
@@ -96,6 +96,10 @@ fn sigterm_with_a_slow_sink_drains_within_the_deadline_and_exits_0() {
         .find(|l| l.contains("code=\"sink_drain_timeout\""))
         .unwrap_or_else(|| panic!("no drain timeout logged:\n{stderr}"));
     let left = number_after(timeout, " left=");
+    eprintln!(
+        "figure: slow sink, drain_secs = 1: exit 0 {took:?} after SIGTERM, {} delivered while draining, {left} left in the ring",
+        number_after(timeout, " delivered=")
+    );
     assert!(
         timeout.contains(&format!("{left} events undelivered")),
         "{timeout}"
@@ -115,7 +119,7 @@ fn sigterm_with_a_slow_sink_drains_within_the_deadline_and_exits_0() {
 #[test]
 fn sigterm_with_a_sink_that_keeps_up_delivers_everything_and_exits_0() {
     let peer = Peer::start(&DEMO, 40, None);
-    let mut d = Daemon::start(&config(&peer, ""), &[], false);
+    let mut d = Daemon::start(&config(&peer, 5), &[], false);
     let mut out = d.take_stdout();
     let reader = std::thread::spawn(move || {
         let mut all = String::new();
@@ -130,8 +134,11 @@ fn sigterm_with_a_sink_that_keeps_up_delivers_everything_and_exits_0() {
         );
         std::thread::sleep(Duration::from_millis(20));
     }
+    std::thread::sleep(Duration::from_millis(300));
+    let term = Instant::now();
     d.signal(Signal::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(10)).success());
+    let took = term.elapsed();
     let all = reader.join().unwrap();
     let stderr = d.stderr();
     assert!(!stderr.contains("sink_drain_timeout"), "{stderr}");
@@ -144,12 +151,17 @@ fn sigterm_with_a_sink_that_keeps_up_delivers_everything_and_exits_0() {
         assert_eq!(seq(l), i as u64 + 1, "{l}");
     }
     assert!(lines.len() as u64 >= number_after(drained, " delivered="));
+    eprintln!(
+        "figure: sink keeping up: exit 0 {took:?} after SIGTERM, {} events delivered while draining, {} in all, none lost",
+        number_after(drained, " delivered="),
+        lines.len()
+    );
 }
 
 #[test]
 fn sighup_with_a_bad_config_keeps_running_on_the_old_one() {
     let peer = Peer::start(&DEMO, 2, Some(Duration::from_millis(4)));
-    let mut d = Daemon::start(&config(&peer, ""), &[], true);
+    let mut d = Daemon::start(&config(&peer, 5), &[], true);
     let first = d.wait_line(Duration::from_secs(10), |l| {
         name(l) == "system.ami_connected"
     });
@@ -181,7 +193,7 @@ fn sighup_with_a_bad_config_keeps_running_on_the_old_one() {
 #[test]
 fn sighup_restarts_changed_sinks_and_keeps_the_ami_tap() {
     let peer = Peer::start(&DEMO, 2, Some(Duration::from_millis(4)));
-    let mut d = Daemon::start(&config(&peer, ""), &[], true);
+    let mut d = Daemon::start(&config(&peer, 5), &[], true);
     d.wait_line(Duration::from_secs(10), |l| {
         name(l) == "system.ami_connected"
     });

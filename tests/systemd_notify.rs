@@ -97,6 +97,13 @@ fn ready_then_watchdog_at_half_the_interval_with_status_then_stopping() {
         "{} pings in 4 s: {got:?}",
         pings.len()
     );
+    let gaps: Vec<Duration> = pings.windows(2).map(|p| p[1] - p[0]).collect();
+    eprintln!(
+        "figure: {} WATCHDOG=1 in 4 s with WATCHDOG_USEC=1000000, gaps {:?}..{:?}",
+        pings.len(),
+        gaps.iter().min().unwrap(),
+        gaps.iter().max().unwrap()
+    );
     for pair in pings.windows(2) {
         let gap = pair[1] - pair[0];
         assert!(
@@ -167,7 +174,12 @@ fn no_watchdog_pings_while_the_sink_is_stuck() {
     // Unblock the sink: the pings come back.
     let mut out = d.take_stdout();
     std::thread::spawn(move || std::io::copy(&mut out, &mut std::io::sink()));
+    let unblocked = Instant::now();
     sock.recv_until(Duration::from_secs(10), |m| m.contains("WATCHDOG=1"));
+    eprintln!(
+        "figure: pings stopped after {pings_before} (stall_secs = 2) and resumed {:?} after the reader came back",
+        unblocked.elapsed()
+    );
 }
 
 /// The gate inside the systemd task, through the library: a sink that takes nothing off

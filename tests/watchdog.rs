@@ -68,9 +68,19 @@ fn killed_asterisk_is_reported_down_restarted_once_and_up_again() {
     assert_eq!(field(&up, "threads"), Some("1"), "{up}");
     assert_ne!(field(&up, "rss_kib"), Some("0"), "{up}");
 
+    let killed_at = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64;
     asterisk.kill().unwrap();
     asterisk.wait().unwrap();
     let down = d.wait_line(WAIT, |l| name(l).starts_with("system.asterisk_"));
+    let t = |l: &str| field(l, "time").unwrap().parse::<u64>().unwrap();
+    eprintln!(
+        "figure: system.asterisk_down {} ms after the kill (check_interval_secs = 1)",
+        (t(&down) - killed_at) / 1000
+    );
+    assert!(t(&down) - killed_at < 2_500_000, "down seen late");
     assert_eq!(name(&down), "system.asterisk_down", "{down}");
     assert_eq!(field(&down, "pid"), Some("0"));
     assert!(
@@ -87,7 +97,6 @@ fn killed_asterisk_is_reported_down_restarted_once_and_up_again() {
         "{restarted}"
     );
     // Not before the second down check: a check interval after the first.
-    let t = |l: &str| field(l, "time").unwrap().parse::<u64>().unwrap();
     assert!(
         t(&restarted) - t(&down) >= 900_000,
         "restarted {} µs after down",
@@ -113,7 +122,7 @@ fn the_restart_command_runs_after_n_checks_and_not_more_often_than_allowed() {
     let dir = tempfile::tempdir().unwrap();
     let pidfile = dir.path().join("asterisk.pid");
     let runs = dir.path().join("runs");
-    // An Asterisk that is already gone, and a restart command that does not bring it back.
+    // An Asterisk that is already gone, and a restart command that fails.
     let mut gone = fake_asterisk();
     std::fs::write(&pidfile, format!("{}\n", gone.id())).unwrap();
     gone.kill().unwrap();
@@ -121,7 +130,7 @@ fn the_restart_command_runs_after_n_checks_and_not_more_often_than_allowed() {
     let cfg = config(
         &peer,
         &format!(
-            "pidfile = \"{}\"\nrestart_command = \"date +%s.%N >> {}\"\nrestart_after = 3\nmin_restart_interval_secs = 2\n",
+            "pidfile = \"{}\"\nrestart_command = \"date +%s.%N >> {}; exit 3\"\nrestart_after = 3\nmin_restart_interval_secs = 2\n",
             pidfile.display(),
             runs.display()
         ),
@@ -164,6 +173,12 @@ fn the_restart_command_runs_after_n_checks_and_not_more_often_than_allowed() {
         .unwrap();
     // The third down check comes two intervals after the first.
     assert!(t(first) - t(down) >= 1_900_000, "{down}\n{first}");
+    assert!(
+        field(first, "reason")
+            .unwrap()
+            .starts_with("restart command failed (exit status: 3): date"),
+        "{first}"
+    );
     let times: Vec<f64> = std::fs::read_to_string(d.dir.path().join("runs"))
         .unwrap()
         .lines()
@@ -177,4 +192,29 @@ fn the_restart_command_runs_after_n_checks_and_not_more_often_than_allowed() {
             pair[1] - pair[0]
         );
     }
+}
+
+#[test]
+fn too_many_open_files_is_degraded_with_the_reason() {
+    let peer = Peer::start(&["01-register-unregister.ami"], 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let pidfile = dir.path().join("asterisk.pid");
+    let mut asterisk = fake_asterisk();
+    std::fs::write(&pidfile, format!("{}\n", asterisk.id())).unwrap();
+    // `sleep` holds stdin, stdout and stderr open: three, above a limit of two.
+    let cfg = config(
+        &peer,
+        &format!("pidfile = \"{}\"\nmax_fds = 2\n", pidfile.display()),
+    );
+    let d = Daemon::start_in(dir, &cfg, &[], true);
+    let degraded = d.wait_line(WAIT, |l| name(l).starts_with("system.asterisk_"));
+    asterisk.kill().unwrap();
+    asterisk.wait().unwrap();
+    assert_eq!(name(&degraded), "system.asterisk_degraded", "{degraded}");
+    assert_eq!(field(&degraded, "fds"), Some("3"), "{degraded}");
+    assert_eq!(
+        field(&degraded, "reason"),
+        Some("3 open files, above 2"),
+        "{degraded}"
+    );
 }
