@@ -166,7 +166,9 @@ async fn supervise(
 }
 
 /// Applies a valid new config: restarts the sinks whose settings changed, starts added
-/// ones, stops removed ones. Other sections need a restart, which is logged.
+/// ones, stops removed ones. A sink that cannot start with its new settings goes back to
+/// its old ones; one not running at all is tried again at the next reload. Other
+/// sections need a restart, which is logged.
 async fn reload(
     running: &mut Config,
     new: Config,
@@ -176,16 +178,27 @@ async fn reload(
     // Design: sink configs are compared by their Debug form, so every sink type takes
     // part without each having to implement PartialEq.
     let fingerprint = |s: &SinkConfig| format!("{s:?}");
-    let mut kept = Vec::with_capacity(new.sinks.len());
-    let mut old = std::mem::take(sinks).into_iter();
-    for i in 0..running.sinks.len().max(new.sinks.len()) {
-        let current = old.next();
-        let same = match (running.sinks.get(i), new.sinks.get(i)) {
-            (Some(a), Some(b)) => fingerprint(a) == fingerprint(b),
-            _ => false,
-        };
-        if same {
-            kept.extend(current);
+    let n = running.sinks.len().max(new.sinks.len());
+    // The running handles by position: a sink's name ends in `#<index>`.
+    let mut by_index: Vec<Option<(String, JoinHandle<()>)>> = (0..n).map(|_| None).collect();
+    for (name, handle) in std::mem::take(sinks) {
+        match name
+            .rsplit_once('#')
+            .and_then(|(_, i)| i.parse::<usize>().ok())
+        {
+            Some(i) if i < n => by_index[i] = Some((name, handle)),
+            _ => handle.abort(),
+        }
+    }
+    let mut applied = new.sinks.clone();
+    for (i, current) in by_index.into_iter().enumerate() {
+        let old_cfg = running.sinks.get(i);
+        let new_cfg = new.sinks.get(i);
+        let same =
+            matches!((old_cfg, new_cfg), (Some(a), Some(b)) if fingerprint(a) == fingerprint(b));
+        let was_running = current.is_some();
+        if same && was_running {
+            sinks.extend(current);
             continue;
         }
         if let Some((name, handle)) = current {
@@ -193,20 +206,31 @@ async fn reload(
             let _ = handle.await;
             tracing::info!(code = "sink_stopped", sink = %name, "sink stopped by reload");
         }
-        if let Some(cfg) = new.sinks.get(i) {
-            match sink::start(cfg, i, bus).await {
-                Ok(handle) => {
-                    let name = format!("{}#{i}", cfg.kind());
-                    tracing::info!(code = "sink_started", sink = %name, "sink (re)started by reload");
-                    kept.push((name, handle));
-                }
-                Err(e) => {
-                    tracing::error!(code = "sink_start_failed", sink = %format!("{}#{i}", cfg.kind()), "sinks[{i}]: cannot start after reload: {e}")
+        let Some(cfg) = new_cfg else { continue };
+        let name = format!("{}#{i}", cfg.kind());
+        match sink::start(cfg, i, bus).await {
+            Ok(handle) => {
+                tracing::info!(code = "sink_started", sink = %name, "sink (re)started by reload");
+                sinks.push((name, handle));
+            }
+            Err(e) => {
+                tracing::error!(code = "sink_start_failed", sink = %name, "sinks[{i}]: cannot start with the new settings: {e}");
+                let Some(old) = old_cfg.filter(|_| was_running) else {
+                    continue;
+                };
+                match sink::start(old, i, bus).await {
+                    Ok(handle) => {
+                        tracing::warn!(code = "sink_kept_old", sink = %format!("{}#{i}", old.kind()), "sinks[{i}] runs on its previous settings");
+                        sinks.push((format!("{}#{i}", old.kind()), handle));
+                        applied[i] = old.clone();
+                    }
+                    Err(e) => {
+                        tracing::error!(code = "sink_start_failed", sink = %name, "sinks[{i}]: cannot start with its previous settings either: {e}")
+                    }
                 }
             }
         }
     }
-    *sinks = kept;
     let needs_restart: Vec<&str> = [
         ("host", running.host != new.host),
         (

@@ -232,3 +232,38 @@ fn sighup_restarts_changed_sinks_and_keeps_the_ami_tap() {
     d.signal(Signal::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn sighup_with_a_sink_that_cannot_start_keeps_its_previous_settings() {
+    let peer = Peer::start(&DEMO, 2, Some(Duration::from_millis(4)));
+    let mut d = Daemon::start(&config(&peer, 5), &[], true);
+    d.wait_line(Duration::from_secs(10), |l| {
+        name(l) == "system.ami_connected"
+    });
+    // sinks[0] becomes a WebSocket server on a port that is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().port();
+    let cfg = std::fs::read_to_string(&d.config).unwrap().replace(
+        "type = \"stdout\"",
+        &format!("type = \"websocket\"\nlisten = \"127.0.0.1:{port}\"\nauthkey = \"k\""),
+    );
+    std::fs::write(&d.config, cfg).unwrap();
+    d.signal(Signal::SIGHUP);
+    d.wait_stderr(Duration::from_secs(5), "config reloaded");
+    let stderr = d.stderr();
+    assert!(
+        stderr.contains("code=\"sink_start_failed\" sink=websocket#0"),
+        "{stderr}"
+    );
+    assert!(
+        stderr.contains("sinks[0] runs on its previous settings"),
+        "{stderr}"
+    );
+    // Events still come out on stdout, from the same AMI session.
+    let more = d.lines_for(Duration::from_secs(2));
+    assert!(more.len() > 5, "{more:?}");
+    assert!(more.iter().all(|l| name(l) != "system.ami_connected"));
+    drop(taken);
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+}
