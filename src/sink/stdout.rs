@@ -45,7 +45,13 @@ impl StdoutSink {
                         }
                         rx.delivered(1);
                     }
-                    Err(e) => tracing::error!(sink = "stdout", error = %e, "event not written"),
+                    Err(e) => tracing::error!(
+                        sink = "stdout",
+                        class = ev.class().as_str(),
+                        event = ev.name(),
+                        error = %e,
+                        "event not written"
+                    ),
                 }
                 if let TryRecv::Event(ev) = rx.try_recv() {
                     next = Some(*ev);

@@ -63,11 +63,14 @@ pub fn find_by_name(proc_root: &Path, name: &str, except: u32) -> Option<u32> {
     entries
         .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u32>().ok())
         .filter(|&pid| pid != except)
-        .filter(|pid| {
-            std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm"))
-                .is_ok_and(|c| c.trim_end_matches('\n') == name)
-        })
+        .filter(|&pid| comm(proc_root, pid).is_some_and(|c| c == name))
         .min()
+}
+
+/// A process's command name (`/proc/<pid>/comm`, at most 15 bytes).
+pub fn comm(proc_root: &Path, pid: u32) -> Option<String> {
+    let text = std::fs::read_to_string(proc_root.join(pid.to_string()).join("comm")).ok()?;
+    Some(text.trim_end_matches('\n').to_string())
 }
 
 /// Reads one process from `proc_root` (`/proc`, or a fixture tree in tests).
@@ -385,37 +388,46 @@ impl WatchConfig {
     }
 }
 
-/// Finds and reads the process: the pidfile's pid if that is alive, else by name.
-fn observe_process(cfg: &WatchConfig) -> (Option<ProcSample>, String) {
-    let mut missing = String::new();
-    let from_pidfile = if cfg.pidfile.as_os_str().is_empty() {
-        None
-    } else {
-        let pid = read_pidfile(&cfg.pidfile);
-        if pid.is_none() {
-            missing = format!("no pid in {}", cfg.pidfile.display());
-        }
-        pid
-    };
-    let candidates = from_pidfile.into_iter().chain(
-        (!cfg.process_name.is_empty())
-            .then(|| find_by_name(&cfg.proc_root, &cfg.process_name, std::process::id()))
-            .flatten(),
-    );
-    for pid in candidates {
-        if !alive(pid) {
-            missing = ProcError::Gone(pid).to_string();
-            continue;
-        }
-        match sample(&cfg.proc_root, pid) {
-            Ok(s) => return (Some(s), String::new()),
-            Err(e) => missing = e.to_string(),
+/// Finds and reads the process: the pidfile's pid if that is a live Asterisk, else the
+/// process found by name. When there is none, says why (each place looked, `; ` apart).
+pub fn observe_process(cfg: &WatchConfig) -> (Option<ProcSample>, String) {
+    let mut why: Vec<String> = Vec::new();
+    if !cfg.pidfile.as_os_str().is_empty() {
+        match read_pidfile(&cfg.pidfile) {
+            None => why.push(format!("no pid in {}", cfg.pidfile.display())),
+            Some(pid) => match read_live(cfg, pid, true) {
+                Ok(s) => return (Some(s), String::new()),
+                Err(e) => why.push(e),
+            },
         }
     }
-    if missing.is_empty() {
-        missing = format!("no process named `{}`", cfg.process_name);
+    if !cfg.process_name.is_empty() {
+        match find_by_name(&cfg.proc_root, &cfg.process_name, std::process::id()) {
+            None => why.push(format!("no process named `{}`", cfg.process_name)),
+            Some(pid) => match read_live(cfg, pid, false) {
+                Ok(s) => return (Some(s), String::new()),
+                Err(e) => why.push(e),
+            },
+        }
     }
-    (None, missing)
+    (None, why.join("; "))
+}
+
+/// Reads `pid` if it is alive and, for a pid from the pidfile, really Asterisk (a stale
+/// pidfile's pid may belong to another program by now).
+fn read_live(cfg: &WatchConfig, pid: u32, from_pidfile: bool) -> Result<ProcSample, String> {
+    if !alive(pid) {
+        return Err(ProcError::Gone(pid).to_string());
+    }
+    if from_pidfile && !cfg.process_name.is_empty() {
+        if let Some(comm) = comm(&cfg.proc_root, pid).filter(|c| *c != cfg.process_name) {
+            return Err(format!(
+                "pid {pid} from the pidfile is `{comm}`, not `{}`",
+                cfg.process_name
+            ));
+        }
+    }
+    sample(&cfg.proc_root, pid).map_err(|e| e.to_string())
 }
 
 fn log_transition(state: State, body: &Body) {
@@ -653,6 +665,36 @@ mod tests {
         std::fs::write(&pidfile, "garbage").unwrap();
         assert_eq!(read_pidfile(&pidfile), None);
         assert_eq!(read_pidfile(&root.path().join("none.pid")), None);
+    }
+
+    #[test]
+    fn a_stale_pidfile_naming_another_program_is_not_asterisk() {
+        let root = tempfile::tempdir().unwrap();
+        // Our own pid: alive for kill(pid, 0), with a fixture /proc entry.
+        let me = std::process::id();
+        proc_entry(root.path(), me, "sleep", "S", 3);
+        let pidfile = root.path().join("asterisk.pid");
+        std::fs::write(&pidfile, format!("{me}\n")).unwrap();
+        let mut cfg = WatchConfig::from_config(&WatchdogConfig::default());
+        cfg.proc_root = root.path().to_path_buf();
+        cfg.pidfile = pidfile.clone();
+        let (found, why) = observe_process(&cfg);
+        assert_eq!(found, None);
+        assert_eq!(
+            why,
+            format!(
+                "pid {me} from the pidfile is `sleep`, not `asterisk`; no process named `asterisk`"
+            )
+        );
+        proc_entry(root.path(), me, "asterisk", "S", 3);
+        let (found, why) = observe_process(&cfg);
+        assert_eq!(found.map(|s| (s.pid, s.fds)), Some((me, Some(3))), "{why}");
+        std::fs::write(&pidfile, "").unwrap();
+        cfg.process_name.clear();
+        assert_eq!(
+            observe_process(&cfg),
+            (None, format!("no pid in {}", pidfile.display()))
+        );
     }
 
     #[test]
