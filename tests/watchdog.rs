@@ -201,7 +201,7 @@ fn too_many_open_files_is_degraded_with_the_reason() {
     let pidfile = dir.path().join("asterisk.pid");
     let mut asterisk = fake_asterisk();
     std::fs::write(&pidfile, format!("{}\n", asterisk.id())).unwrap();
-    // `sleep` holds stdin, stdout and stderr open: three, above a limit of two.
+    // `sleep` holds stdin, stdout and stderr open at least: above a limit of two.
     let cfg = config(
         &peer,
         &format!("pidfile = \"{}\"\nmax_fds = 2\n", pidfile.display()),
@@ -211,10 +211,12 @@ fn too_many_open_files_is_degraded_with_the_reason() {
     asterisk.kill().unwrap();
     asterisk.wait().unwrap();
     assert_eq!(name(&degraded), "system.asterisk_degraded", "{degraded}");
-    assert_eq!(field(&degraded, "fds"), Some("3"), "{degraded}");
+    // At least stdin, stdout and stderr (more when the test runner passes its own on).
+    let fds: u32 = field(&degraded, "fds").unwrap().parse().unwrap();
+    assert!(fds >= 3, "{degraded}");
     assert_eq!(
         field(&degraded, "reason"),
-        Some("3 open files, above 2"),
+        Some(format!("{fds} open files, above 2").as_str()),
         "{degraded}"
     );
 }
