@@ -268,6 +268,9 @@ async fn serve<H: Handler>(
                         return io_err(e);
                     }
                 }
+                // Let the rest of the runtime (shutdown, sinks, timers) in between reads,
+                // however fast Asterisk sends.
+                tokio::task::yield_now().await;
             }
             _ = ticker.tick() => {
                 health.ticks.fetch_add(1, Ordering::Relaxed);
