@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   nats-server   # tests/nats_*.rs: a real NATS server
   mosquitto     # tests/mqtt_*.rs: a real MQTT broker
+  coreutils     # tests/watchdog.rs: `sleep` stands in for Asterisk, `date` stamps restarts
 )
 
 missing=()
