@@ -60,7 +60,7 @@ async fn drain(bus: Arc<Bus>, sinks: Vec<(String, JoinHandle<()>)>, deadline: Du
     let mut stopped = 0;
     for ((name, mut handle), before) in sinks.into_iter().zip(before) {
         let finished = tokio::time::timeout_at(until, &mut handle).await.is_ok();
-        let during = delivered(&name) - before;
+        let during = delivered(&name).saturating_sub(before);
         if finished {
             tracing::info!(code = "sink_drained", sink = %name, delivered = during, "sink drained");
             continue;
