@@ -6,7 +6,7 @@
 //! thin task that reads, judges, publishes and runs the restart command.
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -480,7 +480,7 @@ pub async fn run(
     ami: Arc<AmiHealth>,
     publisher: Publisher,
     heartbeat: Heartbeat,
-    state: Arc<std::sync::atomic::AtomicU8>,
+    state: Arc<AtomicU8>,
 ) {
     let mut monitor = Monitor::new(cfg.thresholds, cfg.policy);
     let watch_process = !cfg.pidfile.as_os_str().is_empty() || !cfg.process_name.is_empty();
