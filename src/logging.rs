@@ -1,13 +1,12 @@
-//! Logging: journald (structured fields) when running under systemd, readable stderr otherwise.
+//! Logging: journald (structured fields, through `tracing-journald`) when running under
+//! systemd, readable stderr otherwise.
 //!
 //! The level comes from `log.level`, and `RUST_LOG` overrides it. Repeated lines are
 //! rate-limited per call site (`RateLimit`): at most `LOG_BURST` lines from one place per
 //! `LOG_WINDOW`; the rest are counted and reported by the watchdog as one line.
 
-mod journald;
-
 use std::io::IsTerminal;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
@@ -24,8 +23,8 @@ pub const LOG_BURST: u32 = 10;
 pub const LOG_WINDOW: Duration = Duration::from_secs(60);
 /// Call sites tracked at once; sites sharing a slot share its budget.
 pub const RATE_SLOTS: usize = 128;
-/// Overrides journald's socket path; meant for tests.
-pub const JOURNAL_SOCKET_ENV: &str = "PBXTAP_JOURNAL_SOCKET";
+/// journald's socket; `tracing-journald` sends to this path, which it hardcodes.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
 
 static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
 
@@ -34,17 +33,10 @@ pub fn take_suppressed() -> u64 {
     SUPPRESSED.swap(0, Ordering::Relaxed)
 }
 
-/// The journal socket to use: `$PBXTAP_JOURNAL_SOCKET`, else journald's own.
-fn journal_socket() -> PathBuf {
-    std::env::var_os(JOURNAL_SOCKET_ENV)
-        .map(PathBuf::from)
-        .unwrap_or_else(|| journald::DEFAULT_SOCKET.into())
-}
-
 /// True when systemd connected our output to the journal (`JOURNAL_STREAM` is set) and
 /// the journal's socket is there: then logs go to journald natively.
 pub fn under_journald() -> bool {
-    std::env::var_os("JOURNAL_STREAM").is_some() && journal_socket().exists()
+    std::env::var_os("JOURNAL_STREAM").is_some() && Path::new(JOURNAL_SOCKET).exists()
 }
 
 /// Installs the global subscriber for `pbxtap run`.
@@ -54,8 +46,12 @@ pub fn init(cfg: &LogConfig) {
         .with(filter)
         .with(RateLimit::default());
     if under_journald() {
-        match journald::Journald::new(journal_socket(), "pbxtap") {
+        // Each tracing field becomes its own journal field, unprefixed: `sink` → `SINK`.
+        match tracing_journald::layer() {
             Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("pbxtap".into());
                 let _ = registry.with(layer).try_init();
                 return;
             }

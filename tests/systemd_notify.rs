@@ -1,5 +1,6 @@
 //! pbxtap under systemd: a unix datagram socket stands in for systemd's NOTIFY_SOCKET and
-//! another for the journal; the real binary runs against the replaying AMI peer.
+//! another, bind-mounted at journald's path in pbxtap's own mount namespace, for the
+//! journal; the real binary runs against the replaying AMI peer.
 
 mod common;
 
@@ -252,43 +253,137 @@ async fn recv_one(sock: &tokio::net::UnixDatagram) -> String {
     String::from_utf8_lossy(&buf[..n]).to_string()
 }
 
+/// One journald native-protocol datagram: its fields in order. Each field is either
+/// `NAME=value\n` or `NAME\n`, the value's length as 64-bit little endian, the value, `\n`.
+struct Entry(Vec<(String, String)>);
+
+impl Entry {
+    fn parse(mut b: &[u8]) -> Entry {
+        let lossy = |b: &[u8]| String::from_utf8_lossy(b).to_string();
+        let mut fields = Vec::new();
+        while !b.is_empty() {
+            let nl = b
+                .iter()
+                .position(|&c| c == b'\n')
+                .expect("field without newline");
+            let line = &b[..nl];
+            if let Some(eq) = line.iter().position(|&c| c == b'=') {
+                fields.push((lossy(&line[..eq]), lossy(&line[eq + 1..])));
+                b = &b[nl + 1..];
+            } else {
+                let rest = &b[nl + 1..];
+                let len = u64::from_le_bytes(rest[..8].try_into().unwrap()) as usize;
+                assert_eq!(rest[8 + len], b'\n', "length-encoded value ends in newline");
+                fields.push((lossy(line), lossy(&rest[8..8 + len])));
+                b = &rest[8 + len + 1..];
+            }
+        }
+        Entry(fields)
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Receives journal entries until one satisfies `pred`, or panics (with pbxtap's stderr)
+/// after `within`.
+fn journal_until(
+    sock: &Socket,
+    d: &Daemon,
+    within: Duration,
+    pred: impl Fn(&Entry) -> bool,
+) -> Entry {
+    let until = Instant::now() + within;
+    let mut buf = vec![0u8; 64 * 1024];
+    loop {
+        assert!(
+            Instant::now() < until,
+            "no matching journal entry within {within:?}; stderr:\n{}",
+            d.stderr()
+        );
+        if let Ok(n) = sock.0.recv(&mut buf) {
+            let entry = Entry::parse(&buf[..n]);
+            if pred(&entry) {
+                return entry;
+            }
+        }
+    }
+}
+
 #[test]
 fn logs_reach_the_journal_with_structured_fields() {
+    // tracing-journald always sends to /run/systemd/journal/socket. pbxtap runs in a
+    // private mount namespace where a temp dir is bind-mounted over /run/systemd/journal,
+    // so its `socket`, bound here, is the journal pbxtap sees. Needs root (CI runs as root).
+    let unshare = common::require("unshare", "util-linux");
+    let mount = common::require("mount", "mount");
+    std::fs::create_dir_all("/run/systemd/journal")
+        .expect("create /run/systemd/journal (this test runs as root)");
     let peer = Peer::start(&["01-register-unregister.ami"], 1, None);
     let dir = tempfile::tempdir().unwrap();
     let journal = dir.path().join("journal");
-    let sock = Socket::bind(&journal);
-    let d = Daemon::start_in(
+    std::fs::create_dir(&journal).unwrap();
+    let sock = Socket::bind(&journal.join("socket"));
+    let script = r#""$0" --bind "$1" /run/systemd/journal && shift && exec "$@""#;
+    let d = Daemon::start_wrapped(
         dir,
         &config(&peer),
-        &[
-            ("JOURNAL_STREAM", "8:12345"),
-            ("PBXTAP_JOURNAL_SOCKET", journal.to_str().unwrap()),
-        ],
+        &[("JOURNAL_STREAM", "8:12345")],
         true,
+        &[
+            unshare.as_os_str(),
+            "--mount".as_ref(),
+            "sh".as_ref(),
+            "-c".as_ref(),
+            script.as_ref(),
+            mount.as_os_str(),
+            journal.as_os_str(),
+        ],
     );
-    let connected = sock.recv_until(Duration::from_secs(10), |m| {
-        m.contains("MESSAGE=AMI connected")
+    let wait = Duration::from_secs(10);
+    let connected = journal_until(&sock, &d, wait, |e| {
+        e.get("MESSAGE") == Some("AMI connected")
     });
-    for field in [
-        "PRIORITY=6\n",
-        "SYSLOG_IDENTIFIER=pbxtap\n",
-        "CODE=ami_connected\n",
-        &format!("ADDRESS={}\n", peer.address()),
-        "TARGET=pbxtap::ami::client\n",
+    let address = peer.address();
+    for (name, value) in [
+        // tracing-journald's default mapping: INFO is notice (5).
+        ("PRIORITY", "5"),
+        ("SYSLOG_IDENTIFIER", "pbxtap"),
+        ("CODE", "ami_connected"),
+        ("ADDRESS", address),
+        ("TARGET", "pbxtap::ami::client"),
     ] {
-        assert!(connected.contains(field), "no {field:?} in {connected:?}");
+        assert_eq!(
+            connected.get(name),
+            Some(value),
+            "{name} in {:?}",
+            connected.0
+        );
     }
+    let file = connected.get("CODE_FILE").unwrap_or_default();
+    assert!(file.ends_with("src/ami/client.rs"), "{:?}", connected.0);
+    let line = connected.get("CODE_LINE").unwrap_or_default();
+    assert!(line.parse::<u32>().is_ok(), "{:?}", connected.0);
+    // No field prefix: the tracing field `code` is `CODE`, not `F_CODE`.
+    assert!(
+        connected.0.iter().all(|(n, _)| !n.starts_with("F_")),
+        "{:?}",
+        connected.0
+    );
     // A sink named in its own field: add a sink and reload.
     let cfg = std::fs::read_to_string(&d.config).unwrap();
     std::fs::write(&d.config, format!("{cfg}[[sinks]]\ntype = \"stdout\"\n")).unwrap();
     d.signal(Signal::SIGHUP);
-    let started = sock.recv_until(Duration::from_secs(10), |m| m.contains("CODE=sink_started"));
-    assert!(started.contains("SINK=stdout#1\n"), "{started:?}");
-    let reloaded = sock.recv_until(Duration::from_secs(10), |m| {
-        m.contains("CODE=config_reloaded")
+    let started = journal_until(&sock, &d, wait, |e| e.get("CODE") == Some("sink_started"));
+    assert_eq!(started.get("SINK"), Some("stdout#1"), "{:?}", started.0);
+    let reloaded = journal_until(&sock, &d, wait, |e| {
+        e.get("CODE") == Some("config_reloaded")
     });
-    assert!(reloaded.contains("SINKS=2\n"), "{reloaded:?}");
+    assert_eq!(reloaded.get("SINKS"), Some("2"), "{:?}", reloaded.0);
     // Nothing went to stderr: it all went to the journal.
     assert!(!d.stderr().contains("AMI connected"), "{}", d.stderr());
 }

@@ -1,6 +1,7 @@
 //! The real `pbxtap run` as a child process against a replaying fake Asterisk: its
 //! config in a temp dir, its stdout lines and stderr collected, signals, exit.
 
+use std::ffi::OsStr;
 use std::io::{BufRead, BufReader, Read};
 use std::path::PathBuf;
 use std::process::{Child, ChildStdout, Command, ExitStatus, Stdio};
@@ -65,9 +66,29 @@ impl Daemon {
         env: &[(&str, &str)],
         read_stdout: bool,
     ) -> Daemon {
+        Daemon::start_wrapped(dir, config, env, read_stdout, &[])
+    }
+
+    /// As `start_in`, with pbxtap's command line appended to `wrapper` (a program and its
+    /// arguments). The wrapper must end by exec'ing that command line, so the child's pid
+    /// is pbxtap's and signals reach it.
+    pub fn start_wrapped(
+        dir: tempfile::TempDir,
+        config: &str,
+        env: &[(&str, &str)],
+        read_stdout: bool,
+        wrapper: &[&OsStr],
+    ) -> Daemon {
         let path = dir.path().join("pbxtap.toml");
         std::fs::write(&path, config).unwrap();
-        let mut cmd = Command::new(super::pbxtap_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut cmd = Command::new(program);
+                cmd.args(args).arg(super::pbxtap_bin());
+                cmd
+            }
+            None => Command::new(super::pbxtap_bin()),
+        };
         cmd.args(["run", "--config", path.to_str().unwrap()])
             .env_remove("RUST_LOG")
             .env_remove("NOTIFY_SOCKET")
