@@ -6,6 +6,9 @@ set -euo pipefail
 packages=(
   nats-server   # tests/nats_*.rs: a real NATS server
   mosquitto     # tests/mqtt_*.rs: a real MQTT broker
+  coreutils     # tests/watchdog.rs: `sleep` stands in for Asterisk, `date` stamps restarts
+  util-linux    # tests/systemd_notify.rs: `unshare` gives pbxtap a private mount namespace
+  mount         # tests/systemd_notify.rs: `mount --bind` puts a test socket at journald's path
 )
 
 missing=()

@@ -32,6 +32,19 @@ pub struct SinkCounters {
     pub dropped: AtomicU64,
     /// `dropped` as of the last `system.events_dropped` report.
     reported: AtomicU64,
+    /// Events published before the sink subscribed (it never sees those).
+    pub subscribed_at: u64,
+}
+
+impl SinkCounters {
+    /// Events published for this sink that it has neither taken nor lost yet, given
+    /// `published` (`Bus::published`): what waits in its ring.
+    pub fn backlog(&self, published: u64) -> u64 {
+        published
+            .saturating_sub(self.subscribed_at)
+            .saturating_sub(self.received.load(Ordering::Relaxed))
+            .saturating_sub(self.dropped.load(Ordering::Relaxed))
+    }
 }
 
 /// What the bus and its publishers share.
@@ -123,17 +136,19 @@ impl Bus {
         self.shared.seq.load(Ordering::Relaxed)
     }
 
-    /// A new sink's ring. Events published before this call are not seen.
+    /// A new sink's ring. Events published before this call are not seen. The counters of
+    /// sinks that are gone (their `SinkRx` dropped, e.g. replaced by a reload) are
+    /// forgotten here, so the list stays as long as the config's list of sinks.
     pub fn subscribe(&self, name: &str) -> SinkRx {
         let counters = Arc::new(SinkCounters {
             name: event::text(name),
+            subscribed_at: self.published(),
             ..Default::default()
         });
-        self.shared
-            .sinks
-            .lock()
-            .expect("bus sink list poisoned")
-            .push(counters.clone());
+        let mut sinks = self.shared.sinks.lock().expect("bus sink list poisoned");
+        sinks.retain(|c| Arc::strong_count(c) > 1);
+        sinks.push(counters.clone());
+        drop(sinks);
         SinkRx {
             rx: self.tx.subscribe(),
             counters,
@@ -314,6 +329,24 @@ mod tests {
             ("system", "events_dropped")
         );
         assert_eq!(ev.str_field("sink"), "nats");
+    }
+
+    #[tokio::test]
+    async fn backlog_counts_what_waits_and_gone_sinks_are_forgotten() {
+        let bus = Bus::new(4, text("h"));
+        bus.publish_body(body(0)); // before anyone subscribed
+        let mut rx = bus.subscribe("a");
+        for i in 1..=6 {
+            bus.publish_body(body(i));
+        }
+        let a = rx.counters().clone();
+        assert_eq!(a.backlog(bus.published()), 6);
+        rx.recv().await.unwrap(); // 2 overwritten, 1 taken
+        assert_eq!(a.backlog(bus.published()), 3);
+        drop((rx, a));
+        let _b = bus.subscribe("b");
+        let names: std::vec::Vec<_> = bus.sinks().iter().map(|s| s.name.clone()).collect();
+        assert_eq!(names, ["b"]);
     }
 
     #[tokio::test]

@@ -6,6 +6,7 @@
 //! - `bus`: fan-out to one fixed-capacity ring per sink; the tap never waits on a sink.
 //! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
 //! - `config`: the TOML file, environment overrides and secrets.
+//! - `watchdog`: Asterisk's health into the bus; liveness and status to systemd.
 
 pub mod ami;
 pub mod app;
@@ -17,3 +18,4 @@ pub mod logging;
 pub mod normalize;
 pub mod sink;
 pub mod tap;
+pub mod watchdog;

@@ -1,37 +1,69 @@
-//! Logging: journald (structured fields) when running under systemd, readable stderr otherwise.
+//! Logging: journald (structured fields, through `tracing-journald`) when running under
+//! systemd, readable stderr otherwise.
 //!
-//! The level comes from `log.level`, and `RUST_LOG` overrides it.
+//! The level comes from `log.level`, and `RUST_LOG` overrides it. Repeated lines are
+//! rate-limited per call site (`RateLimit`): at most `LOG_BURST` lines from one place per
+//! `LOG_WINDOW`; the rest are counted and reported by the watchdog as one line.
 
+use std::io::IsTerminal;
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use tracing::{Event, Level, Subscriber};
+use tracing_subscriber::layer::Context;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
 use crate::config::LogConfig;
 
-/// True when stderr is connected to the journal (systemd sets `JOURNAL_STREAM` to the
-/// device and inode of the stream it gave us) — then logs go to journald natively.
+/// Lines one call site may log per `LOG_WINDOW` before the rest are suppressed.
+pub const LOG_BURST: u32 = 10;
+pub const LOG_WINDOW: Duration = Duration::from_secs(60);
+/// Call sites tracked at once; sites sharing a slot share its budget.
+pub const RATE_SLOTS: usize = 128;
+/// journald's socket; `tracing-journald` sends to this path, which it hardcodes.
+pub const JOURNAL_SOCKET: &str = "/run/systemd/journal/socket";
+
+static SUPPRESSED: AtomicU64 = AtomicU64::new(0);
+
+/// Log lines suppressed since the last call.
+pub fn take_suppressed() -> u64 {
+    SUPPRESSED.swap(0, Ordering::Relaxed)
+}
+
+/// True when systemd connected our output to the journal (`JOURNAL_STREAM` is set) and
+/// the journal's socket is there: then logs go to journald natively.
 pub fn under_journald() -> bool {
-    std::env::var_os("JOURNAL_STREAM").is_some()
-        && std::path::Path::new("/run/systemd/journal/socket").exists()
+    std::env::var_os("JOURNAL_STREAM").is_some() && Path::new(JOURNAL_SOCKET).exists()
 }
 
 /// Installs the global subscriber for `pbxtap run`.
 pub fn init(cfg: &LogConfig) {
     let filter = EnvFilter::try_from_default_env().unwrap_or_else(|_| EnvFilter::new(&cfg.level));
+    let registry = tracing_subscriber::registry()
+        .with(filter)
+        .with(RateLimit::default());
     if under_journald() {
+        // Each tracing field becomes its own journal field, unprefixed: `sink` → `SINK`.
         match tracing_journald::layer() {
-            Ok(journald) => {
-                let _ = tracing_subscriber::registry()
-                    .with(filter)
-                    .with(journald.with_syslog_identifier("pbxtap".into()))
-                    .try_init();
+            Ok(layer) => {
+                let layer = layer
+                    .with_field_prefix(None)
+                    .with_syslog_identifier("pbxtap".into());
+                let _ = registry.with(layer).try_init();
                 return;
             }
             Err(e) => eprintln!("pbxtap: journald unavailable ({e}); logging to stderr"),
         }
     }
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+    let _ = registry
+        .with(
+            tracing_subscriber::fmt::layer()
+                .with_ansi(std::io::stderr().is_terminal())
+                .with_writer(std::io::stderr),
+        )
         .try_init();
 }
 
@@ -42,4 +74,86 @@ pub fn init_demo() {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// One slot of the rate limiter: when its window began, lines in it.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    since: Option<Instant>,
+    lines: u32,
+}
+
+/// Per-call-site budget for info, warn and error lines (debug and trace are for
+/// debugging, and are off by default). Fixed size: `RATE_SLOTS` slots.
+#[derive(Debug)]
+pub struct RateLimit {
+    slots: Mutex<[Slot; RATE_SLOTS]>,
+}
+
+impl Default for RateLimit {
+    fn default() -> Self {
+        RateLimit {
+            slots: Mutex::new(
+                [Slot {
+                    since: None,
+                    lines: 0,
+                }; RATE_SLOTS],
+            ),
+        }
+    }
+}
+
+impl RateLimit {
+    /// Whether a line from call site `site` may go out at `now`.
+    pub fn allow(&self, site: usize, now: Instant) -> bool {
+        let Ok(mut slots) = self.slots.lock() else {
+            return true;
+        };
+        let hash = (site as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32;
+        let slot = &mut slots[hash as usize % RATE_SLOTS];
+        let expired = slot
+            .since
+            .is_none_or(|t| now.duration_since(t) >= LOG_WINDOW);
+        if expired {
+            *slot = Slot {
+                since: Some(now),
+                lines: 0,
+            };
+        }
+        slot.lines = slot.lines.saturating_add(1);
+        if slot.lines <= LOG_BURST {
+            return true;
+        }
+        SUPPRESSED.fetch_add(1, Ordering::Relaxed);
+        false
+    }
+}
+
+impl<S: Subscriber> tracing_subscriber::Layer<S> for RateLimit {
+    fn event_enabled(&self, event: &Event<'_>, _cx: Context<'_, S>) -> bool {
+        let meta = event.metadata();
+        if *meta.level() > Level::INFO {
+            return true;
+        }
+        // The callsite's static metadata is its identity.
+        self.allow(meta as *const _ as usize, Instant::now())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_call_site_gets_a_burst_per_window() {
+        let limit = RateLimit::default();
+        let t0 = Instant::now();
+        let site = 0x1000;
+        let allowed = (0..100).filter(|_| limit.allow(site, t0)).count();
+        assert_eq!(allowed, LOG_BURST as usize);
+        assert!(take_suppressed() >= 90);
+        // Another site has its own budget; a new window a new burst.
+        assert!(limit.allow(0x2000, t0));
+        assert!(limit.allow(site, t0 + LOG_WINDOW));
+    }
 }

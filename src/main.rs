@@ -121,7 +121,10 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
             return ExitCode::from(1);
         }
     };
-    match rt.block_on(fut) {
+    let result = rt.block_on(fut);
+    // A sink stopped at the drain deadline may leave a write to a stuck reader behind.
+    rt.shutdown_timeout(std::time::Duration::from_millis(500));
+    match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");

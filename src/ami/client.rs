@@ -113,6 +113,9 @@ pub struct AmiHealth {
     pub reconnects: AtomicU64,
     /// Messages the parser skipped (too large, too many headers).
     pub frame_errors: AtomicU64,
+    /// Ticks of the connection task (about one a second, connected or not): its progress,
+    /// which the watchdog checks before telling systemd we are alive.
+    pub ticks: AtomicU64,
 }
 
 /// Runs the connection until `shutdown` resolves (or, without `reconnect`, until the
@@ -130,6 +133,9 @@ pub async fn run<H: Handler>(
     let mut last_error_code = "";
     loop {
         let result = tokio::select! {
+            // Shutdown first, with the task's full coop budget: a busy connection can use
+            // it all up, and then a stop signal would wait for the stream to go quiet.
+            biased;
             _ = &mut shutdown => return,
             r = serve(&cfg, &mut parser, &mut buf, handler, health, &mut attempt) => r,
         };
@@ -161,7 +167,10 @@ pub async fn run<H: Handler>(
             tokio::select! {
                 _ = &mut shutdown => return,
                 _ = &mut sleep => break,
-                _ = tokio::time::sleep(TICK) => handler.tick(),
+                _ = tokio::time::sleep(TICK) => {
+                    health.ticks.fetch_add(1, Ordering::Relaxed);
+                    handler.tick();
+                }
             }
         }
     }
@@ -259,8 +268,12 @@ async fn serve<H: Handler>(
                         return io_err(e);
                     }
                 }
+                // Let the rest of the runtime (shutdown, sinks, timers) in between reads,
+                // however fast Asterisk sends.
+                tokio::task::yield_now().await;
             }
             _ = ticker.tick() => {
+                health.ticks.fetch_add(1, Ordering::Relaxed);
                 handler.tick();
                 match session.poll(Instant::now()) {
                     Err(e) => return e.into(),
