@@ -49,3 +49,4 @@ pub fn pbxtap_bin() -> PathBuf {
 }
 
 pub mod ami;
+pub mod mqtt;

@@ -1,0 +1,370 @@
+//! The MQTT sink against a real mosquitto and a real subscriber: topics and payloads of a
+//! recorded call, retained status and last will, retained health, a broker restart
+//! mid-stream (nothing lost or repeated), overflow past capacity (lost == counted),
+//! refused credentials, and TLS with a custom CA.
+
+mod common;
+
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::ami::{client_config, fixture};
+use common::mqtt::{seq_of, Mosquitto, Msg, Subscriber};
+use pbxtap::ami::client::{self, AmiHealth};
+use pbxtap::ami::replay::{self, ReplayConfig};
+use pbxtap::bus::{Bus, TryRecv};
+use pbxtap::config::AmiAuth;
+use pbxtap::dialect::{native, Encoded};
+use pbxtap::event::{text, AsteriskHealth, Body, Presence};
+use pbxtap::normalize::{NormalizeConfig, Normalizer};
+use pbxtap::sink::mqtt::{MqttSink, MqttSinkConfig};
+use pbxtap::tap::Tap;
+
+const WAIT: Duration = Duration::from_secs(15);
+
+fn sink_config(port: u16, topic: &str) -> MqttSinkConfig {
+    MqttSinkConfig {
+        url: format!("mqtt://127.0.0.1:{port}"),
+        topic: topic.into(),
+        ..Default::default()
+    }
+}
+
+/// Starts the sink on `bus` as `mqtt#0`; returns its task and counters.
+async fn start_sink(
+    cfg: &MqttSinkConfig,
+    bus: &Bus,
+) -> (tokio::task::JoinHandle<()>, Arc<pbxtap::bus::SinkCounters>) {
+    let sink = MqttSink::new(cfg, bus.publisher()).await.unwrap();
+    let rx = bus.subscribe("mqtt#0");
+    let counters = rx.counters().clone();
+    (tokio::spawn(sink.run(rx)), counters)
+}
+
+fn presence(i: u64) -> Body {
+    Body::EndpointPresence(Presence {
+        extension: text(&i.to_string()),
+        state: "available",
+        note: text("stream"),
+    })
+}
+
+fn events_only(msgs: Vec<Msg>, topic: &str) -> Vec<Msg> {
+    let status = format!("{topic}/status");
+    let health = format!("{topic}/health");
+    msgs.into_iter()
+        .filter(|m| m.topic != status && m.topic != health)
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_recorded_call_arrives_on_its_topics_with_native_payloads() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-call", "pbxtap/#", false).await;
+    let bus = Arc::new(Bus::new(1024, text("pbx1")));
+    let mut reference = bus.subscribe("reference");
+    let (sink, counters) = start_sink(&sink_config(broker.port, "pbxtap"), &bus).await;
+    let online = sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+    assert_eq!(online.last().unwrap().payload, "online");
+
+    // The recorded call, through the real AMI client and normalizer.
+    let peer = replay::start(ReplayConfig::new(vec![fixture("02-call-answered.ami")]))
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let client_cfg = client_config(&peer.address, AmiAuth::Md5, "tapsecret");
+    let tap_bus = bus.clone();
+    let tap = tokio::spawn(async move {
+        let mut tap = Tap::new(Normalizer::new(NormalizeConfig::default()), tap_bus, "pbx");
+        client::run(client_cfg, &mut tap, &AmiHealth::default(), async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while peer.stats.sent.load(Ordering::Relaxed) < peer.total {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "replay did not finish"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    stop.send(()).unwrap();
+    tap.await.unwrap();
+
+    // What the bus carried, as the native dialect writes it.
+    let mut expected = Vec::new();
+    let mut buf = Encoded::new();
+    while let TryRecv::Event(ev) = reference.try_recv() {
+        native::encode(&ev, &mut buf).unwrap();
+        expected.push((
+            format!("pbxtap/{}/{}", ev.class().as_str(), ev.name()),
+            String::from_utf8(buf.to_vec()).unwrap(),
+        ));
+    }
+    let topics: Vec<&str> = expected.iter().map(|(t, _)| t.as_str()).collect();
+    for needed in [
+        "pbxtap/call/started",
+        "pbxtap/call/answered",
+        "pbxtap/call/ended",
+    ] {
+        assert!(
+            topics.contains(&needed),
+            "the recording gave no {needed}: {topics:?}"
+        );
+    }
+    let mut got = Vec::new();
+    while got.len() < expected.len() {
+        let m = sub.next(WAIT).await;
+        if m.topic != "pbxtap/status" {
+            got.push((m.topic, m.payload));
+        }
+    }
+    assert_eq!(got, expected, "topics and payloads, in order");
+    assert!(got
+        .iter()
+        .any(|(t, p)| t == "pbxtap/call/started" && p.contains("\"call_id\":\"1795376847.2\"")));
+    assert_eq!(
+        counters.delivered.load(Ordering::Relaxed),
+        expected.len() as u64
+    );
+
+    // Closing the bus: the sink drains, sets the status offline and disconnects.
+    drop(bus);
+    tokio::time::timeout(WAIT, sink).await.unwrap().unwrap();
+    let last = sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+    assert_eq!(last.last().unwrap().payload, "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn asterisk_health_is_also_retained_on_the_health_topic() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-health", "site/#", false).await;
+    let bus = Bus::new(64, text("pbx1"));
+    let (_sink, _) = start_sink(&sink_config(broker.port, "site"), &bus).await;
+    sub.until(WAIT, |m| m.topic == "site/status").await;
+    let publisher = bus.publisher();
+    publisher.publish_body(Body::AsteriskDown(AsteriskHealth {
+        pid: 4242,
+        reason: text("process gone"),
+        ..Default::default()
+    }));
+    let got = sub.until(WAIT, |m| m.topic == "site/health").await;
+    let down = got
+        .iter()
+        .find(|m| m.topic == "site/system/asterisk_down")
+        .expect("asterisk_down on its own topic first");
+    assert_eq!(got.last().unwrap().payload, down.payload);
+    assert!(down.payload.contains("\"pid\":4242"), "{}", down.payload);
+    publisher.publish_body(Body::AsteriskUp(AsteriskHealth {
+        pid: 4343,
+        ..Default::default()
+    }));
+    sub.until(WAIT, |m| m.topic == "site/health").await;
+    // A consumer arriving later gets the latest state at once, retained.
+    let mut late = Subscriber::start(broker.port, "late-health", "site/health", false).await;
+    let m = late.next(WAIT).await;
+    assert!(m.retain, "health must be retained");
+    assert!(
+        m.payload.contains("\"event\":\"asterisk_up\"") && m.payload.contains("\"pid\":4343"),
+        "{}",
+        m.payload
+    );
+}
+
+/// Collects what the subscriber gets until the last event published on `bus` arrived.
+async fn collect_all(sub: &mut Subscriber, bus: &Bus, mut msgs: Vec<Msg>) -> Vec<Msg> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+    loop {
+        msgs.extend(sub.drain());
+        let last = events_only(msgs.clone(), "pbxtap")
+            .last()
+            .map(|m| seq_of(&m.payload));
+        if last == Some(bus.published()) {
+            return events_only(msgs, "pbxtap");
+        }
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "stream not complete: last seq {last:?} of {}",
+            bus.published()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+/// The sequence numbers as the sink delivered them, leaving out what the broker itself
+/// re-delivered (flagged dup) to its subscriber after the restart: that is the
+/// subscriber's session, not the sink. Returns them and how many were left out.
+fn sink_seqs(events: &[Msg]) -> (Vec<u64>, usize) {
+    let mut seqs: Vec<u64> = Vec::new();
+    let mut redelivered = 0;
+    for m in events {
+        let seq = seq_of(&m.payload);
+        if m.dup && seqs.contains(&seq) {
+            redelivered += 1;
+        } else {
+            seqs.push(seq);
+        }
+    }
+    (seqs, redelivered)
+}
+
+async fn wait_delivered(counters: &pbxtap::bus::SinkCounters, n: u64) {
+    let deadline = tokio::time::Instant::now() + WAIT;
+    while counters.delivered.load(Ordering::Relaxed) < n {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "only {} of {n} acknowledged",
+            counters.delivered.load(Ordering::Relaxed)
+        );
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_restart_mid_stream_loses_and_repeats_nothing_within_capacity() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    // Persistent: the subscriber's session and queued messages survive the restart.
+    let mut sub = Subscriber::start(broker.port, "watcher-restart", "pbxtap/#", true).await;
+    let bus = Arc::new(Bus::new(2048, text("pbx1")));
+    let mut cfg = sink_config(broker.port, "pbxtap");
+    cfg.inflight = 16;
+    let (sink, counters) = start_sink(&cfg, &bus).await;
+    let mut msgs = sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+
+    // A stream of events: the broker goes away after the first 300 were acknowledged,
+    // the next 600 come while it is away, the last 300 after it is back.
+    let mut i = 0u64;
+    for _ in 0..300 {
+        bus.publish_body(presence(i));
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    wait_delivered(&counters, bus.published()).await;
+    broker.stop();
+    for _ in 0..600 {
+        bus.publish_body(presence(i));
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    broker.restart();
+    for _ in 0..300 {
+        bus.publish_body(presence(i));
+        i += 1;
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    msgs.extend(
+        sub.until(WAIT, |m| m.topic == "pbxtap/system/sink_up")
+            .await,
+    );
+    let events = collect_all(&mut sub, &bus, msgs).await;
+    let (seqs, redelivered) = sink_seqs(&events);
+    let first = seqs[0];
+    let repeats: Vec<_> = seqs.windows(2).filter(|w| w[1] <= w[0]).collect();
+    assert!(
+        repeats.is_empty(),
+        "published twice by the sink: {repeats:?}"
+    );
+    assert_eq!(
+        seqs,
+        (first..=bus.published()).collect::<Vec<_>>(),
+        "lost or out of order"
+    );
+    eprintln!(
+        "restart: {} events, each delivered once, in order; {redelivered} re-delivered by the broker to its own subscriber",
+        seqs.len()
+    );
+    assert!(events.iter().any(|m| m.topic == "pbxtap/system/sink_down"));
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    wait_delivered(&counters, bus.published()).await;
+    drop(sink);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_broker_stopped_with_publishes_in_flight_loses_nothing_and_repeats_at_most_those() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-inflight", "pbxtap/#", true).await;
+    let bus = Arc::new(Bus::new(4096, text("pbx1")));
+    const INFLIGHT: usize = 16;
+    let mut cfg = sink_config(broker.port, "pbxtap");
+    cfg.inflight = INFLIGHT;
+    let (_sink, counters) = start_sink(&cfg, &bus).await;
+    let mut msgs = sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+    let stream_bus = bus.clone();
+    let stream = tokio::spawn(async move {
+        for i in 0..1500 {
+            stream_bus.publish_body(presence(i));
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    });
+    // Mid-stream, with publishes in flight: the broker is stopped (its acknowledgements
+    // of the last publishes may never leave it) and comes back a moment later.
+    msgs.extend(
+        sub.until(WAIT, |m| {
+            m.topic == "pbxtap/endpoint/presence" && seq_of(&m.payload) >= 300
+        })
+        .await,
+    );
+    broker.stop();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    broker.restart();
+    stream.await.unwrap();
+    let events = collect_all(&mut sub, &bus, msgs).await;
+    let (seqs, _) = sink_seqs(&events);
+    // At least once: nothing lost, first deliveries in order, and the only repeats are
+    // publishes that were in flight (unacknowledged) when the broker went.
+    let mut firsts = seqs.clone();
+    firsts.dedup_by(|b, a| b <= a);
+    let first = firsts[0];
+    assert_eq!(firsts, (first..=bus.published()).collect::<Vec<_>>());
+    let repeated = seqs.len() - firsts.len();
+    eprintln!("in flight at the stop: {repeated} publishes repeated (bound {INFLIGHT})");
+    assert!(
+        repeated <= INFLIGHT,
+        "{repeated} repeats > inflight {INFLIGHT}"
+    );
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_capacity_the_oldest_are_dropped_and_exactly_those_are_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-overflow", "pbxtap/#", true).await;
+    const PER_SINK: usize = 64;
+    const INFLIGHT: usize = 4;
+    let bus = Bus::new(PER_SINK, text("pbx1"));
+    let mut cfg = sink_config(broker.port, "pbxtap");
+    cfg.inflight = INFLIGHT;
+    let (_sink, counters) = start_sink(&cfg, &bus).await;
+    sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+    broker.stop();
+    // Well past what the sink holds while the broker is away: ring + outbox.
+    let extra = 100;
+    for i in 0..(PER_SINK + INFLIGHT + extra) as u64 {
+        bus.publish_body(presence(i));
+        tokio::task::yield_now().await;
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    broker.restart();
+    let events = collect_all(&mut sub, &bus, Vec::new()).await;
+    let (seqs, _) = sink_seqs(&events);
+    assert!(
+        seqs.windows(2).all(|w| w[0] < w[1]),
+        "order kept, no duplicates: {seqs:?}"
+    );
+    let lost = bus.published() - seqs.len() as u64;
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    assert_eq!(lost, dropped, "every lost event is counted as dropped");
+    assert!(dropped >= extra as u64 - 2, "dropped {dropped}");
+    // The oldest went: what survives is what the outbox had taken (if the sink got to
+    // it before the ring wrapped) and the ring's newest, so at most one gap.
+    let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
+    assert!(gaps <= 1, "one run of dropped events: {seqs:?}");
+}
