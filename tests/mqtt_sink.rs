@@ -368,3 +368,247 @@ async fn past_capacity_the_oldest_are_dropped_and_exactly_those_are_counted() {
     let gaps = seqs.windows(2).filter(|w| w[1] != w[0] + 1).count();
     assert!(gaps <= 1, "one run of dropped events: {seqs:?}");
 }
+
+/// Runs the real pbxtap with `config`, its stdout and stderr going to files in `dir`.
+fn run_pbxtap(dir: &std::path::Path, config: &str) -> std::process::Child {
+    let path = dir.join("pbxtap.toml");
+    std::fs::write(&path, config).unwrap();
+    std::process::Command::new(common::pbxtap_bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
+        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
+        .spawn()
+        .expect("start pbxtap")
+}
+
+fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
+}
+
+/// A pbxtap config with no Asterisk to reach (it keeps redialling) and `sinks`.
+fn daemon_config(sinks: &str) -> String {
+    format!(
+        "host = \"pbx-test\"\n[ami]\naddress = \"127.0.0.1:{}\"\nsecret = \"s\"\n{sinks}",
+        common::free_port()
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn status_is_retained_online_and_offline_after_pbxtap_is_killed_or_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-status", "killtest/status", false).await;
+    let config = daemon_config(&format!(
+        "[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic = \"killtest\"\n",
+        broker.port
+    ));
+    let mut pbxtap = run_pbxtap(dir.path(), &config);
+    let got = sub.until(WAIT, |m| m.payload == "online").await;
+    assert!(got.iter().all(|m| m.payload == "online"), "{got:?}");
+    // Killed: no goodbye, so the broker publishes the last will.
+    signal(&pbxtap, nix::sys::signal::Signal::SIGKILL);
+    pbxtap.wait().unwrap();
+    let m = sub.next(WAIT).await;
+    assert_eq!(m.payload, "offline");
+    let mut late = Subscriber::start(broker.port, "late-status", "killtest/status", false).await;
+    let m = late.next(WAIT).await;
+    assert!(m.retain && m.payload == "offline", "{m:?}");
+
+    // Stopped: it says offline itself before disconnecting (which cancels the will).
+    let mut pbxtap = run_pbxtap(dir.path(), &config);
+    sub.until(WAIT, |m| m.payload == "online").await;
+    signal(&pbxtap, nix::sys::signal::Signal::SIGTERM);
+    assert!(pbxtap.wait().unwrap().success());
+    let m = sub.next(WAIT).await;
+    assert_eq!(m.payload, "offline");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn refused_credentials_are_a_clear_error_and_a_sink_down_event_retried_with_backoff() {
+    let dir = tempfile::tempdir().unwrap();
+    let passwd = dir.path().join("passwd");
+    let status = std::process::Command::new(common::require("mosquitto_passwd", "mosquitto"))
+        .args(["-b", "-c", passwd.to_str().unwrap(), "pbxtap", "right"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let broker = Mosquitto::start(
+        dir.path(),
+        &format!(
+            "allow_anonymous false\npassword_file {}\n",
+            passwd.display()
+        ),
+    );
+    let config = daemon_config(&format!(
+        "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"pbxtap\"\npassword = \"wrong\"\n",
+        broker.port
+    ));
+    let mut pbxtap = run_pbxtap(dir.path(), &config);
+    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
+    let deadline = std::time::Instant::now() + WAIT;
+    let down = loop {
+        if let Some(line) = read("stdout")
+            .lines()
+            .find(|l| l.contains("\"event\":\"sink_down\""))
+        {
+            break line.to_string();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no system.sink_down on stdout; stderr: {}",
+            read("stderr")
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    };
+    assert!(
+        down.contains("\"sink\":\"mqtt#1\"") && down.contains("refused our credentials"),
+        "{down}"
+    );
+    // It keeps running and retrying, with backoff, and says so once.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    assert!(pbxtap.try_wait().unwrap().is_none(), "pbxtap exited");
+    let stderr = read("stderr");
+    let errors: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("refused our credentials"))
+        .collect();
+    assert_eq!(
+        errors.len(),
+        1,
+        "one clear error line, not one per retry: {stderr}"
+    );
+    assert!(
+        errors[0].contains("ERROR") && errors[0].contains("username and password"),
+        "{}",
+        errors[0]
+    );
+    let attempts = broker.log().matches("New connection from").count();
+    assert!(
+        (2..=10).contains(&attempts),
+        "{attempts} connection attempts in about 3.5 s: expected a few, backing off"
+    );
+    signal(&pbxtap, nix::sys::signal::Signal::SIGKILL);
+    pbxtap.wait().unwrap();
+}
+
+/// A CA and a server certificate for 127.0.0.1 made with openssl; returns the CA's path.
+fn make_certs(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
+    let openssl = common::require("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let (ca_key, ca) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
+    run(&[
+        "req",
+        "-x509",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &ca_key,
+        "-out",
+        &ca,
+        "-days",
+        "2",
+        "-subj",
+        "/CN=pbxtap test CA",
+    ]);
+    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
+    run(&[
+        "req",
+        "-newkey",
+        "rsa:2048",
+        "-nodes",
+        "-keyout",
+        &format!("{name}-server.key"),
+        "-out",
+        "server.csr",
+        "-subj",
+        "/CN=127.0.0.1",
+    ]);
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        &ca,
+        "-CAkey",
+        &ca_key,
+        "-CAcreateserial",
+        "-out",
+        &format!("{name}-server.pem"),
+        "-days",
+        "2",
+        "-extfile",
+        "san.ext",
+    ]);
+    dir.join(ca)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn tls_with_a_custom_ca_delivers_and_a_wrong_ca_is_a_sink_down() {
+    let dir = tempfile::tempdir().unwrap();
+    let ca = make_certs(dir.path(), "good");
+    let other_ca = make_certs(dir.path(), "other");
+    let tls_port = common::free_port();
+    let d = dir.path().display();
+    let broker = Mosquitto::start(
+        dir.path(),
+        &format!(
+            "listener {tls_port} 127.0.0.1\ncafile {d}/good-ca.pem\ncertfile {d}/good-server.pem\nkeyfile {d}/good-server.key\n"
+        ),
+    );
+    common::wait_for_port(tls_port, WAIT);
+    let mut sub = Subscriber::start(broker.port, "watcher-tls", "secure/#", false).await;
+    let bus = Bus::new(64, text("pbx1"));
+    let mut watcher = bus.subscribe("watcher");
+    let good = MqttSinkConfig {
+        url: format!("mqtts://127.0.0.1:{tls_port}"),
+        topic: "secure".into(),
+        ca_file: Some(ca),
+        client_id: "tls-good".into(),
+        ..Default::default()
+    };
+    let (_good, _) = start_sink(&good, &bus).await;
+    sub.until(WAIT, |m| {
+        m.topic == "secure/status" && m.payload == "online"
+    })
+    .await;
+    bus.publish_body(presence(7));
+    let got = sub
+        .until(WAIT, |m| m.topic == "secure/endpoint/presence")
+        .await;
+    assert!(got.last().unwrap().payload.contains("\"extension\":\"7\""));
+
+    let wrong = MqttSinkConfig {
+        ca_file: Some(other_ca),
+        client_id: "tls-wrong".into(),
+        ..good
+    };
+    let sink = MqttSink::new(&wrong, bus.publisher()).await.unwrap();
+    let _wrong = tokio::spawn(sink.run(bus.subscribe("mqtt#1")));
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let ev = tokio::time::timeout_at(deadline, watcher.recv())
+            .await
+            .expect("no sink_down for the wrong CA")
+            .unwrap();
+        if let Body::SinkDown(s) = &ev.body {
+            assert_eq!(s.sink.as_str(), "mqtt#1");
+            assert!(s.reason.contains("TLS"), "{}", s.reason);
+            break;
+        }
+    }
+}

@@ -26,7 +26,7 @@ impl Mosquitto {
             &conf,
             format!(
                 "listener {port} 127.0.0.1\n\
-                 allow_anonymous true\n\
+                 {anonymous}\
                  user root\n\
                  persistence true\n\
                  persistence_location {dir}/\n\
@@ -34,7 +34,12 @@ impl Mosquitto {
                  log_dest file {dir}/mosquitto.log\n\
                  log_type all\n\
                  {extra}\n",
-                dir = dir.display()
+                dir = dir.display(),
+                anonymous = if extra.contains("allow_anonymous") {
+                    ""
+                } else {
+                    "allow_anonymous true\n"
+                },
             ),
         )
         .unwrap();
