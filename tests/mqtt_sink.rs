@@ -612,3 +612,66 @@ async fn tls_with_a_custom_ca_delivers_and_a_wrong_ca_is_a_sink_down() {
         }
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn extension_topics_carry_events_that_name_an_extension() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-ext", "pbxtap/#", false).await;
+    let bus = Bus::new(64, text("pbx1"));
+    let mut cfg = sink_config(broker.port, "pbxtap");
+    cfg.extension_topics = true;
+    let (_sink, _) = start_sink(&cfg, &bus).await;
+    sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+    bus.publish_body(Body::EndpointRegistered(pbxtap::event::Registration {
+        aor: text("101"),
+        ..Default::default()
+    }));
+    bus.publish_body(Body::EndpointRegistered(pbxtap::event::Registration {
+        aor: text("bad/aor"),
+        ..Default::default()
+    }));
+    bus.publish_body(presence(102));
+    bus.publish_body(Body::QueueSlaBreached(pbxtap::event::QueueSla {
+        queue: text("sales"),
+        ..Default::default()
+    }));
+    let got = sub
+        .until(WAIT, |m| m.topic == "pbxtap/queue/sla_breached")
+        .await;
+    let topics: Vec<&str> = got.iter().map(|m| m.topic.as_str()).collect();
+    assert_eq!(
+        topics,
+        [
+            "pbxtap/endpoint/registered",
+            "pbxtap/ext/101/endpoint/registered",
+            "pbxtap/endpoint/registered",
+            "pbxtap/endpoint/presence",
+            "pbxtap/ext/102/endpoint/presence",
+            "pbxtap/queue/sla_breached",
+        ]
+    );
+    assert_eq!(got[0].payload, got[1].payload);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn qos_0_events_are_published_at_qos_0_and_counted() {
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    let mut sub = Subscriber::start(broker.port, "watcher-qos0", "pbxtap/#", false).await;
+    let bus = Bus::new(256, text("pbx1"));
+    let mut cfg = sink_config(broker.port, "pbxtap");
+    cfg.qos = 0;
+    let (_sink, counters) = start_sink(&cfg, &bus).await;
+    let status = sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
+    assert_eq!(status.last().unwrap().qos, rumqttc::QoS::AtLeastOnce);
+    for i in 0..100 {
+        bus.publish_body(presence(i));
+    }
+    let got = sub
+        .until(WAIT, |m| m.payload.contains("\"extension\":\"99\""))
+        .await;
+    assert_eq!(got.len(), 100);
+    assert!(got.iter().all(|m| m.qos == rumqttc::QoS::AtMostOnce));
+    wait_delivered(&counters, 100).await;
+}

@@ -101,6 +101,7 @@ pub struct Msg {
     pub retain: bool,
     /// Set when the broker re-delivers a message its subscriber may have had already.
     pub dup: bool,
+    pub qos: QoS,
 }
 
 /// A real MQTT subscriber (rumqttc, QoS 1). With `persistent`, its session (and the
@@ -141,6 +142,7 @@ impl Subscriber {
                             payload: String::from_utf8_lossy(&p.payload).to_string(),
                             retain: p.retain,
                             dup: p.dup,
+                            qos: p.qos,
                         });
                     }
                     Ok(_) => {}

@@ -63,6 +63,9 @@ pub struct MqttSinkConfig {
     pub qos: u8,
     /// Publishes handed to the client and not yet acknowledged, at most.
     pub inflight: usize,
+    /// Also publish events that name an extension (`extension`, else `aor`) to
+    /// `<topic>/ext/<extension>/<class>/<event>`.
+    pub extension_topics: bool,
 }
 
 impl Default for MqttSinkConfig {
@@ -78,6 +81,7 @@ impl Default for MqttSinkConfig {
             keep_alive_secs: 30,
             qos: 1,
             inflight: 64,
+            extension_topics: false,
         }
     }
 }
@@ -279,6 +283,7 @@ pub struct MqttSink {
     topic: String,
     qos: QoS,
     window: usize,
+    extension_topics: bool,
     publisher: Publisher,
     broker: String,
 }
@@ -319,6 +324,7 @@ impl MqttSink {
             topic: cfg.topic.clone(),
             qos: cfg.qos(),
             window: cfg.inflight,
+            extension_topics: cfg.extension_topics,
             publisher,
             broker: format!("{}:{}", url.host, url.port),
         })
@@ -373,6 +379,14 @@ impl MqttSink {
         }
         // The bus closed and the ring is drained: deliver what is left, then go offline.
         wait_until(&shared, Outbox::is_empty).await;
+        if !shared.lock().is_connected() {
+            // The broker is away: it published our last will (`offline`) when we left.
+            tracing::info!(
+                sink = name.as_str(),
+                "mqtt sink drained; broker away at shutdown"
+            );
+            return;
+        }
         let offline = Publish {
             retain: true,
             ..Publish::new(status_topic(&self.topic), QoS::AtLeastOnce, OFFLINE)
@@ -386,33 +400,58 @@ impl MqttSink {
         tracing::info!(sink = name.as_str(), "mqtt sink drained and disconnected");
     }
 
-    /// The publishes for one event: its own topic, and the retained health topic for the
-    /// watchdog's Asterisk state.
+    /// The publishes for one event: its own topic; the retained health topic for the
+    /// watchdog's Asterisk state, or its extension's topic (never both: the Asterisk
+    /// states name no extension).
     fn publishes(
         &self,
         ev: &Event,
         buf: &mut Encoded,
     ) -> Result<heapless::Vec<(Publish, Kind), 2>, crate::dialect::EncodeError> {
         native::encode(ev, buf)?;
-        let topic = format!("{}/{}/{}", self.topic, ev.class().as_str(), ev.name());
-        let mut out = heapless::Vec::new();
-        let main = Publish::new(topic, self.qos, buf.to_vec());
-        if is_health(&ev.body) {
-            let health = Publish {
+        let (class, name) = (ev.class().as_str(), ev.name());
+        let main = Publish::new(
+            format!("{}/{class}/{name}", self.topic),
+            self.qos,
+            buf.to_vec(),
+        );
+        let copy = if is_health(&ev.body) {
+            Some(Publish {
                 retain: true,
                 ..Publish::from_bytes(
                     health_topic(&self.topic),
                     QoS::AtLeastOnce,
                     main.payload.clone(),
                 )
-            };
-            let _ = out.push((main, Kind::Event));
-            let _ = out.push((health, Kind::Copy));
+            })
+        } else if self.extension_topics {
+            extension_of(ev).map(|ext| {
+                Publish::from_bytes(
+                    format!("{}/ext/{ext}/{class}/{name}", self.topic),
+                    self.qos,
+                    main.payload.clone(),
+                )
+            })
         } else {
-            let _ = out.push((main, Kind::Event));
+            None
+        };
+        let mut out = heapless::Vec::new();
+        let _ = out.push((main, Kind::Event));
+        if let Some(copy) = copy {
+            let _ = out.push((copy, Kind::Copy));
         }
         Ok(out)
     }
+}
+
+/// The extension an event names (`extension`, else `aor`), when it is usable as one
+/// topic level (no `/`, `+`, `#`).
+pub fn extension_of(ev: &Event) -> Option<&str> {
+    let ext = match ev.str_field("extension") {
+        "" => ev.str_field("aor"),
+        e => e,
+    };
+    (!ext.is_empty() && !ext.contains(['/', '+', '#', '\0'])).then_some(ext)
 }
 
 /// `<topic>/status`: retained `online` / `offline`.
@@ -580,6 +619,35 @@ mod tests {
         // Unknown keys: serde reports them on the tagged sink table, naming the key.
         let e = sink("retain = true").unwrap_err();
         assert!(e.key == "sinks[0]" && e.message.contains("`retain`"), "{e}");
+    }
+
+    #[test]
+    fn the_extension_is_the_extension_or_else_the_aor_when_usable_as_a_level() {
+        use crate::event::{text, Presence, Registration};
+        let host = text("h");
+        let reg = |aor: &str| {
+            Event::new(
+                0,
+                &host,
+                Body::EndpointRegistered(Registration {
+                    aor: text(aor),
+                    ..Default::default()
+                }),
+            )
+        };
+        assert_eq!(extension_of(&reg("101")), Some("101"));
+        assert_eq!(extension_of(&reg("")), None);
+        assert_eq!(extension_of(&reg("a/b")), None);
+        assert_eq!(extension_of(&reg("#")), None);
+        let presence = Event::new(
+            0,
+            &host,
+            Body::EndpointPresence(Presence {
+                extension: text("102"),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(extension_of(&presence), Some("102"));
     }
 
     #[test]
