@@ -338,6 +338,9 @@ impl MqttSink {
         let (client, mut eventloop) = AsyncClient::new(self.options.clone(), self.window + 1);
         let mut net = rumqttc::NetworkOptions::new();
         net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+        // rumqttc writes and flushes one packet per poll: without this, Nagle's algorithm
+        // and the broker's delayed ACKs hold small publishes back by tens of milliseconds.
+        net.set_tcp_nodelay(true);
         eventloop.set_network_options(net);
         let shared = Arc::new(Shared {
             outbox: Mutex::new(Outbox::new(self.window)),
