@@ -147,6 +147,9 @@ impl Driver {
         self.account(f);
     }
 
+    /// Counts acknowledged events on the sink's own counters (what `SinkRx::delivered`
+    /// adds to: the driver, not the reading side, learns of acknowledgements) and wakes
+    /// the sink when room was freed.
     fn account(&self, f: Finished) {
         if f.events > 0 {
             self.counters
