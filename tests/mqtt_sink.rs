@@ -1,7 +1,9 @@
-//! The MQTT sink against a real mosquitto and a real subscriber: topics and payloads of a
-//! recorded call, retained status and last will, retained health, a broker restart
-//! mid-stream (nothing lost or repeated), overflow past capacity (lost == counted),
-//! refused credentials, and TLS with a custom CA.
+//! The MQTT sink against a real mosquitto (started here on a free port) and a real
+//! subscriber: topics and payloads of a recorded call, retained status and last will (with
+//! the real binary, killed), retained health, per-extension topics, QoS 0, a broker restart
+//! mid-stream (nothing lost or repeated, order kept), a stop with publishes in flight
+//! (repeats bounded), overflow past capacity (lost == counted), refused credentials, TLS
+//! with a custom CA, and a burst.
 
 mod common;
 
