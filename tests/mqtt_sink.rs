@@ -704,3 +704,31 @@ async fn a_burst_within_capacity_arrives_whole_and_in_order_at_qos_1() {
         N as f64 / elapsed.as_secs_f64()
     );
 }
+
+#[test]
+fn check_config_accepts_the_sink_and_names_a_bad_key() {
+    let dir = tempfile::tempdir().unwrap();
+    let check = |sink: &str| {
+        let path = dir.path().join("pbxtap.toml");
+        std::fs::write(&path, daemon_config(sink)).unwrap();
+        let out = std::process::Command::new(common::pbxtap_bin())
+            .args(["check-config", path.to_str().unwrap()])
+            .output()
+            .unwrap();
+        let text = String::from_utf8_lossy(&out.stdout).to_string()
+            + &String::from_utf8_lossy(&out.stderr);
+        (out.status.success(), text)
+    };
+    let (ok, text) = check("[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtts://broker.lan\"\nqos = 0\n");
+    assert!(ok && text.contains("1 sink: mqtt"), "{text}");
+    let (ok, text) = check("[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtt://broker.lan\"\nqos = 2\n");
+    assert!(
+        !ok && text.contains("sinks[0].qos") && text.contains("use 1"),
+        "{text}"
+    );
+    let (ok, text) = check("[[sinks]]\ntype = \"mqtt\"\nurl = \"broker.lan:1883\"\n");
+    assert!(
+        !ok && text.contains("sinks[0].url") && text.contains("mqtt://"),
+        "{text}"
+    );
+}
