@@ -50,3 +50,4 @@ pub fn pbxtap_bin() -> PathBuf {
 
 pub mod ami;
 pub mod daemon;
+pub mod mqtt;

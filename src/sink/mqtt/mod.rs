@@ -1,0 +1,368 @@
+//! MQTT sink: events to `<topic>/<class>/<event>` with rumqttc (native JSON), a retained
+//! `<topic>/status` (`online`, with a last will that sets it `offline`) and the retained
+//! `<topic>/health` (the watchdog's latest `system.asterisk_*` event).
+//!
+//! Flow: `run` takes events off the sink's ring into the [`outbox::Outbox`] (at most
+//! `inflight` publishes) and hands them to rumqttc; the [`driver`] task polls rumqttc's
+//! event loop, reconnects with backoff, and reports acknowledgements back to the outbox.
+//! While the broker is away, events wait in the ring (`buffers.per_sink`) and the outbox.
+
+pub mod config;
+pub mod driver;
+pub mod outbox;
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use rumqttc::{AsyncClient, LastWill, MqttOptions, Publish, QoS, TlsConfiguration, Transport};
+use tokio::sync::Notify;
+
+use crate::bus::{Publisher, SinkRx};
+use crate::config::ConfigError;
+use crate::dialect::{native, Encoded, MAX_ENCODED_LEN};
+use crate::event::{Body, Event};
+pub use config::{parse_url, validate_topic, BrokerUrl, MqttSinkConfig};
+use outbox::{Kind, Outbox};
+
+/// Largest packet we send: the largest encoded event plus its topic and MQTT header.
+pub const MAX_OUTGOING_PACKET: usize = MAX_ENCODED_LEN + 1024;
+/// Largest packet we accept from the broker. We subscribe to nothing, so only
+/// acknowledgements and ping responses arrive.
+pub const MAX_INCOMING_PACKET: usize = 4 * 1024;
+/// Seconds rumqttc waits for the TCP/TLS connect and the CONNACK.
+pub const CONNECT_TIMEOUT_SECS: u64 = 5;
+/// Payload of `<topic>/status` while connected, and of the last will.
+pub const ONLINE: &str = "online";
+pub const OFFLINE: &str = "offline";
+
+#[derive(Debug, thiserror::Error)]
+pub enum MqttSinkError {
+    #[error("{0}")]
+    Config(#[from] ConfigError),
+    #[error("cannot read the CA file {path}: {error}")]
+    CaFile { path: PathBuf, error: String },
+    #[error("TLS setup: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// What the sink and its driver task share. Bounded: the outbox holds at most
+/// `inflight + 1` publishes.
+pub(crate) struct Shared {
+    pub(crate) outbox: Mutex<Outbox>,
+    /// Signalled whenever publishes leave the outbox.
+    pub(crate) freed: Notify,
+}
+
+impl Shared {
+    pub(crate) fn lock(&self) -> std::sync::MutexGuard<'_, Outbox> {
+        self.outbox.lock().expect("mqtt outbox poisoned")
+    }
+}
+
+pub struct MqttSink {
+    options: MqttOptions,
+    topic: String,
+    qos: QoS,
+    window: usize,
+    extension_topics: bool,
+    publisher: Publisher,
+    broker: String,
+}
+
+impl MqttSink {
+    /// Validates the config and prepares the client; never connects (the broker may be
+    /// down at start: the sink connects, and keeps trying, once it runs).
+    pub async fn new(cfg: &MqttSinkConfig, publisher: Publisher) -> Result<Self, MqttSinkError> {
+        cfg.validate("mqtt")?;
+        let url = parse_url(&cfg.url).map_err(|m| ConfigError::new("mqtt.url", m))?;
+        let client_id = if cfg.client_id.is_empty() {
+            format!("pbxtap-{}", publisher.host())
+        } else {
+            cfg.client_id.clone()
+        };
+        let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
+        options
+            .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
+            // Design: clean sessions; unacknowledged publishes are re-sent from the outbox.
+            .set_clean_session(true)
+            .set_inflight((cfg.inflight + 1) as u16)
+            .set_request_channel_capacity(cfg.inflight + 1)
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
+            .set_last_will(LastWill::new(
+                status_topic(&cfg.topic),
+                OFFLINE,
+                QoS::AtLeastOnce,
+                true,
+            ));
+        if let Some(user) = &cfg.username {
+            options.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
+        }
+        if url.tls {
+            options.set_transport(Transport::Tls(tls_config(cfg.ca_file.as_deref())?));
+        }
+        Ok(MqttSink {
+            options,
+            topic: cfg.topic.clone(),
+            qos: cfg.qos_level(),
+            window: cfg.inflight,
+            extension_topics: cfg.extension_topics,
+            publisher,
+            broker: format!("{}:{}", url.host, url.port),
+        })
+    }
+
+    /// Publishes events until the bus closes and the ring is drained, then sets the
+    /// status `offline` and disconnects. Never returns early because the broker is away:
+    /// it waits (the ring keeps the newest `buffers.per_sink`), and the driver reconnects.
+    pub async fn run(self, mut rx: SinkRx) {
+        let name = rx.counters().name.clone();
+        let (client, mut eventloop) = AsyncClient::new(self.options.clone(), self.window + 1);
+        let mut net = rumqttc::NetworkOptions::new();
+        net.set_connection_timeout(CONNECT_TIMEOUT_SECS);
+        // rumqttc writes and flushes one packet per poll: without this, Nagle's algorithm
+        // and the broker's delayed ACKs hold small publishes back by tens of milliseconds.
+        net.set_tcp_nodelay(true);
+        eventloop.set_network_options(net);
+        let shared = Arc::new(Shared {
+            outbox: Mutex::new(Outbox::new(self.window)),
+            freed: Notify::new(),
+        });
+        let status = Publish {
+            retain: true,
+            ..Publish::new(status_topic(&self.topic), QoS::AtLeastOnce, ONLINE)
+        };
+        let mut driver = AbortOnDrop(tokio::spawn(driver::drive(driver::Driver {
+            eventloop,
+            shared: shared.clone(),
+            counters: rx.counters().clone(),
+            publisher: self.publisher.clone(),
+            name: name.clone(),
+            broker: self.broker.clone(),
+            status,
+        })));
+        let mut buf = Encoded::new();
+        let mut encode_errors = 0u64;
+        while let Some(ev) = rx.recv().await {
+            let publishes = match self.publishes(&ev, &mut buf) {
+                Ok(p) => p,
+                Err(e) => {
+                    encode_errors += 1;
+                    if encode_errors.is_power_of_two() {
+                        tracing::error!(sink = name.as_str(), error = %e, encode_errors, "event not published");
+                    }
+                    continue;
+                }
+            };
+            wait_until(&shared, |o| o.has_room(publishes.len())).await;
+            let mut outbox = shared.lock();
+            for (publish, kind) in publishes {
+                if let Some(p) = outbox.push(publish, kind) {
+                    hand_over(&client, p, name.as_str());
+                }
+            }
+        }
+        // The bus closed and the ring is drained: deliver what is left, then go offline.
+        wait_until(&shared, Outbox::is_empty).await;
+        if !shared.lock().is_connected() {
+            // The broker is away: it published our last will (`offline`) when we left.
+            tracing::info!(
+                sink = name.as_str(),
+                "mqtt sink drained; broker away at shutdown"
+            );
+            return;
+        }
+        let offline = Publish {
+            retain: true,
+            ..Publish::new(status_topic(&self.topic), QoS::AtLeastOnce, OFFLINE)
+        };
+        if let Some(p) = shared.lock().push(offline, Kind::Copy) {
+            hand_over(&client, p, name.as_str());
+        }
+        wait_until(&shared, Outbox::is_empty).await;
+        let _ = client.try_disconnect();
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut driver.0).await;
+        tracing::info!(sink = name.as_str(), "mqtt sink drained and disconnected");
+    }
+
+    /// The publishes for one event: its own topic; the retained health topic for the
+    /// watchdog's Asterisk state, or its extension's topic (never both: the Asterisk
+    /// states name no extension).
+    fn publishes(
+        &self,
+        ev: &Event,
+        buf: &mut Encoded,
+    ) -> Result<heapless::Vec<(Publish, Kind), 2>, crate::dialect::EncodeError> {
+        native::encode(ev, buf)?;
+        let (class, name) = (ev.class().as_str(), ev.name());
+        let main = Publish::new(
+            format!("{}/{class}/{name}", self.topic),
+            self.qos,
+            buf.to_vec(),
+        );
+        let copy = if is_health(&ev.body) {
+            Some(Publish {
+                retain: true,
+                ..Publish::from_bytes(
+                    health_topic(&self.topic),
+                    QoS::AtLeastOnce,
+                    main.payload.clone(),
+                )
+            })
+        } else if self.extension_topics {
+            extension_of(ev).map(|ext| {
+                Publish::from_bytes(
+                    format!("{}/ext/{ext}/{class}/{name}", self.topic),
+                    self.qos,
+                    main.payload.clone(),
+                )
+            })
+        } else {
+            None
+        };
+        let mut out = heapless::Vec::new();
+        let _ = out.push((main, Kind::Event));
+        if let Some(copy) = copy {
+            let _ = out.push((copy, Kind::Copy));
+        }
+        Ok(out)
+    }
+}
+
+/// The extension an event names (`extension`, else `aor`), when it is usable as one
+/// topic level (no `/`, `+`, `#`).
+pub fn extension_of(ev: &Event) -> Option<&str> {
+    let ext = match ev.str_field("extension") {
+        "" => ev.str_field("aor"),
+        e => e,
+    };
+    (!ext.is_empty() && !ext.contains(['/', '+', '#', '\0'])).then_some(ext)
+}
+
+/// `<topic>/status`: retained `online` / `offline`.
+pub fn status_topic(topic: &str) -> String {
+    format!("{topic}/status")
+}
+
+/// `<topic>/health`: retained latest Asterisk state.
+pub fn health_topic(topic: &str) -> String {
+    format!("{topic}/health")
+}
+
+/// The watchdog's Asterisk states, which also go retained to `<topic>/health`.
+pub fn is_health(body: &Body) -> bool {
+    matches!(
+        body,
+        Body::AsteriskUp(_) | Body::AsteriskDown(_) | Body::AsteriskDegraded(_)
+    )
+}
+
+/// Hands a publish to rumqttc's request channel. It cannot be full: the channel holds
+/// `inflight + 1`, and the outbox never has more than that handed over.
+fn hand_over(client: &AsyncClient, p: Publish, sink: &str) {
+    if let Err(e) = client.try_publish(p.topic, p.qos, p.retain, p.payload) {
+        tracing::error!(sink, error = %e, "mqtt client refused a publish; it is re-sent after the next reconnect");
+    }
+}
+
+/// Waits until `cond` holds for the outbox, woken whenever publishes leave it.
+async fn wait_until(shared: &Shared, cond: impl Fn(&Outbox) -> bool) {
+    loop {
+        let freed = shared.freed.notified();
+        if cond(&shared.lock()) {
+            return;
+        }
+        freed.await;
+    }
+}
+
+/// Stops the driver task when the sink stops (also when `run` is aborted at shutdown).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
+}
+
+/// rustls with ring, trusting `ca_file` or else the system's roots.
+fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, MqttSinkError> {
+    use rustls::pki_types::{pem::PemObject, CertificateDer};
+    let mut roots = rustls::RootCertStore::empty();
+    match ca_file {
+        Some(path) => {
+            let bad = |error: String| MqttSinkError::CaFile {
+                path: path.to_path_buf(),
+                error,
+            };
+            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
+            for cert in CertificateDer::pem_slice_iter(&pem) {
+                let cert = cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
+                roots
+                    .add(cert)
+                    .map_err(|e| bad(format!("unusable certificate: {e}")))?;
+            }
+            if roots.is_empty() {
+                return Err(bad("no certificate in it".into()));
+            }
+        }
+        None => {
+            let found = rustls_native_certs::load_native_certs();
+            roots.add_parsable_certificates(found.certs);
+        }
+    }
+    let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    Ok(TlsConfiguration::Rustls(Arc::new(config)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_extension_is_the_extension_or_else_the_aor_when_usable_as_a_level() {
+        use crate::event::{text, Presence, Registration};
+        let host = text("h");
+        let reg = |aor: &str| {
+            Event::new(
+                0,
+                &host,
+                Body::EndpointRegistered(Registration {
+                    aor: text(aor),
+                    ..Default::default()
+                }),
+            )
+        };
+        assert_eq!(extension_of(&reg("101")), Some("101"));
+        assert_eq!(extension_of(&reg("")), None);
+        assert_eq!(extension_of(&reg("a/b")), None);
+        assert_eq!(extension_of(&reg("#")), None);
+        let presence = Event::new(
+            0,
+            &host,
+            Body::EndpointPresence(Presence {
+                extension: text("102"),
+                ..Default::default()
+            }),
+        );
+        assert_eq!(extension_of(&presence), Some("102"));
+    }
+
+    #[test]
+    fn a_bad_ca_file_is_a_clear_start_error() {
+        let dir = tempfile::tempdir().unwrap();
+        let ca = dir.path().join("ca.pem");
+        std::fs::write(&ca, "not a certificate").unwrap();
+        let e = tls_config(Some(&ca)).unwrap_err().to_string();
+        assert!(e.contains("ca.pem") && e.contains("no certificate"), "{e}");
+        let e = tls_config(Some(&dir.path().join("missing.pem")))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("missing.pem"), "{e}");
+    }
+}
