@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   nats-server   # tests/nats_*.rs: a real NATS server
   mosquitto     # tests/mqtt_*.rs: a real MQTT broker
+  openssl       # tests/webhook_sink.rs: a private CA and server certificate for https
 )
 
 missing=()

@@ -73,6 +73,51 @@ impl Got {
     }
 }
 
+type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+
+/// Serves HTTP/1.1 on one connection, recording each request and answering by `script`.
+async fn serve(
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    got: Arc<Mutex<Vec<Got>>>,
+    script: Script,
+) {
+    let service = service_fn(move |req: Request<Incoming>| {
+        let (got, script) = (got.clone(), script.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let reply = {
+                let mut got = got.lock().unwrap();
+                let reply = script(got.len());
+                got.push(Got {
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    headers: parts.headers,
+                    body: String::from_utf8(body.to_vec()).unwrap(),
+                    reply: match reply {
+                        Reply::Status(s) => Some(s),
+                        Reply::Hang => None,
+                    },
+                    at: Instant::now(),
+                });
+                reply
+            };
+            match reply {
+                Reply::Status(s) => Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(s)
+                        .header("content-type", "text/plain")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                ),
+                Reply::Hang => std::future::pending().await,
+            }
+        }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
 /// A real HTTP/1.1 server on 127.0.0.1 that records every request.
 struct Server {
     port: u16,
@@ -80,57 +125,39 @@ struct Server {
 }
 
 impl Server {
-    /// Starts a server answering its `n`th request (from 0) with `script(n)`.
-    async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Server {
+    /// Starts a server answering its `n`th request (from 0) with `script(n)`; over TLS
+    /// when `tls` is given.
+    async fn start_with(
+        script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Server {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = listener.local_addr().unwrap().port();
         let got = Arc::new(Mutex::new(Vec::new()));
-        let script = Arc::new(script);
+        let script: Script = Arc::new(script);
         let shared = got.clone();
         tokio::spawn(async move {
             loop {
                 let (stream, _) = listener.accept().await.unwrap();
-                let (got, script) = (shared.clone(), script.clone());
-                let service = service_fn(move |req: Request<Incoming>| {
-                    let (got, script) = (got.clone(), script.clone());
-                    async move {
-                        let (parts, body) = req.into_parts();
-                        let body = body.collect().await.unwrap().to_bytes();
-                        let reply = {
-                            let mut got = got.lock().unwrap();
-                            let reply = script(got.len());
-                            got.push(Got {
-                                query: parts.uri.query().unwrap_or("").to_string(),
-                                headers: parts.headers,
-                                body: String::from_utf8(body.to_vec()).unwrap(),
-                                reply: match reply {
-                                    Reply::Status(s) => Some(s),
-                                    Reply::Hang => None,
-                                },
-                                at: Instant::now(),
-                            });
-                            reply
-                        };
-                        match reply {
-                            Reply::Status(s) => Ok::<_, Infallible>(
-                                Response::builder()
-                                    .status(s)
-                                    .header("content-type", "text/plain")
-                                    .body(Full::new(Bytes::new()))
-                                    .unwrap(),
-                            ),
-                            Reply::Hang => std::future::pending().await,
+                let (got, script, tls) = (shared.clone(), script.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(stream, got, script).await,
+                        Some(tls) => {
+                            // A client that does not trust us fails the handshake: nothing to serve.
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve(stream, got, script).await
+                            }
                         }
                     }
-                });
-                tokio::spawn(async move {
-                    let _ = http1::Builder::new()
-                        .serve_connection(TokioIo::new(stream), service)
-                        .await;
                 });
             }
         });
         Server { port, got }
+    }
+
+    async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start_with(script, None).await
     }
 
     fn url(&self, path: &str) -> String {
@@ -707,4 +734,221 @@ fn expected_events(recordings: &[&str]) -> Vec<String> {
         });
     }
     out
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with openssl:
+/// `(ca.pem, server.pem, server.key)` in `dir`.
+fn private_ca(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let openssl = common::require("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pbxtap test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    ["ca.pem", "server.pem", "server.key"].map(|f| dir.join(f))
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
+    let certs = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = private_ca(certs.path());
+    let server = Server::start_with(|_| Reply::Status(200), Some(tls_acceptor(&cert, &key))).await;
+    let url = format!("https://127.0.0.1:{}/hook", server.port);
+
+    // Without the CA, the endpoint is not trusted: nothing is sent, and everyone is told.
+    let peer1 = peer(&["02-call-answered.ami"], None).await;
+    let untrusting = Pbxtap::start(
+        &peer1,
+        &format!("url = \"{url}\"\ndialect = \"native\"\nretry_min_ms = 20\n"),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("the untrusted endpoint reported down", || {
+        untrusting
+            .stdout()
+            .iter()
+            .any(|l| class_event(l) == "system.sink_down")
+    })
+    .await;
+    let (_, stderr) = untrusting.stop().await;
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert_eq!(server.with(|got| got.len()), 0);
+
+    // With it, every event arrives.
+    let peer2 = peer(&["02-call-answered.ami"], None).await;
+    let trusting = Pbxtap::start(
+        &peer2,
+        &format!(
+            "url = \"{url}\"\ndialect = \"native\"\nca_file = \"{}\"\n",
+            ca.display()
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("every event over https", || {
+        let stdout = trusting.stdout();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
+    })
+    .await;
+    let (stdout, _) = trusting.stop().await;
+    server.with(|got| assert_each_delivered_once_in_call_order(&stdout, got));
+}
+
+#[test]
+fn an_unreadable_ca_file_stops_pbxtap_at_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &path,
+        "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"webhook\"\nurl = \"https://127.0.0.1:1/\"\n\
+         ca_file = \"/nonexistent/ca.pem\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::pbxtap_bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sinks[0] (webhook)") && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_events_of_ten_calls_are_each_delivered_once_in_call_order() {
+    use pbxtap::bus::Bus;
+    use pbxtap::event::{text, Body, CallStarted, Event};
+    use pbxtap::sink::webhook::{WebhookDialect, WebhookSink, WebhookSinkConfig};
+    const N: u64 = 1000;
+    let server = Server::start(|_| Reply::Status(200)).await;
+    let bus = Bus::new(1024, text("pbx1"));
+    let cfg = WebhookSinkConfig {
+        url: server.url("/"),
+        dialect: WebhookDialect::Native,
+        ..Default::default()
+    };
+    let sink = WebhookSink::new(&cfg, bus.publisher()).await.unwrap();
+    let rx = bus.subscribe("webhook#0");
+    let counters = rx.counters().clone();
+    for i in 0..N {
+        let body = Body::CallStarted(CallStarted {
+            call_id: text(&format!("1.{}", i % 10)),
+            ..Default::default()
+        });
+        bus.publish(Event::new(i, bus.host(), body));
+    }
+    drop(bus); // the sink drains its ring, then stops
+    let started = Instant::now();
+    sink.run(rx).await;
+    let took = started.elapsed();
+    assert_eq!(counters.delivered.load(Ordering::Relaxed), N);
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    server.with(|got| {
+        assert_eq!(got.len() as u64, N);
+        let mut seen: Vec<u64> = got.iter().map(Got::seq).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+        for call in 0..10 {
+            let id = format!("1.{call}");
+            let order: Vec<u64> = got
+                .iter()
+                .filter(|g| json_field(&g.body, "call_id") == Some(&id))
+                .map(Got::seq)
+                .collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "call {id}: {order:?}"
+            );
+        }
+    });
+    eprintln!(
+        "webhook: {N} events to a loopback server in {took:?} ({:.0} events/s, max_in_flight 4)",
+        N as f64 / took.as_secs_f64()
+    );
 }

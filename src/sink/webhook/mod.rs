@@ -41,6 +41,9 @@ pub const MAX_IN_FLIGHT: usize = 64;
 /// Most bytes of a response body read (and thrown away) so that its connection can be
 /// reused; after more, the connection is closed instead.
 pub const MAX_RESPONSE_DRAIN: usize = 64 * 1024;
+/// Read buffer of one connection, and so the largest response head accepted (hyper's
+/// default is about 400 KiB); a larger head fails the attempt, which is retried.
+pub const RESPONSE_BUFFER: usize = 16 * 1024;
 /// How long an idle connection is kept open for the next request.
 pub const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 /// The URL parameter `authkey` is sent in, as Enswitch's own receivers expect.
@@ -262,6 +265,7 @@ impl WebhookSink {
         // Design: the pool keeps at most one idle connection per request in flight; the
         // client queues nothing itself: each request is one of our slots.
         let client = Client::builder(TokioExecutor::new())
+            .http1_max_buf_size(RESPONSE_BUFFER)
             .pool_timer(TokioTimer::new())
             .pool_idle_timeout(IDLE_TIMEOUT)
             .pool_max_idle_per_host(cfg.max_in_flight)
