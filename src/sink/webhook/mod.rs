@@ -2,15 +2,16 @@
 //! and ASTPP send) or native JSON, with an auth key as URL parameter and an optional
 //! HMAC-SHA256 signature.
 //!
-//! Flow: events wait in the sink's bus ring. At most `max_in_flight` are taken off it into
-//! slots, one per call at a time, so a call's events arrive in order while different calls
-//! go in parallel. A slot's request is retried with capped exponential backoff on 5xx,
+//! Flow: events wait in the sink's bus ring. At most `max_in_flight` are in flight, one
+//! per call (or endpoint) at a time, so a call's events arrive in order while different
+//! calls go in parallel; up to `max_in_flight` more, of busy calls, wait in a short line
+//! and let other calls' events overtake them. A slot's request is retried with capped exponential backoff on 5xx,
 //! timeouts and connection errors until the event is `max_age_secs` old; 4xx is final.
 //! The tap never waits on this sink: while the endpoint is slow or dead the ring fills and
 //! drops its oldest events, counted by the bus.
 //!
 //! Layout: `config` (keys), `http` (client and one attempt), `policy` (retry, health and
-//! log decisions), `slots` (requests in flight, per call), `sign` (signature); this file
+//! log decisions), `slots` (requests in flight and waiting, per call), `sign` (signature); this file
 //! runs the loop that ties them together.
 
 mod config;
@@ -29,7 +30,7 @@ use tokio::task::JoinSet;
 use crate::bus::{Publisher, SinkRx};
 use crate::config::ConfigError;
 use crate::dialect::{enswitch, native, Encoded};
-use crate::event::{self, Body, Event, Id, SinkStatus, Value};
+use crate::event::{self, Body, Event, SinkStatus};
 pub use config::{WebhookDialect, WebhookSinkConfig, AUTHKEY_PARAM, MAX_IN_FLIGHT};
 use http::{attempt, Attempt, AttemptError, Endpoint};
 pub use http::{IDLE_TIMEOUT, MAX_RESPONSE_DRAIN, RESPONSE_BUFFER};
@@ -97,19 +98,18 @@ impl WebhookSink {
         };
         tracing::info!(sink = %run.name, endpoint = %self.endpoint.shown, "webhook sink started");
         let mut buf = Encoded::new();
-        // An event whose call has a request in flight, or that found every slot taken.
-        let mut waiting: Option<(Id, InFlight)> = None;
         let mut open = true;
         loop {
-            if let Some((key, item)) = waiting.take() {
-                waiting = run.admit(key, item);
+            while let Some(i) = run.slots.start_next() {
+                run.spawn(i, Duration::ZERO);
             }
-            if !open && waiting.is_none() && run.slots.is_empty() {
+            if !open && run.slots.is_idle() {
                 break;
             }
-            let can_take = open && waiting.is_none() && run.slots.has_free();
+            let can_take = open && run.slots.wants_more();
             // Invariant: every occupied slot has one task, so when nothing can be taken
-            // (slots full, or an event waiting for its call's slot) a task is running.
+            // (slots full, or the waiting line full of events of busy calls) or the bus
+            // is closed with events left, a task is running.
             tokio::select! {
                 Some(done) = run.tasks.join_next_with_id(), if !run.tasks.is_empty() => {
                     run.settle(done, &rx);
@@ -117,8 +117,9 @@ impl WebhookSink {
                 ev = rx.recv(), if can_take => match ev {
                     None => open = false,
                     Some(ev) => {
-                        if let Some((key, item)) = run.prepare(&ev, &mut buf) {
-                            waiting = run.admit(key, item);
+                        if let Some(item) = run.prepare(&ev, &mut buf) {
+                            let queued = run.slots.push(slots::ordering_key(&ev), item);
+                            debug_assert!(queued.is_ok(), "taken only when the line has room");
                         }
                     }
                 },
@@ -160,8 +161,8 @@ struct Run<'a> {
 }
 
 impl Run<'_> {
-    /// Encodes `ev` into a request body; its key is its call, if any.
-    fn prepare(&mut self, ev: &Event, buf: &mut Encoded) -> Option<(Id, InFlight)> {
+    /// Encodes `ev` into a request body.
+    fn prepare(&mut self, ev: &Event, buf: &mut Encoded) -> Option<InFlight> {
         let encoded = match self.sink.dialect {
             WebhookDialect::Enswitch => enswitch::encode_form(ev, buf),
             WebhookDialect::Native => native::encode(ev, buf),
@@ -171,29 +172,13 @@ impl Run<'_> {
             tracing::error!(sink = %self.name, seq = ev.seq, error = %e, "event not sent");
             return None;
         }
-        let key = match ev.field("call_id") {
-            Some(Value::Str(id)) => event::text(id),
-            _ => Id::new(),
-        };
-        let item = InFlight {
+        Some(InFlight {
             body: Bytes::copy_from_slice(buf),
             seq: ev.seq,
             first: Instant::now(),
             attempts: 0,
             task: None,
-        };
-        Some((key, item))
-    }
-
-    /// Starts `item` in a free slot, or hands it back to wait.
-    fn admit(&mut self, key: Id, item: InFlight) -> Option<(Id, InFlight)> {
-        match self.slots.admit(&key, item) {
-            Ok(i) => {
-                self.spawn(i, Duration::ZERO);
-                None
-            }
-            Err(item) => Some((key, item)),
-        }
+        })
     }
 
     /// Sends slot `i`'s event after `delay`.
