@@ -637,22 +637,29 @@ async fn a_400_is_not_retried_and_logged_once() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_dead_endpoint_leaves_the_other_sinks_output_complete() {
-    // Three recorded sessions, paced as a live PBX would send them, to an endpoint where
-    // nothing listens; both sinks' rings hold 32 events. Events are given up after 1 s,
-    // so the webhook sink reads its ring again and learns (and reports) what it dropped.
+async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
+    // Three recorded sessions, paced as a live PBX would send them, to two webhooks: one
+    // where nothing listens, one whose server never answers. Every ring holds 32 events.
+    // Events are given up after 1 s, so each webhook sink reads its ring again and
+    // learns (and reports) what it dropped meanwhile.
     let recordings = [
         "02-call-answered.ami",
         "03-call-hold-unhold.ami",
         "11-queue-answered.ami",
     ];
     let expected = expected_events(&recordings);
+    let hanging = Server::start(|_| Reply::Hang).await;
     let peer = peer(&recordings, Some(Duration::from_millis(2))).await;
     let dead = format!("http://127.0.0.1:{}/", common::free_port());
     let started = Instant::now();
     let pbxtap = Pbxtap::start(
         &peer,
-        &format!("url = \"{dead}\"\nretry_min_ms = 100\nmax_age_secs = 1\n"),
+        &format!(
+            "url = \"{dead}\"\nretry_min_ms = 100\nmax_age_secs = 1\n\
+             [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\ntimeout_ms = 500\n\
+             retry_min_ms = 100\nmax_age_secs = 1\n",
+            hanging.url("/")
+        ),
         "per_sink = 32",
         tempfile::tempdir().unwrap(),
     );
@@ -662,10 +669,14 @@ async fn a_dead_endpoint_leaves_the_other_sinks_output_complete() {
     })
     .await;
     let flowed = started.elapsed();
-    wait_until("the webhook's drops reported", || {
-        pbxtap.stdout().iter().any(|l| {
-            class_event(l) == "system.events_dropped" && json_field(l, "sink") == Some("webhook#0")
+    let reported = |stdout: &[String], sink: &str| {
+        stdout.iter().any(|l| {
+            class_event(l) == "system.events_dropped" && json_field(l, "sink") == Some(sink)
         })
+    };
+    wait_until("both webhooks' drops reported", || {
+        let stdout = pbxtap.stdout();
+        reported(&stdout, "webhook#0") && reported(&stdout, "webhook#1")
     })
     .await;
     let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", pbxtap.child.id().unwrap()))
@@ -693,34 +704,39 @@ async fn a_dead_endpoint_leaves_the_other_sinks_output_complete() {
         .collect();
     assert_eq!(printed, expected, "the stdout sink lost or changed events");
     assert!(
-        !stdout
-            .iter()
-            .any(|l| json_field(l, "sink") == Some("stdout#1")),
+        !reported(&stdout, "stdout#2"),
         "the stdout sink dropped events"
     );
-    let down = stdout
-        .iter()
-        .find(|l| class_event(l) == "system.sink_down")
-        .expect("system.sink_down printed");
-    assert_eq!(json_field(down, "sink"), Some("webhook#0"));
-    assert!(down.contains("Connection refused"), "{down}");
-    // Rate-limited: for hundreds of failed attempts, one `down` line and at most one line
-    // per 10 s for each of `retrying` and `given up`.
-    let lines = stderr
-        .lines()
-        .filter(|l| l.contains("pbxtap::sink::webhook") && !l.contains(" INFO "))
-        .count();
-    let periods = started.elapsed().as_secs() as usize / 10 + 1;
-    assert!(lines <= 1 + 2 * periods, "{lines} log lines:\n{stderr}");
+    for (sink, why) in [
+        ("webhook#0", "Connection refused"),
+        ("webhook#1", "no answer within 500ms"),
+    ] {
+        let down = stdout
+            .iter()
+            .find(|l| class_event(l) == "system.sink_down" && json_field(l, "sink") == Some(sink))
+            .unwrap_or_else(|| panic!("no system.sink_down for {sink}"));
+        assert!(down.contains(why), "{down}");
+        // Rate-limited: for many failed attempts, one `down` line and at most one line
+        // per 10 s for each of `retrying` and `given up`.
+        let lines = stderr
+            .lines()
+            .filter(|l| l.contains(&format!("sink={sink}")) && !l.contains(" INFO "))
+            .count();
+        let periods = started.elapsed().as_secs() as usize / 10 + 1;
+        assert!(
+            lines <= 1 + 2 * periods,
+            "{sink}: {lines} log lines:\n{stderr}"
+        );
+    }
     assert!(stderr.contains("event given up"), "{stderr}");
-    // Shutdown gives up on the dead endpoint after drain_secs (2 s).
+    // Shutdown gives up on the endpoints after drain_secs (2 s).
     assert!(
         stopping < Duration::from_secs(5),
         "stopping took {stopping:?}"
     );
     eprintln!(
-        "dead endpoint: {} AMI messages paced 2 ms flowed to stdout in {flowed:?}; \
-         peak RSS {peak_rss} KiB; {lines} warning/error lines; stop took {stopping:?}",
+        "dead and hanging endpoints: {} AMI messages paced 2 ms flowed to stdout in {flowed:?}; \
+         peak RSS {peak_rss} KiB; stop took {stopping:?}",
         peer.total
     );
 }
