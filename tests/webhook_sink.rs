@@ -720,7 +720,11 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
         // per 10 s for each of `retrying` and `given up`.
         let lines = stderr
             .lines()
-            .filter(|l| l.contains(&format!("sink={sink}")) && !l.contains(" INFO "))
+            .filter(|l| {
+                l.contains("pbxtap::sink::webhook")
+                    && l.contains(&format!("sink={sink}"))
+                    && !l.contains(" INFO ")
+            })
             .count();
         let periods = started.elapsed().as_secs() as usize / 10 + 1;
         assert!(
