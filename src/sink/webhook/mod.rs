@@ -225,15 +225,17 @@ impl Run<'_> {
         let error = match outcome {
             Ok(status) => match policy::verdict(status) {
                 Verdict::Delivered => {
-                    let t = self.health.answered();
-                    self.announce(t, "");
+                    if let Some(t) = self.health.answered() {
+                        self.announce(t, "");
+                    }
                     rx.delivered(1);
                     self.slots.release(i);
                     return;
                 }
                 Verdict::Rejected => {
-                    let t = self.health.answered();
-                    self.announce(t, "");
+                    if let Some(t) = self.health.answered() {
+                        self.announce(t, "");
+                    }
                     self.rejected += 1;
                     if self.refused.first_time(status) {
                         tracing::warn!(
@@ -252,8 +254,9 @@ impl Run<'_> {
             },
             Err(e) => e,
         };
-        let t = self.health.failed();
-        self.announce(t, &error.to_string());
+        if let Some(t) = self.health.failed() {
+            self.announce(t, &error.to_string());
+        }
         match self
             .sink
             .retry
@@ -294,13 +297,13 @@ impl Run<'_> {
     }
 
     /// Tells every sink that the endpoint went down or came back.
-    fn announce(&self, transition: Option<Transition>, reason: &str) {
+    fn announce(&self, transition: Transition, reason: &str) {
         let status = |reason: &str| SinkStatus {
             sink: self.name.clone(),
             reason: event::text(reason),
         };
         match transition {
-            Some(Transition::Down) => {
+            Transition::Down => {
                 tracing::warn!(
                     sink = %self.name,
                     endpoint = %self.sink.endpoint.shown,
@@ -311,13 +314,12 @@ impl Run<'_> {
                     .publisher
                     .publish_body(Body::SinkDown(status(reason)));
             }
-            Some(Transition::Up) => {
+            Transition::Up => {
                 tracing::info!(sink = %self.name, endpoint = %self.sink.endpoint.shown, "webhook endpoint answers again");
                 self.sink
                     .publisher
                     .publish_body(Body::SinkUp(status("endpoint answers again")));
             }
-            None => {}
         }
     }
 }
