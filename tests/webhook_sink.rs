@@ -1,0 +1,990 @@
+//! The webhook sink end to end: the real pbxtap binary taps a fake AMI peer replaying a
+//! recorded call and POSTs every event to a real HTTP server started by the test, which
+//! answers as each test scripts it (200, 500, 400, or never).
+
+mod common;
+
+use std::convert::Infallible;
+use std::sync::atomic::Ordering;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use common::ami::fixture;
+use hmac::{Hmac, Mac};
+use http_body_util::{BodyExt, Full};
+use hyper::body::{Bytes, Incoming};
+use hyper::server::conn::http1;
+use hyper::service::service_fn;
+use hyper::{Request, Response};
+use hyper_util::rt::TokioIo;
+use pbxtap::ami::replay::{self, ReplayConfig, ReplayPeer};
+use sha2::Sha256;
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::net::TcpListener;
+
+/// The call in 02-call-answered.ami (its Linkedid).
+const CALL: &str = "1795376847.2";
+/// Events the normalizer makes of 02-call-answered.ami (tests/normalize_scenarios.rs).
+const EVENTS_OF_02: usize = 16;
+/// Longest a test waits for something that should take well under a second.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// How the server answers one request.
+#[derive(Debug, Clone, Copy)]
+enum Reply {
+    Status(u16),
+    /// Never answer (the connection stays open).
+    Hang,
+}
+
+/// One request the server got.
+#[derive(Debug)]
+struct Got {
+    query: String,
+    headers: hyper::HeaderMap,
+    body: String,
+    /// The status answered; `None` when the server hung.
+    reply: Option<u16>,
+    at: Instant,
+}
+
+impl Got {
+    fn form(&self) -> Vec<(String, String)> {
+        form_urlencoded::parse(self.body.as_bytes())
+            .into_owned()
+            .collect()
+    }
+    fn form_field(&self, key: &str) -> String {
+        self.form()
+            .into_iter()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v)
+            .unwrap_or_default()
+    }
+    fn header(&self, name: &str) -> &str {
+        self.headers
+            .get(name)
+            .map(|v| v.to_str().unwrap())
+            .unwrap_or("")
+    }
+    /// `seq` of a native JSON body.
+    fn seq(&self) -> u64 {
+        json_field(&self.body, "seq").unwrap().parse().unwrap()
+    }
+}
+
+type Script = Arc<dyn Fn(usize) -> Reply + Send + Sync>;
+
+/// Serves HTTP/1.1 on one connection, recording each request and answering by `script`.
+async fn serve(
+    io: impl tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
+    got: Arc<Mutex<Vec<Got>>>,
+    script: Script,
+) {
+    let service = service_fn(move |req: Request<Incoming>| {
+        let (got, script) = (got.clone(), script.clone());
+        async move {
+            let (parts, body) = req.into_parts();
+            let body = body.collect().await.unwrap().to_bytes();
+            let reply = {
+                let mut got = got.lock().unwrap();
+                let reply = script(got.len());
+                got.push(Got {
+                    query: parts.uri.query().unwrap_or("").to_string(),
+                    headers: parts.headers,
+                    body: String::from_utf8(body.to_vec()).unwrap(),
+                    reply: match reply {
+                        Reply::Status(s) => Some(s),
+                        Reply::Hang => None,
+                    },
+                    at: Instant::now(),
+                });
+                reply
+            };
+            match reply {
+                Reply::Status(s) => Ok::<_, Infallible>(
+                    Response::builder()
+                        .status(s)
+                        .header("content-type", "text/plain")
+                        .body(Full::new(Bytes::new()))
+                        .unwrap(),
+                ),
+                Reply::Hang => std::future::pending().await,
+            }
+        }
+    });
+    let _ = http1::Builder::new()
+        .serve_connection(TokioIo::new(io), service)
+        .await;
+}
+
+/// A real HTTP/1.1 server on 127.0.0.1 that records every request.
+struct Server {
+    port: u16,
+    got: Arc<Mutex<Vec<Got>>>,
+}
+
+impl Server {
+    /// Starts a server answering its `n`th request (from 0) with `script(n)`; over TLS
+    /// when `tls` is given.
+    async fn start_with(
+        script: impl Fn(usize) -> Reply + Send + Sync + 'static,
+        tls: Option<tokio_rustls::TlsAcceptor>,
+    ) -> Server {
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let got = Arc::new(Mutex::new(Vec::new()));
+        let script: Script = Arc::new(script);
+        let shared = got.clone();
+        tokio::spawn(async move {
+            loop {
+                let (stream, _) = listener.accept().await.unwrap();
+                let (got, script, tls) = (shared.clone(), script.clone(), tls.clone());
+                tokio::spawn(async move {
+                    match tls {
+                        None => serve(stream, got, script).await,
+                        Some(tls) => {
+                            // A client that does not trust us fails the handshake: nothing to serve.
+                            if let Ok(stream) = tls.accept(stream).await {
+                                serve(stream, got, script).await
+                            }
+                        }
+                    }
+                });
+            }
+        });
+        Server { port, got }
+    }
+
+    async fn start(script: impl Fn(usize) -> Reply + Send + Sync + 'static) -> Server {
+        Server::start_with(script, None).await
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    fn with<R>(&self, f: impl FnOnce(&[Got]) -> R) -> R {
+        f(&self.got.lock().unwrap())
+    }
+}
+
+/// A fake Asterisk replaying `recordings`, staying connected afterwards.
+async fn peer(recordings: &[&str], pace: Option<Duration>) -> ReplayPeer {
+    let mut cfg = ReplayConfig::new(recordings.iter().map(|r| fixture(r)).collect());
+    cfg.pace = pace;
+    replay::start(cfg).await.unwrap()
+}
+
+/// The real pbxtap binary, with its stdout (the stdout sink) and stderr (logs) collected.
+struct Pbxtap {
+    child: tokio::process::Child,
+    stdout: Arc<Mutex<Vec<String>>>,
+    stderr: Arc<Mutex<Vec<String>>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    _dir: tempfile::TempDir,
+}
+
+impl Pbxtap {
+    /// `pbxtap run` with a webhook sink (`webhook`: its keys) and a stdout sink.
+    fn start(peer: &ReplayPeer, webhook: &str, buffers: &str, dir: tempfile::TempDir) -> Pbxtap {
+        let config = format!(
+            "host = \"pbx1\"\n[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+             [buffers]\ndrain_secs = 2\n{buffers}\n\
+             [[sinks]]\ntype = \"webhook\"\n{webhook}\n[[sinks]]\ntype = \"stdout\"\n",
+            peer.address
+        );
+        let path = dir.path().join("pbxtap.toml");
+        std::fs::write(&path, config).unwrap();
+        let mut child = tokio::process::Command::new(common::pbxtap_bin())
+            .args(["run", "--config", path.to_str().unwrap()])
+            .env_remove("RUST_LOG")
+            .env_remove("JOURNAL_STREAM")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start pbxtap");
+        let stdout = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let readers = vec![
+            collect_lines(child.stdout.take().unwrap(), stdout.clone()),
+            collect_lines(child.stderr.take().unwrap(), stderr.clone()),
+        ];
+        Pbxtap {
+            child,
+            stdout,
+            stderr,
+            readers,
+            _dir: dir,
+        }
+    }
+
+    fn stdout(&self) -> Vec<String> {
+        self.stdout.lock().unwrap().clone()
+    }
+
+    /// SIGTERM, then waits for a clean exit (the sinks drain within `drain_secs`).
+    /// Returns everything printed: stdout lines and stderr.
+    async fn stop(mut self) -> (Vec<String>, String) {
+        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
+        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
+            .await
+            .expect("pbxtap did not stop within 15 s of SIGTERM")
+            .unwrap();
+        for r in self.readers.drain(..) {
+            r.await.unwrap();
+        }
+        let stderr = self.stderr.lock().unwrap().join("\n");
+        assert!(status.success(), "pbxtap exited with {status}:\n{stderr}");
+        (self.stdout(), stderr)
+    }
+}
+
+fn collect_lines(
+    from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
+    into: Arc<Mutex<Vec<String>>>,
+) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        let mut lines = BufReader::new(from).lines();
+        while let Ok(Some(line)) = lines.next_line().await {
+            into.lock().unwrap().push(line);
+        }
+    })
+}
+
+/// Polls `cond` until it holds, or panics naming `what`.
+async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + PATIENCE;
+    while !cond() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// A top-level field of a flat JSON object, as its raw text (strings without quotes).
+fn json_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
+    let pat = format!("\"{key}\":");
+    let rest = &json[json.find(&pat)? + pat.len()..];
+    match rest.strip_prefix('"') {
+        Some(s) => s.split('"').next(),
+        None => rest.split([',', '}']).next(),
+    }
+}
+
+fn class_event(json: &str) -> String {
+    format!(
+        "{}.{}",
+        json_field(json, "class").unwrap(),
+        json_field(json, "event").unwrap()
+    )
+}
+
+/// Lines of the stdout sink that are not `system.*`: what the tap made of the recording.
+fn pbx_events(stdout: &[String]) -> Vec<&String> {
+    stdout
+        .iter()
+        .filter(|l| json_field(l, "class") != Some("system"))
+        .collect()
+}
+
+fn seqs(stdout: &[String]) -> Vec<u64> {
+    stdout
+        .iter()
+        .map(|l| json_field(l, "seq").unwrap().parse().unwrap())
+        .collect()
+}
+
+/// How many requests for `seq` the server answered with `status`.
+fn answered(got: &[Got], seq: u64, status: u16) -> usize {
+    got.iter()
+        .filter(|g| g.reply == Some(status) && g.seq() == seq)
+        .count()
+}
+
+/// Every event printed by the stdout sink was answered 200 exactly once, and each call's
+/// events were delivered in order.
+fn assert_each_delivered_once_in_call_order(stdout: &[String], got: &[Got]) {
+    for seq in seqs(stdout) {
+        assert_eq!(answered(got, seq, 200), 1, "event seq {seq}");
+    }
+    let call_seqs: Vec<u64> = got
+        .iter()
+        .filter(|g| g.reply == Some(200) && json_field(&g.body, "call_id") == Some(CALL))
+        .map(Got::seq)
+        .collect();
+    assert!(call_seqs.len() >= 8, "{call_seqs:?}");
+    assert!(
+        call_seqs.windows(2).all(|w| w[0] < w[1]),
+        "the call's events were delivered out of order: {call_seqs:?}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_server() {
+    let server = Server::start(|_| Reply::Status(200)).await;
+    let peer = peer(&["02-call-answered.ami"], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let key_file = dir.path().join("hook.key");
+    std::fs::write(&key_file, "k3y+/= \n").unwrap();
+    let pbxtap = Pbxtap::start(
+        &peer,
+        &format!(
+            "url = \"{}\"\nauthkey_file = \"{}\"\n",
+            server.url("/pbx/events?tenant=7"),
+            key_file.display()
+        ),
+        "",
+        dir,
+    );
+    wait_until("every PBX event at the server", || {
+        let pbx = server.with(|got| {
+            got.iter()
+                .filter(|g| g.form_field("class") != "system")
+                .count()
+        });
+        pbx == EVENTS_OF_02 && pbx_events(&pbxtap.stdout()).len() == EVENTS_OF_02
+    })
+    .await;
+    let (stdout, _) = pbxtap.stop().await;
+
+    server.with(|got| {
+        for g in got {
+            assert_eq!(g.reply, Some(200));
+            assert_eq!(
+                g.header("content-type"),
+                "application/x-www-form-urlencoded"
+            );
+            let query: Vec<(String, String)> = form_urlencoded::parse(g.query.as_bytes())
+                .into_owned()
+                .collect();
+            assert_eq!(
+                query,
+                [
+                    ("tenant".to_string(), "7".to_string()),
+                    ("authkey".to_string(), "k3y+/=".to_string())
+                ]
+            );
+            let ts = g.form_field("timestamp");
+            let (secs, micros) = ts.split_once('.').unwrap();
+            assert!(
+                secs.len() >= 10 && secs.bytes().all(|b| b.is_ascii_digit()),
+                "{ts}"
+            );
+            assert!(
+                micros.len() == 6 && micros.bytes().all(|b| b.is_ascii_digit()),
+                "{ts}"
+            );
+        }
+        // The call's events, in order, with Enswitch's verbs.
+        let call: Vec<String> = got
+            .iter()
+            .filter(|g| g.form_field("callid") == CALL)
+            .map(|g| format!("{}.{}", g.form_field("class"), g.form_field("event")))
+            .collect();
+        assert_eq!(
+            call,
+            [
+                "call.start",
+                "target.added",
+                "target.ringing",
+                "call.ringing",
+                "call.answer",
+                "call.cdr",
+                "target.ended",
+                "call.end"
+            ]
+        );
+        let start = got
+            .iter()
+            .find(|g| g.form_field("event") == "start")
+            .unwrap();
+        for (k, v) in [
+            ("class", "call"),
+            ("host", "pbx1"),
+            ("callid", CALL),
+            ("uniqueid", CALL),
+            ("call_id", CALL),
+            ("from", "101"),
+            ("to", "102"),
+            ("from_name", "Alice 101"),
+        ] {
+            assert_eq!(
+                start.form_field(k),
+                v,
+                "call.start field {k}: {:?}",
+                start.form()
+            );
+        }
+        // The same instant as the stdout sink printed, as "<unix>.<microseconds>".
+        let printed = stdout
+            .iter()
+            .find(|l| class_event(l) == "call.started")
+            .unwrap();
+        let time: u64 = json_field(printed, "time").unwrap().parse().unwrap();
+        assert_eq!(
+            start.form_field("timestamp"),
+            format!("{}.{:06}", time / 1_000_000, time % 1_000_000)
+        );
+        let end = got.iter().find(|g| g.form_field("event") == "end").unwrap();
+        assert_eq!(end.form_field("cause_name"), "NORMAL_CLEARING");
+        assert_eq!(end.form_field("answered"), "1");
+        assert!(
+            end.form_field("billsec").parse::<u32>().is_ok(),
+            "{:?}",
+            end.form()
+        );
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn native_json_is_signed_and_the_signature_verifies() {
+    let server = Server::start(|_| Reply::Status(200)).await;
+    let peer = peer(&["02-call-answered.ami"], None).await;
+    let dir = tempfile::tempdir().unwrap();
+    let secret_file = dir.path().join("hook.secret");
+    std::fs::write(&secret_file, "s3cret-for-hmac\n").unwrap();
+    let pbxtap = Pbxtap::start(
+        &peer,
+        &format!(
+            "url = \"{}\"\ndialect = \"native\"\nsecret_file = \"{}\"\n",
+            server.url("/hook?authkey=abc123"),
+            secret_file.display()
+        ),
+        "",
+        dir,
+    );
+    wait_until("the call's end at the server", || {
+        server.with(|got| got.iter().any(|g| class_event(&g.body) == "call.ended"))
+    })
+    .await;
+    let (stdout, _) = pbxtap.stop().await;
+
+    let verify = |secret: &[u8], ts: &str, body: &str, signature: &str| {
+        let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
+        mac.update(format!("{ts}.{body}").as_bytes());
+        let hex = signature.strip_prefix("sha256=").unwrap();
+        let bytes: Vec<u8> = (0..hex.len())
+            .step_by(2)
+            .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).unwrap())
+            .collect();
+        mac.verify_slice(&bytes).is_ok()
+    };
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    server.with(|got| {
+        assert!(got.len() >= EVENTS_OF_02);
+        for g in got {
+            assert_eq!(g.query, "authkey=abc123");
+            assert_eq!(g.header("content-type"), "application/json");
+            assert!(g.body.starts_with("{\"v\":1,\"seq\":"), "{}", g.body);
+            let ts = g.header("x-pbxtap-timestamp");
+            let sig = g.header("x-pbxtap-signature");
+            assert!(ts.parse::<u64>().unwrap().abs_diff(now) < 120, "{ts}");
+            assert!(verify(b"s3cret-for-hmac", ts, &g.body, sig), "{g:?}");
+            // A receiver with another secret, or a tampered body, rejects it.
+            assert!(!verify(b"s3cret-for-hmaC", ts, &g.body, sig));
+            assert!(!verify(
+                b"s3cret-for-hmac",
+                ts,
+                &format!("{} ", g.body),
+                sig
+            ));
+        }
+        // Each event printed by the stdout sink, byte for byte.
+        for line in &stdout {
+            assert!(got.iter().any(|g| &g.body == line), "not posted: {line}");
+        }
+    });
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_answering_500_gets_every_event_once_when_it_recovers() {
+    const FAILURES: usize = 6;
+    let server = Server::start(|n| Reply::Status(if n < FAILURES { 500 } else { 200 })).await;
+    let peer = peer(&["02-call-answered.ami"], None).await;
+    let pbxtap = Pbxtap::start(
+        &peer,
+        &format!(
+            "url = \"{}\"\ndialect = \"native\"\nretry_min_ms = 50\nretry_max_secs = 1\n",
+            server.url("/")
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("every event delivered after recovery", || {
+        let stdout = pbxtap.stdout();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && stdout.iter().any(|l| class_event(l) == "system.sink_up")
+            && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
+    })
+    .await;
+    let (stdout, stderr) = pbxtap.stop().await;
+
+    server.with(|got| {
+        assert_each_delivered_once_in_call_order(&stdout, got);
+        // The events that met a 500 were retried until delivered.
+        for g in &got[..FAILURES] {
+            assert_eq!(g.reply, Some(500));
+            assert_eq!(answered(got, g.seq(), 200), 1);
+        }
+    });
+    // Every other sink was told, in order: down, then up again.
+    let down = stdout
+        .iter()
+        .position(|l| class_event(l) == "system.sink_down")
+        .expect("system.sink_down printed");
+    let up = stdout
+        .iter()
+        .position(|l| class_event(l) == "system.sink_up")
+        .unwrap();
+    assert!(down < up);
+    assert_eq!(json_field(&stdout[down], "sink"), Some("webhook#0"));
+    assert_eq!(json_field(&stdout[down], "reason"), Some("HTTP 500"));
+    assert!(
+        stderr.contains("webhook request failed; retrying"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_that_hangs_is_timed_out_and_the_event_retried() {
+    let server = Server::start(|n| {
+        if n == 0 {
+            Reply::Hang
+        } else {
+            Reply::Status(200)
+        }
+    })
+    .await;
+    let peer = peer(&["02-call-answered.ami"], None).await;
+    let pbxtap = Pbxtap::start(
+        &peer,
+        &format!(
+            "url = \"{}\"\ndialect = \"native\"\ntimeout_ms = 300\nretry_min_ms = 20\n",
+            server.url("/")
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("every event delivered", || {
+        let stdout = pbxtap.stdout();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
+    })
+    .await;
+    let (stdout, stderr) = pbxtap.stop().await;
+
+    server.with(|got| {
+        assert_each_delivered_once_in_call_order(&stdout, got);
+        let hung = &got[0];
+        assert_eq!(hung.reply, None);
+        let retried = got
+            .iter()
+            .find(|g| g.reply == Some(200) && g.seq() == hung.seq())
+            .unwrap();
+        let waited = retried.at - hung.at;
+        assert!(
+            waited >= Duration::from_millis(300),
+            "retried after {waited:?}"
+        );
+        assert!(waited < Duration::from_secs(3), "retried after {waited:?}");
+        eprintln!("hang: timeout_ms 300, retried after {waited:?}");
+    });
+    assert!(stderr.contains("no answer within 300ms"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_400_is_not_retried_and_logged_once() {
+    let server = Server::start(|_| Reply::Status(400)).await;
+    let peer = peer(&["02-call-answered.ami"], None).await;
+    let pbxtap = Pbxtap::start(
+        &peer,
+        &format!(
+            "url = \"{}\"\ndialect = \"native\"\nretry_min_ms = 20\n",
+            server.url("/")
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("every event refused", || {
+        let stdout = pbxtap.stdout();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 400) >= 1))
+    })
+    .await;
+    // Once pbxtap has exited, no retry can still come.
+    let (stdout, stderr) = pbxtap.stop().await;
+
+    server.with(|got| {
+        assert_eq!(got.len(), stdout.len(), "one request per event, no retries");
+        for seq in seqs(&stdout) {
+            assert_eq!(answered(got, seq, 400), 1, "event seq {seq}");
+        }
+    });
+    assert_eq!(
+        stderr.matches("endpoint refused an event").count(),
+        1,
+        "{stderr}"
+    );
+    assert!(stderr.contains("status=400"), "{stderr}");
+    // The endpoint answers: it is not down.
+    assert!(!stdout.iter().any(|l| class_event(l) == "system.sink_down"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
+    // Three recorded sessions, paced as a live PBX would send them, to two webhooks: one
+    // where nothing listens, one whose server never answers. Every ring holds 32 events.
+    // Events are given up after 1 s, so each webhook sink reads its ring again and
+    // learns (and reports) what it dropped meanwhile.
+    let recordings = [
+        "02-call-answered.ami",
+        "03-call-hold-unhold.ami",
+        "11-queue-answered.ami",
+    ];
+    let expected = expected_events(&recordings);
+    let hanging = Server::start(|_| Reply::Hang).await;
+    let peer = peer(&recordings, Some(Duration::from_millis(2))).await;
+    let dead = format!("http://127.0.0.1:{}/", common::free_port());
+    let started = Instant::now();
+    let pbxtap = Pbxtap::start(
+        &peer,
+        &format!(
+            "url = \"{dead}\"\nretry_min_ms = 100\nmax_age_secs = 1\n\
+             [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\ntimeout_ms = 500\n\
+             retry_min_ms = 100\nmax_age_secs = 1\n",
+            hanging.url("/")
+        ),
+        "per_sink = 32",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("the whole recording on stdout", || {
+        pbx_events(&pbxtap.stdout()).len() >= expected.len()
+            && peer.stats.sent.load(Ordering::Relaxed) == peer.total
+    })
+    .await;
+    let flowed = started.elapsed();
+    let reported = |stdout: &[String], sink: &str| {
+        stdout.iter().any(|l| {
+            class_event(l) == "system.events_dropped" && json_field(l, "sink") == Some(sink)
+        })
+    };
+    wait_until("both webhooks' drops reported", || {
+        let stdout = pbxtap.stdout();
+        reported(&stdout, "webhook#0") && reported(&stdout, "webhook#1")
+    })
+    .await;
+    let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", pbxtap.child.id().unwrap()))
+        .unwrap()
+        .lines()
+        .find(|l| l.starts_with("VmHWM:"))
+        .unwrap()
+        .split_whitespace()
+        .nth(1)
+        .unwrap()
+        .to_string();
+    let stop = Instant::now();
+    let (stdout, stderr) = pbxtap.stop().await;
+    let stopping = stop.elapsed();
+
+    let printed: Vec<String> = pbx_events(&stdout)
+        .iter()
+        .map(|l| {
+            format!(
+                "{} {}",
+                class_event(l),
+                json_field(l, "call_id").unwrap_or("")
+            )
+        })
+        .collect();
+    assert_eq!(printed, expected, "the stdout sink lost or changed events");
+    assert!(
+        !reported(&stdout, "stdout#2"),
+        "the stdout sink dropped events"
+    );
+    for (sink, why) in [
+        ("webhook#0", "Connection refused"),
+        ("webhook#1", "no answer within 500ms"),
+    ] {
+        let down = stdout
+            .iter()
+            .find(|l| class_event(l) == "system.sink_down" && json_field(l, "sink") == Some(sink))
+            .unwrap_or_else(|| panic!("no system.sink_down for {sink}"));
+        assert!(down.contains(why), "{down}");
+        // Rate-limited: for many failed attempts, one `down` line and at most one line
+        // per 10 s for each of `retrying` and `given up`.
+        let lines = stderr
+            .lines()
+            .filter(|l| {
+                l.contains("pbxtap::sink::webhook")
+                    && l.contains(&format!("sink={sink}"))
+                    && !l.contains(" INFO ")
+            })
+            .count();
+        let periods = started.elapsed().as_secs() as usize / 10 + 1;
+        assert!(
+            lines <= 1 + 2 * periods,
+            "{sink}: {lines} log lines:\n{stderr}"
+        );
+    }
+    assert!(stderr.contains("event given up"), "{stderr}");
+    // Shutdown gives up on the endpoints after drain_secs (2 s).
+    assert!(
+        stopping < Duration::from_secs(5),
+        "stopping took {stopping:?}"
+    );
+    eprintln!(
+        "dead and hanging endpoints: {} AMI messages paced 2 ms flowed to stdout in {flowed:?}; \
+         peak RSS {peak_rss} KiB; stop took {stopping:?}",
+        peer.total
+    );
+}
+
+/// `class.event call_id` of every event the normalizer makes of `recordings`, played as
+/// one stream, as the fake peer sends them.
+fn expected_events(recordings: &[&str]) -> Vec<String> {
+    use pbxtap::ami::frame::{Frame, Limits, Parser};
+    use pbxtap::normalize::{NormalizeConfig, Normalizer};
+    let mut parser = Parser::new(Limits::default());
+    let mut norm = Normalizer::new(NormalizeConfig::default());
+    let mut out = Vec::new();
+    let now = pbxtap::event::now_micros();
+    for r in recordings {
+        parser.push(&fixture(r), &mut |f| {
+            if let Ok(Frame::Message(m)) = f {
+                norm.handle(&m, now, &mut |b| {
+                    let ev = pbxtap::event::Event::new(now, &pbxtap::event::text("h"), b);
+                    out.push(format!(
+                        "{}.{} {}",
+                        ev.class().as_str(),
+                        ev.name(),
+                        ev.str_field("call_id")
+                    ));
+                })
+            }
+        });
+    }
+    out
+}
+
+/// A private CA and a certificate for 127.0.0.1 signed by it, made with openssl:
+/// `(ca.pem, server.pem, server.key)` in `dir`.
+fn private_ca(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
+    let openssl = common::require("openssl", "openssl");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(&openssl)
+            .args(args)
+            .current_dir(dir)
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    run(&[
+        &["req", "-x509"][..],
+        &ec,
+        &[
+            "-keyout",
+            "ca.key",
+            "-out",
+            "ca.pem",
+            "-days",
+            "2",
+            "-subj",
+            "/CN=pbxtap test CA",
+        ],
+    ]
+    .concat());
+    run(&[
+        &["req"][..],
+        &ec,
+        &[
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+            "-subj",
+            "/CN=127.0.0.1",
+        ],
+    ]
+    .concat());
+    std::fs::write(
+        dir.join("ext.cnf"),
+        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
+    )
+    .unwrap();
+    run(&[
+        "x509",
+        "-req",
+        "-in",
+        "server.csr",
+        "-CA",
+        "ca.pem",
+        "-CAkey",
+        "ca.key",
+        "-CAcreateserial",
+        "-out",
+        "server.pem",
+        "-days",
+        "2",
+        "-extfile",
+        "ext.cnf",
+    ]);
+    ["ca.pem", "server.pem", "server.key"].map(|f| dir.join(f))
+}
+
+fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
+    use rustls::pki_types::pem::PemObject;
+    use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+    let certs = CertificateDer::pem_file_iter(cert)
+        .unwrap()
+        .collect::<Result<Vec<_>, _>>()
+        .unwrap();
+    let key = PrivateKeyDer::from_pem_file(key).unwrap();
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    let config = rustls::ServerConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .unwrap()
+        .with_no_client_auth()
+        .with_single_cert(certs, key)
+        .unwrap();
+    tokio_rustls::TlsAcceptor::from(Arc::new(config))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
+    let certs = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = private_ca(certs.path());
+    let server = Server::start_with(|_| Reply::Status(200), Some(tls_acceptor(&cert, &key))).await;
+    let url = format!("https://127.0.0.1:{}/hook", server.port);
+
+    // Without the CA, the endpoint is not trusted: nothing is sent, and everyone is told.
+    let peer1 = peer(&["02-call-answered.ami"], None).await;
+    let untrusting = Pbxtap::start(
+        &peer1,
+        &format!("url = \"{url}\"\ndialect = \"native\"\nretry_min_ms = 20\n"),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("the untrusted endpoint reported down", || {
+        untrusting
+            .stdout()
+            .iter()
+            .any(|l| class_event(l) == "system.sink_down")
+    })
+    .await;
+    let (_, stderr) = untrusting.stop().await;
+    assert!(stderr.contains("UnknownIssuer"), "{stderr}");
+    assert_eq!(server.with(|got| got.len()), 0);
+
+    // With it, every event arrives.
+    let peer2 = peer(&["02-call-answered.ami"], None).await;
+    let trusting = Pbxtap::start(
+        &peer2,
+        &format!(
+            "url = \"{url}\"\ndialect = \"native\"\nca_file = \"{}\"\n",
+            ca.display()
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    wait_until("every event over https", || {
+        let stdout = trusting.stdout();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
+    })
+    .await;
+    let (stdout, _) = trusting.stop().await;
+    server.with(|got| assert_each_delivered_once_in_call_order(&stdout, got));
+}
+
+#[test]
+fn an_unreadable_ca_file_stops_pbxtap_at_start_naming_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &path,
+        "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"webhook\"\nurl = \"https://127.0.0.1:1/\"\n\
+         ca_file = \"/nonexistent/ca.pem\"\n",
+    )
+    .unwrap();
+    let out = std::process::Command::new(common::pbxtap_bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("NO_COLOR", "1")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(1));
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        stderr.contains("sinks[0] (webhook)") && stderr.contains("/nonexistent/ca.pem"),
+        "{stderr}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_thousand_events_of_ten_calls_are_each_delivered_once_in_call_order() {
+    use pbxtap::bus::Bus;
+    use pbxtap::event::{text, Body, CallStarted, Event};
+    use pbxtap::sink::webhook::{WebhookDialect, WebhookSink, WebhookSinkConfig};
+    const N: u64 = 1000;
+    let server = Server::start(|_| Reply::Status(200)).await;
+    let bus = Bus::new(1024, text("pbx1"));
+    let cfg = WebhookSinkConfig {
+        url: server.url("/"),
+        dialect: WebhookDialect::Native,
+        ..Default::default()
+    };
+    let sink = WebhookSink::new(&cfg, bus.publisher()).await.unwrap();
+    let rx = bus.subscribe("webhook#0");
+    let counters = rx.counters().clone();
+    for i in 0..N {
+        let body = Body::CallStarted(CallStarted {
+            call_id: text(&format!("1.{}", i % 10)),
+            ..Default::default()
+        });
+        bus.publish(Event::new(i, bus.host(), body));
+    }
+    drop(bus); // the sink drains its ring, then stops
+    let started = Instant::now();
+    sink.run(rx).await;
+    let took = started.elapsed();
+    assert_eq!(counters.delivered.load(Ordering::Relaxed), N);
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    server.with(|got| {
+        assert_eq!(got.len() as u64, N);
+        let mut seen: Vec<u64> = got.iter().map(Got::seq).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (1..=N).collect::<Vec<_>>());
+        for call in 0..10 {
+            let id = format!("1.{call}");
+            let order: Vec<u64> = got
+                .iter()
+                .filter(|g| json_field(&g.body, "call_id") == Some(&id))
+                .map(Got::seq)
+                .collect();
+            assert!(
+                order.windows(2).all(|w| w[0] < w[1]),
+                "call {id}: {order:?}"
+            );
+        }
+    });
+    eprintln!(
+        "webhook: {N} events to a loopback server in {took:?} ({:.0} events/s, max_in_flight 4)",
+        N as f64 / took.as_secs_f64()
+    );
+}
