@@ -4,6 +4,7 @@
 //! wire formats that existing consumers of those systems already parse.
 
 pub mod native;
+pub mod routr;
 
 /// Largest encoded event, in bytes. Events are written into buffers of this size; an
 /// event that does not fit is an `EncodeError::TooLarge` (it cannot happen with the
