@@ -1,0 +1,447 @@
+//! The NATS sink against a real nats-server started on a free port: Routr's subjects and
+//! payloads for recorded calls and registrations, Routr's env vars, and outages (server
+//! down at start, killed mid-stream and restarted) with nothing lost inside the ring's
+//! capacity and every loss past it counted.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use common::ami::{client_config, fixture};
+use pbxtap::ami::client::{self, AmiHealth};
+use pbxtap::ami::replay::{self, ReplayConfig};
+use pbxtap::bus::{Bus, SinkRx, TryRecv};
+use pbxtap::config::AmiAuth;
+use pbxtap::dialect::routr::iso8601;
+use pbxtap::event::{self, text, Body, CallStarted, Event};
+use pbxtap::normalize::{NormalizeConfig, Normalizer};
+use pbxtap::sink::nats::{NatsSink, NatsSinkConfig, PUBLISH_WINDOW};
+use pbxtap::tap::Tap;
+
+/// Longest any condition in these tests is waited for.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A nats-server child on 127.0.0.1:`port`, killed when dropped.
+struct NatsServer {
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts nats-server with `extra` arguments and waits until it accepts connections.
+    fn start(port: u16, extra: &[&str]) -> Self {
+        let mut s = NatsServer {
+            port,
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// With JetStream, storing its streams under `dir` (they survive restarts).
+    fn with_jetstream(port: u16, dir: &Path) -> Self {
+        NatsServer::start(port, &["-js", "-sd", dir.to_str().unwrap()])
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = common::require("nats-server", "nats-server");
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        common::wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// SIGKILL: the server vanishes without a goodbye, as in a crash or power loss.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until `cond` holds, polling, or panics with `what`.
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replays `recordings` through the real AMI client, normalizer and bus into a NATS sink
+/// configured by `cfg`, until the bus closes and the sink has delivered everything.
+async fn replay_into(cfg: NatsSinkConfig, recordings: &[&str]) {
+    let peer = replay::start(ReplayConfig::new(
+        recordings.iter().map(|r| fixture(r)).collect(),
+    ))
+    .await
+    .unwrap();
+    let bus = Arc::new(Bus::new(1024, text("pbx1")));
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(bus.subscribe("nats#0")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let tap_bus = bus.clone();
+    let address = peer.address.clone();
+    let tap = tokio::spawn(async move {
+        let mut tap = Tap::new(Normalizer::new(NormalizeConfig::default()), tap_bus, "pbx");
+        let health = AmiHealth::default();
+        let cfg = client_config(&address, AmiAuth::Md5, "tapsecret");
+        client::run(cfg, &mut tap, &health, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    until("the replay to finish", async || {
+        peer.stats.sent.load(Ordering::Relaxed) >= peer.total
+    })
+    .await;
+    // Let the tap read the last bytes, then close the bus: the sink drains and ends.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    tap.await.unwrap();
+    drop(bus);
+    tokio::time::timeout(DEADLINE, sink)
+        .await
+        .expect("the sink drains and ends once the bus closes")
+        .unwrap();
+}
+
+/// Collects messages from `sub` until none comes for a while.
+async fn collect(sub: &mut async_nats::Subscriber) -> Vec<(String, Value)> {
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        let v: Value = serde_json::from_slice(&m.payload)
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", m.subject));
+        got.push((m.subject.to_string(), v));
+    }
+    got
+}
+
+/// Takes the ISO time out of `v[key]`, checking it was written between `from` and `to`
+/// (ISO 8601 UTC strings of one format sort like the times they stand for).
+fn take_time(v: &mut Value, key: &str, from: u64, to: u64) -> String {
+    let t = v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+        .to_string();
+    assert_eq!(t.len(), 24, "{key}: {t}");
+    assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{key}: {t}");
+    assert!(
+        iso8601(from).as_str() <= t.as_str() && t.as_str() <= iso8601(to).as_str(),
+        "{key} {t} is not the time of the event"
+    );
+    v[key] = json!("<time>");
+    t
+}
+
+#[tokio::test]
+async fn routr_subjects_and_payloads_for_a_recorded_call_and_registrations() {
+    let server = NatsServer::start(common::free_port(), &[]);
+    let consumer = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = consumer.subscribe("routr.>").await.unwrap();
+    // Everything else the sink might send in this dialect would show up here.
+    let mut all = consumer.subscribe(">").await.unwrap();
+    consumer.flush().await.unwrap();
+
+    let from = event::now_micros();
+    let cfg = NatsSinkConfig {
+        url: server.url(),
+        ..Default::default()
+    };
+    replay_into(
+        cfg,
+        &[
+            "01-register-unregister.ami",
+            "derived/02-call-answered-x-headers.ami",
+        ],
+    )
+    .await;
+    let to = event::now_micros();
+
+    let mut got = collect(&mut sub).await;
+    for (subject, v) in &mut got {
+        match subject.as_str() {
+            "routr.call.started" => take_time(v, "startTime", from, to),
+            "routr.call.ended" => take_time(v, "endTime", from, to),
+            "routr.endpoint.registered" => take_time(v, "registeredAt", from, to),
+            other => panic!("unexpected subject {other}"),
+        };
+    }
+    let expected = [
+        (
+            "routr.endpoint.registered",
+            json!({"aor": "101", "registeredAt": "<time>", "expires": 0, "extraHeaders": {}}),
+        ),
+        (
+            "routr.endpoint.registered",
+            json!({"aor": "102", "registeredAt": "<time>", "expires": 0, "extraHeaders": {}}),
+        ),
+        (
+            "routr.endpoint.registered",
+            json!({"aor": "103", "registeredAt": "<time>", "expires": 0, "extraHeaders": {}}),
+        ),
+        (
+            "routr.call.started",
+            json!({"callId": "1795376847.2", "from": "101", "to": "102", "startTime": "<time>",
+                   "extraHeaders": {"X-Tenant": "acme", "x-lab-trace": "t-1"}}),
+        ),
+        (
+            "routr.call.ended",
+            json!({"callId": "1795376847.2", "endTime": "<time>", "hangupCause": "NORMAL_CLEARING",
+                   "extraHeaders": {"X-Tenant": "acme", "x-lab-trace": "t-1", "X-Account": "42"}}),
+        ),
+    ];
+    let got_ref: Vec<(&str, &Value)> = got.iter().map(|(s, v)| (s.as_str(), v)).collect();
+    let expected_ref: Vec<(&str, &Value)> = expected.iter().map(|(s, v)| (*s, v)).collect();
+    assert_eq!(got_ref, expected_ref);
+    // Nothing else went out: the other events have no Routr subject.
+    assert_eq!(collect(&mut all).await.len(), 5);
+}
+
+#[tokio::test]
+async fn routrs_environment_variables_alone_configure_the_sink() {
+    let server = NatsServer::start(common::free_port(), &[]);
+    let consumer = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = consumer.subscribe("myserver.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let peer = replay::start(ReplayConfig::new(vec![
+        fixture("01-register-unregister.ami"),
+        fixture("02-call-answered.ami"),
+    ]))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pbxtap.toml");
+    // No [[sinks]] at all: only the AMI connection is in the file.
+    std::fs::write(
+        &config,
+        format!(
+            "[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n",
+            peer.address
+        ),
+    )
+    .unwrap();
+    let mut pbxtap = Command::new(common::pbxtap_bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env("NATS_PUBLISHER_ENABLED", "true")
+        // host:port without a scheme, as in Routr's docs.
+        .env("NATS_PUBLISHER_URL", format!("127.0.0.1:{}", server.port))
+        .env("NATS_PUBLISHER_SUBJECT", "myserver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut subjects = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while subjects.len() < 5 {
+        let m = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("pbxtap sent the Routr events within the deadline")
+            .unwrap();
+        subjects.push(m.subject.to_string());
+    }
+    let _ = pbxtap.kill();
+    let _ = pbxtap.wait();
+    assert_eq!(
+        subjects,
+        [
+            "myserver.endpoint.registered",
+            "myserver.endpoint.registered",
+            "myserver.endpoint.registered",
+            "myserver.call.started",
+            "myserver.call.ended",
+        ]
+    );
+}
+
+/// A stream capturing `<base>.>`, stored on disk: it survives the server's restarts, so
+/// the test reads afterwards exactly what the sink delivered, in the order it arrived.
+async fn create_stream(url: &str, base: &str) {
+    let c = async_nats::connect(url).await.unwrap();
+    jetstream::new(c)
+        .create_stream(jetstream::stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec![format!("{base}.>")],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// The bus sequence numbers of every event stored in the stream, in stream order.
+async fn stored_seqs(url: &str) -> Vec<u64> {
+    let c = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(c);
+    let mut stream = js.get_stream("EVENTS").await.unwrap();
+    let n = stream.info().await.unwrap().state.messages;
+    let mut seqs = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        let m = stream.get_raw_message(i).await.unwrap();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        seqs.push(v["seq"].as_u64().unwrap());
+    }
+    seqs
+}
+
+async fn stored_count(url: &str) -> Option<u64> {
+    let c = async_nats::connect(url).await.ok()?;
+    let mut s = jetstream::new(c).get_stream("EVENTS").await.ok()?;
+    Some(s.info().await.ok()?.state.messages)
+}
+
+fn call(i: u64) -> Body {
+    Body::CallStarted(CallStarted {
+        call_id: text(&format!("{i}.1")),
+        from: text("101"),
+        to: text("102"),
+        ..Default::default()
+    })
+}
+
+/// Waits until the watcher sees the sink report its server gone (`up` false) or back.
+async fn sink_status(watcher: &mut SinkRx, up: bool) {
+    let what = if up {
+        "system.sink_up"
+    } else {
+        "system.sink_down"
+    };
+    until(what, async || loop {
+        match watcher.try_recv() {
+            TryRecv::Event(ev) => match ev.body {
+                Body::SinkUp(_) if up => return true,
+                Body::SinkDown(_) if !up => return true,
+                _ => continue,
+            },
+            _ => return false,
+        }
+    })
+    .await;
+}
+
+/// Runs the outage scenario against a sink configured by `cfg` (url, subject and dialect
+/// are set here), with rings of `capacity` events (a power of two, as the bus rounds up).
+async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::with_jetstream(common::free_port(), dir.path());
+    let url = server.url();
+    create_stream(&url, "pbx").await;
+    server.kill();
+
+    cfg.url = url.clone();
+    cfg.subject = "pbx".into();
+    cfg.dialect = "native".into();
+    let bus = Bus::new(capacity, text("pbx1"));
+    let rx = bus.subscribe("nats#0");
+    let counters = rx.counters().clone();
+    let mut watcher = bus.subscribe("watcher");
+    // The server is down: the sink starts all the same.
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(rx));
+    let publish = |n: u64| {
+        for i in 0..n {
+            bus.publish(Event::new(event::now_micros(), bus.host(), call(i)));
+        }
+    };
+    // Everything the sink took is delivered or counted as dropped, and the stream holds
+    // exactly what it delivered.
+    let settled = async || {
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        delivered + dropped == bus.published() && stored_count(&url).await == Some(delivered)
+    };
+
+    // 1. Down at start: events wait in the ring, then go out once the server is up.
+    sink_status(&mut watcher, false).await;
+    publish(capacity as u64 / 2);
+    server.restart();
+    sink_status(&mut watcher, true).await;
+    until("delivery after a start with the server down", settled).await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+
+    // 2. Killed mid-stream, restarted: everything within the ring's capacity arrives.
+    server.kill();
+    sink_status(&mut watcher, false).await;
+    publish(capacity as u64 - 8);
+    server.restart();
+    sink_status(&mut watcher, true).await;
+    until("delivery after a restart", settled).await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    let seqs = stored_seqs(&url).await;
+    let all: Vec<u64> = (1..=bus.published()).collect();
+    assert_eq!(seqs, all, "every event, in order, none twice");
+
+    // 3. Past capacity: the oldest are dropped, and exactly those are counted.
+    server.kill();
+    sink_status(&mut watcher, false).await;
+    publish(3 * capacity as u64);
+    server.restart();
+    sink_status(&mut watcher, true).await;
+    until("delivery after an overflow", settled).await;
+    let seqs = stored_seqs(&url).await;
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, none twice");
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    let lost = bus.published() - seqs.len() as u64;
+    assert!(dropped > 0);
+    assert_eq!(lost, dropped, "events lost = events counted as dropped");
+    // What waits through an outage: the ring plus at most one window in the client.
+    assert!(
+        seqs.len() as u64 - all.len() as u64 <= (capacity + PUBLISH_WINDOW) as u64 + 4,
+        "more delivered than the ring and the window hold"
+    );
+    // The newest events are the ones kept.
+    assert_eq!(seqs.last(), Some(&bus.published()));
+
+    drop(bus);
+    tokio::time::timeout(DEADLINE, sink).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn core_nats_outages_lose_nothing_within_the_ring_and_count_the_rest() {
+    outage(NatsSinkConfig::default(), 256).await;
+}
+
+#[tokio::test]
+async fn jetstream_outages_lose_nothing_within_the_ring_and_count_the_rest() {
+    outage(
+        NatsSinkConfig {
+            jetstream: true,
+            ..Default::default()
+        },
+        256,
+    )
+    .await;
+}
