@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   nats-server   # tests/nats_*.rs: a real NATS server
   mosquitto     # tests/mqtt_*.rs: a real MQTT broker
+  openssl       # tests/nats_sink.rs: a CA and server certificate for the TLS test
 )
 
 missing=()

@@ -445,3 +445,246 @@ async fn jetstream_outages_lose_nothing_within_the_ring_and_count_the_rest() {
     )
     .await;
 }
+
+#[tokio::test]
+async fn jetstream_delivers_every_event_exactly_once_across_a_kill_while_publishing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::with_jetstream(common::free_port(), dir.path());
+    let url = server.url();
+    create_stream(&url, "pbx").await;
+    let bus = Arc::new(Bus::new(1024, text("pbx1")));
+    let rx = bus.subscribe("nats#0");
+    let counters = rx.counters().clone();
+    let cfg = NatsSinkConfig {
+        url: url.clone(),
+        subject: "pbx".into(),
+        dialect: "native".into(),
+        jetstream: true,
+        ..Default::default()
+    };
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(rx));
+    // The tap publishes on its own pace, whatever happens to the server.
+    let tap_bus = bus.clone();
+    let tap = tokio::spawn(async move {
+        for i in 0..600 {
+            tap_bus.publish(Event::new(event::now_micros(), tap_bus.host(), call(i)));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    until("the first events stored", async || {
+        stored_count(&url).await.is_some_and(|n| n >= 100)
+    })
+    .await;
+    server.kill(); // with acknowledgements in flight
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    tap.await.unwrap();
+    let settled = async || {
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        delivered == bus.published() && stored_count(&url).await == Some(delivered)
+    };
+    until("every event acknowledged", settled).await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    let all: Vec<u64> = (1..=bus.published()).collect();
+    assert_eq!(stored_seqs(&url).await, all, "every event, in order, once");
+    drop(bus);
+    tokio::time::timeout(DEADLINE, sink).await.unwrap().unwrap();
+}
+
+/// A sink publishing native events to `<base>.>` with `cfg`, and a watcher on its bus.
+struct Running {
+    bus: Bus,
+    watcher: SinkRx,
+    sink: tokio::task::JoinHandle<()>,
+}
+
+async fn start_sink(cfg: NatsSinkConfig) -> Running {
+    let bus = Bus::new(256, text("pbx1"));
+    let rx = bus.subscribe("nats#0");
+    let watcher = bus.subscribe("watcher");
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    Running {
+        sink: tokio::spawn(sink.run(rx)),
+        bus,
+        watcher,
+    }
+}
+
+/// The reason of the next `system.sink_down` the watcher sees.
+async fn down_reason(watcher: &mut SinkRx) -> String {
+    let ev = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let ev = watcher.recv().await.unwrap();
+            if matches!(ev.body, Body::SinkDown(_)) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("system.sink_down within the deadline");
+    ev.str_field("reason").to_string()
+}
+
+#[tokio::test]
+async fn user_and_password_log_in_and_a_refused_login_is_retried_until_accepted() {
+    let port = common::free_port();
+    let mut server = NatsServer::start(port, &["--user", "pbx", "--pass", "right"]);
+    let consumer = async_nats::ConnectOptions::with_user_and_password("pbx".into(), "right".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = consumer.subscribe("pbx.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let cfg = |password: &str| NatsSinkConfig {
+        url: server.url(),
+        subject: "pbx".into(),
+        dialect: "native".into(),
+        user: Some("pbx".into()),
+        password: Some(password.into()),
+        ..Default::default()
+    };
+
+    let good = start_sink(cfg("right")).await;
+    good.bus.publish(Event::new(1, good.bus.host(), call(1)));
+    let m = tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("the event within the deadline")
+        .unwrap();
+    assert_eq!(m.subject.as_str(), "pbx.call.started");
+
+    let mut bad = start_sink(cfg("wrong")).await;
+    let reason = down_reason(&mut bad.watcher).await;
+    assert!(reason.to_lowercase().contains("authorization"), "{reason}");
+    // The sink keeps trying: once the server accepts that password, it is up.
+    drop(consumer);
+    server.kill();
+    server.args = ["--user", "pbx", "--pass", "wrong"]
+        .map(String::from)
+        .to_vec();
+    server.restart();
+    sink_status(&mut bad.watcher, true).await;
+    assert!(!bad.sink.is_finished());
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn tls_files(dir: &Path) -> [std::path::PathBuf; 3] {
+    let openssl = common::require("openssl", "openssl");
+    let [ca, ca_key, cert, key, csr, ext] = [
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "server.csr",
+        "san.ext",
+    ]
+    .map(|f| dir.join(f));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&openssl).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |p: &Path| p.as_os_str().to_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let o = |a: &str| std::ffi::OsString::from(a);
+    let mut a: Vec<std::ffi::OsString> = vec![o("req"), o("-x509")];
+    a.extend(ec.map(o));
+    a.extend([
+        o("-keyout"),
+        s(&ca_key),
+        o("-out"),
+        s(&ca),
+        o("-days"),
+        o("2"),
+        o("-subj"),
+        o("/CN=pbxtap test CA"),
+    ]);
+    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    let mut a: Vec<std::ffi::OsString> = vec![o("req")];
+    a.extend(ec.map(o));
+    a.extend([
+        o("-keyout"),
+        s(&key),
+        o("-out"),
+        s(&csr),
+        o("-subj"),
+        o("/CN=127.0.0.1"),
+    ]);
+    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    let a = [
+        o("x509"),
+        o("-req"),
+        o("-in"),
+        s(&csr),
+        o("-CA"),
+        s(&ca),
+        o("-CAkey"),
+        s(&ca_key),
+        o("-CAcreateserial"),
+        o("-out"),
+        s(&cert),
+        o("-days"),
+        o("2"),
+        o("-extfile"),
+        s(&ext),
+    ];
+    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    [ca, cert, key]
+}
+
+#[tokio::test]
+async fn tls_with_a_custom_ca_and_an_untrusted_server_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = tls_files(dir.path());
+    let server = NatsServer::start(
+        common::free_port(),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
+    let consumer = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(ca.clone())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = consumer.subscribe("pbx.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let cfg = |ca: Option<std::path::PathBuf>| NatsSinkConfig {
+        url: format!("tls://127.0.0.1:{}", server.port),
+        subject: "pbx".into(),
+        dialect: "native".into(),
+        tls_ca_file: ca,
+        ..Default::default()
+    };
+
+    let trusted = start_sink(cfg(Some(ca))).await;
+    trusted
+        .bus
+        .publish(Event::new(1, trusted.bus.host(), call(1)));
+    let m = tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("the event over TLS within the deadline")
+        .unwrap();
+    assert_eq!(m.subject.as_str(), "pbx.call.started");
+
+    // Without the CA the server's certificate is not trusted: down, never up, still running.
+    let mut untrusted = start_sink(cfg(None)).await;
+    let reason = down_reason(&mut untrusted.watcher).await;
+    assert!(reason.starts_with("cannot connect"), "{reason}");
+    assert!(!untrusted.sink.is_finished());
+}

@@ -447,7 +447,11 @@ impl Link {
             E::ClientError(err) => {
                 let change = self.state().failed();
                 self.report(change, &format!("cannot connect: {err}"));
-                self.error(now, "cannot connect to NATS; retrying", &err);
+                self.error(
+                    now,
+                    "cannot connect to NATS; retrying (RUST_LOG=async_nats=debug shows why)",
+                    &err,
+                );
             }
             E::ServerError(err) => self.error(now, "the NATS server reported an error", &err),
             E::LameDuckMode => {
