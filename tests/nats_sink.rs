@@ -688,3 +688,79 @@ async fn tls_with_a_custom_ca_and_an_untrusted_server_refused() {
     assert!(reason.starts_with("cannot connect"), "{reason}");
     assert!(!untrusted.sink.is_finished());
 }
+
+/// Delivers `n` events through a sink configured by `cfg`, feeding the bus in bursts of
+/// half a ring so nothing is dropped, and returns the rate in events per second.
+async fn throughput(cfg: NatsSinkConfig, n: u64) -> f64 {
+    const RING: u64 = 4096;
+    let bus = Bus::new(RING as usize, text("pbx1"));
+    let rx = bus.subscribe("nats#0");
+    let counters = rx.counters().clone();
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(rx));
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        let burst = (RING / 2).min(n - sent);
+        for i in 0..burst {
+            bus.publish(Event::new(event::now_micros(), bus.host(), call(sent + i)));
+        }
+        sent += burst;
+        until("the sink to catch up", async || {
+            counters.delivered.load(Ordering::Relaxed) + RING / 2 >= sent
+        })
+        .await;
+    }
+    until("the last events", async || {
+        counters.delivered.load(Ordering::Relaxed) == n
+    })
+    .await;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    drop(bus);
+    sink.await.unwrap();
+    rate
+}
+
+/// Events sent in the throughput test, core NATS and JetStream.
+const CORE_EVENTS: u64 = 2_000;
+const JS_EVENTS: u64 = 500;
+
+#[tokio::test]
+async fn throughput_core_and_jetstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::with_jetstream(common::free_port(), dir.path());
+    create_stream(&server.url(), "js").await;
+    let consumer = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = consumer.subscribe("core.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let counted = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+            n += 1;
+        }
+        n
+    });
+    let cfg = |subject: &str, jetstream| NatsSinkConfig {
+        url: server.url(),
+        subject: subject.into(),
+        dialect: "native".into(),
+        jetstream,
+        ..Default::default()
+    };
+    let core = throughput(cfg("core", false), CORE_EVENTS).await;
+    let js = throughput(cfg("js", true), JS_EVENTS).await;
+    println!("nats sink throughput: core {core:.0} events/s, jetstream {js:.0} events/s");
+    assert_eq!(
+        counted.await.unwrap(),
+        CORE_EVENTS,
+        "the consumer got every core event"
+    );
+    assert_eq!(stored_count(&server.url()).await, Some(JS_EVENTS));
+    // A debug build spends most of it encoding (about 5 ms an event); docs/nats.md has the
+    // release figures. Even so, above what a PBX sends.
+    assert!(
+        core > 50.0 && js > 50.0,
+        "core {core:.0}/s, jetstream {js:.0}/s"
+    );
+}
