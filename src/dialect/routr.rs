@@ -309,6 +309,53 @@ mod tests {
         }
     }
 
+    /// The table in docs/nats.md: Q.850 cause (or DialStatus) → SIP → Routr's name.
+    #[test]
+    fn asterisk_causes_through_sip_to_routrs_names() {
+        let q850: &[(u16, u16, &str)] = &[
+            (16, 200, "NORMAL_CLEARING"),
+            (1, 404, "UNALLOCATED"),
+            (3, 404, "UNALLOCATED"),
+            (17, 486, "USER_BUSY"),
+            (18, 408, "NO_USER_RESPONSE"),
+            (19, 480, "NO_ANSWER"),
+            (20, 480, "NO_ANSWER"),
+            (21, 403, "CALL_REJECTED"),
+            (22, 410, "UNKNOWN"),
+            (26, 487, "NORMAL_CLEARING"),
+            (27, 502, "UNKNOWN"),
+            (28, 484, "INVALID_NUMBER_FORMAT"),
+            (31, 480, "NO_ANSWER"),
+            (34, 503, "SERVICE_UNAVAILABLE"),
+            (38, 503, "SERVICE_UNAVAILABLE"),
+            (41, 503, "SERVICE_UNAVAILABLE"),
+            (42, 503, "SERVICE_UNAVAILABLE"),
+            (44, 503, "SERVICE_UNAVAILABLE"),
+            (58, 503, "SERVICE_UNAVAILABLE"),
+            (88, 488, "NOT_ACCEPTABLE_HERE"),
+            (102, 504, "UNKNOWN"),
+            (127, 487, "NORMAL_CLEARING"),
+            (0, 0, "UNKNOWN"),
+        ];
+        for &(q, sip, name) in q850 {
+            assert_eq!(cause::sip_code(q), sip, "Q.850 {q}");
+            assert_eq!(hangup_cause(ended_sip_code(0, q)), name, "Q.850 {q}");
+        }
+        let dial: &[(&str, u16, &str)] = &[
+            ("ANSWER", 200, "NORMAL_CLEARING"),
+            ("BUSY", 486, "USER_BUSY"),
+            ("NOANSWER", 480, "NO_ANSWER"),
+            ("CONGESTION", 503, "SERVICE_UNAVAILABLE"),
+            ("CHANUNAVAIL", 480, "NO_ANSWER"),
+            ("CANCEL", 487, "NORMAL_CLEARING"),
+        ];
+        for &(status, sip, name) in dial {
+            assert_eq!(cause::dial_status_sip_code(status), sip, "{status}");
+            // The SIP code the normalizer found wins over the Q.850 cause.
+            assert_eq!(hangup_cause(ended_sip_code(sip, 16)), name, "{status}");
+        }
+    }
+
     #[test]
     fn registration_and_events_without_a_subject() {
         let reg = Event::new(

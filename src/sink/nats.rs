@@ -477,10 +477,9 @@ impl NatsSink {
     pub async fn new(cfg: &NatsSinkConfig, publisher: Publisher) -> Result<Self, NatsSinkError> {
         cfg.validate("nats")?;
         let dialect = NatsDialect::parse("nats.dialect", &cfg.dialect)?;
-        if cfg.tls || cfg.tls_ca_file.is_some() || cfg.url.starts_with("tls://") {
-            // async-nats builds its rustls config with the process-wide provider.
-            let _ = rustls::crypto::ring::default_provider().install_default();
-        }
+        // async-nats builds its rustls config (for tls://, `tls`, or a server that asks for
+        // TLS) with the process-wide provider: ring, as everywhere in pbxtap.
+        let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(NatsSink {
             cfg: cfg.clone(),
             dialect,
@@ -493,7 +492,7 @@ impl NatsSink {
     pub async fn run(self, mut rx: SinkRx) {
         let link = Arc::new(Link {
             sink: rx.counters().name.clone(),
-            url: self.cfg.url.clone(),
+            url: redacted(&self.cfg.url),
             publisher: self.publisher.clone(),
             state: Mutex::new(LinkState::default()),
         });
@@ -518,7 +517,7 @@ impl NatsSink {
                 let sent = if self.cfg.jetstream {
                     self.send_acked(&client, &link, &batch, &mut buf).await
                 } else {
-                    self.send(&client, &batch, &mut buf).await
+                    self.send(&client, &link, &batch, &mut buf).await
                 };
                 match sent {
                     Ok(n) => {
@@ -554,7 +553,12 @@ impl NatsSink {
 
     /// The subject and payload of `ev` in this sink's dialect; `None` when the dialect
     /// does not send it.
-    fn encode(&self, ev: &Event, buf: &mut Encoded) -> Option<heapless::String<SUBJECT_LEN>> {
+    fn encode(
+        &self,
+        link: &Link,
+        ev: &Event,
+        buf: &mut Encoded,
+    ) -> Option<heapless::String<SUBJECT_LEN>> {
         let mut subject = heapless::String::<SUBJECT_LEN>::new();
         let encoded = match self.dialect {
             NatsDialect::Routr => routr::encode(ev, buf).map(|s| {
@@ -574,7 +578,7 @@ impl NatsSink {
             Ok(Some(())) => Some(subject),
             Ok(None) => None,
             Err(e) => {
-                tracing::error!(sink = "nats", seq = ev.seq, error = %e, "event not sent");
+                tracing::error!(sink = %link.sink, seq = ev.seq, error = %e, "event not sent");
                 None
             }
         }
@@ -585,12 +589,13 @@ impl NatsSink {
     async fn send(
         &self,
         client: &async_nats::Client,
+        link: &Link,
         batch: &[Event],
         buf: &mut Encoded,
     ) -> Result<u64, NatsSinkError> {
         let mut n = 0;
         for ev in batch {
-            let Some(subject) = self.encode(ev, buf) else {
+            let Some(subject) = self.encode(link, ev, buf) else {
                 continue;
             };
             client
@@ -619,7 +624,7 @@ impl NatsSink {
         js.set_timeout(ACK_TIMEOUT);
         let mut n = 0;
         for ev in batch {
-            let Some(subject) = self.encode(ev, buf) else {
+            let Some(subject) = self.encode(link, ev, buf) else {
                 continue;
             };
             let payload = buf.to_vec();
@@ -659,6 +664,19 @@ impl NatsSink {
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// `url` without a user name or password, for logs.
+fn redacted(url: &str) -> String {
+    match url.parse::<ServerAddr>() {
+        Ok(addr) => {
+            let mut u = addr.into_inner();
+            let _ = u.set_username("");
+            let _ = u.set_password(None);
+            u.to_string()
+        }
+        Err(_) => url.to_string(),
     }
 }
 
@@ -968,6 +986,8 @@ mod tests {
         let base = "b".repeat(MAX_BASE_SUBJECT_LEN);
         write_subject(&mut s, &[&base, "system", "asterisk_restarted"]).unwrap();
         assert_eq!(msg_id("pbx1", 17, 42), "pbx1.17.42");
+        assert_eq!(redacted("nats://u:secret@h:4222"), "nats://h:4222");
+        assert_eq!(redacted("h:4222"), "nats://h:4222");
         assert_eq!(
             msg_id(&"h".repeat(event::TEXT_LEN), u64::MAX, u64::MAX).len(),
             event::TEXT_LEN + 42
