@@ -6,7 +6,7 @@ set -euo pipefail
 packages=(
   nats-server   # tests/nats_*.rs: a real NATS server
   mosquitto     # tests/mqtt_*.rs: a real MQTT broker (and mosquitto_passwd)
-  openssl       # tests/mqtt_sink.rs, webhook_sink.rs: private CAs and server certificates for TLS
+  openssl       # tests/{mqtt,nats,webhook}_sink.rs: private CAs and server certificates for TLS
   coreutils     # tests/watchdog.rs: `sleep` stands in for Asterisk, `date` stamps restarts
   util-linux    # tests/systemd_notify.rs: `unshare` gives pbxtap a private mount namespace
   mount         # tests/systemd_notify.rs: `mount --bind` puts a test socket at journald's path

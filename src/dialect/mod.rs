@@ -5,6 +5,7 @@
 
 pub mod enswitch;
 pub mod native;
+pub mod routr;
 
 /// Largest encoded event, in bytes. Events are written into buffers of this size; an
 /// event that does not fit is an `EncodeError::TooLarge` (it cannot happen with the
@@ -23,17 +24,10 @@ pub enum EncodeError {
 /// Writes `value` as JSON into `out` (cleared first), with serde-json-core: no allocation.
 pub fn write_json(value: &impl serde::Serialize, out: &mut Encoded) -> Result<(), EncodeError> {
     out.clear();
-    // The buffer's capacity is fixed: open it all up, write, then cut to the length used.
-    out.resize(MAX_ENCODED_LEN, 0)
-        .map_err(|_| EncodeError::TooLarge)?;
-    match serde_json_core::to_slice(value, out) {
-        Ok(n) => {
-            out.truncate(n);
-            Ok(())
-        }
-        Err(_) => {
-            out.clear();
-            Err(EncodeError::TooLarge)
-        }
-    }
+    // serde-json-core writes into a slice. A zeroed scratch array on the stack is one memset;
+    // opening up `out` itself would initialise it element by element.
+    let mut scratch = [0u8; MAX_ENCODED_LEN];
+    let n = serde_json_core::to_slice(value, &mut scratch).map_err(|_| EncodeError::TooLarge)?;
+    out.extend_from_slice(&scratch[..n])
+        .map_err(|_| EncodeError::TooLarge)
 }

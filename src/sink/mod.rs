@@ -17,6 +17,7 @@ use crate::config::ConfigError;
 /// One `[[sinks]]` table, chosen by its `type`.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(tag = "type", rename_all = "lowercase")]
+#[allow(clippy::large_enum_variant)] // parsed once at start; a few hundred bytes per sink
 pub enum SinkConfig {
     Nats(nats::NatsSinkConfig),
     Mqtt(mqtt::MqttSinkConfig),

@@ -1,0 +1,377 @@
+//! The `routr` dialect: the subjects and JSON payloads of Routr's NATS publisher, so a
+//! consumer written for Routr works against pbxtap unchanged.
+//!
+//! Routr publishes three subjects, `<base>.call.started`, `<base>.call.ended` and
+//! `<base>.endpoint.registered`; every other event has no Routr subject and is not sent
+//! in this dialect ([`encode`] returns `None`). Times are ISO 8601 UTC with milliseconds.
+
+use serde::ser::{Serialize, SerializeMap, Serializer};
+
+use super::{write_json, EncodeError, Encoded};
+use crate::event::{Body, Event, Headers};
+use crate::normalize::cause;
+
+/// Length of an ISO 8601 UTC time with milliseconds: `2025-01-01T00:00:00.123Z`.
+pub const ISO_LEN: usize = 24;
+
+/// An ISO 8601 time, as written in the payloads.
+pub type IsoTime = heapless::String<ISO_LEN>;
+
+/// Writes `micros` (microseconds since the Unix epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+pub fn iso8601(micros: u64) -> IsoTime {
+    let millis = micros / 1000;
+    let secs = millis / 1000;
+    let (y, m, d) = civil_from_days((secs / 86_400) as i64);
+    let day_secs = secs % 86_400;
+    let mut out = IsoTime::new();
+    // Cannot fail: years up to 9999 fit ISO_LEN; u64 microseconds end in year 586912,
+    // which is clamped to keep the format fixed-width.
+    let _ = core::fmt::write(
+        &mut out,
+        format_args!(
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            y.clamp(0, 9999),
+            m,
+            d,
+            day_secs / 3600,
+            day_secs / 60 % 60,
+            day_secs % 60,
+            millis % 1000
+        ),
+    );
+    out
+}
+
+/// The proleptic Gregorian date (year, month 1-12, day 1-31) of `days` since 1970-01-01
+/// (Howard Hinnant's `civil_from_days`).
+fn civil_from_days(days: i64) -> (i64, u32, u32) {
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097); // [0, 146096]
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365; // [0, 399]
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100); // [0, 365]
+    let mp = (5 * doy + 2) / 153; // [0, 11], March-based
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    (y, m, d)
+}
+
+/// Routr's hangup cause name for a SIP final response, as Routr derives it.
+pub fn hangup_cause(sip_code: u16) -> &'static str {
+    match sip_code {
+        200 | 487 => "NORMAL_CLEARING",
+        401 | 403 | 407 | 603 => "CALL_REJECTED",
+        404 | 485 | 604 => "UNALLOCATED",
+        408 => "NO_USER_RESPONSE",
+        420 => "NO_ROUTE_DESTINATION",
+        480 | 483 => "NO_ANSWER",
+        484 => "INVALID_NUMBER_FORMAT",
+        486 | 600 => "USER_BUSY",
+        488 => "NOT_ACCEPTABLE_HERE",
+        503 => "SERVICE_UNAVAILABLE",
+        _ => "UNKNOWN",
+    }
+}
+
+/// The SIP final response a call ended with: the one the normalizer found (from the
+/// answer or Asterisk's DialStatus), else the one its Q.850 cause stands for.
+fn ended_sip_code(sip_code: u16, q850: u16) -> u16 {
+    if sip_code != 0 {
+        sip_code
+    } else {
+        cause::sip_code(q850)
+    }
+}
+
+/// The subject suffix (after `<base>.`) Routr uses for `ev`, or `None` when Routr has none.
+pub fn subject_suffix(ev: &Event) -> Option<&'static str> {
+    match ev.body {
+        Body::CallStarted(_) => Some("call.started"),
+        Body::CallEnded(_) => Some("call.ended"),
+        Body::EndpointRegistered(_) => Some("endpoint.registered"),
+        _ => None,
+    }
+}
+
+/// Encodes `ev` as Routr's JSON into `out` (cleared first) and returns its subject suffix;
+/// `Ok(None)` (and `out` empty) for events Routr has no subject for.
+pub fn encode(ev: &Event, out: &mut Encoded) -> Result<Option<&'static str>, EncodeError> {
+    out.clear();
+    let Some(suffix) = subject_suffix(ev) else {
+        return Ok(None);
+    };
+    write_json(&Routr(ev), out)?;
+    Ok(Some(suffix))
+}
+
+struct Routr<'a>(&'a Event);
+
+impl Serialize for Routr<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let ev = self.0;
+        let time = iso8601(ev.time);
+        let mut map = s.serialize_map(None)?;
+        match &ev.body {
+            Body::CallStarted(c) => {
+                map.serialize_entry("callId", c.call_id.as_str())?;
+                map.serialize_entry("from", c.from.as_str())?;
+                map.serialize_entry("to", c.to.as_str())?;
+                map.serialize_entry("startTime", time.as_str())?;
+                map.serialize_entry("extraHeaders", &ExtraHeaders(Some(&c.extra_headers)))?;
+            }
+            Body::CallEnded(c) => {
+                map.serialize_entry("callId", c.call_id.as_str())?;
+                map.serialize_entry("endTime", time.as_str())?;
+                let sip = ended_sip_code(c.sip_code, c.cause);
+                map.serialize_entry("hangupCause", hangup_cause(sip))?;
+                map.serialize_entry("extraHeaders", &ExtraHeaders(Some(&c.extra_headers)))?;
+            }
+            Body::EndpointRegistered(r) => {
+                map.serialize_entry("aor", r.aor.as_str())?;
+                map.serialize_entry("registeredAt", time.as_str())?;
+                map.serialize_entry("expires", &r.expires)?;
+                map.serialize_entry("extraHeaders", &ExtraHeaders(None))?;
+            }
+            // `encode` only serializes events that have a subject.
+            _ => {}
+        }
+        map.end()
+    }
+}
+
+/// The `X-` headers (any case) as a JSON object; `{}` when there are none.
+struct ExtraHeaders<'a>(Option<&'a Headers>);
+
+impl Serialize for ExtraHeaders<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut map = s.serialize_map(None)?;
+        for (k, v) in self.0.into_iter().flat_map(|h| h.iter()) {
+            if k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-") {
+                map.serialize_entry(k, v)?;
+            }
+        }
+        map.end()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::*;
+
+    fn json(ev: &Event) -> (Option<&'static str>, std::string::String) {
+        let mut out = Encoded::new();
+        let suffix = encode(ev, &mut out).unwrap();
+        (
+            suffix,
+            std::string::String::from_utf8(out.to_vec()).unwrap(),
+        )
+    }
+
+    /// 2025-01-01T00:00:00.123Z
+    const NEW_YEAR_2025: u64 = 1_735_689_600_123_456;
+
+    #[test]
+    fn iso8601_of_known_dates() {
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(iso8601(NEW_YEAR_2025), "2025-01-01T00:00:00.123Z");
+        // A leap day, the last millisecond of a day, and a century that is not a leap year.
+        assert_eq!(iso8601(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(1_709_251_199_999_999), "2024-02-29T23:59:59.999Z");
+        assert_eq!(iso8601(4_107_542_400_000_000), "2100-03-01T00:00:00.000Z");
+        assert_eq!(iso8601(1_795_376_847_000_000), "2026-11-22T19:47:27.000Z");
+        assert_eq!(iso8601(253_402_300_799_999_000), "9999-12-31T23:59:59.999Z");
+        assert_eq!(iso8601(u64::MAX).len(), ISO_LEN);
+    }
+
+    #[test]
+    fn civil_from_days_round_trips_every_day_for_800_years() {
+        // Days from 1970 to 2770, checked against a day-by-day calendar walk.
+        let (mut y, mut m, mut d) = (1970i64, 1u32, 1u32);
+        for days in 0..(800 * 366) {
+            assert_eq!(civil_from_days(days), (y, m, d), "day {days}");
+            let leap = (y % 4 == 0 && y % 100 != 0) || y % 400 == 0;
+            let len = [
+                31,
+                if leap { 29 } else { 28 },
+                31,
+                30,
+                31,
+                30,
+                31,
+                31,
+                30,
+                31,
+                30,
+                31,
+            ];
+            d += 1;
+            if d > len[m as usize - 1] {
+                d = 1;
+                m += 1;
+                if m > 12 {
+                    m = 1;
+                    y += 1;
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn call_started_has_exactly_routrs_fields() {
+        let mut h = Headers::default();
+        h.insert("X-Tenant", "acme");
+        h.insert("x-lab-trace", "t\"1");
+        let ev = Event::new(
+            NEW_YEAR_2025,
+            &text("pbx1"),
+            Body::CallStarted(CallStarted {
+                call_id: text("1795376847.2"),
+                from: text("101"),
+                to: text("102"),
+                from_name: text("Alice"),
+                extra_headers: h,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(
+            json(&ev),
+            (
+                Some("call.started"),
+                r#"{"callId":"1795376847.2","from":"101","to":"102","startTime":"2025-01-01T00:00:00.123Z","extraHeaders":{"X-Tenant":"acme","x-lab-trace":"t\"1"}}"#.into()
+            )
+        );
+    }
+
+    #[test]
+    fn call_ended_names_the_cause_as_routr_does() {
+        let ended = |sip_code, cause| {
+            let ev = Event::new(
+                NEW_YEAR_2025,
+                &text("pbx1"),
+                Body::CallEnded(CallEnded {
+                    call_id: text("1.2"),
+                    cause,
+                    sip_code,
+                    ..Default::default()
+                }),
+            );
+            json(&ev)
+        };
+        assert_eq!(
+            ended(200, 16),
+            (
+                Some("call.ended"),
+                r#"{"callId":"1.2","endTime":"2025-01-01T00:00:00.123Z","hangupCause":"NORMAL_CLEARING","extraHeaders":{}}"#.into()
+            )
+        );
+        // Without a SIP code, the Q.850 cause is mapped to one first.
+        assert!(ended(0, 17).1.contains(r#""hangupCause":"USER_BUSY""#));
+        assert!(ended(0, 3).1.contains(r#""hangupCause":"UNALLOCATED""#));
+        assert!(ended(0, 34)
+            .1
+            .contains(r#""hangupCause":"SERVICE_UNAVAILABLE""#));
+        assert!(ended(0, 0).1.contains(r#""hangupCause":"UNKNOWN""#));
+        // DialStatus NOANSWER arrives as 480.
+        assert!(ended(480, 16).1.contains(r#""hangupCause":"NO_ANSWER""#));
+    }
+
+    #[test]
+    fn routrs_sip_to_cause_table() {
+        let table: &[(&[u16], &str)] = &[
+            (&[200, 487], "NORMAL_CLEARING"),
+            (&[401, 403, 407, 603], "CALL_REJECTED"),
+            (&[404, 485, 604], "UNALLOCATED"),
+            (&[408], "NO_USER_RESPONSE"),
+            (&[420], "NO_ROUTE_DESTINATION"),
+            (&[480, 483], "NO_ANSWER"),
+            (&[484], "INVALID_NUMBER_FORMAT"),
+            (&[486, 600], "USER_BUSY"),
+            (&[488], "NOT_ACCEPTABLE_HERE"),
+            (&[503], "SERVICE_UNAVAILABLE"),
+            (&[0, 180, 410, 500, 502, 504], "UNKNOWN"),
+        ];
+        for (codes, name) in table {
+            for c in *codes {
+                assert_eq!(hangup_cause(*c), *name, "{c}");
+            }
+        }
+    }
+
+    /// The table in docs/nats.md: Q.850 cause (or DialStatus) → SIP → Routr's name.
+    #[test]
+    fn asterisk_causes_through_sip_to_routrs_names() {
+        let q850: &[(u16, u16, &str)] = &[
+            (16, 200, "NORMAL_CLEARING"),
+            (1, 404, "UNALLOCATED"),
+            (3, 404, "UNALLOCATED"),
+            (17, 486, "USER_BUSY"),
+            (18, 408, "NO_USER_RESPONSE"),
+            (19, 480, "NO_ANSWER"),
+            (20, 480, "NO_ANSWER"),
+            (21, 403, "CALL_REJECTED"),
+            (22, 410, "UNKNOWN"),
+            (26, 487, "NORMAL_CLEARING"),
+            (27, 502, "UNKNOWN"),
+            (28, 484, "INVALID_NUMBER_FORMAT"),
+            (31, 480, "NO_ANSWER"),
+            (34, 503, "SERVICE_UNAVAILABLE"),
+            (38, 503, "SERVICE_UNAVAILABLE"),
+            (41, 503, "SERVICE_UNAVAILABLE"),
+            (42, 503, "SERVICE_UNAVAILABLE"),
+            (44, 503, "SERVICE_UNAVAILABLE"),
+            (58, 503, "SERVICE_UNAVAILABLE"),
+            (88, 488, "NOT_ACCEPTABLE_HERE"),
+            (102, 504, "UNKNOWN"),
+            (127, 487, "NORMAL_CLEARING"),
+            (0, 0, "UNKNOWN"),
+        ];
+        for &(q, sip, name) in q850 {
+            assert_eq!(cause::sip_code(q), sip, "Q.850 {q}");
+            assert_eq!(hangup_cause(ended_sip_code(0, q)), name, "Q.850 {q}");
+        }
+        let dial: &[(&str, u16, &str)] = &[
+            ("ANSWER", 200, "NORMAL_CLEARING"),
+            ("BUSY", 486, "USER_BUSY"),
+            ("NOANSWER", 480, "NO_ANSWER"),
+            ("CONGESTION", 503, "SERVICE_UNAVAILABLE"),
+            ("CHANUNAVAIL", 480, "NO_ANSWER"),
+            ("CANCEL", 487, "NORMAL_CLEARING"),
+        ];
+        for &(status, sip, name) in dial {
+            assert_eq!(cause::dial_status_sip_code(status), sip, "{status}");
+            // The SIP code the normalizer found wins over the Q.850 cause.
+            assert_eq!(hangup_cause(ended_sip_code(sip, 16)), name, "{status}");
+        }
+    }
+
+    #[test]
+    fn registration_and_events_without_a_subject() {
+        let reg = Event::new(
+            NEW_YEAR_2025,
+            &text("pbx1"),
+            Body::EndpointRegistered(Registration {
+                aor: text("101"),
+                contact: text("sip:101@127.0.0.1:5071"),
+                expires: 3600,
+                ..Default::default()
+            }),
+        );
+        assert_eq!(
+            json(&reg),
+            (
+                Some("endpoint.registered"),
+                r#"{"aor":"101","registeredAt":"2025-01-01T00:00:00.123Z","expires":3600,"extraHeaders":{}}"#.into()
+            )
+        );
+        for body in [
+            Body::EndpointUnregistered(Registration::default()),
+            Body::CallAnswered(CallTarget::default()),
+            Body::SinkDown(SinkStatus::default()),
+        ] {
+            let ev = Event::new(1, &text("pbx1"), body);
+            assert_eq!(json(&ev), (None, std::string::String::new()));
+        }
+    }
+}

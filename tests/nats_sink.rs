@@ -1,0 +1,766 @@
+//! The NATS sink against a real nats-server started on a free port: Routr's subjects and
+//! payloads for recorded calls and registrations, Routr's env vars, and outages (server
+//! down at start, killed mid-stream and restarted) with nothing lost inside the ring's
+//! capacity and every loss past it counted.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream;
+use futures_util::StreamExt;
+use serde_json::{json, Value};
+
+use common::ami::{client_config, fixture};
+use pbxtap::ami::client::{self, AmiHealth};
+use pbxtap::ami::replay::{self, ReplayConfig};
+use pbxtap::bus::{Bus, SinkRx, TryRecv};
+use pbxtap::config::AmiAuth;
+use pbxtap::dialect::routr::iso8601;
+use pbxtap::event::{self, text, Body, CallStarted, Event};
+use pbxtap::normalize::{NormalizeConfig, Normalizer};
+use pbxtap::sink::nats::{NatsSink, NatsSinkConfig, PUBLISH_WINDOW};
+use pbxtap::tap::Tap;
+
+/// Longest any condition in these tests is waited for.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+/// A nats-server child on 127.0.0.1:`port`, killed when dropped.
+struct NatsServer {
+    port: u16,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts nats-server with `extra` arguments and waits until it accepts connections.
+    fn start(port: u16, extra: &[&str]) -> Self {
+        let mut s = NatsServer {
+            port,
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// With JetStream, storing its streams under `dir` (they survive restarts).
+    fn with_jetstream(port: u16, dir: &Path) -> Self {
+        NatsServer::start(port, &["-js", "-sd", dir.to_str().unwrap()])
+    }
+
+    fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = common::require("nats-server", "nats-server");
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        common::wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// SIGKILL: the server vanishes without a goodbye, as in a crash or power loss.
+    fn kill(&mut self) {
+        let mut child = self.child.take().expect("not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Waits until `cond` holds, polling, or panics with `what`.
+async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out waiting for {what}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// Replays `recordings` through the real AMI client, normalizer and bus into a NATS sink
+/// configured by `cfg`, until the bus closes and the sink has delivered everything.
+async fn replay_into(cfg: NatsSinkConfig, recordings: &[&str]) {
+    let peer = replay::start(ReplayConfig::new(
+        recordings.iter().map(|r| fixture(r)).collect(),
+    ))
+    .await
+    .unwrap();
+    let bus = Arc::new(Bus::new(1024, text("pbx1")));
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(bus.subscribe("nats#0")));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let tap_bus = bus.clone();
+    let address = peer.address.clone();
+    let tap = tokio::spawn(async move {
+        let mut tap = Tap::new(Normalizer::new(NormalizeConfig::default()), tap_bus, "pbx");
+        let health = AmiHealth::default();
+        let cfg = client_config(&address, AmiAuth::Md5, "tapsecret");
+        client::run(cfg, &mut tap, &health, async move {
+            let _ = stopped.await;
+        })
+        .await;
+    });
+    until("the replay to finish", async || {
+        peer.stats.sent.load(Ordering::Relaxed) >= peer.total
+    })
+    .await;
+    // Let the tap read the last bytes, then close the bus: the sink drains and ends.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    stop.send(()).unwrap();
+    tap.await.unwrap();
+    drop(bus);
+    tokio::time::timeout(DEADLINE, sink)
+        .await
+        .expect("the sink drains and ends once the bus closes")
+        .unwrap();
+}
+
+/// Collects messages from `sub` until none comes for a while.
+async fn collect(sub: &mut async_nats::Subscriber) -> Vec<(String, Value)> {
+    let mut got = Vec::new();
+    while let Ok(Some(m)) = tokio::time::timeout(Duration::from_millis(500), sub.next()).await {
+        let v: Value = serde_json::from_slice(&m.payload)
+            .unwrap_or_else(|e| panic!("{}: not JSON: {e}", m.subject));
+        got.push((m.subject.to_string(), v));
+    }
+    got
+}
+
+/// Takes the ISO time out of `v[key]`, checking it was written between `from` and `to`
+/// (ISO 8601 UTC strings of one format sort like the times they stand for).
+fn take_time(v: &mut Value, key: &str, from: u64, to: u64) -> String {
+    let t = v[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("{key} missing in {v}"))
+        .to_string();
+    assert_eq!(t.len(), 24, "{key}: {t}");
+    assert!(t.ends_with('Z') && t.as_bytes()[10] == b'T', "{key}: {t}");
+    assert!(
+        iso8601(from).as_str() <= t.as_str() && t.as_str() <= iso8601(to).as_str(),
+        "{key} {t} is not the time of the event"
+    );
+    v[key] = json!("<time>");
+    t
+}
+
+#[tokio::test]
+async fn routr_subjects_and_payloads_for_a_recorded_call_and_registrations() {
+    let server = NatsServer::start(common::free_port(), &[]);
+    let consumer = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = consumer.subscribe("routr.>").await.unwrap();
+    // Everything else the sink might send in this dialect would show up here.
+    let mut all = consumer.subscribe(">").await.unwrap();
+    consumer.flush().await.unwrap();
+
+    let from = event::now_micros();
+    let cfg = NatsSinkConfig {
+        url: server.url(),
+        ..Default::default()
+    };
+    replay_into(
+        cfg,
+        &[
+            "01-register-unregister.ami",
+            "derived/02-call-answered-x-headers.ami",
+        ],
+    )
+    .await;
+    let to = event::now_micros();
+
+    let mut got = collect(&mut sub).await;
+    for (subject, v) in &mut got {
+        match subject.as_str() {
+            "routr.call.started" => take_time(v, "startTime", from, to),
+            "routr.call.ended" => take_time(v, "endTime", from, to),
+            "routr.endpoint.registered" => take_time(v, "registeredAt", from, to),
+            other => panic!("unexpected subject {other}"),
+        };
+    }
+    let expected = [
+        (
+            "routr.endpoint.registered",
+            json!({"aor": "101", "registeredAt": "<time>", "expires": 0, "extraHeaders": {}}),
+        ),
+        (
+            "routr.endpoint.registered",
+            json!({"aor": "102", "registeredAt": "<time>", "expires": 0, "extraHeaders": {}}),
+        ),
+        (
+            "routr.endpoint.registered",
+            json!({"aor": "103", "registeredAt": "<time>", "expires": 0, "extraHeaders": {}}),
+        ),
+        (
+            "routr.call.started",
+            json!({"callId": "1795376847.2", "from": "101", "to": "102", "startTime": "<time>",
+                   "extraHeaders": {"X-Tenant": "acme", "x-lab-trace": "t-1"}}),
+        ),
+        (
+            "routr.call.ended",
+            json!({"callId": "1795376847.2", "endTime": "<time>", "hangupCause": "NORMAL_CLEARING",
+                   "extraHeaders": {"X-Tenant": "acme", "x-lab-trace": "t-1", "X-Account": "42"}}),
+        ),
+    ];
+    let got_ref: Vec<(&str, &Value)> = got.iter().map(|(s, v)| (s.as_str(), v)).collect();
+    let expected_ref: Vec<(&str, &Value)> = expected.iter().map(|(s, v)| (*s, v)).collect();
+    assert_eq!(got_ref, expected_ref);
+    // Nothing else went out: the other events have no Routr subject.
+    assert_eq!(collect(&mut all).await.len(), 5);
+}
+
+#[tokio::test]
+async fn routrs_environment_variables_alone_configure_the_sink() {
+    let server = NatsServer::start(common::free_port(), &[]);
+    let consumer = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = consumer.subscribe("myserver.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let peer = replay::start(ReplayConfig::new(vec![
+        fixture("01-register-unregister.ami"),
+        fixture("02-call-answered.ami"),
+    ]))
+    .await
+    .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pbxtap.toml");
+    // No [[sinks]] at all: only the AMI connection is in the file.
+    std::fs::write(
+        &config,
+        format!(
+            "[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n",
+            peer.address
+        ),
+    )
+    .unwrap();
+    let mut pbxtap = Command::new(common::pbxtap_bin())
+        .args(["run", "--config", config.to_str().unwrap()])
+        .env_remove("RUST_LOG")
+        .env("NATS_PUBLISHER_ENABLED", "true")
+        // host:port without a scheme, as in Routr's docs.
+        .env("NATS_PUBLISHER_URL", format!("127.0.0.1:{}", server.port))
+        .env("NATS_PUBLISHER_SUBJECT", "myserver")
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut subjects = Vec::new();
+    let deadline = tokio::time::Instant::now() + DEADLINE;
+    while subjects.len() < 5 {
+        let m = tokio::time::timeout_at(deadline, sub.next())
+            .await
+            .expect("pbxtap sent the Routr events within the deadline")
+            .unwrap();
+        subjects.push(m.subject.to_string());
+    }
+    let _ = pbxtap.kill();
+    let _ = pbxtap.wait();
+    assert_eq!(
+        subjects,
+        [
+            "myserver.endpoint.registered",
+            "myserver.endpoint.registered",
+            "myserver.endpoint.registered",
+            "myserver.call.started",
+            "myserver.call.ended",
+        ]
+    );
+}
+
+/// A stream capturing `<base>.>`, stored on disk: it survives the server's restarts, so
+/// the test reads afterwards exactly what the sink delivered, in the order it arrived.
+async fn create_stream(url: &str, base: &str) {
+    let c = async_nats::connect(url).await.unwrap();
+    jetstream::new(c)
+        .create_stream(jetstream::stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec![format!("{base}.>")],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// The bus sequence numbers of every event stored in the stream, in stream order.
+async fn stored_seqs(url: &str) -> Vec<u64> {
+    let c = async_nats::connect(url).await.unwrap();
+    let js = jetstream::new(c);
+    let mut stream = js.get_stream("EVENTS").await.unwrap();
+    let n = stream.info().await.unwrap().state.messages;
+    let mut seqs = Vec::with_capacity(n as usize);
+    for i in 1..=n {
+        let m = stream.get_raw_message(i).await.unwrap();
+        let v: Value = serde_json::from_slice(&m.payload).unwrap();
+        seqs.push(v["seq"].as_u64().unwrap());
+    }
+    seqs
+}
+
+async fn stored_count(url: &str) -> Option<u64> {
+    let c = async_nats::connect(url).await.ok()?;
+    let mut s = jetstream::new(c).get_stream("EVENTS").await.ok()?;
+    Some(s.info().await.ok()?.state.messages)
+}
+
+fn call(i: u64) -> Body {
+    Body::CallStarted(CallStarted {
+        call_id: text(&format!("{i}.1")),
+        from: text("101"),
+        to: text("102"),
+        ..Default::default()
+    })
+}
+
+/// Waits until the watcher sees the sink report its server gone (`up` false) or back.
+async fn sink_status(watcher: &mut SinkRx, up: bool) {
+    let what = if up {
+        "system.sink_up"
+    } else {
+        "system.sink_down"
+    };
+    until(what, async || loop {
+        match watcher.try_recv() {
+            TryRecv::Event(ev) => match ev.body {
+                Body::SinkUp(_) if up => return true,
+                Body::SinkDown(_) if !up => return true,
+                _ => continue,
+            },
+            _ => return false,
+        }
+    })
+    .await;
+}
+
+/// Runs the outage scenario against a sink configured by `cfg` (url, subject and dialect
+/// are set here), with rings of `capacity` events (a power of two, as the bus rounds up).
+async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::with_jetstream(common::free_port(), dir.path());
+    let url = server.url();
+    create_stream(&url, "pbx").await;
+    server.kill();
+
+    cfg.url = url.clone();
+    cfg.subject = "pbx".into();
+    cfg.dialect = "native".into();
+    let bus = Bus::new(capacity, text("pbx1"));
+    let rx = bus.subscribe("nats#0");
+    let counters = rx.counters().clone();
+    let mut watcher = bus.subscribe("watcher");
+    // The server is down: the sink starts all the same.
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(rx));
+    let publish = |n: u64| {
+        for i in 0..n {
+            bus.publish(Event::new(event::now_micros(), bus.host(), call(i)));
+        }
+    };
+    // Everything the sink took is delivered or counted as dropped, and the stream holds
+    // exactly what it delivered.
+    let settled = async || {
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        let dropped = counters.dropped.load(Ordering::Relaxed);
+        delivered + dropped == bus.published() && stored_count(&url).await == Some(delivered)
+    };
+
+    // 1. Down at start: events wait in the ring, then go out once the server is up.
+    sink_status(&mut watcher, false).await;
+    publish(capacity as u64 / 2);
+    server.restart();
+    sink_status(&mut watcher, true).await;
+    until("delivery after a start with the server down", settled).await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+
+    // 2. Killed mid-stream, restarted: everything within the ring's capacity arrives.
+    server.kill();
+    sink_status(&mut watcher, false).await;
+    publish(capacity as u64 - 8);
+    server.restart();
+    sink_status(&mut watcher, true).await;
+    until("delivery after a restart", settled).await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    let seqs = stored_seqs(&url).await;
+    let all: Vec<u64> = (1..=bus.published()).collect();
+    assert_eq!(seqs, all, "every event, in order, none twice");
+
+    // 3. Past capacity: the oldest are dropped, and exactly those are counted.
+    server.kill();
+    sink_status(&mut watcher, false).await;
+    publish(3 * capacity as u64);
+    server.restart();
+    sink_status(&mut watcher, true).await;
+    until("delivery after an overflow", settled).await;
+    let seqs = stored_seqs(&url).await;
+    assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, none twice");
+    let dropped = counters.dropped.load(Ordering::Relaxed);
+    let lost = bus.published() - seqs.len() as u64;
+    assert!(dropped > 0);
+    assert_eq!(lost, dropped, "events lost = events counted as dropped");
+    // What waits through an outage: the ring plus at most one window in the client.
+    assert!(
+        seqs.len() as u64 - all.len() as u64 <= (capacity + PUBLISH_WINDOW) as u64 + 4,
+        "more delivered than the ring and the window hold"
+    );
+    // The newest events are the ones kept.
+    assert_eq!(seqs.last(), Some(&bus.published()));
+
+    drop(bus);
+    tokio::time::timeout(DEADLINE, sink).await.unwrap().unwrap();
+}
+
+#[tokio::test]
+async fn core_nats_outages_lose_nothing_within_the_ring_and_count_the_rest() {
+    outage(NatsSinkConfig::default(), 256).await;
+}
+
+#[tokio::test]
+async fn jetstream_outages_lose_nothing_within_the_ring_and_count_the_rest() {
+    outage(
+        NatsSinkConfig {
+            jetstream: true,
+            ..Default::default()
+        },
+        256,
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn jetstream_delivers_every_event_exactly_once_across_a_kill_while_publishing() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut server = NatsServer::with_jetstream(common::free_port(), dir.path());
+    let url = server.url();
+    create_stream(&url, "pbx").await;
+    let bus = Arc::new(Bus::new(1024, text("pbx1")));
+    let rx = bus.subscribe("nats#0");
+    let counters = rx.counters().clone();
+    let cfg = NatsSinkConfig {
+        url: url.clone(),
+        subject: "pbx".into(),
+        dialect: "native".into(),
+        jetstream: true,
+        ..Default::default()
+    };
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(rx));
+    // The tap publishes on its own pace, whatever happens to the server.
+    let tap_bus = bus.clone();
+    let tap = tokio::spawn(async move {
+        for i in 0..600 {
+            tap_bus.publish(Event::new(event::now_micros(), tap_bus.host(), call(i)));
+            tokio::time::sleep(Duration::from_millis(2)).await;
+        }
+    });
+    until("the first events stored", async || {
+        stored_count(&url).await.is_some_and(|n| n >= 100)
+    })
+    .await;
+    server.kill(); // with acknowledgements in flight
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    server.restart();
+    tap.await.unwrap();
+    let settled = async || {
+        let delivered = counters.delivered.load(Ordering::Relaxed);
+        delivered == bus.published() && stored_count(&url).await == Some(delivered)
+    };
+    until("every event acknowledged", settled).await;
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    let all: Vec<u64> = (1..=bus.published()).collect();
+    assert_eq!(stored_seqs(&url).await, all, "every event, in order, once");
+    drop(bus);
+    tokio::time::timeout(DEADLINE, sink).await.unwrap().unwrap();
+}
+
+/// A sink publishing native events to `<base>.>` with `cfg`, and a watcher on its bus.
+struct Running {
+    bus: Bus,
+    watcher: SinkRx,
+    sink: tokio::task::JoinHandle<()>,
+}
+
+async fn start_sink(cfg: NatsSinkConfig) -> Running {
+    let bus = Bus::new(256, text("pbx1"));
+    let rx = bus.subscribe("nats#0");
+    let watcher = bus.subscribe("watcher");
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    Running {
+        sink: tokio::spawn(sink.run(rx)),
+        bus,
+        watcher,
+    }
+}
+
+/// The reason of the next `system.sink_down` the watcher sees.
+async fn down_reason(watcher: &mut SinkRx) -> String {
+    let ev = tokio::time::timeout(DEADLINE, async {
+        loop {
+            let ev = watcher.recv().await.unwrap();
+            if matches!(ev.body, Body::SinkDown(_)) {
+                return ev;
+            }
+        }
+    })
+    .await
+    .expect("system.sink_down within the deadline");
+    ev.str_field("reason").to_string()
+}
+
+#[tokio::test]
+async fn user_and_password_log_in_and_a_refused_login_is_retried_until_accepted() {
+    let port = common::free_port();
+    let mut server = NatsServer::start(port, &["--user", "pbx", "--pass", "right"]);
+    let consumer = async_nats::ConnectOptions::with_user_and_password("pbx".into(), "right".into())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = consumer.subscribe("pbx.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let cfg = |password: &str| NatsSinkConfig {
+        url: server.url(),
+        subject: "pbx".into(),
+        dialect: "native".into(),
+        user: Some("pbx".into()),
+        password: Some(password.into()),
+        ..Default::default()
+    };
+
+    let good = start_sink(cfg("right")).await;
+    good.bus.publish(Event::new(1, good.bus.host(), call(1)));
+    let m = tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("the event within the deadline")
+        .unwrap();
+    assert_eq!(m.subject.as_str(), "pbx.call.started");
+
+    let mut bad = start_sink(cfg("wrong")).await;
+    let reason = down_reason(&mut bad.watcher).await;
+    assert!(reason.to_lowercase().contains("authorization"), "{reason}");
+    // The sink keeps trying: once the server accepts that password, it is up.
+    drop(consumer);
+    server.kill();
+    server.args = ["--user", "pbx", "--pass", "wrong"]
+        .map(String::from)
+        .to_vec();
+    server.restart();
+    sink_status(&mut bad.watcher, true).await;
+    assert!(!bad.sink.is_finished());
+}
+
+/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
+fn tls_files(dir: &Path) -> [std::path::PathBuf; 3] {
+    let openssl = common::require("openssl", "openssl");
+    let [ca, ca_key, cert, key, csr, ext] = [
+        "ca.pem",
+        "ca.key",
+        "server.pem",
+        "server.key",
+        "server.csr",
+        "san.ext",
+    ]
+    .map(|f| dir.join(f));
+    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
+    let run = |args: &[&std::ffi::OsStr]| {
+        let out = Command::new(&openssl).args(args).output().unwrap();
+        assert!(
+            out.status.success(),
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    let s = |p: &Path| p.as_os_str().to_owned();
+    let ec = [
+        "-newkey",
+        "ec",
+        "-pkeyopt",
+        "ec_paramgen_curve:prime256v1",
+        "-nodes",
+    ];
+    let o = |a: &str| std::ffi::OsString::from(a);
+    let mut a: Vec<std::ffi::OsString> = vec![o("req"), o("-x509")];
+    a.extend(ec.map(o));
+    a.extend([
+        o("-keyout"),
+        s(&ca_key),
+        o("-out"),
+        s(&ca),
+        o("-days"),
+        o("2"),
+        o("-subj"),
+        o("/CN=pbxtap test CA"),
+    ]);
+    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    let mut a: Vec<std::ffi::OsString> = vec![o("req")];
+    a.extend(ec.map(o));
+    a.extend([
+        o("-keyout"),
+        s(&key),
+        o("-out"),
+        s(&csr),
+        o("-subj"),
+        o("/CN=127.0.0.1"),
+    ]);
+    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    let a = [
+        o("x509"),
+        o("-req"),
+        o("-in"),
+        s(&csr),
+        o("-CA"),
+        s(&ca),
+        o("-CAkey"),
+        s(&ca_key),
+        o("-CAcreateserial"),
+        o("-out"),
+        s(&cert),
+        o("-days"),
+        o("2"),
+        o("-extfile"),
+        s(&ext),
+    ];
+    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
+    [ca, cert, key]
+}
+
+#[tokio::test]
+async fn tls_with_a_custom_ca_and_an_untrusted_server_refused() {
+    let dir = tempfile::tempdir().unwrap();
+    let [ca, cert, key] = tls_files(dir.path());
+    let server = NatsServer::start(
+        common::free_port(),
+        &[
+            "--tls",
+            "--tlscert",
+            cert.to_str().unwrap(),
+            "--tlskey",
+            key.to_str().unwrap(),
+        ],
+    );
+    let consumer = async_nats::ConnectOptions::new()
+        .require_tls(true)
+        .add_root_certificates(ca.clone())
+        .connect(server.url())
+        .await
+        .unwrap();
+    let mut sub = consumer.subscribe("pbx.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let cfg = |ca: Option<std::path::PathBuf>| NatsSinkConfig {
+        url: format!("tls://127.0.0.1:{}", server.port),
+        subject: "pbx".into(),
+        dialect: "native".into(),
+        tls_ca_file: ca,
+        ..Default::default()
+    };
+
+    let trusted = start_sink(cfg(Some(ca))).await;
+    trusted
+        .bus
+        .publish(Event::new(1, trusted.bus.host(), call(1)));
+    let m = tokio::time::timeout(DEADLINE, sub.next())
+        .await
+        .expect("the event over TLS within the deadline")
+        .unwrap();
+    assert_eq!(m.subject.as_str(), "pbx.call.started");
+
+    // Without the CA the server's certificate is not trusted: down, never up, still running.
+    let mut untrusted = start_sink(cfg(None)).await;
+    let reason = down_reason(&mut untrusted.watcher).await;
+    assert!(reason.starts_with("cannot connect"), "{reason}");
+    assert!(!untrusted.sink.is_finished());
+}
+
+/// Delivers `n` events through a sink configured by `cfg`, feeding the bus in bursts of
+/// half a ring so nothing is dropped, and returns the rate in events per second.
+async fn throughput(cfg: NatsSinkConfig, n: u64) -> f64 {
+    const RING: u64 = 4096;
+    let bus = Bus::new(RING as usize, text("pbx1"));
+    let rx = bus.subscribe("nats#0");
+    let counters = rx.counters().clone();
+    let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
+    let sink = tokio::spawn(sink.run(rx));
+    let start = std::time::Instant::now();
+    let mut sent = 0;
+    while sent < n {
+        let burst = (RING / 2).min(n - sent);
+        for i in 0..burst {
+            bus.publish(Event::new(event::now_micros(), bus.host(), call(sent + i)));
+        }
+        sent += burst;
+        until("the sink to catch up", async || {
+            counters.delivered.load(Ordering::Relaxed) + RING / 2 >= sent
+        })
+        .await;
+    }
+    until("the last events", async || {
+        counters.delivered.load(Ordering::Relaxed) == n
+    })
+    .await;
+    let rate = n as f64 / start.elapsed().as_secs_f64();
+    assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
+    drop(bus);
+    sink.await.unwrap();
+    rate
+}
+
+/// Events sent in the throughput test, core NATS and JetStream.
+const CORE_EVENTS: u64 = 2_000;
+const JS_EVENTS: u64 = 500;
+
+#[tokio::test]
+async fn throughput_core_and_jetstream() {
+    let dir = tempfile::tempdir().unwrap();
+    let server = NatsServer::with_jetstream(common::free_port(), dir.path());
+    create_stream(&server.url(), "js").await;
+    let consumer = async_nats::connect(server.url()).await.unwrap();
+    let mut sub = consumer.subscribe("core.>").await.unwrap();
+    consumer.flush().await.unwrap();
+    let counted = tokio::spawn(async move {
+        let mut n = 0u64;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+            n += 1;
+        }
+        n
+    });
+    let cfg = |subject: &str, jetstream| NatsSinkConfig {
+        url: server.url(),
+        subject: subject.into(),
+        dialect: "native".into(),
+        jetstream,
+        ..Default::default()
+    };
+    let core = throughput(cfg("core", false), CORE_EVENTS).await;
+    let js = throughput(cfg("js", true), JS_EVENTS).await;
+    println!("nats sink throughput: core {core:.0} events/s, jetstream {js:.0} events/s");
+    assert_eq!(
+        counted.await.unwrap(),
+        CORE_EVENTS,
+        "the consumer got every core event"
+    );
+    assert_eq!(stored_count(&server.url()).await, Some(JS_EVENTS));
+    // A debug build spends most of it encoding (about 5 ms an event); docs/nats.md has the
+    // release figures. Even so, above what a PBX sends.
+    assert!(
+        core > 50.0 && js > 50.0,
+        "core {core:.0}/s, jetstream {js:.0}/s"
+    );
+}
