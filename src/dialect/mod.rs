@@ -5,6 +5,7 @@
 
 pub mod enswitch;
 pub mod native;
+pub mod portsip;
 
 /// Largest encoded event, in bytes. Events are written into buffers of this size; an
 /// event that does not fit is an `EncodeError::TooLarge` (it cannot happen with the
