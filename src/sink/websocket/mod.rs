@@ -1,0 +1,650 @@
+//! WebSocket sink: a feed server. `protocol = "enswitch"` serves Enswitch / ASTPP's
+//! `/events/websocket/?authkey=KEY` (every event, enswitch dialect); `protocol = "portsip"`
+//! serves PortSIP's Pub/Sub (auth, subscribe with topics and filters; portsip dialect).
+//!
+//! Flow: the sink reads its bus ring, encodes each event once, and offers it to every
+//! client that wants it through the client's own fixed-capacity queue (`try_send`: the
+//! sink never waits on a client). A client whose queue is full is disconnected with a
+//! close reason; the others carry on. Layout: `server` accepts (TLS, handshake checks),
+//! `client` runs one connection, `enswitch` / `portsip` are the protocols' pure logic,
+//! `limit` the failed-login limit.
+
+mod client;
+pub mod enswitch;
+mod limit;
+pub mod portsip;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use serde::Deserialize;
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::bus::{Publisher, SinkRx};
+use crate::config::{self, ConfigError};
+use crate::dialect::{self, enswitch as enswitch_dialect, portsip as portsip_dialect, Encoded};
+use crate::event::Event;
+use portsip::{Role, Session, User};
+
+/// Default `max_clients`.
+pub const DEFAULT_MAX_CLIENTS: usize = 64;
+/// Largest `max_clients` accepted.
+pub const MAX_CLIENTS: usize = 1024;
+/// Default `client_queue`: events queued per client before it counts as stalled.
+pub const DEFAULT_CLIENT_QUEUE: usize = 256;
+/// Largest `client_queue` accepted.
+pub const MAX_CLIENT_QUEUE: usize = 4096;
+/// Default `max_frame`: the largest message a client may send, in bytes.
+pub const DEFAULT_MAX_FRAME: usize = 4096;
+/// Longest `authkey` accepted (and compared).
+pub const MAX_AUTHKEY_LEN: usize = 256;
+/// Most `[[sinks.users]]`.
+pub const MAX_USERS: usize = 1024;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Protocol {
+    Enswitch,
+    Portsip,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct WebsocketSinkConfig {
+    /// `host:port`; default `0.0.0.0:4875` (enswitch) or `0.0.0.0:8885` (portsip).
+    pub listen: Option<String>,
+    pub protocol: Protocol,
+    /// Enswitch: the key clients pass as `?authkey=`.
+    pub authkey: Option<String>,
+    pub authkey_file: Option<PathBuf>,
+    /// Serve WSS (TLS); default true for portsip, false for enswitch.
+    pub tls: Option<bool>,
+    /// PEM certificate chain and private key for WSS.
+    pub tls_cert: Option<PathBuf>,
+    pub tls_key: Option<PathBuf>,
+    /// PortSIP: SIP domain written in `sip:<ext>@<domain>`; default the `host`.
+    pub domain: Option<String>,
+    /// PortSIP: `tenant_id` in every message; default the `host`.
+    pub tenant_id: Option<String>,
+    /// Clients connected at once; more are refused with HTTP 503.
+    pub max_clients: usize,
+    /// Events queued per client; a client that falls this far behind is disconnected.
+    pub client_queue: usize,
+    /// Largest message (and frame) a client may send, in bytes.
+    pub max_frame: usize,
+    /// PortSIP: who may log in.
+    pub users: Vec<UserConfig>,
+}
+
+impl Default for WebsocketSinkConfig {
+    fn default() -> Self {
+        WebsocketSinkConfig {
+            listen: None,
+            protocol: Protocol::Enswitch,
+            authkey: None,
+            authkey_file: None,
+            tls: None,
+            tls_cert: None,
+            tls_key: None,
+            domain: None,
+            tenant_id: None,
+            max_clients: DEFAULT_MAX_CLIENTS,
+            client_queue: DEFAULT_CLIENT_QUEUE,
+            max_frame: DEFAULT_MAX_FRAME,
+            users: Vec::new(),
+        }
+    }
+}
+
+/// One `[[sinks.users]]` table.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserConfig {
+    pub username: String,
+    pub domain: String,
+    pub password: Option<String>,
+    pub password_file: Option<PathBuf>,
+    #[serde(default = "default_role")]
+    pub role: Role,
+    #[serde(default)]
+    pub queues: Vec<String>,
+}
+
+fn default_role() -> Role {
+    Role::Extension
+}
+
+impl WebsocketSinkConfig {
+    pub fn listen(&self) -> &str {
+        match (&self.listen, self.protocol) {
+            (Some(l), _) => l,
+            (None, Protocol::Enswitch) => "0.0.0.0:4875",
+            (None, Protocol::Portsip) => "0.0.0.0:8885",
+        }
+    }
+
+    pub fn tls(&self) -> bool {
+        self.tls.unwrap_or(self.protocol == Protocol::Portsip)
+    }
+
+    pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
+        config::validate_host_port(&format!("{key}.listen"), self.listen())?;
+        if !(1..=MAX_CLIENTS).contains(&self.max_clients) {
+            return Err(ConfigError::new(
+                format!("{key}.max_clients"),
+                format!("must be between 1 and {MAX_CLIENTS}"),
+            ));
+        }
+        if !(1..=MAX_CLIENT_QUEUE).contains(&self.client_queue) {
+            return Err(ConfigError::new(
+                format!("{key}.client_queue"),
+                format!("must be between 1 and {MAX_CLIENT_QUEUE} events"),
+            ));
+        }
+        if !(128..=65_536).contains(&self.max_frame) {
+            return Err(ConfigError::new(
+                format!("{key}.max_frame"),
+                "must be between 128 and 65536 bytes",
+            ));
+        }
+        if self.tls() {
+            for (name, v) in [("tls_cert", &self.tls_cert), ("tls_key", &self.tls_key)] {
+                if v.is_none() {
+                    return Err(ConfigError::new(
+                        format!("{key}.{name}"),
+                        "missing: WSS needs tls_cert and tls_key (PEM files), or set tls = false for plain WS",
+                    ));
+                }
+            }
+        }
+        match self.protocol {
+            Protocol::Enswitch => match &self.authkey {
+                None => Err(ConfigError::new(
+                    format!("{key}.authkey"),
+                    "missing: set authkey, or authkey_file to a file holding it",
+                )),
+                Some(k) if k.is_empty() || k.len() > MAX_AUTHKEY_LEN => Err(ConfigError::new(
+                    format!("{key}.authkey"),
+                    format!("must be 1 to {MAX_AUTHKEY_LEN} bytes"),
+                )),
+                Some(_) => Ok(()),
+            },
+            Protocol::Portsip => {
+                if self.users.is_empty() || self.users.len() > MAX_USERS {
+                    return Err(ConfigError::new(
+                        format!("{key}.users"),
+                        format!("portsip needs 1 to {MAX_USERS} [[sinks.users]] who may log in"),
+                    ));
+                }
+                for (i, u) in self.users.iter().enumerate() {
+                    let k = format!("{key}.users[{i}]");
+                    if u.username.is_empty() || u.domain.is_empty() {
+                        return Err(ConfigError::new(
+                            format!("{k}.username"),
+                            "username and domain must not be empty",
+                        ));
+                    }
+                    match &u.password {
+                        None => {
+                            return Err(ConfigError::new(
+                                format!("{k}.password"),
+                                "missing: set password, or password_file to a file holding it",
+                            ))
+                        }
+                        Some(p) if p.is_empty() => {
+                            return Err(ConfigError::new(format!("{k}.password"), "is empty"))
+                        }
+                        _ => {}
+                    }
+                    if u.queues.len() > portsip::MAX_FILTER {
+                        return Err(ConfigError::new(
+                            format!("{k}.queues"),
+                            format!("at most {} queues", portsip::MAX_FILTER),
+                        ));
+                    }
+                }
+                Ok(())
+            }
+        }
+    }
+
+    pub fn resolve_secrets(
+        &mut self,
+        key: &str,
+        env: &dyn Fn(&str) -> Option<String>,
+    ) -> Result<(), ConfigError> {
+        config::resolve_secret(
+            &format!("{key}.authkey_file"),
+            &mut self.authkey,
+            &mut self.authkey_file,
+            env,
+        )?;
+        for (i, u) in self.users.iter_mut().enumerate() {
+            config::resolve_secret(
+                &format!("{key}.users[{i}].password_file"),
+                &mut u.password,
+                &mut u.password_file,
+                env,
+            )?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebsocketSinkError {
+    #[error("cannot listen on {address}: {source} (is another program using the port?)")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("TLS: cannot read {path}: {message}")]
+    TlsFile { path: PathBuf, message: String },
+    #[error("TLS: certificate and key do not work together: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// What every connection shares: settings, and the hub behind one lock.
+struct Shared {
+    protocol: Protocol,
+    authkey: String,
+    users: Vec<User>,
+    domain: String,
+    tenant_id: String,
+    client_queue: usize,
+    max_frame: usize,
+    hub: Mutex<Hub>,
+}
+
+/// Connected clients and the PortSIP state, locked together so a `queue_status` snapshot
+/// and the events after it reach a client in order.
+struct Hub {
+    /// `max_clients` slots, fixed at start.
+    slots: Vec<Option<Slot>>,
+    next_id: u64,
+    portsip: Box<portsip_dialect::State>,
+    limiter: limit::AuthLimiter,
+}
+
+struct Slot {
+    id: u64,
+    addr: SocketAddr,
+    tx: mpsc::Sender<Utf8Bytes>,
+    /// Tells the client's task to close with this reason (its queue is full).
+    kick: Option<oneshot::Sender<&'static str>>,
+    session: Session,
+}
+
+/// A client's ends, handed to its task when its slot is taken.
+struct Admitted {
+    id: u64,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    kick: oneshot::Receiver<&'static str>,
+}
+
+impl Shared {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
+        // A panic while holding the lock cannot leave the hub half-updated in a way that
+        // matters more than stopping the feed; keep serving.
+        self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn context(&self) -> portsip_dialect::Context<'_> {
+        portsip_dialect::Context {
+            domain: &self.domain,
+            tenant_id: &self.tenant_id,
+        }
+    }
+
+    /// Takes a free slot for a client at `addr`, or `None` when all are taken.
+    fn admit(&self, addr: SocketAddr) -> Option<Admitted> {
+        let mut hub = self.lock();
+        let free = hub.slots.iter().position(Option::is_none)?;
+        hub.next_id += 1;
+        let id = hub.next_id;
+        let (tx, rx) = mpsc::channel(self.client_queue);
+        let (kick_tx, kick) = oneshot::channel();
+        hub.slots[free] = Some(Slot {
+            id,
+            addr,
+            tx,
+            kick: Some(kick_tx),
+            session: Session::default(),
+        });
+        Some(Admitted { id, rx, kick })
+    }
+
+    fn release(&self, id: u64) {
+        let mut hub = self.lock();
+        if let Some(s) = hub
+            .slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|s| s.id == id))
+        {
+            *s = None;
+        }
+    }
+
+    fn is_logged_in(&self, id: u64) -> bool {
+        self.lock()
+            .slots
+            .iter()
+            .flatten()
+            .any(|s| s.id == id && s.session.authenticated())
+    }
+
+    fn clients(&self) -> usize {
+        self.lock().slots.iter().flatten().count()
+    }
+
+    /// Offers one event to every client that wants it. Returns how many took it.
+    fn fan_out(&self, ev: &Event, buf: &mut Encoded, sink: &str) -> usize {
+        let mut hub = self.lock();
+        let hub = &mut *hub;
+        let (frame, route) = match self.protocol {
+            Protocol::Enswitch => {
+                if let Err(e) = enswitch_dialect::encode_json(ev, buf) {
+                    tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
+                    return 0;
+                }
+                (frame(buf), None)
+            }
+            Protocol::Portsip => {
+                hub.portsip.observe(ev);
+                match portsip_dialect::encode(ev, &hub.portsip, &self.context(), buf) {
+                    Ok(Some(route)) => (frame(buf), Some(route)),
+                    Ok(None) => return 0,
+                    Err(e) => {
+                        tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
+                        return 0;
+                    }
+                }
+            }
+        };
+        let mut sent = 0;
+        for slot in hub.slots.iter_mut() {
+            let Some(s) = slot else { continue };
+            if let Some(route) = &route {
+                if !s.session.wants(route, &self.users) {
+                    continue;
+                }
+            }
+            match s.tx.try_send(frame.clone()) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        sink,
+                        client = %s.addr,
+                        queue = self.client_queue,
+                        "client too slow: its queue is full; disconnecting it"
+                    );
+                    if let Some(kick) = s.kick.take() {
+                        let _ = kick.send("too slow: event queue full");
+                    }
+                    *slot = None;
+                }
+                // Its task has ended and will release the slot.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        sent
+    }
+
+    /// Handles a PortSIP client's text frame: the reply, then any `queue_status` snapshots.
+    fn command(&self, id: u64, addr: SocketAddr, text: &str, sink: &str) -> Vec<Utf8Bytes> {
+        let now = std::time::Instant::now();
+        let mut hub = self.lock();
+        let hub = &mut *hub;
+        let allowed = hub.limiter.allowed(addr.ip(), now);
+        let Some(slot) = hub.slots.iter_mut().flatten().find(|s| s.id == id) else {
+            return Vec::new();
+        };
+        let out = slot.session.handle(text, &self.users, allowed);
+        if out.auth_failed {
+            let failures = hub.limiter.failed(addr.ip(), now);
+            if failures == 1 || failures == limit::MAX_FAILURES {
+                tracing::warn!(sink, client = %addr, failures, "PortSIP login failed");
+            }
+        } else if let (portsip::Reply::Ok, Some(u)) = (&out.reply, slot.session.user()) {
+            tracing::debug!(sink, client = %addr, user = %self.users[u].username, command = %text.chars().take(64).collect::<String>(), "PortSIP command");
+        }
+        let mut frames = vec![Utf8Bytes::from(out.reply.to_json())];
+        if out.queue_snapshot {
+            let mut names: Vec<&str> = hub.portsip.queues().map(|q| q.name.as_str()).collect();
+            if let Some(u) = slot.session.user() {
+                for q in &self.users[u].queues {
+                    if !names.contains(&q.as_str()) {
+                        names.push(q);
+                    }
+                }
+            }
+            let mut buf = Vec::new();
+            for name in names {
+                if !slot.session.wants_queue(name, &self.users) {
+                    continue;
+                }
+                let empty;
+                let q = match hub.portsip.queues().find(|q| q.name == name) {
+                    Some(q) => q,
+                    None => {
+                        empty = portsip_dialect::Queue {
+                            name: crate::event::text(name),
+                            ..Default::default()
+                        };
+                        &empty
+                    }
+                };
+                match portsip_dialect::encode_queue_status(q, &self.context(), &mut buf) {
+                    Ok(()) => frames.push(
+                        Utf8Bytes::try_from(std::mem::take(&mut buf))
+                            .unwrap_or_else(|_| Utf8Bytes::from_static("{}")),
+                    ),
+                    Err(e) => {
+                        tracing::error!(sink, error = %e, queue = name, "queue_status not encoded")
+                    }
+                }
+            }
+        }
+        frames
+    }
+
+    /// Ends every client: each drains its queue, then closes (`pbxtap is stopping`).
+    fn close_all(&self) {
+        for slot in self.lock().slots.iter_mut() {
+            *slot = None;
+        }
+    }
+}
+
+/// An encoded event as a frame shared by every client's queue (one copy, reference counted).
+fn frame(buf: &Encoded) -> Utf8Bytes {
+    // Encoders write UTF-8 JSON; the fallback cannot happen.
+    Utf8Bytes::try_from(buf.to_vec()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
+}
+
+pub struct WebsocketSink {
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl WebsocketSink {
+    /// Validates, loads the TLS certificate and binds the listening socket.
+    pub async fn new(
+        cfg: &WebsocketSinkConfig,
+        publisher: Publisher,
+    ) -> Result<Self, WebsocketSinkError> {
+        let tls = if cfg.tls() {
+            Some(server::tls_acceptor(
+                cfg.tls_cert.as_deref().unwrap_or("".as_ref()),
+                cfg.tls_key.as_deref().unwrap_or("".as_ref()),
+            )?)
+        } else {
+            None
+        };
+        let address = cfg.listen().to_string();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|source| WebsocketSinkError::Listen { address, source })?;
+        let host = publisher.host().as_str();
+        let users = cfg
+            .users
+            .iter()
+            .map(|u| User {
+                username: u.username.clone(),
+                domain: u.domain.clone(),
+                password: u.password.clone().unwrap_or_default(),
+                role: u.role,
+                queues: u.queues.clone(),
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            protocol: cfg.protocol,
+            authkey: cfg.authkey.clone().unwrap_or_default(),
+            users,
+            domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
+            tenant_id: cfg.tenant_id.clone().unwrap_or_else(|| host.to_string()),
+            client_queue: cfg.client_queue,
+            max_frame: cfg.max_frame,
+            hub: Mutex::new(Hub {
+                slots: (0..cfg.max_clients).map(|_| None).collect(),
+                next_id: 0,
+                portsip: Box::default(),
+                limiter: limit::AuthLimiter::default(),
+            }),
+        });
+        Ok(WebsocketSink {
+            shared,
+            listener,
+            tls,
+        })
+    }
+
+    /// The address it listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves clients and fans events out until the bus closes; then tells every client
+    /// to finish its queue and close.
+    pub async fn run(self, mut rx: SinkRx) {
+        let sink = rx.counters().name.to_string();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server::accept_loop(
+            self.listener,
+            self.tls,
+            self.shared.clone(),
+            sink.clone(),
+            stop_rx,
+        ));
+        let mut buf = Encoded::new();
+        while let Some(ev) = rx.recv().await {
+            self.shared.fan_out(&ev, &mut buf, &sink);
+            rx.delivered(1);
+        }
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        tracing::info!(
+            sink,
+            clients = self.shared.clients(),
+            "bus closed: closing clients"
+        );
+        self.shared.close_all();
+    }
+}
+
+// The largest frame a client can be sent: an event, or a queue snapshot.
+const _: () = assert!(dialect::MAX_ENCODED_LEN <= portsip_dialect::MAX_SNAPSHOT_LEN);
+
+#[cfg(test)]
+mod tests {
+    use crate::config::Config;
+
+    fn no_env(_: &str) -> Option<String> {
+        None
+    }
+
+    fn err(sink: &str) -> (String, String) {
+        let text = format!("[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"websocket\"\n{sink}");
+        let e = Config::from_text(&text, &no_env).unwrap_err();
+        (e.key, e.message)
+    }
+
+    #[test]
+    fn defaults_per_protocol() {
+        let text = "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"websocket\"\nauthkey = \"k\"\n\
+                    [[sinks]]\ntype = \"websocket\"\nprotocol = \"portsip\"\ntls_cert = \"c\"\ntls_key = \"k\"\n\
+                    [[sinks.users]]\nusername = \"101\"\ndomain = \"pbx.local\"\npassword = \"p\"\nqueues = [\"8001\"]\n";
+        let cfg = Config::from_text(text, &no_env).unwrap();
+        let [crate::sink::SinkConfig::Websocket(e), crate::sink::SinkConfig::Websocket(p)] =
+            &cfg.sinks[..]
+        else {
+            panic!("{:?}", cfg.sinks)
+        };
+        assert_eq!((e.listen(), e.tls()), ("0.0.0.0:4875", false));
+        assert_eq!((p.listen(), p.tls()), ("0.0.0.0:8885", true));
+        assert_eq!(p.users[0].role, super::Role::Extension);
+        assert_eq!(p.max_clients, super::DEFAULT_MAX_CLIENTS);
+    }
+
+    #[test]
+    fn bad_settings_name_their_key() {
+        let cases: &[(&str, &str, &str)] = &[
+            ("", "sinks[0].authkey", "missing"),
+            ("authkey = \"\"\n", "sinks[0].authkey", "1 to 256"),
+            // Inside `[[sinks]]` (an internally tagged enum) serde loses the path below the
+            // sink; the message still names the bad value and what is expected.
+            ("protocol = \"sip\"\n", "sinks[0]", "unknown variant `sip`, expected `enswitch` or `portsip`"),
+            ("authkey = \"k\"\nlisten = \"4875\"\n", "sinks[0].listen", "no port"),
+            ("authkey = \"k\"\nmax_clients = 0\n", "sinks[0].max_clients", "between"),
+            ("authkey = \"k\"\nclient_queue = 100000\n", "sinks[0].client_queue", "between"),
+            ("authkey = \"k\"\nmax_frame = 10\n", "sinks[0].max_frame", "between"),
+            ("authkey = \"k\"\ntls = true\n", "sinks[0].tls_cert", "tls = false"),
+            ("protocol = \"portsip\"\ntls = false\n", "sinks[0].users", "[[sinks.users]]"),
+            (
+                "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"1\"\ndomain = \"d\"\n",
+                "sinks[0].users[0].password",
+                "missing",
+            ),
+            (
+                "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"1\"\ndomain = \"d\"\npassword = \"p\"\nrole = \"root\"\n",
+                "sinks[0]",
+                "unknown variant `root`, expected `extension` or `admin`",
+            ),
+            (
+                "authkey_file = \"/nonexistent/key\"\n",
+                "sinks[0].authkey_file",
+                "/nonexistent/key",
+            ),
+        ];
+        for (sink, key, needle) in cases {
+            let (k, m) = err(sink);
+            assert_eq!(&k, key, "{sink}: {m}");
+            assert!(m.contains(needle), "{sink}: {k}: {m}");
+        }
+    }
+
+    #[test]
+    fn secrets_come_from_files() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(dir.path().join("key"), "k3y\n").unwrap();
+        std::fs::write(dir.path().join("pw"), "pw101\n").unwrap();
+        let text = format!(
+            "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"websocket\"\nauthkey_file = \"{d}/key\"\n\
+             [[sinks]]\ntype = \"websocket\"\nprotocol = \"portsip\"\ntls = false\n\
+             [[sinks.users]]\nusername = \"101\"\ndomain = \"d\"\npassword_file = \"{d}/pw\"\n",
+            d = dir.path().display()
+        );
+        let cfg = Config::from_text(&text, &no_env).unwrap();
+        let [crate::sink::SinkConfig::Websocket(e), crate::sink::SinkConfig::Websocket(p)] =
+            &cfg.sinks[..]
+        else {
+            panic!()
+        };
+        assert_eq!(e.authkey.as_deref(), Some("k3y"));
+        assert_eq!(p.users[0].password.as_deref(), Some("pw101"));
+    }
+}
