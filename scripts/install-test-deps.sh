@@ -6,6 +6,7 @@ set -euo pipefail
 packages=(
   nats-server   # tests/nats_*.rs: a real NATS server
   mosquitto     # tests/mqtt_*.rs: a real MQTT broker
+  python3-websockets  # tests/websocket_sink.rs: an independent WebSocket client
 )
 
 missing=()

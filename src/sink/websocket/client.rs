@@ -18,8 +18,9 @@ use super::{Admitted, Protocol, Shared};
 
 /// Time a PortSIP client has to log in after connecting.
 pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
-/// Time allowed to send a close frame to a client that may not be reading.
-pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(1);
+/// Time allowed to send a close frame to a client that may not be reading; its slot
+/// stays taken meanwhile, so `max_clients` holds.
+pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
 
 pub struct Client<S> {
     ws: WebSocketStream<S>,

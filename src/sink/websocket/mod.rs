@@ -273,7 +273,8 @@ struct Slot {
     id: u64,
     addr: SocketAddr,
     tx: mpsc::Sender<Utf8Bytes>,
-    /// Tells the client's task to close with this reason (its queue is full).
+    /// Tells the client's task to close with this reason (its queue is full). Taken when
+    /// used: the slot then gets no more events, and stays taken until the task ends.
     kick: Option<oneshot::Sender<&'static str>>,
     session: Session,
 }
@@ -365,8 +366,10 @@ impl Shared {
             }
         };
         let mut sent = 0;
-        for slot in hub.slots.iter_mut() {
-            let Some(s) = slot else { continue };
+        for s in hub.slots.iter_mut().flatten() {
+            if s.kick.is_none() {
+                continue;
+            }
             if let Some(route) = &route {
                 if !s.session.wants(route, &self.users) {
                     continue;
@@ -384,7 +387,6 @@ impl Shared {
                     if let Some(kick) = s.kick.take() {
                         let _ = kick.send("too slow: event queue full");
                     }
-                    *slot = None;
                 }
                 // Its task has ended and will release the slot.
                 Err(mpsc::error::TrySendError::Closed(_)) => {}
@@ -453,8 +455,10 @@ impl Shared {
 
     /// Ends every client: each drains its queue, then closes (`pbxtap is stopping`).
     fn close_all(&self) {
-        for slot in self.lock().slots.iter_mut() {
-            *slot = None;
+        for slot in self.lock().slots.iter_mut().flatten() {
+            // Dropping the sender ends the queue once drained; the client's task then
+            // closes and releases the slot.
+            slot.tx = mpsc::channel(1).0;
         }
     }
 }

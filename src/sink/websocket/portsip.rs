@@ -264,7 +264,7 @@ impl Session {
         match route.topic {
             Topic::QueueEvents => {
                 user.may_see_queue(&route.queue)
-                    && (filter.is_empty() || filter.iter().any(|q| *q == route.queue))
+                    && (filter.is_empty() || filter.contains(&route.queue))
             }
             _ => filter.is_empty() || filter.iter().any(|e| route.concerns(e)),
         }

@@ -22,6 +22,10 @@ use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
 /// Connections between TCP accept and the end of the WebSocket handshake; more are
 /// closed at once. Bounds what slow or idle openers can hold.
 pub const MAX_PENDING_HANDSHAKES: usize = 32;
+/// Kernel send buffer of each client connection (Linux doubles it). Fixed instead of
+/// auto-tuned (up to 4 MiB), so a stalled client holds little kernel memory and is
+/// found out once its `client_queue` fills, not megabytes later.
+pub const SOCKET_SEND_BUFFER: usize = 32 * 1024;
 /// Time allowed for the TLS and WebSocket handshakes together.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most often a refused-connection warning is logged (the others are counted into it).
@@ -125,6 +129,7 @@ pub async fn accept_loop(
             (shared.clone(), tls.clone(), sink.clone(), refusals.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
+            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SOCKET_SEND_BUFFER);
             let handshake = async {
                 match tls {
                     Some(tls) => match tls.accept(stream).await {
@@ -154,19 +159,19 @@ pub async fn accept_loop(
 
 /// A connection past its handshake, plain or TLS, ready to serve.
 pub enum Upgraded {
-    Plain(client::Client<TcpStream>),
-    Tls(client::Client<tokio_rustls::server::TlsStream<TcpStream>>),
+    Plain(Box<client::Client<TcpStream>>),
+    Tls(Box<client::Client<tokio_rustls::server::TlsStream<TcpStream>>>),
 }
 
 impl From<client::Client<TcpStream>> for Upgraded {
     fn from(c: client::Client<TcpStream>) -> Self {
-        Upgraded::Plain(c)
+        Upgraded::Plain(Box::new(c))
     }
 }
 
 impl From<client::Client<tokio_rustls::server::TlsStream<TcpStream>>> for Upgraded {
     fn from(c: client::Client<tokio_rustls::server::TlsStream<TcpStream>>) -> Self {
-        Upgraded::Tls(c)
+        Upgraded::Tls(Box::new(c))
     }
 }
 
@@ -186,6 +191,8 @@ fn refuse(status: u16, message: &str) -> ErrorResponse {
 }
 
 /// The WebSocket handshake, with the request checked before the upgrade is answered.
+// The refusal type is tungstenite's (an HTTP response), returned once per refused request.
+#[allow(clippy::result_large_err)]
 async fn upgrade<S>(stream: S, addr: SocketAddr, shared: &Arc<Shared>) -> Result<Upgraded, String>
 where
     S: AsyncRead + AsyncWrite + Unpin,
@@ -206,7 +213,7 @@ where
                 ));
             }
             if let Err(r) = enswitch::check(target, &shared.authkey) {
-                if r != enswitch::Refusal::NotFound {
+                if r == enswitch::Refusal::WrongKey {
                     hub.limiter.failed(addr.ip(), now);
                 }
                 refused = Some(r.message());
