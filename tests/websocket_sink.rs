@@ -825,3 +825,147 @@ async fn wss_with_a_self_signed_certificate() {
     // Plain WS on a WSS port does not get through.
     assert!(tokio_tungstenite::connect_async(f.url("/")).await.is_err());
 }
+
+/// `pbxtap run` with a websocket sink: a config file, the real binary, the AMI peer.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon(ami: &str, extra: &str) -> Daemon {
+    let port = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "host = \"pbx1\"\n[ami]\naddress = \"{ami}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+             reconnect_min_ms = 100\nreconnect_max_secs = 1\n\
+             [[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(common::pbxtap_bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_port(port, WAIT);
+    Daemon {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn pbxtap_run_serves_the_feed_with_asterisk_down_and_then_up() {
+    // Nothing listens on the AMI port: pbxtap still starts and serves the feed.
+    let d = daemon(&format!("127.0.0.1:{}", common::free_port()), "");
+    let url = |key: &str| format!("ws://127.0.0.1:{}/events/websocket/?authkey={key}", d.port);
+    assert_eq!(refused(&url("wrong")).await, 403);
+    connect(&url(KEY)).await;
+    drop(d);
+
+    // With Asterisk up (the replaying peer, paced so the client is connected first).
+    let mut rc = ReplayConfig::new(vec![fixture("02-call-answered.ami")]);
+    rc.pace = Some(Duration::from_millis(20));
+    let peer = replay::start(rc).await.unwrap();
+    let d = daemon(&peer.address, "");
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{}/events/websocket/?authkey={KEY}",
+        d.port
+    ))
+    .await;
+    let frames = until(&mut ws, |v| v["class"] == "call" && v["event"] == "end").await;
+    let end = frames.last().unwrap();
+    assert_eq!(end["callid"], "1795376847.2");
+    assert_eq!(end["host"], "pbx1");
+    // SIGTERM: the bus closes and the client is told why.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c.map(|c| c.reason.to_string()),
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no close after SIGTERM");
+    assert_eq!(reason.as_deref(), Some("pbxtap is stopping"));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Figures for docs/websocket.md: resident memory of `pbxtap run` idle, with `max_clients`
+/// connected, and after a recording was fanned out to all of them.
+/// `cargo test --release --test websocket_sink -- --ignored --nocapture measure`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: run by hand"]
+async fn measure_memory_with_many_clients() {
+    const CLIENTS: usize = 64;
+    const CALLS: usize = 50;
+    let mut rc = ReplayConfig::new(vec![
+        fixture("derived/02-call-answered-x-headers.ami");
+        CALLS
+    ]);
+    rc.pace = Some(Duration::from_millis(2));
+    let peer = replay::start(rc).await.unwrap();
+    let d = daemon(&peer.address, "max_clients = 64\nclient_queue = 256\n");
+    let pid = d.child.id();
+    let idle = rss_kib(pid);
+    let url = format!("ws://127.0.0.1:{}/events/websocket/?authkey={KEY}", d.port);
+    let frames = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..CLIENTS {
+        let mut ws = connect(&url).await;
+        let frames = frames.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(_)) = ws.next().await {
+                frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    let connected = rss_kib(pid);
+    let t0 = std::time::Instant::now();
+    while peer.stats.sent.load(std::sync::atomic::Ordering::Relaxed) < peer.total {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = frames.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let after = rss_kib(pid);
+    println!(
+        "pbxtap run RSS: idle {idle} KiB; {CLIENTS} clients connected {connected} KiB; \
+         after {last} frames delivered in {:?}: {after} KiB",
+        t0.elapsed()
+    );
+}
