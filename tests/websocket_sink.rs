@@ -969,3 +969,22 @@ async fn measure_memory_with_many_clients() {
         t0.elapsed()
     );
 }
+
+#[test]
+fn the_demo_announces_its_websocket_feed() {
+    let out = std::process::Command::new(common::pbxtap_bin())
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let url = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("demo: WebSocket feed at "))
+        .unwrap_or_else(|| panic!("no feed announced: {stderr}"));
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/events/websocket/?authkey=demo"),
+        "{url}"
+    );
+}

@@ -26,6 +26,9 @@ pub const MAX_PENDING_HANDSHAKES: usize = 32;
 /// auto-tuned (up to 4 MiB), so a stalled client holds little kernel memory and is
 /// found out once its `client_queue` fills, not megabytes later.
 pub const SOCKET_SEND_BUFFER: usize = 32 * 1024;
+/// TCP keepalive of client connections: idle this long, then probed every
+/// `KEEPALIVE / 6`; a vanished client (no FIN, e.g. powered off) frees its slot.
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Time allowed for the TLS and WebSocket handshakes together.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Most often a refused-connection warning is logged (the others are counted into it).
@@ -129,7 +132,13 @@ pub async fn accept_loop(
             (shared.clone(), tls.clone(), sink.clone(), refusals.clone());
         tokio::spawn(async move {
             let _ = stream.set_nodelay(true);
-            let _ = socket2::SockRef::from(&stream).set_send_buffer_size(SOCKET_SEND_BUFFER);
+            let sock = socket2::SockRef::from(&stream);
+            let _ = sock.set_send_buffer_size(SOCKET_SEND_BUFFER);
+            let _ = sock.set_tcp_keepalive(
+                &socket2::TcpKeepalive::new()
+                    .with_time(KEEPALIVE)
+                    .with_interval(KEEPALIVE / 6),
+            );
             let handshake = async {
                 match tls {
                     Some(tls) => match tls.accept(stream).await {
