@@ -411,7 +411,8 @@ impl Shared {
                 tracing::warn!(sink, client = %addr, failures, "PortSIP login failed");
             }
         } else if let (portsip::Reply::Ok, Some(u)) = (&out.reply, slot.session.user()) {
-            tracing::debug!(sink, client = %addr, user = %self.users[u].username, command = %text.chars().take(64).collect::<String>(), "PortSIP command");
+            // Never the command text: an auth command holds a password.
+            tracing::debug!(sink, client = %addr, user = %self.users[u].username, snapshot = out.queue_snapshot, "PortSIP command accepted");
         }
         let mut frames = vec![Utf8Bytes::from(out.reply.to_json())];
         if out.queue_snapshot {
