@@ -988,3 +988,43 @@ fn the_demo_announces_its_websocket_feed() {
         "{url}"
     );
 }
+
+#[tokio::test]
+async fn portsip_hold_unhold_and_noanswer_from_recordings() {
+    let f = feed(portsip()).await;
+    let mut ws = connect(&f.url("/")).await;
+    login(&mut ws, "101", "pw101").await;
+    command(
+        &mut ws,
+        r#"{"command":"subscribe","topics":["extension_events"],"extensions":["101"]}"#,
+    )
+    .await;
+    f.replay(
+        &["03-call-hold-unhold.ami", "07-call-noanswer-timeout.ami"],
+        1,
+        None,
+    )
+    .await;
+    let first = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    let held = first
+        .iter()
+        .find(|v| v["event_type"] == "call_hold")
+        .unwrap();
+    assert_eq!(held["aor"], "sip:101@pbx.local");
+    assert_eq!(held["peer_aor"], "sip:102@pbx.local");
+    assert_eq!(held["call_id"], "1795376859.4");
+    let unheld = first
+        .iter()
+        .find(|v| v["event_type"] == "call_unhold")
+        .unwrap();
+    assert_eq!(unheld["peer_aor"], "sip:102@pbx.local");
+    let second = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    let noanswer = second
+        .iter()
+        .find(|v| v["event_type"] == "call_noanswer")
+        .unwrap();
+    assert_eq!(noanswer["call_id"], "1795376899.10");
+    assert_eq!(noanswer["call_target"], "");
+    assert_eq!(noanswer["caller"], "sip:101@pbx.local");
+    assert_eq!(noanswer["callee"], "sip:102@pbx.local");
+}
