@@ -257,6 +257,8 @@ struct Shared {
     client_queue: usize,
     max_frame: usize,
     hub: Mutex<Hub>,
+    /// Woken whenever a client's slot is released.
+    released: tokio::sync::Notify,
 }
 
 /// Connected clients and the PortSIP state, locked together so a `queue_status` snapshot
@@ -267,6 +269,8 @@ struct Hub {
     next_id: u64,
     portsip: Box<portsip_dialect::State>,
     limiter: limit::AuthLimiter,
+    /// The bus has closed: no new clients.
+    closing: bool,
 }
 
 struct Slot {
@@ -287,6 +291,37 @@ struct Admitted {
 }
 
 impl Shared {
+    fn new(cfg: &WebsocketSinkConfig, host: &str) -> Self {
+        let users = cfg
+            .users
+            .iter()
+            .map(|u| User {
+                username: u.username.clone(),
+                domain: u.domain.clone(),
+                password: u.password.clone().unwrap_or_default(),
+                role: u.role,
+                queues: u.queues.clone(),
+            })
+            .collect();
+        Shared {
+            protocol: cfg.protocol,
+            authkey: cfg.authkey.clone().unwrap_or_default(),
+            users,
+            domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
+            tenant_id: cfg.tenant_id.clone().unwrap_or_else(|| host.to_string()),
+            client_queue: cfg.client_queue,
+            max_frame: cfg.max_frame,
+            hub: Mutex::new(Hub {
+                slots: (0..cfg.max_clients).map(|_| None).collect(),
+                next_id: 0,
+                portsip: Box::default(),
+                limiter: limit::AuthLimiter::default(),
+                closing: false,
+            }),
+            released: tokio::sync::Notify::new(),
+        }
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
         // A panic while holding the lock cannot leave the hub half-updated in a way that
         // matters more than stopping the feed; keep serving.
@@ -303,6 +338,9 @@ impl Shared {
     /// Takes a free slot for a client at `addr`, or `None` when all are taken.
     fn admit(&self, addr: SocketAddr) -> Option<Admitted> {
         let mut hub = self.lock();
+        if hub.closing {
+            return None;
+        }
         let free = hub.slots.iter().position(Option::is_none)?;
         hub.next_id += 1;
         let id = hub.next_id;
@@ -345,6 +383,12 @@ impl Shared {
     fn fan_out(&self, ev: &Event, buf: &mut Encoded, sink: &str) -> usize {
         let mut hub = self.lock();
         let hub = &mut *hub;
+        if self.protocol == Protocol::Portsip {
+            hub.portsip.observe(ev);
+        }
+        if hub.slots.iter().all(Option::is_none) {
+            return 0;
+        }
         let (frame, route) = match self.protocol {
             Protocol::Enswitch => {
                 if let Err(e) = enswitch_dialect::encode_json(ev, buf) {
@@ -354,7 +398,6 @@ impl Shared {
                 (frame(buf), None)
             }
             Protocol::Portsip => {
-                hub.portsip.observe(ev);
                 match portsip_dialect::encode(ev, &hub.portsip, &self.context(), buf) {
                     Ok(Some(route)) => (frame(buf), Some(route)),
                     Ok(None) => return 0,
@@ -456,7 +499,9 @@ impl Shared {
 
     /// Ends every client: each drains its queue, then closes (`pbxtap is stopping`).
     fn close_all(&self) {
-        for slot in self.lock().slots.iter_mut().flatten() {
+        let mut hub = self.lock();
+        hub.closing = true;
+        for slot in hub.slots.iter_mut().flatten() {
             // Dropping the sender ends the queue once drained; the client's task then
             // closes and releases the slot.
             slot.tx = mpsc::channel(1).0;
@@ -494,33 +539,7 @@ impl WebsocketSink {
         let listener = tokio::net::TcpListener::bind(&address)
             .await
             .map_err(|source| WebsocketSinkError::Listen { address, source })?;
-        let host = publisher.host().as_str();
-        let users = cfg
-            .users
-            .iter()
-            .map(|u| User {
-                username: u.username.clone(),
-                domain: u.domain.clone(),
-                password: u.password.clone().unwrap_or_default(),
-                role: u.role,
-                queues: u.queues.clone(),
-            })
-            .collect();
-        let shared = Arc::new(Shared {
-            protocol: cfg.protocol,
-            authkey: cfg.authkey.clone().unwrap_or_default(),
-            users,
-            domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
-            tenant_id: cfg.tenant_id.clone().unwrap_or_else(|| host.to_string()),
-            client_queue: cfg.client_queue,
-            max_frame: cfg.max_frame,
-            hub: Mutex::new(Hub {
-                slots: (0..cfg.max_clients).map(|_| None).collect(),
-                next_id: 0,
-                portsip: Box::default(),
-                limiter: limit::AuthLimiter::default(),
-            }),
-        });
+        let shared = Arc::new(Shared::new(cfg, publisher.host()));
         Ok(WebsocketSink {
             shared,
             listener,
@@ -558,6 +577,22 @@ impl WebsocketSink {
             "bus closed: closing clients"
         );
         self.shared.close_all();
+        // Give them the time a close takes; the daemon's drain deadline bounds this too.
+        let deadline = tokio::time::Instant::now() + client::CLOSE_TIMEOUT;
+        loop {
+            let released = self.shared.released.notified();
+            if self.shared.clients() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                tracing::warn!(
+                    sink,
+                    clients = self.shared.clients(),
+                    "clients not closed in time"
+                );
+                break;
+            }
+        }
     }
 }
 
@@ -566,7 +601,113 @@ const _: () = assert!(dialect::MAX_ENCODED_LEN <= portsip_dialect::MAX_SNAPSHOT_
 
 #[cfg(test)]
 mod tests {
+    use super::*;
     use crate::config::Config;
+    use crate::event::{text, AmiLink, Body, Presence, QueueCaller};
+
+    fn ev(body: Body) -> Event {
+        Event::new(1_000_000, &text("h"), body)
+    }
+
+    fn link() -> Body {
+        Body::AmiConnected(AmiLink::default())
+    }
+
+    #[test]
+    fn a_full_queue_kicks_only_that_client_and_keeps_its_slot_until_released() {
+        let cfg = WebsocketSinkConfig {
+            client_queue: 2,
+            max_clients: 2,
+            authkey: Some("k".into()),
+            ..Default::default()
+        };
+        let shared = Shared::new(&cfg, "h");
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut slow = shared.admit(addr).unwrap();
+        let mut fast = shared.admit(addr).unwrap();
+        assert!(shared.admit(addr).is_none(), "max_clients");
+        let mut buf = Encoded::new();
+        for _ in 0..5 {
+            shared.fan_out(&ev(link()), &mut buf, "t");
+            let frame = fast.rx.try_recv().unwrap();
+            assert!(frame.starts_with(r#"{"class":"system","event":"ami_connected""#));
+        }
+        assert_eq!(slow.kick.try_recv(), Ok("too slow: event queue full"));
+        let mut queued = 0;
+        while slow.rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 2, "nothing more after the kick");
+        assert_eq!(shared.clients(), 2);
+        shared.release(slow.id);
+        assert_eq!(shared.clients(), 1);
+        shared.close_all();
+        assert!(shared.admit(addr).is_none(), "closing");
+        assert!(matches!(
+            fast.rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn portsip_fan_out_follows_each_session_and_snapshots_come_with_the_reply() {
+        let cfg = WebsocketSinkConfig {
+            protocol: Protocol::Portsip,
+            users: vec![UserConfig {
+                username: "101".into(),
+                domain: "d".into(),
+                password: Some("pw".into()),
+                password_file: None,
+                role: Role::Extension,
+                queues: vec!["q1".into()],
+            }],
+            ..Default::default()
+        };
+        let shared = Shared::new(&cfg, "h");
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut a = shared.admit(addr).unwrap();
+        let mut buf = Encoded::new();
+        let presence = |ext: &str| {
+            ev(Body::EndpointPresence(Presence {
+                extension: text(ext),
+                state: "available",
+                ..Default::default()
+            }))
+        };
+        // Not logged in: nothing.
+        shared.fan_out(&presence("102"), &mut buf, "t");
+        assert!(a.rx.try_recv().is_err());
+        let auth = r#"{"command":"auth","username":"101","domain":"d","password":"pw"}"#;
+        assert_eq!(shared.command(a.id, addr, auth, "t"), [r#"{"status":0}"#]);
+        let sub = r#"{"command":"subscribe","topics":["extension_events"],"extensions":["102"]}"#;
+        shared.command(a.id, addr, sub, "t");
+        shared.fan_out(&presence("103"), &mut buf, "t");
+        shared.fan_out(&presence("102"), &mut buf, "t");
+        assert!(a.rx.try_recv().unwrap().contains("sip:102@h"));
+        assert!(a.rx.try_recv().is_err());
+        // Queue state is kept while nobody listens, and sent as a snapshot on subscribe.
+        shared.fan_out(
+            &ev(Body::QueueCallerJoined(QueueCaller {
+                queue: text("q1"),
+                call_id: text("1.1"),
+                caller: text("555"),
+                position: 1,
+                ..Default::default()
+            })),
+            &mut buf,
+            "t",
+        );
+        let frames = shared.command(
+            a.id,
+            addr,
+            r#"{"command":"subscribe","topics":["queue_events"]}"#,
+            "t",
+        );
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames[1].starts_with(r#"{"event_type":"queue_status""#));
+        assert!(frames[1].contains(r#""caller_number":"555""#));
+        assert!(a.rx.try_recv().is_err());
+    }
 
     fn no_env(_: &str) -> Option<String> {
         None

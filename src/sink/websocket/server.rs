@@ -75,7 +75,7 @@ struct RefusalLog {
 }
 
 impl RefusalLog {
-    fn note(&mut self, sink: &str, addr: SocketAddr, why: &str) {
+    fn note(&mut self, sink: &str, client: &dyn std::fmt::Display, why: &str) {
         let now = Instant::now();
         if self
             .last
@@ -84,7 +84,7 @@ impl RefusalLog {
             self.suppressed += 1;
             return;
         }
-        tracing::warn!(sink, client = %addr, reason = why, suppressed = self.suppressed, "connection refused");
+        tracing::warn!(sink, %client, reason = why, suppressed = self.suppressed, "connection refused");
         self.last = Some(now);
         self.suppressed = 0;
     }
@@ -114,7 +114,7 @@ pub async fn accept_loop(
                 Ok(c) => c,
                 Err(e) => {
                     // Out of file descriptors and the like: back off a little.
-                    accept_errors.note(&sink, "0.0.0.0:0".parse().expect("literal address"), &e.to_string());
+                    accept_errors.note(&sink, &"(accept)", &e.to_string());
                     tokio::time::sleep(Duration::from_millis(100)).await;
                     continue;
                 }
@@ -123,7 +123,7 @@ pub async fn accept_loop(
         let Ok(permit) = pending.clone().try_acquire_owned() else {
             refusals.lock().unwrap_or_else(|e| e.into_inner()).note(
                 &sink,
-                addr,
+                &addr,
                 "too many handshakes in progress",
             );
             continue;
@@ -155,10 +155,10 @@ pub async fn accept_loop(
                 Ok(Err(why)) => refusals
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
-                    .note(&sink, addr, &why),
+                    .note(&sink, &addr, &why),
                 Err(_) => refusals.lock().unwrap_or_else(|e| e.into_inner()).note(
                     &sink,
-                    addr,
+                    &addr,
                     "handshake not finished in time",
                 ),
             }
