@@ -489,6 +489,29 @@ mod tests {
     }
 
     #[test]
+    fn the_seed_commands_as_written_multi_line() {
+        let u = vec![User {
+            username: "testuser".into(),
+            domain: "portsip.io".into(),
+            password: "111111".into(),
+            role: Role::Extension,
+            queues: vec!["8001".into(), "8002".into()],
+        }];
+        let mut s = Session::default();
+        let auth = "{\n\"command\":\"auth\",\n\"username\":\"testuser\",\n\"domain\":\"portsip.io\",\n\"password\":\"111111\"\n}";
+        assert_eq!(s.handle(auth, &u, true).reply, Reply::Ok);
+        let sub = "\n{\n\"command\":\"subscribe\",\n\"topics\":[\n \"extension_events\"\n],\n\"extensions\":[\n\"102\",\n\"103\"] \n}";
+        assert_eq!(s.handle(sub, &u, true).reply, Reply::Ok);
+        assert!(s.wants(&ext_route(&["103"]), &u));
+        let queues = "{\n\"command\":\"subscribe\",\n\"topics\":[ \"queue_events\" ],\n\"queues\":\n[\n\"8001\",\n\"8002\"\n]  \n}";
+        let out = s.handle(queues, &u, true);
+        assert_eq!(out.reply, Reply::Ok);
+        assert!(out.queue_snapshot);
+        let unsub = "{\n\"command\":\"unsubscribe\",\n\"topics\":[ \"cdr_events\" ] \n}";
+        assert_eq!(s.handle(unsub, &u, true).reply, Reply::Ok);
+    }
+
+    #[test]
     fn queues_only_for_members_and_admins() {
         let u = users();
         let mut s = Session::default();
