@@ -1028,3 +1028,54 @@ async fn portsip_hold_unhold_and_noanswer_from_recordings() {
     assert_eq!(noanswer["caller"], "sip:101@pbx.local");
     assert_eq!(noanswer["callee"], "sip:102@pbx.local");
 }
+
+/// Figure for docs/websocket.md: how fast the feed fans a recorded stream out to many
+/// clients (in process: recorded AMI parsed and normalized onto the bus, 16 clients).
+/// `cargo test --test websocket_sink -- --ignored --nocapture measure_fan_out`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: run by hand"]
+async fn measure_fan_out_rate() {
+    const CLIENTS: usize = 16;
+    const TIMES: usize = 200;
+    let f = feed(WebsocketSinkConfig {
+        client_queue: 4096,
+        ..enswitch()
+    })
+    .await;
+    let url = f.url(&format!("/events/websocket/?authkey={KEY}"));
+    let mut readers = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut ws = connect(&url).await;
+        readers.push(tokio::spawn(async move {
+            let mut ends = 0;
+            let mut frames = 0usize;
+            while ends < TIMES {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        frames += 1;
+                        if t.contains(r#""class":"call","event":"end""#) {
+                            ends += 1;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("reader ended: {other:?}"),
+                }
+            }
+            frames
+        }));
+    }
+    let t0 = std::time::Instant::now();
+    let published = f
+        .publish("derived/02-call-answered-x-headers.ami", TIMES)
+        .await;
+    let mut delivered = 0;
+    for r in readers {
+        delivered += r.await.unwrap();
+    }
+    let took = t0.elapsed();
+    println!(
+        "fan-out: {published} events to {CLIENTS} clients, {delivered} frames in {took:?}: \
+         {:.0} frames/s",
+        delivered as f64 / took.as_secs_f64()
+    );
+}
