@@ -53,6 +53,28 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
+    /// Sends one frame, unless the client is kicked meanwhile. `Err` ends the connection,
+    /// with the close frame to try to send.
+    async fn send(&mut self, msg: Message, sink: &str) -> Result<(), Option<CloseFrame>> {
+        tokio::select! {
+            biased;
+            r = &mut self.kick => Err(close(r.unwrap_or("closed"), CloseCode::Policy)),
+            sent = self.ws.send(msg) => sent.map_err(|e| {
+                tracing::debug!(sink, client = %self.addr, error = %e, "send failed");
+                None
+            }),
+        }
+    }
+
+    /// Sends a command's reply: like [`send`](Self::send), and a client that does not
+    /// take its replies within `CLOSE_TIMEOUT` is closed (replies bypass the queue).
+    async fn reply(&mut self, msg: Message, sink: &str) -> Result<(), Option<CloseFrame>> {
+        match tokio::time::timeout(CLOSE_TIMEOUT, self.send(msg, sink)).await {
+            Ok(r) => r,
+            Err(_) => Err(close("not reading replies", CloseCode::Policy)),
+        }
+    }
+
     pub async fn serve(mut self, shared: &Arc<Shared>, sink: &str) {
         let _release = Release {
             shared,
@@ -72,31 +94,30 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                 }
                 msg = self.rx.recv() => match msg {
                     Some(frame) => {
-                        tokio::select! {
-                            biased;
-                            r = &mut self.kick => break close(r.unwrap_or("closed"), CloseCode::Policy),
-                            sent = self.ws.send(Message::Text(frame)) => if let Err(e) = sent {
-                                tracing::debug!(sink, client = %self.addr, error = %e, "send failed");
-                                break None;
-                            }
+                        if let Err(reason) = self.send(Message::Text(frame), sink).await {
+                            break reason;
                         }
                     }
                     None => break close("pbxtap is stopping", CloseCode::Away),
                 },
                 incoming = self.ws.next() => match incoming {
                     Some(Ok(Message::Text(text))) if shared.protocol == Protocol::Portsip => {
+                        let mut ended = None;
                         for reply in shared.command(self.id, self.addr, &text, sink) {
-                            if let Err(e) = self.ws.send(Message::Text(reply)).await {
-                                tracing::debug!(sink, client = %self.addr, error = %e, "reply failed");
-                                return;
+                            if let Err(reason) = self.reply(Message::Text(reply), sink).await {
+                                ended = Some(reason);
+                                break;
                             }
+                        }
+                        if let Some(reason) = ended {
+                            break reason;
                         }
                         logged_in = logged_in || shared.is_logged_in(self.id);
                     }
                     Some(Ok(Message::Binary(_))) if shared.protocol == Protocol::Portsip => {
                         let reply = super::portsip::Reply::Error("send commands as text frames".into());
-                        if self.ws.send(Message::text(reply.to_json())).await.is_err() {
-                            return;
+                        if let Err(reason) = self.reply(Message::text(reply.to_json()), sink).await {
+                            break reason;
                         }
                     }
                     Some(Ok(Message::Close(_))) | None => break None,
