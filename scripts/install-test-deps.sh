@@ -10,6 +10,7 @@ packages=(
   coreutils     # tests/watchdog.rs: `sleep` stands in for Asterisk, `date` stamps restarts
   util-linux    # tests/systemd_notify.rs: `unshare` gives pbxtap a private mount namespace
   mount         # tests/systemd_notify.rs: `mount --bind` puts a test socket at journald's path
+  python3-websockets  # tests/websocket_sink.rs: an independent WebSocket client
 )
 
 missing=()

@@ -14,6 +14,7 @@ use crate::bus::Bus;
 use crate::config::{AmiAuth, Config};
 use crate::event;
 use crate::normalize::{NormalizeConfig, Normalizer};
+use crate::sink::websocket::{WebsocketSink, WebsocketSinkConfig};
 use crate::sink::{self, SinkConfig};
 use crate::tap::Tap;
 use crate::watchdog::Watchdog;
@@ -28,6 +29,35 @@ const DEMO_RECORDINGS: &[&[u8]] = &[
     include_bytes!("../tests/fixtures/ami/07-call-noanswer-timeout.ami"),
     include_bytes!("../tests/fixtures/ami/11-queue-answered.ami"),
 ];
+
+/// Where `pbxtap demo` serves its events as an Enswitch-style WebSocket feed (any free
+/// loopback port when this one is taken), and the key it asks for.
+const DEMO_WEBSOCKET: &str = "127.0.0.1:4875";
+const DEMO_AUTHKEY: &str = "demo";
+
+/// The demo's WebSocket feed, announced on stderr; the demo goes on without it if it
+/// cannot listen.
+async fn demo_websocket(bus: &Bus) -> Option<(String, JoinHandle<()>)> {
+    for listen in [DEMO_WEBSOCKET, "127.0.0.1:0"] {
+        let cfg = WebsocketSinkConfig {
+            listen: Some(listen.into()),
+            authkey: Some(DEMO_AUTHKEY.into()),
+            ..Default::default()
+        };
+        match WebsocketSink::new(&cfg, bus.publisher()).await {
+            Ok(sink) => {
+                if let Ok(addr) = sink.local_addr() {
+                    eprintln!("demo: WebSocket feed at ws://{addr}/events/websocket/?authkey={DEMO_AUTHKEY}");
+                }
+                let name = "websocket#demo".to_string();
+                let rx = bus.subscribe(&name);
+                return Some((name, tokio::spawn(sink.run(rx))));
+            }
+            Err(e) => tracing::debug!(listen, error = %e, "demo WebSocket feed not served here"),
+        }
+    }
+    None
+}
 
 /// Starts every configured sink, subscribed to the bus.
 async fn start_sinks(cfg: &Config, bus: &Bus) -> anyhow::Result<Vec<(String, JoinHandle<()>)>> {
@@ -262,7 +292,8 @@ async fn reload(
 }
 
 /// `pbxtap demo`: replays the embedded recordings through a fake Asterisk on loopback and
-/// the real pipeline (AMI client, normalizer, bus) to the stdout sink.
+/// the real pipeline (AMI client, normalizer, bus) to the stdout sink, and serves them as
+/// an Enswitch WebSocket feed on loopback.
 pub async fn demo() -> anyhow::Result<()> {
     let mut rc = ReplayConfig::new(DEMO_RECORDINGS.iter().map(|r| r.to_vec()).collect());
     rc.close_after_replay = true;
@@ -280,7 +311,8 @@ pub async fn demo() -> anyhow::Result<()> {
     cfg.ami.auth = AmiAuth::Md5;
     cfg.buffers.per_sink = 4096;
     let bus = Arc::new(Bus::new(cfg.buffers.per_sink, event::text(&cfg.host)));
-    let sinks = start_sinks(&cfg, &bus).await?;
+    let mut sinks = start_sinks(&cfg, &bus).await?;
+    sinks.extend(demo_websocket(&bus).await);
     let health = AmiHealth::default();
     let mut tap = Tap::new(
         Normalizer::new(NormalizeConfig::default()),

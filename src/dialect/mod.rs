@@ -5,6 +5,7 @@
 
 pub mod enswitch;
 pub mod native;
+pub mod portsip;
 pub mod routr;
 
 /// Largest encoded event, in bytes. Events are written into buffers of this size; an

@@ -1,0 +1,507 @@
+//! WebSocket sink: a feed server. `protocol = "enswitch"` serves Enswitch / ASTPP's
+//! `/events/websocket/?authkey=KEY` (every event, enswitch dialect); `protocol = "portsip"`
+//! serves PortSIP's Pub/Sub (auth, subscribe with topics and filters; portsip dialect).
+//!
+//! Flow: the sink reads its bus ring, encodes each event once, and offers it to every
+//! client that wants it through the client's own fixed-capacity queue (`try_send`: the
+//! sink never waits on a client). A client whose queue is full is disconnected with a
+//! close reason; the others carry on.
+//!
+//! Layout: `config` the settings, `server` accepts (TLS, checks before the upgrade),
+//! `client` runs one connection, `enswitch` / `portsip` are the protocols' pure logic,
+//! `limit` the failed-login limit.
+
+mod client;
+mod config;
+pub mod enswitch;
+mod limit;
+pub mod portsip;
+mod server;
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+
+use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+use crate::bus::{Publisher, SinkRx};
+use crate::dialect::{self, enswitch as enswitch_dialect, portsip as portsip_dialect, Encoded};
+use crate::event::Event;
+pub use config::{Protocol, UserConfig, WebsocketSinkConfig};
+use portsip::{Session, User};
+
+#[derive(Debug, thiserror::Error)]
+pub enum WebsocketSinkError {
+    #[error("cannot listen on {address}: {source} (is another program using the port?)")]
+    Listen {
+        address: String,
+        source: std::io::Error,
+    },
+    #[error("TLS: cannot read {path}: {message}")]
+    TlsFile { path: PathBuf, message: String },
+    #[error("TLS: certificate and key do not work together: {0}")]
+    Tls(#[from] rustls::Error),
+}
+
+/// What every connection shares: settings, and the hub behind one lock.
+struct Shared {
+    protocol: Protocol,
+    authkey: String,
+    users: Vec<User>,
+    domain: String,
+    tenant_id: String,
+    client_queue: usize,
+    max_frame: usize,
+    hub: Mutex<Hub>,
+    /// Woken whenever a client's slot is released.
+    released: tokio::sync::Notify,
+}
+
+/// Connected clients and the PortSIP state, locked together so a `queue_status` snapshot
+/// and the events after it reach a client in order.
+struct Hub {
+    /// `max_clients` slots, fixed at start.
+    slots: Vec<Option<Slot>>,
+    next_id: u64,
+    portsip: Box<portsip_dialect::State>,
+    limiter: limit::AuthLimiter,
+    /// The bus has closed: no new clients.
+    closing: bool,
+}
+
+struct Slot {
+    id: u64,
+    addr: SocketAddr,
+    tx: mpsc::Sender<Utf8Bytes>,
+    /// Tells the client's task to close with this reason (its queue is full). Taken when
+    /// used: the slot then gets no more events, and stays taken until the task ends.
+    kick: Option<oneshot::Sender<&'static str>>,
+    session: Session,
+}
+
+/// A client's ends, handed to its task when its slot is taken.
+struct Admitted {
+    id: u64,
+    rx: mpsc::Receiver<Utf8Bytes>,
+    kick: oneshot::Receiver<&'static str>,
+}
+
+impl Shared {
+    fn new(cfg: &WebsocketSinkConfig, host: &str) -> Self {
+        let users = cfg
+            .users
+            .iter()
+            .map(|u| User {
+                username: u.username.clone(),
+                domain: u.domain.clone(),
+                password: u.password.clone().unwrap_or_default(),
+                role: u.role,
+                queues: u.queues.clone(),
+            })
+            .collect();
+        Shared {
+            protocol: cfg.protocol,
+            authkey: cfg.authkey.clone().unwrap_or_default(),
+            users,
+            domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
+            tenant_id: cfg.tenant_id.clone().unwrap_or_else(|| host.to_string()),
+            client_queue: cfg.client_queue,
+            max_frame: cfg.max_frame,
+            hub: Mutex::new(Hub {
+                slots: (0..cfg.max_clients).map(|_| None).collect(),
+                next_id: 0,
+                portsip: Box::default(),
+                limiter: limit::AuthLimiter::default(),
+                closing: false,
+            }),
+            released: tokio::sync::Notify::new(),
+        }
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Hub> {
+        // A panic while holding the lock cannot leave the hub half-updated in a way that
+        // matters more than stopping the feed; keep serving.
+        self.hub.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn context(&self) -> portsip_dialect::Context<'_> {
+        portsip_dialect::Context {
+            domain: &self.domain,
+            tenant_id: &self.tenant_id,
+        }
+    }
+
+    /// Takes a free slot for a client at `addr`, or `None` when all are taken.
+    fn admit(&self, addr: SocketAddr) -> Option<Admitted> {
+        let mut hub = self.lock();
+        if hub.closing {
+            return None;
+        }
+        let free = hub.slots.iter().position(Option::is_none)?;
+        hub.next_id += 1;
+        let id = hub.next_id;
+        let (tx, rx) = mpsc::channel(self.client_queue);
+        let (kick_tx, kick) = oneshot::channel();
+        hub.slots[free] = Some(Slot {
+            id,
+            addr,
+            tx,
+            kick: Some(kick_tx),
+            session: Session::default(),
+        });
+        Some(Admitted { id, rx, kick })
+    }
+
+    fn release(&self, id: u64) {
+        let mut hub = self.lock();
+        if let Some(s) = hub
+            .slots
+            .iter_mut()
+            .find(|s| s.as_ref().is_some_and(|s| s.id == id))
+        {
+            *s = None;
+        }
+    }
+
+    fn is_logged_in(&self, id: u64) -> bool {
+        self.lock()
+            .slots
+            .iter()
+            .flatten()
+            .any(|s| s.id == id && s.session.authenticated())
+    }
+
+    fn clients(&self) -> usize {
+        self.lock().slots.iter().flatten().count()
+    }
+
+    /// Offers one event to every client that wants it. Returns how many took it.
+    fn fan_out(&self, ev: &Event, buf: &mut Encoded, sink: &str) -> usize {
+        let mut hub = self.lock();
+        let hub = &mut *hub;
+        if self.protocol == Protocol::Portsip {
+            hub.portsip.observe(ev);
+        }
+        if hub.slots.iter().all(Option::is_none) {
+            return 0;
+        }
+        let (frame, route) = match self.protocol {
+            Protocol::Enswitch => {
+                if let Err(e) = enswitch_dialect::encode_json(ev, buf) {
+                    tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
+                    return 0;
+                }
+                (frame(buf), None)
+            }
+            Protocol::Portsip => {
+                match portsip_dialect::encode(ev, &hub.portsip, &self.context(), buf) {
+                    Ok(Some(route)) => (frame(buf), Some(route)),
+                    Ok(None) => return 0,
+                    Err(e) => {
+                        tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
+                        return 0;
+                    }
+                }
+            }
+        };
+        let mut sent = 0;
+        for s in hub.slots.iter_mut().flatten() {
+            if s.kick.is_none() {
+                continue;
+            }
+            if let Some(route) = &route {
+                if !s.session.wants(route, &self.users) {
+                    continue;
+                }
+            }
+            match s.tx.try_send(frame.clone()) {
+                Ok(()) => sent += 1,
+                Err(mpsc::error::TrySendError::Full(_)) => {
+                    tracing::warn!(
+                        sink,
+                        client = %s.addr,
+                        queue = self.client_queue,
+                        "client too slow: its queue is full; disconnecting it"
+                    );
+                    if let Some(kick) = s.kick.take() {
+                        let _ = kick.send("too slow: event queue full");
+                    }
+                }
+                // Its task has ended and will release the slot.
+                Err(mpsc::error::TrySendError::Closed(_)) => {}
+            }
+        }
+        sent
+    }
+
+    /// Handles a PortSIP client's text frame: the reply, then any `queue_status` snapshots.
+    fn command(&self, id: u64, addr: SocketAddr, text: &str, sink: &str) -> Vec<Utf8Bytes> {
+        let now = std::time::Instant::now();
+        let mut hub = self.lock();
+        let hub = &mut *hub;
+        let allowed = hub.limiter.allowed(addr.ip(), now);
+        let Some(slot) = hub.slots.iter_mut().flatten().find(|s| s.id == id) else {
+            return Vec::new();
+        };
+        let out = slot.session.handle(text, &self.users, allowed);
+        if out.auth_failed {
+            let failures = hub.limiter.failed(addr.ip(), now);
+            if failures == 1 || failures == limit::MAX_FAILURES {
+                tracing::warn!(sink, client = %addr, failures, "PortSIP login failed");
+            }
+        } else if let (portsip::Reply::Ok, Some(u)) = (&out.reply, slot.session.user()) {
+            // Never the command text: an auth command holds a password.
+            tracing::debug!(sink, client = %addr, user = %self.users[u].username, snapshot = out.queue_snapshot, "PortSIP command accepted");
+        }
+        let mut frames = vec![Utf8Bytes::from(out.reply.to_json())];
+        if out.queue_snapshot {
+            let mut names: Vec<&str> = hub.portsip.queues().map(|q| q.name.as_str()).collect();
+            if let Some(u) = slot.session.user() {
+                for q in &self.users[u].queues {
+                    if !names.contains(&q.as_str()) {
+                        names.push(q);
+                    }
+                }
+            }
+            let mut buf = Vec::new();
+            for name in names {
+                if !slot.session.wants_queue(name, &self.users) {
+                    continue;
+                }
+                let empty;
+                let q = match hub.portsip.queues().find(|q| q.name == name) {
+                    Some(q) => q,
+                    None => {
+                        empty = portsip_dialect::Queue {
+                            name: crate::event::text(name),
+                            ..Default::default()
+                        };
+                        &empty
+                    }
+                };
+                match portsip_dialect::encode_queue_status(q, &self.context(), &mut buf) {
+                    Ok(()) => frames.push(
+                        Utf8Bytes::try_from(std::mem::take(&mut buf))
+                            .unwrap_or_else(|_| Utf8Bytes::from_static("{}")),
+                    ),
+                    Err(e) => {
+                        tracing::error!(sink, error = %e, queue = name, "queue_status not encoded")
+                    }
+                }
+            }
+        }
+        frames
+    }
+
+    /// Ends every client: each drains its queue, then closes (`pbxtap is stopping`).
+    fn close_all(&self) {
+        let mut hub = self.lock();
+        hub.closing = true;
+        for slot in hub.slots.iter_mut().flatten() {
+            // Dropping the sender ends the queue once drained; the client's task then
+            // closes and releases the slot.
+            slot.tx = mpsc::channel(1).0;
+        }
+    }
+}
+
+/// An encoded event as a frame shared by every client's queue (one copy, reference counted).
+fn frame(buf: &Encoded) -> Utf8Bytes {
+    // Encoders write UTF-8 JSON; the fallback cannot happen.
+    Utf8Bytes::try_from(buf.to_vec()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
+}
+
+pub struct WebsocketSink {
+    shared: Arc<Shared>,
+    listener: tokio::net::TcpListener,
+    tls: Option<tokio_rustls::TlsAcceptor>,
+}
+
+impl WebsocketSink {
+    /// Validates, loads the TLS certificate and binds the listening socket.
+    pub async fn new(
+        cfg: &WebsocketSinkConfig,
+        publisher: Publisher,
+    ) -> Result<Self, WebsocketSinkError> {
+        let tls = if cfg.tls() {
+            Some(server::tls_acceptor(
+                cfg.tls_cert.as_deref().unwrap_or("".as_ref()),
+                cfg.tls_key.as_deref().unwrap_or("".as_ref()),
+            )?)
+        } else {
+            None
+        };
+        let address = cfg.listen().to_string();
+        let listener = tokio::net::TcpListener::bind(&address)
+            .await
+            .map_err(|source| WebsocketSinkError::Listen { address, source })?;
+        let shared = Arc::new(Shared::new(cfg, publisher.host()));
+        Ok(WebsocketSink {
+            shared,
+            listener,
+            tls,
+        })
+    }
+
+    /// The address it listens on (the real port when configured with port 0).
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    /// Serves clients and fans events out until the bus closes; then tells every client
+    /// to finish its queue and close.
+    pub async fn run(self, mut rx: SinkRx) {
+        let sink = rx.counters().name.to_string();
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let server = tokio::spawn(server::accept_loop(
+            self.listener,
+            self.tls,
+            self.shared.clone(),
+            sink.clone(),
+            stop_rx,
+        ));
+        let mut buf = Encoded::new();
+        while let Some(ev) = rx.recv().await {
+            self.shared.fan_out(&ev, &mut buf, &sink);
+            rx.delivered(1);
+        }
+        let _ = stop_tx.send(true);
+        let _ = server.await;
+        tracing::info!(
+            sink,
+            clients = self.shared.clients(),
+            "bus closed: closing clients"
+        );
+        self.shared.close_all();
+        // Give them the time a close takes; the daemon's drain deadline bounds this too.
+        let deadline = tokio::time::Instant::now() + client::CLOSE_TIMEOUT;
+        loop {
+            let released = self.shared.released.notified();
+            if self.shared.clients() == 0 {
+                break;
+            }
+            if tokio::time::timeout_at(deadline, released).await.is_err() {
+                tracing::warn!(
+                    sink,
+                    clients = self.shared.clients(),
+                    "clients not closed in time"
+                );
+                break;
+            }
+        }
+    }
+}
+
+// The largest frame a client can be sent: an event, or a queue snapshot.
+const _: () = assert!(dialect::MAX_ENCODED_LEN <= portsip_dialect::MAX_SNAPSHOT_LEN);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::event::{text, AmiLink, Body, Presence, QueueCaller};
+
+    fn ev(body: Body) -> Event {
+        Event::new(1_000_000, &text("h"), body)
+    }
+
+    fn link() -> Body {
+        Body::AmiConnected(AmiLink::default())
+    }
+
+    #[test]
+    fn a_full_queue_kicks_only_that_client_and_keeps_its_slot_until_released() {
+        let cfg = WebsocketSinkConfig {
+            client_queue: 2,
+            max_clients: 2,
+            authkey: Some("k".into()),
+            ..Default::default()
+        };
+        let shared = Shared::new(&cfg, "h");
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut slow = shared.admit(addr).unwrap();
+        let mut fast = shared.admit(addr).unwrap();
+        assert!(shared.admit(addr).is_none(), "max_clients");
+        let mut buf = Encoded::new();
+        for _ in 0..5 {
+            shared.fan_out(&ev(link()), &mut buf, "t");
+            let frame = fast.rx.try_recv().unwrap();
+            assert!(frame.starts_with(r#"{"class":"system","event":"ami_connected""#));
+        }
+        assert_eq!(slow.kick.try_recv(), Ok("too slow: event queue full"));
+        let mut queued = 0;
+        while slow.rx.try_recv().is_ok() {
+            queued += 1;
+        }
+        assert_eq!(queued, 2, "nothing more after the kick");
+        assert_eq!(shared.clients(), 2);
+        shared.release(slow.id);
+        assert_eq!(shared.clients(), 1);
+        shared.close_all();
+        assert!(shared.admit(addr).is_none(), "closing");
+        assert!(matches!(
+            fast.rx.try_recv(),
+            Err(mpsc::error::TryRecvError::Disconnected)
+        ));
+    }
+
+    #[test]
+    fn portsip_fan_out_follows_each_session_and_snapshots_come_with_the_reply() {
+        let cfg = WebsocketSinkConfig {
+            protocol: Protocol::Portsip,
+            users: vec![UserConfig {
+                username: "101".into(),
+                domain: "d".into(),
+                password: Some("pw".into()),
+                password_file: None,
+                role: portsip::Role::Extension,
+                queues: vec!["q1".into()],
+            }],
+            ..Default::default()
+        };
+        let shared = Shared::new(&cfg, "h");
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let mut a = shared.admit(addr).unwrap();
+        let mut buf = Encoded::new();
+        let presence = |ext: &str| {
+            ev(Body::EndpointPresence(Presence {
+                extension: text(ext),
+                state: "available",
+                ..Default::default()
+            }))
+        };
+        // Not logged in: nothing.
+        shared.fan_out(&presence("102"), &mut buf, "t");
+        assert!(a.rx.try_recv().is_err());
+        let auth = r#"{"command":"auth","username":"101","domain":"d","password":"pw"}"#;
+        assert_eq!(shared.command(a.id, addr, auth, "t"), [r#"{"status":0}"#]);
+        let sub = r#"{"command":"subscribe","topics":["extension_events"],"extensions":["102"]}"#;
+        shared.command(a.id, addr, sub, "t");
+        shared.fan_out(&presence("103"), &mut buf, "t");
+        shared.fan_out(&presence("102"), &mut buf, "t");
+        assert!(a.rx.try_recv().unwrap().contains("sip:102@h"));
+        assert!(a.rx.try_recv().is_err());
+        // Queue state is kept while nobody listens, and sent as a snapshot on subscribe.
+        shared.fan_out(
+            &ev(Body::QueueCallerJoined(QueueCaller {
+                queue: text("q1"),
+                call_id: text("1.1"),
+                caller: text("555"),
+                position: 1,
+                ..Default::default()
+            })),
+            &mut buf,
+            "t",
+        );
+        let frames = shared.command(
+            a.id,
+            addr,
+            r#"{"command":"subscribe","topics":["queue_events"]}"#,
+            "t",
+        );
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(frames[1].starts_with(r#"{"event_type":"queue_status""#));
+        assert!(frames[1].contains(r#""caller_number":"555""#));
+        assert!(a.rx.try_recv().is_err());
+    }
+}

@@ -1,0 +1,262 @@
+//! Accepting connections: TCP, optional TLS (rustls), and the WebSocket handshake, where
+//! a request is refused with an HTTP status before any upgrade (wrong path or authkey,
+//! too many failed logins, server full).
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::{watch, Semaphore};
+use tokio_rustls::TlsAcceptor;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::StatusCode;
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+
+use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
+
+/// Connections between TCP accept and the end of the WebSocket handshake; more are
+/// closed at once. Bounds what slow or idle openers can hold.
+pub const MAX_PENDING_HANDSHAKES: usize = 32;
+/// Kernel send buffer of each client connection (Linux doubles it). Fixed instead of
+/// auto-tuned (up to 4 MiB), so a stalled client holds little kernel memory and is
+/// found out once its `client_queue` fills, not megabytes later.
+pub const SOCKET_SEND_BUFFER: usize = 32 * 1024;
+/// TCP keepalive of client connections: idle this long, then probed every
+/// `KEEPALIVE / 6`; a vanished client (no FIN, e.g. powered off) frees its slot.
+pub const KEEPALIVE: Duration = Duration::from_secs(60);
+/// Time allowed for the TLS and WebSocket handshakes together.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Most often a refused-connection warning is logged (the others are counted into it).
+const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
+
+/// A TLS acceptor from PEM files: the certificate chain and its private key.
+pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, WebsocketSinkError> {
+    let file_err = |path: &Path, e: &dyn std::fmt::Display| WebsocketSinkError::TlsFile {
+        path: path.to_path_buf(),
+        message: e.to_string(),
+    };
+    let certs = CertificateDer::pem_file_iter(cert)
+        .map_err(|e| file_err(cert, &e))?
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| file_err(cert, &e))?;
+    if certs.is_empty() {
+        return Err(file_err(cert, &"no PEM certificate in it"));
+    }
+    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
+    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()?
+    .with_no_client_auth()
+    .with_single_cert(certs, key_der)?;
+    Ok(TlsAcceptor::from(Arc::new(config)))
+}
+
+/// The tungstenite settings: incoming messages and frames bounded by `max_frame`; small
+/// read buffers; writes go out eagerly and never pile up past one event.
+fn ws_config(max_frame: usize) -> WebSocketConfig {
+    WebSocketConfig::default()
+        .read_buffer_size(4096)
+        .write_buffer_size(0)
+        .max_write_buffer_size(2 * crate::dialect::portsip::MAX_SNAPSHOT_LEN)
+        .max_message_size(Some(max_frame))
+        .max_frame_size(Some(max_frame))
+}
+
+/// Counts refusals between warnings.
+struct RefusalLog {
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl RefusalLog {
+    fn note(&mut self, sink: &str, client: &dyn std::fmt::Display, why: &str) {
+        let now = Instant::now();
+        if self
+            .last
+            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
+        {
+            self.suppressed += 1;
+            return;
+        }
+        tracing::warn!(sink, %client, reason = why, suppressed = self.suppressed, "connection refused");
+        self.last = Some(now);
+        self.suppressed = 0;
+    }
+}
+
+pub async fn accept_loop(
+    listener: TcpListener,
+    tls: Option<TlsAcceptor>,
+    shared: Arc<Shared>,
+    sink: String,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+    let refusals = Arc::new(std::sync::Mutex::new(RefusalLog {
+        last: None,
+        suppressed: 0,
+    }));
+    let mut accept_errors = RefusalLog {
+        last: None,
+        suppressed: 0,
+    };
+    tracing::info!(sink, address = ?listener.local_addr().ok(), protocol = ?shared.protocol, tls = tls.is_some(), "websocket feed listening");
+    loop {
+        let (stream, addr) = tokio::select! {
+            _ = stop.changed() => return,
+            r = listener.accept() => match r {
+                Ok(c) => c,
+                Err(e) => {
+                    // Out of file descriptors and the like: back off a little.
+                    accept_errors.note(&sink, &"(accept)", &e.to_string());
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    continue;
+                }
+            },
+        };
+        let Ok(permit) = pending.clone().try_acquire_owned() else {
+            refusals.lock().unwrap_or_else(|e| e.into_inner()).note(
+                &sink,
+                &addr,
+                "too many handshakes in progress",
+            );
+            continue;
+        };
+        let (shared, tls, sink, refusals) =
+            (shared.clone(), tls.clone(), sink.clone(), refusals.clone());
+        tokio::spawn(async move {
+            let _ = stream.set_nodelay(true);
+            let sock = socket2::SockRef::from(&stream);
+            let _ = sock.set_send_buffer_size(SOCKET_SEND_BUFFER);
+            let _ = sock.set_tcp_keepalive(
+                &socket2::TcpKeepalive::new()
+                    .with_time(KEEPALIVE)
+                    .with_interval(KEEPALIVE / 6),
+            );
+            let handshake = async {
+                match tls {
+                    Some(tls) => match tls.accept(stream).await {
+                        Ok(s) => upgrade(s, addr, &shared).await,
+                        Err(e) => Err(format!("TLS handshake failed: {e}")),
+                    },
+                    None => upgrade(stream, addr, &shared).await,
+                }
+            };
+            let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
+            drop(permit);
+            match result {
+                Ok(Ok(run)) => run.serve(&shared, &sink).await,
+                Ok(Err(why)) => refusals
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .note(&sink, &addr, &why),
+                Err(_) => refusals.lock().unwrap_or_else(|e| e.into_inner()).note(
+                    &sink,
+                    &addr,
+                    "handshake not finished in time",
+                ),
+            }
+        });
+    }
+}
+
+/// A connection past its handshake, plain or TLS, ready to serve.
+pub enum Upgraded {
+    Plain(Box<client::Client<TcpStream>>),
+    Tls(Box<client::Client<tokio_rustls::server::TlsStream<TcpStream>>>),
+}
+
+impl From<client::Client<TcpStream>> for Upgraded {
+    fn from(c: client::Client<TcpStream>) -> Self {
+        Upgraded::Plain(Box::new(c))
+    }
+}
+
+impl From<client::Client<tokio_rustls::server::TlsStream<TcpStream>>> for Upgraded {
+    fn from(c: client::Client<tokio_rustls::server::TlsStream<TcpStream>>) -> Self {
+        Upgraded::Tls(Box::new(c))
+    }
+}
+
+impl Upgraded {
+    async fn serve(self, shared: &Arc<Shared>, sink: &str) {
+        match self {
+            Upgraded::Plain(c) => c.serve(shared, sink).await,
+            Upgraded::Tls(c) => c.serve(shared, sink).await,
+        }
+    }
+}
+
+fn refuse(status: u16, message: &str) -> ErrorResponse {
+    let mut r = ErrorResponse::new(Some(message.to_string()));
+    *r.status_mut() = StatusCode::from_u16(status).unwrap_or(StatusCode::FORBIDDEN);
+    r
+}
+
+/// The WebSocket handshake, with the request checked before the upgrade is answered.
+// The refusal type is tungstenite's (an HTTP response), returned once per refused request.
+#[allow(clippy::result_large_err)]
+async fn upgrade<S>(stream: S, addr: SocketAddr, shared: &Arc<Shared>) -> Result<Upgraded, String>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+    Upgraded: From<client::Client<S>>,
+{
+    let mut admitted: Option<Admitted> = None;
+    let mut refused: Option<&'static str> = None;
+    let callback = |req: &Request, resp: Response| {
+        let now = Instant::now();
+        if shared.protocol == Protocol::Enswitch {
+            let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
+            let mut hub = shared.lock();
+            if !hub.limiter.allowed(addr.ip(), now) {
+                refused = Some("too many failed logins");
+                return Err(refuse(
+                    429,
+                    "too many failed logins from this address; try again later",
+                ));
+            }
+            if let Err(r) = enswitch::check(target, &shared.authkey) {
+                if r == enswitch::Refusal::WrongKey {
+                    hub.limiter.failed(addr.ip(), now);
+                }
+                refused = Some(r.message());
+                return Err(refuse(r.status(), r.message()));
+            }
+        }
+        match shared.admit(addr) {
+            Some(a) => {
+                admitted = Some(a);
+                Ok(resp)
+            }
+            None => {
+                refused = Some("server full: max_clients connected");
+                Err(refuse(
+                    503,
+                    "server full: too many clients connected; try again later",
+                ))
+            }
+        }
+    };
+    let result = tokio_tungstenite::accept_hdr_async_with_config(
+        stream,
+        callback,
+        Some(ws_config(shared.max_frame)),
+    )
+    .await;
+    match (result, admitted) {
+        (Ok(ws), Some(a)) => Ok(client::Client::new(ws, addr, a).into()),
+        (Ok(_), None) => Err("handshake finished without admission".into()),
+        (Err(e), a) => {
+            if let Some(a) = a {
+                shared.release(a.id);
+            }
+            Err(refused.map_or_else(|| format!("handshake failed: {e}"), str::to_string))
+        }
+    }
+}

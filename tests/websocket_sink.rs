@@ -1,0 +1,1081 @@
+//! The WebSocket feed end to end: recorded AMI streams replayed by the fake peer through the
+//! real pipeline (AMI client, normalizer, bus) into the websocket sink, read by real
+//! WebSocket clients (tokio-tungstenite, and Python's `websockets` as an independent one).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use common::ami::{client_config, fixture};
+use futures_util::{SinkExt, StreamExt};
+use pbxtap::ami::client::{self, AmiHealth};
+use pbxtap::ami::frame::{Frame, Limits, Parser};
+use pbxtap::ami::replay::{self, ReplayConfig};
+use pbxtap::bus::Bus;
+use pbxtap::config::AmiAuth;
+use pbxtap::event::{text, Event};
+use pbxtap::normalize::{NormalizeConfig, Normalizer};
+use pbxtap::sink::websocket::{Protocol, UserConfig, WebsocketSink, WebsocketSinkConfig};
+use pbxtap::tap::Tap;
+use serde_json::Value;
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio_tungstenite::tungstenite::{self, Message};
+use tokio_tungstenite::WebSocketStream;
+
+const KEY: &str = "abcdefghijklmnopqrstuvwxyz123456";
+/// Longest wait for any one frame.
+const WAIT: Duration = Duration::from_secs(10);
+
+/// A websocket sink on a free loopback port, fed by its own bus.
+struct Feed {
+    addr: SocketAddr,
+    bus: Arc<Bus>,
+}
+
+async fn feed(cfg: WebsocketSinkConfig) -> Feed {
+    let bus = Arc::new(Bus::new(8192, text("pbx1")));
+    let cfg = WebsocketSinkConfig {
+        listen: Some("127.0.0.1:0".into()),
+        ..cfg
+    };
+    let sink = WebsocketSink::new(&cfg, bus.publisher()).await.unwrap();
+    let addr = sink.local_addr().unwrap();
+    tokio::spawn(sink.run(bus.subscribe("websocket#0")));
+    Feed { addr, bus }
+}
+
+impl Feed {
+    /// Replays recordings through the fake AMI peer and the real tap; returns when the
+    /// peer has sent everything and closed.
+    async fn replay(&self, recordings: &[&str], times: usize, pace: Option<Duration>) {
+        let mut rc = ReplayConfig::new(
+            (0..times)
+                .flat_map(|_| recordings.iter().map(|r| fixture(r)))
+                .collect(),
+        );
+        rc.close_after_replay = true;
+        rc.pace = pace;
+        let peer = replay::start(rc).await.unwrap();
+        let mut cfg = client_config(&peer.address, AmiAuth::Md5, "tapsecret");
+        cfg.reconnect = false;
+        let mut tap = Tap::new(
+            Normalizer::new(NormalizeConfig::default()),
+            self.bus.clone(),
+            &peer.address,
+        );
+        let health = AmiHealth::default();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            client::run(cfg, &mut tap, &health, std::future::pending()),
+        )
+        .await
+        .expect("replay did not finish");
+    }
+
+    /// Publishes a recording's events `times` over, parsed and normalized as the tap does,
+    /// straight onto the bus: the AMI socket hop paces the fake peer to about 400 messages a
+    /// second, too slow to flood a client. Yields between repetitions, as the tap does
+    /// between reads.
+    async fn publish(&self, recording: &str, times: usize) -> usize {
+        let data = fixture(recording);
+        let mut parser = Parser::new(Limits::default());
+        let mut norm = Normalizer::new(NormalizeConfig::default());
+        let mut published = 0;
+        for _ in 0..times {
+            let now = pbxtap::event::now_micros();
+            parser.push(&data, &mut |frame| {
+                if let Ok(Frame::Message(m)) = frame {
+                    norm.handle(&m, now, &mut |body| {
+                        self.bus.publish(Event::new(now, self.bus.host(), body));
+                        published += 1;
+                    });
+                }
+            });
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+        published
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("ws://{}{path}", self.addr)
+    }
+}
+
+fn enswitch() -> WebsocketSinkConfig {
+    WebsocketSinkConfig {
+        authkey: Some(KEY.into()),
+        ..Default::default()
+    }
+}
+
+fn user(name: &str, password: &str, admin: bool, queues: &[&str]) -> UserConfig {
+    UserConfig {
+        username: name.into(),
+        domain: "pbx.local".into(),
+        password: Some(password.into()),
+        password_file: None,
+        role: if admin {
+            pbxtap::sink::websocket::portsip::Role::Admin
+        } else {
+            pbxtap::sink::websocket::portsip::Role::Extension
+        },
+        queues: queues.iter().map(|q| q.to_string()).collect(),
+    }
+}
+
+fn portsip() -> WebsocketSinkConfig {
+    WebsocketSinkConfig {
+        protocol: Protocol::Portsip,
+        tls: Some(false),
+        domain: Some("pbx.local".into()),
+        tenant_id: Some("t1".into()),
+        users: vec![
+            user("101", "pw101", false, &["lab-queue"]),
+            user("104", "pw104", false, &["sales"]),
+            user("admin", "adminpw", true, &[]),
+        ],
+        ..Default::default()
+    }
+}
+
+type Ws<S> = WebSocketStream<S>;
+
+async fn connect(url: &str) -> Ws<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>> {
+    tokio_tungstenite::connect_async(url)
+        .await
+        .unwrap_or_else(|e| panic!("connect {url}: {e}"))
+        .0
+}
+
+/// The HTTP status a refused upgrade got.
+async fn refused(url: &str) -> u16 {
+    match tokio_tungstenite::connect_async(url).await {
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{url}: expected an HTTP refusal, got {e}"),
+        Ok(_) => panic!("{url}: upgraded, expected a refusal"),
+    }
+}
+
+/// The next text frame as JSON.
+async fn next<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Ws<S>) -> Value {
+    loop {
+        let msg = tokio::time::timeout(WAIT, ws.next())
+            .await
+            .expect("no frame in time")
+            .expect("connection ended")
+            .expect("connection error");
+        match msg {
+            Message::Text(t) => return serde_json::from_str(&t).expect("frame is JSON"),
+            Message::Close(c) => panic!("closed by the server: {c:?}"),
+            _ => {}
+        }
+    }
+}
+
+/// Frames up to and including the first for which `last` holds.
+async fn until<S: AsyncRead + AsyncWrite + Unpin>(
+    ws: &mut Ws<S>,
+    last: impl Fn(&Value) -> bool,
+) -> Vec<Value> {
+    let mut out = Vec::new();
+    loop {
+        let v = next(ws).await;
+        let done = last(&v);
+        out.push(v);
+        if done {
+            return out;
+        }
+    }
+}
+
+async fn command<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Ws<S>, json: &str) -> Value {
+    ws.send(Message::text(json)).await.unwrap();
+    next(ws).await
+}
+
+async fn login<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Ws<S>, name: &str, password: &str) {
+    let reply = command(
+        ws,
+        &format!(r#"{{"command":"auth","username":"{name}","domain":"pbx.local","password":"{password}"}}"#),
+    )
+    .await;
+    assert_eq!(reply, serde_json::json!({"status":0}), "login {name}");
+}
+
+/// Sends an unknown command and expects its error reply as the very next frame: proof that
+/// nothing else was queued for this client before it.
+async fn nothing_else<S: AsyncRead + AsyncWrite + Unpin>(ws: &mut Ws<S>) {
+    let reply = command(ws, r#"{"command":"probe"}"#).await;
+    assert_eq!(
+        reply["status"], -1,
+        "expected the probe's error reply, got {reply}"
+    );
+}
+
+fn event_types(frames: &[Value]) -> Vec<&str> {
+    frames
+        .iter()
+        .map(|f| f["event_type"].as_str().unwrap_or("?"))
+        .collect()
+}
+
+#[tokio::test]
+async fn enswitch_refuses_a_missing_or_wrong_key_before_the_upgrade() {
+    let f = feed(enswitch()).await;
+    assert_eq!(refused(&f.url("/events/websocket/")).await, 401);
+    assert_eq!(
+        refused(&f.url("/events/websocket/?authkey=wrong")).await,
+        403
+    );
+    assert_eq!(
+        refused(&f.url(&format!("/other/?authkey={KEY}"))).await,
+        404
+    );
+    // The right key works, with or without the trailing slash.
+    connect(&f.url(&format!("/events/websocket/?authkey={KEY}"))).await;
+    connect(&f.url(&format!("/events/websocket?authkey={KEY}"))).await;
+    // Five wrong keys from one address: the next attempts are refused unchecked.
+    for _ in 0..4 {
+        assert_eq!(
+            refused(&f.url("/events/websocket/?authkey=guess")).await,
+            403
+        );
+    }
+    assert_eq!(
+        refused(&f.url(&format!("/events/websocket/?authkey={KEY}"))).await,
+        429
+    );
+}
+
+#[tokio::test]
+async fn enswitch_a_recorded_call_arrives_field_by_field() {
+    let f = feed(enswitch()).await;
+    let mut ws = connect(&f.url(&format!("/events/websocket/?authkey={KEY}"))).await;
+    f.replay(&["02-call-answered.ami"], 1, None).await;
+    let frames = until(&mut ws, |v| v["class"] == "call" && v["event"] == "end").await;
+    let calls: Vec<&str> = frames
+        .iter()
+        .filter(|v| v["class"] == "call")
+        .map(|v| v["event"].as_str().unwrap())
+        .collect();
+    assert_eq!(calls, ["start", "ringing", "answer", "cdr", "end"]);
+    for v in &frames {
+        let ts = v["timestamp"].as_str().expect("timestamp is a string");
+        let (secs, micros) = ts.split_once('.').expect("timestamp has a point");
+        assert!(
+            secs.parse::<u64>().unwrap() > 1_600_000_000 && micros.len() == 6,
+            "{ts}"
+        );
+        assert_eq!(v["host"], "pbx1");
+    }
+    let start = frames.iter().find(|v| v["event"] == "start").unwrap();
+    for (k, want) in [
+        ("class", "call"),
+        ("callid", "1795376847.2"),
+        ("uniqueid", "1795376847.2"),
+        ("call_id", "1795376847.2"),
+        ("from", "101"),
+        ("to", "102"),
+        // The recording's dialplan gives no direction hint.
+        ("direction", "unknown"),
+        ("channel", "PJSIP/101-00000002"),
+    ] {
+        assert_eq!(start[k], want, "start.{k}: {start}");
+    }
+    let end = frames.last().unwrap();
+    assert_eq!(end["callid"], "1795376847.2");
+    assert_eq!(end["cause"], 16);
+    assert_eq!(end["cause_name"], "NORMAL_CLEARING");
+    assert_eq!(end["sip_code"], 200);
+    assert_eq!(end["answered"], true);
+    let answer = frames.iter().find(|v| v["event"] == "answer").unwrap();
+    assert_eq!(answer["target"], "102");
+}
+
+/// The Python interpreter with the `websockets` package (Debian: python3-websockets).
+fn python_with_websockets() -> std::path::PathBuf {
+    let mut candidates = vec![std::path::PathBuf::from("/usr/bin/python3")];
+    candidates.push(common::require("python3", "python3"));
+    for py in candidates {
+        let ok = std::process::Command::new(&py)
+            .args(["-c", "import websockets"])
+            .status()
+            .is_ok_and(|s| s.success());
+        if ok {
+            return py;
+        }
+    }
+    panic!(
+        "this test needs Python's `websockets` package: `apt-get install -y python3-websockets` \
+         (scripts/install-test-deps.sh installs everything the tests need)"
+    );
+}
+
+#[tokio::test]
+async fn an_independent_client_python_websockets_gets_the_enswitch_feed() {
+    let py = python_with_websockets();
+    let f = feed(enswitch()).await;
+    // The seed's URL, read by another implementation of the protocol.
+    let script = r#"
+import asyncio, sys, websockets
+async def main():
+    async with websockets.connect(sys.argv[1]) as ws:
+        print("connected", flush=True)
+        while True:
+            msg = await asyncio.wait_for(ws.recv(), 10)
+            print(msg, flush=True)
+            if '"event":"end"' in msg:
+                return
+asyncio.run(main())
+"#;
+    let mut child = tokio::process::Command::new(py)
+        .args([
+            "-c",
+            script,
+            &f.url(&format!("/events/websocket/?authkey={KEY}")),
+        ])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(stdout));
+    let first = tokio::time::timeout(WAIT, lines.next_line())
+        .await
+        .expect("python client did not connect in time")
+        .unwrap();
+    assert_eq!(first.as_deref(), Some("connected"));
+    f.replay(&["04-call-busy-dialplan.ami"], 1, None).await;
+    let out = tokio::time::timeout(WAIT, child.wait_with_output())
+        .await
+        .expect("python client did not finish");
+    let out = out.unwrap();
+    assert!(out.status.success(), "python client failed");
+    let mut frames = vec![];
+    while let Ok(Some(l)) = lines.next_line().await {
+        frames.push(serde_json::from_str::<Value>(&l).unwrap());
+    }
+    let failed = frames
+        .iter()
+        .find(|v| v["class"] == "call" && v["event"] == "failed")
+        .expect("call failed event");
+    assert_eq!(failed["callid"], "1795376876.6");
+    assert_eq!(failed["sip_code"], 486);
+    assert_eq!(failed["cause"], 17);
+    assert_eq!(frames.last().unwrap()["event"], "end");
+}
+
+#[tokio::test]
+async fn portsip_a_recorded_call_arrives_field_by_field() {
+    let f = feed(portsip()).await;
+    let mut ws = connect(&f.url("/")).await;
+    login(&mut ws, "101", "pw101").await;
+    let reply = command(
+        &mut ws,
+        r#"{"command":"subscribe","topics":["extension_events","cdr_events"]}"#,
+    )
+    .await;
+    assert_eq!(reply, serde_json::json!({"status":0}));
+    f.replay(&["02-call-answered.ami"], 1, None).await;
+    let frames = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    assert_eq!(
+        event_types(&frames),
+        [
+            "call_start",
+            "target_add",
+            "target_ringing",
+            "extension_presence",
+            "extension_presence",
+            "call_established",
+            "extension_presence",
+            "call_cdr",
+            "extension_presence",
+            "target_ended",
+            "call_ended",
+        ]
+    );
+    let start = &frames[0];
+    assert_eq!(start["call_id"], "1795376847.2");
+    assert_eq!(start["caller"], "sip:101@pbx.local");
+    assert_eq!(start["callee"], "sip:102@pbx.local");
+    assert_eq!(start["direction"], "unknown");
+    assert_eq!(start["session_id"], "1795376847.2");
+    assert_eq!(start["tenant_id"], "t1");
+    assert!(start["time"].as_str().unwrap().parse::<u64>().unwrap() > 1_600_000_000);
+    let est = &frames[5];
+    assert_eq!(est["call_target"], "sip:102@pbx.local");
+    assert_eq!(est["caller"], "sip:101@pbx.local");
+    assert_eq!(est["callee"], "sip:102@pbx.local");
+    let presence = &frames[3];
+    assert_eq!(presence["extension"], "sip:102@pbx.local");
+    assert_eq!(presence["state"], "ringing");
+    let cdr = &frames[7];
+    assert_eq!(cdr["disposition"], "ANSWERED");
+    assert_eq!(cdr["caller"], "sip:101@pbx.local");
+    assert_eq!(cdr["callee"], "sip:102@pbx.local");
+    assert_eq!(cdr["billsec"], 4);
+    let ended = &frames[10];
+    assert_eq!(ended["call_target"], "");
+    assert_eq!(ended["caller"], "sip:101@pbx.local");
+    assert_eq!(ended["callee"], "sip:102@pbx.local");
+}
+
+#[tokio::test]
+async fn portsip_failed_calls_carry_fail_code() {
+    let f = feed(portsip()).await;
+    let mut ws = connect(&f.url("/")).await;
+    login(&mut ws, "admin", "adminpw").await;
+    command(
+        &mut ws,
+        r#"{"command":"subscribe","topics":["extension_events"],"extensions":["101"]}"#,
+    )
+    .await;
+    f.replay(&["04-call-busy-dialplan.ami"], 1, None).await;
+    let frames = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    let fail = frames
+        .iter()
+        .find(|v| v["event_type"] == "call_fail")
+        .unwrap();
+    assert_eq!(fail["fail_code"], 486);
+    assert_eq!(fail["caller"], "sip:101@pbx.local");
+    assert_eq!(fail["callee"], "sip:486@pbx.local");
+}
+
+#[tokio::test]
+async fn portsip_extension_filter_then_unsubscribe() {
+    let f = feed(portsip()).await;
+    // `only103` connects first, so each event is queued for it before the witness.
+    let mut only103 = connect(&f.url("/")).await;
+    let mut witness = connect(&f.url("/")).await;
+    login(&mut only103, "101", "pw101").await;
+    login(&mut witness, "admin", "adminpw").await;
+    command(
+        &mut only103,
+        r#"{"command":"subscribe","topics":["extension_events"],"extensions":["103"]}"#,
+    )
+    .await;
+    command(
+        &mut witness,
+        r#"{"command":"subscribe","topics":["extension_events","cdr_events"]}"#,
+    )
+    .await;
+    let last = |v: &Value| {
+        v["event_type"] == "extension_register"
+            && v.get("removed_contacts").is_some()
+            && v["extension"] == "sip:103@pbx.local"
+    };
+
+    f.replay(&["01-register-unregister.ami"], 1, None).await;
+    let all = until(&mut witness, last).await;
+    assert!(all.iter().any(|v| v["extension"] == "sip:101@pbx.local"));
+    let mine = until(&mut only103, last).await;
+    assert_eq!(
+        event_types(&mine),
+        [
+            "extension_presence",
+            "extension_register",
+            "extension_presence",
+            "extension_register"
+        ]
+    );
+    assert!(
+        mine.iter().all(|v| v["extension"] == "sip:103@pbx.local"),
+        "{mine:?}"
+    );
+    let contact = &mine[1]["registration_contacts"][0];
+    assert!(
+        contact["contact_uri"]
+            .as_str()
+            .unwrap()
+            .contains("sip:103@"),
+        "{contact}"
+    );
+    assert!(
+        contact["expires"].as_u64().unwrap() >= contact["last_update"].as_u64().unwrap(),
+        "{contact}"
+    );
+    nothing_else(&mut only103).await;
+
+    // Unsubscribed: the same traffic again reaches the witness only.
+    let reply = command(
+        &mut only103,
+        r#"{"command":"unsubscribe","topics":["extension_events"]}"#,
+    )
+    .await;
+    assert_eq!(reply["status"], 0);
+    f.replay(&["01-register-unregister.ami"], 1, None).await;
+    until(&mut witness, last).await;
+    nothing_else(&mut only103).await;
+}
+
+#[tokio::test]
+async fn portsip_unsubscribing_one_topic_keeps_the_other() {
+    let f = feed(portsip()).await;
+    let mut ws = connect(&f.url("/")).await;
+    login(&mut ws, "101", "pw101").await;
+    command(&mut ws, r#"{"command":"subscribe","topics":["extension_events","cdr_events"],"extensions":["101"]}"#).await;
+    let reply = command(
+        &mut ws,
+        r#"{"command":"unsubscribe","topics":[ "cdr_events" ] }"#,
+    )
+    .await;
+    assert_eq!(reply["status"], 0);
+    f.replay(&["02-call-answered.ami"], 1, None).await;
+    let frames = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    assert!(frames.iter().any(|v| v["event_type"] == "call_start"));
+    assert!(
+        !frames.iter().any(|v| v["event_type"] == "call_cdr"),
+        "{frames:?}"
+    );
+}
+
+#[tokio::test]
+async fn portsip_queue_status_snapshot_on_subscribe_and_queue_permissions() {
+    let f = feed(portsip()).await;
+    let mut member = connect(&f.url("/")).await;
+    let mut outsider = connect(&f.url("/")).await;
+    let mut admin = connect(&f.url("/")).await;
+    login(&mut member, "101", "pw101").await;
+    login(&mut outsider, "104", "pw104").await;
+    login(&mut admin, "admin", "adminpw").await;
+    // Before anything happened: the member's own queue, empty.
+    assert_eq!(
+        command(
+            &mut member,
+            r#"{"command":"subscribe","topics":["queue_events"]}"#
+        )
+        .await["status"],
+        0
+    );
+    let snap = next(&mut member).await;
+    assert_eq!(snap["event_type"], "queue_status");
+    assert_eq!(snap["queue_name"], "lab-queue");
+    assert_eq!(snap["waiting_list"], serde_json::json!([]));
+    // A queue the user does not belong to is refused by name.
+    let reply = command(
+        &mut outsider,
+        r#"{"command":"subscribe","topics":["queue_events"],"queues":["lab-queue"]}"#,
+    )
+    .await;
+    assert_eq!(reply["status"], -1);
+    assert!(
+        reply["error"].as_str().unwrap().contains("lab-queue"),
+        "{reply}"
+    );
+    command(
+        &mut outsider,
+        r#"{"command":"subscribe","topics":["queue_events"]}"#,
+    )
+    .await;
+    assert_eq!(next(&mut outsider).await["queue_name"], "sales");
+    command(
+        &mut admin,
+        r#"{"command":"subscribe","topics":["queue_events"]}"#,
+    )
+    .await;
+
+    f.replay(&["11-queue-answered.ami"], 1, None).await;
+    // The last queue event of the recording: agent 102 ready again after the call.
+    let answered = |v: &Value| v["updated_callers"][0]["reason"] == "agent_answered";
+    let last = |v: &Value| {
+        v["event_type"] == "queue_agent_status"
+            && v["updated_agents"][0]["agent_extension_number"] == "102"
+            && v["updated_agents"][0]["state"] == "READY"
+    };
+    let mut seen = until(&mut member, answered).await;
+    seen.extend(until(&mut member, last).await);
+    let callers: Vec<&Value> = seen
+        .iter()
+        .filter(|v| v["event_type"] == "queue_caller_status")
+        .collect();
+    assert_eq!(callers.len(), 2, "{seen:?}");
+    assert_eq!(callers[0]["queue_id"], "lab-queue");
+    assert_eq!(callers[0]["updated_callers"][0]["reason"], "enqueue");
+    assert_eq!(callers[0]["updated_callers"][0]["caller_number"], "101");
+    assert_eq!(callers[1]["updated_callers"][0]["reason"], "agent_answered");
+    until(&mut admin, answered).await;
+    until(&mut admin, last).await;
+    nothing_else(&mut outsider).await;
+
+    // A new subscriber gets the current state first: both agents back to ready, nobody waiting.
+    let mut late = connect(&f.url("/")).await;
+    login(&mut late, "admin", "adminpw").await;
+    command(
+        &mut late,
+        r#"{"command":"subscribe","topics":["queue_events"],"queues":["lab-queue"]}"#,
+    )
+    .await;
+    let snap = next(&mut late).await;
+    assert_eq!(snap["event_type"], "queue_status");
+    assert_eq!(snap["queue_id"], "lab-queue");
+    assert_eq!(snap["waiting_list"], serde_json::json!([]));
+    let mut agents: Vec<(String, String)> = snap["agents"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| {
+            (
+                a["agent_extension_number"].as_str().unwrap().to_string(),
+                a["state"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    agents.sort();
+    assert_eq!(
+        agents,
+        [
+            ("102".into(), "READY".into()),
+            ("103".into(), "READY".into())
+        ]
+    );
+    nothing_else(&mut late).await;
+}
+
+#[tokio::test]
+async fn portsip_bad_input_gets_error_replies_and_the_connection_stays() {
+    let f = feed(portsip()).await;
+    let mut ws = connect(&f.url("/")).await;
+    for (cmd, needle) in [
+        ("{oops", "invalid command"),
+        (
+            r#"{"command":"subscribe","topics":["cdr_events"]}"#,
+            "not authenticated",
+        ),
+        (r#"{"command":"dance"}"#, "unknown command"),
+    ] {
+        let reply = command(&mut ws, cmd).await;
+        assert_eq!(reply["status"], -1, "{cmd}");
+        assert!(
+            reply["error"].as_str().unwrap().contains(needle),
+            "{cmd}: {reply}"
+        );
+    }
+    let wrong = command(
+        &mut ws,
+        r#"{"command":"auth","username":"101","domain":"pbx.local","password":"nope"}"#,
+    )
+    .await;
+    assert_eq!(
+        wrong,
+        serde_json::json!({"error":"name or password error","status":-1})
+    );
+    login(&mut ws, "101", "pw101").await;
+    let reply = command(
+        &mut ws,
+        r#"{"command":"subscribe","topics":["sms_events"]}"#,
+    )
+    .await;
+    assert!(reply["error"].as_str().unwrap().contains("sms_events"));
+    // Failed logins are limited per address: after five, even the right password waits.
+    for _ in 0..4 {
+        command(
+            &mut ws,
+            r#"{"command":"auth","username":"101","domain":"pbx.local","password":"nope"}"#,
+        )
+        .await;
+    }
+    let reply = command(
+        &mut ws,
+        r#"{"command":"auth","username":"101","domain":"pbx.local","password":"pw101"}"#,
+    )
+    .await;
+    assert!(
+        reply["error"]
+            .as_str()
+            .unwrap()
+            .contains("too many failed logins"),
+        "{reply}"
+    );
+}
+
+#[tokio::test]
+async fn oversized_frames_close_the_connection_and_max_clients_is_enforced() {
+    let f = feed(WebsocketSinkConfig {
+        max_clients: 1,
+        max_frame: 256,
+        ..portsip()
+    })
+    .await;
+    let mut ws = connect(&f.url("/")).await;
+    assert_eq!(refused(&f.url("/")).await, 503);
+    ws.send(Message::text("x".repeat(1000))).await.unwrap();
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c.map(|c| u16::from(c.code)),
+                Some(Ok(_)) => {}
+                Some(Err(_)) | None => return None,
+            }
+        }
+    })
+    .await
+    .expect("oversized frame did not end the connection");
+    assert!(matches!(closed, Some(1009) | None), "{closed:?}");
+    // Its slot is free again.
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        match tokio_tungstenite::connect_async(f.url("/")).await {
+            Ok(_) => break,
+            Err(_) if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(20)).await
+            }
+            Err(e) => panic!("slot not released: {e}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_stalled_client_is_disconnected_while_another_gets_every_event() {
+    let f = feed(WebsocketSinkConfig {
+        client_queue: 32,
+        ..enswitch()
+    })
+    .await;
+    let url = f.url(&format!("/events/websocket/?authkey={KEY}"));
+    // The stalled client: a tiny receive window, and it never reads.
+    let socket = tokio::net::TcpSocket::new_v4().unwrap();
+    socket.set_recv_buffer_size(4096).unwrap();
+    let stream = socket.connect(f.addr).await.unwrap();
+    let (mut stalled, _) = tokio_tungstenite::client_async(&url, stream).await.unwrap();
+    let mut reader = connect(&url).await;
+
+    // About 480 events of 500 bytes: far more than the stalled client's queue (32) and the
+    // socket buffers (the server's is fixed at 64 KiB) hold.
+    const TIMES: usize = 30;
+    let publish = f.publish("derived/02-call-answered-x-headers.ami", TIMES);
+    let read = async {
+        let (mut ends, mut frames) = (Vec::new(), 0);
+        while ends.len() < TIMES {
+            let v = next(&mut reader).await;
+            frames += 1;
+            if v["class"] == "call" && v["event"] == "end" {
+                ends.push(v["X-Account"].clone());
+            }
+        }
+        (ends, frames)
+    };
+    let (published, (ends, frames)) = tokio::join!(publish, read);
+    assert!(published > 400, "{published}");
+    // Every call reached the reader in full: each ending, and all events up to the last.
+    assert!(ends.iter().all(|x| x == "42"), "{ends:?}");
+    let per_call = published / TIMES;
+    assert!(frames > published - per_call, "{frames} of {published}");
+    // The stalled one was told why it was dropped, once it reads again.
+    let closed = tokio::time::timeout(WAIT, async {
+        loop {
+            match stalled.next().await {
+                Some(Ok(Message::Close(c))) => return c,
+                Some(Ok(_)) => {}
+                other => panic!("stalled client: no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("stalled client was not closed");
+    let c = closed.expect("close frame with a reason");
+    assert_eq!(u16::from(c.code), 1008);
+    assert!(c.reason.contains("too slow"), "{}", c.reason);
+}
+
+#[tokio::test]
+async fn wss_with_a_self_signed_certificate() {
+    let ck = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+    std::fs::write(&cert, ck.cert.pem()).unwrap();
+    std::fs::write(&key, ck.signing_key.serialize_pem()).unwrap();
+    let f = feed(WebsocketSinkConfig {
+        tls: None, // portsip: WSS by default
+        tls_cert: Some(cert),
+        tls_key: Some(key),
+        ..portsip()
+    })
+    .await;
+
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add(ck.cert.der().clone()).unwrap();
+    let client_cfg = rustls::ClientConfig::builder_with_provider(Arc::new(
+        rustls::crypto::ring::default_provider(),
+    ))
+    .with_safe_default_protocol_versions()
+    .unwrap()
+    .with_root_certificates(roots)
+    .with_no_client_auth();
+    let connector = tokio_rustls::TlsConnector::from(Arc::new(client_cfg));
+    let tcp = tokio::net::TcpStream::connect(f.addr).await.unwrap();
+    let tls = connector
+        .connect("localhost".try_into().unwrap(), tcp)
+        .await
+        .expect("TLS handshake with the self-signed certificate");
+    let url = format!("wss://localhost:{}/", f.addr.port());
+    let (mut ws, _) = tokio_tungstenite::client_async(url, tls).await.unwrap();
+    login(&mut ws, "101", "pw101").await;
+    command(
+        &mut ws,
+        r#"{"command":"subscribe","topics":["extension_events"],"extensions":["102"]}"#,
+    )
+    .await;
+    f.replay(&["02-call-answered.ami"], 1, None).await;
+    let frames = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    assert_eq!(frames[0]["event_type"], "call_start");
+    assert_eq!(frames[0]["callee"], "sip:102@pbx.local");
+
+    // Plain WS on a WSS port does not get through.
+    assert!(tokio_tungstenite::connect_async(f.url("/")).await.is_err());
+}
+
+/// `pbxtap run` with a websocket sink: a config file, the real binary, the AMI peer.
+struct Daemon {
+    child: std::process::Child,
+    port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn daemon(ami: &str, extra: &str) -> Daemon {
+    let port = common::free_port();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "host = \"pbx1\"\n[ami]\naddress = \"{ami}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+             reconnect_min_ms = 100\nreconnect_max_secs = 1\n\
+             [[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n{extra}"
+        ),
+    )
+    .unwrap();
+    let child = std::process::Command::new(common::pbxtap_bin())
+        .args(["run", "--config", path.to_str().unwrap()])
+        .env("RUST_LOG", "warn")
+        .stdout(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    common::wait_for_port(port, WAIT);
+    Daemon {
+        child,
+        port,
+        _dir: dir,
+    }
+}
+
+#[tokio::test]
+async fn pbxtap_run_serves_the_feed_with_asterisk_down_and_then_up() {
+    // Nothing listens on the AMI port: pbxtap still starts and serves the feed.
+    let d = daemon(&format!("127.0.0.1:{}", common::free_port()), "");
+    let url = |key: &str| format!("ws://127.0.0.1:{}/events/websocket/?authkey={key}", d.port);
+    assert_eq!(refused(&url("wrong")).await, 403);
+    connect(&url(KEY)).await;
+    drop(d);
+
+    // With Asterisk up (the replaying peer, paced so the client is connected first).
+    let mut rc = ReplayConfig::new(vec![fixture("02-call-answered.ami")]);
+    rc.pace = Some(Duration::from_millis(20));
+    let peer = replay::start(rc).await.unwrap();
+    let d = daemon(&peer.address, "");
+    let mut ws = connect(&format!(
+        "ws://127.0.0.1:{}/events/websocket/?authkey={KEY}",
+        d.port
+    ))
+    .await;
+    let frames = until(&mut ws, |v| v["class"] == "call" && v["event"] == "end").await;
+    let end = frames.last().unwrap();
+    assert_eq!(end["callid"], "1795376847.2");
+    assert_eq!(end["host"], "pbx1");
+    // SIGTERM: the bus closes and the client is told why.
+    nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(d.child.id() as i32),
+        nix::sys::signal::Signal::SIGTERM,
+    )
+    .unwrap();
+    let reason = tokio::time::timeout(WAIT, async {
+        loop {
+            match ws.next().await {
+                Some(Ok(Message::Close(c))) => return c.map(|c| c.reason.to_string()),
+                Some(Ok(_)) => {}
+                other => panic!("no close frame: {other:?}"),
+            }
+        }
+    })
+    .await
+    .expect("no close after SIGTERM");
+    assert_eq!(reason.as_deref(), Some("pbxtap is stopping"));
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next())
+        .and_then(|v| v.parse().ok())
+        .unwrap()
+}
+
+/// Figures for docs/websocket.md: resident memory of `pbxtap run` idle, with `max_clients`
+/// connected, and after a recording was fanned out to all of them.
+/// `cargo test --release --test websocket_sink -- --ignored --nocapture measure`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: run by hand"]
+async fn measure_memory_with_many_clients() {
+    const CLIENTS: usize = 64;
+    const CALLS: usize = 50;
+    let mut rc = ReplayConfig::new(vec![
+        fixture("derived/02-call-answered-x-headers.ami");
+        CALLS
+    ]);
+    rc.pace = Some(Duration::from_millis(2));
+    let peer = replay::start(rc).await.unwrap();
+    let d = daemon(&peer.address, "max_clients = 64\nclient_queue = 256\n");
+    let pid = d.child.id();
+    let idle = rss_kib(pid);
+    let url = format!("ws://127.0.0.1:{}/events/websocket/?authkey={KEY}", d.port);
+    let frames = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    for _ in 0..CLIENTS {
+        let mut ws = connect(&url).await;
+        let frames = frames.clone();
+        tokio::spawn(async move {
+            while let Some(Ok(_)) = ws.next().await {
+                frames.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            }
+        });
+    }
+    let connected = rss_kib(pid);
+    let t0 = std::time::Instant::now();
+    while peer.stats.sent.load(std::sync::atomic::Ordering::Relaxed) < peer.total {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let mut last = 0;
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        let now = frames.load(std::sync::atomic::Ordering::Relaxed);
+        if now == last {
+            break;
+        }
+        last = now;
+    }
+    let after = rss_kib(pid);
+    println!(
+        "pbxtap run RSS: idle {idle} KiB; {CLIENTS} clients connected {connected} KiB; \
+         after {last} frames delivered in {:?}: {after} KiB",
+        t0.elapsed()
+    );
+}
+
+#[test]
+fn the_demo_announces_its_websocket_feed() {
+    let out = std::process::Command::new(common::pbxtap_bin())
+        .arg("demo")
+        .env_remove("RUST_LOG")
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let url = stderr
+        .lines()
+        .find_map(|l| l.strip_prefix("demo: WebSocket feed at "))
+        .unwrap_or_else(|| panic!("no feed announced: {stderr}"));
+    assert!(
+        url.starts_with("ws://127.0.0.1:") && url.ends_with("/events/websocket/?authkey=demo"),
+        "{url}"
+    );
+}
+
+#[tokio::test]
+async fn portsip_hold_unhold_and_noanswer_from_recordings() {
+    let f = feed(portsip()).await;
+    let mut ws = connect(&f.url("/")).await;
+    login(&mut ws, "101", "pw101").await;
+    command(
+        &mut ws,
+        r#"{"command":"subscribe","topics":["extension_events"],"extensions":["101"]}"#,
+    )
+    .await;
+    f.replay(
+        &["03-call-hold-unhold.ami", "07-call-noanswer-timeout.ami"],
+        1,
+        None,
+    )
+    .await;
+    let first = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    let held = first
+        .iter()
+        .find(|v| v["event_type"] == "call_hold")
+        .unwrap();
+    assert_eq!(held["aor"], "sip:101@pbx.local");
+    assert_eq!(held["peer_aor"], "sip:102@pbx.local");
+    assert_eq!(held["call_id"], "1795376859.4");
+    let unheld = first
+        .iter()
+        .find(|v| v["event_type"] == "call_unhold")
+        .unwrap();
+    assert_eq!(unheld["peer_aor"], "sip:102@pbx.local");
+    let second = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    let noanswer = second
+        .iter()
+        .find(|v| v["event_type"] == "call_noanswer")
+        .unwrap();
+    assert_eq!(noanswer["call_id"], "1795376899.10");
+    assert_eq!(noanswer["call_target"], "");
+    assert_eq!(noanswer["caller"], "sip:101@pbx.local");
+    assert_eq!(noanswer["callee"], "sip:102@pbx.local");
+}
+
+/// Figure for docs/websocket.md: how fast the feed fans a recorded stream out to many
+/// clients (in process: recorded AMI parsed and normalized onto the bus, 16 clients).
+/// `cargo test --test websocket_sink -- --ignored --nocapture measure_fan_out`
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+#[ignore = "measurement, not a check: run by hand"]
+async fn measure_fan_out_rate() {
+    const CLIENTS: usize = 16;
+    const TIMES: usize = 200;
+    let f = feed(WebsocketSinkConfig {
+        client_queue: 4096,
+        ..enswitch()
+    })
+    .await;
+    let url = f.url(&format!("/events/websocket/?authkey={KEY}"));
+    let mut readers = Vec::new();
+    for _ in 0..CLIENTS {
+        let mut ws = connect(&url).await;
+        readers.push(tokio::spawn(async move {
+            let mut ends = 0;
+            let mut frames = 0usize;
+            while ends < TIMES {
+                match ws.next().await {
+                    Some(Ok(Message::Text(t))) => {
+                        frames += 1;
+                        if t.contains(r#""class":"call","event":"end""#) {
+                            ends += 1;
+                        }
+                    }
+                    Some(Ok(_)) => {}
+                    other => panic!("reader ended: {other:?}"),
+                }
+            }
+            frames
+        }));
+    }
+    let t0 = std::time::Instant::now();
+    let published = f
+        .publish("derived/02-call-answered-x-headers.ami", TIMES)
+        .await;
+    let mut delivered = 0;
+    for r in readers {
+        delivered += r.await.unwrap();
+    }
+    let took = t0.elapsed();
+    println!(
+        "fan-out: {published} events to {CLIENTS} clients, {delivered} frames in {took:?}: \
+         {:.0} frames/s",
+        delivered as f64 / took.as_secs_f64()
+    );
+}
