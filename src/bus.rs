@@ -184,6 +184,15 @@ impl Bus {
             if matches!(*last, Some(t) if now.duration_since(t) < DROP_REPORT_INTERVAL) {
                 return 0;
             }
+            // The interval runs from the last report, not from the last look: the first
+            // drops after a quiet spell are reported at once.
+            let unreported = self
+                .sinks()
+                .iter()
+                .any(|s| s.dropped.load(Ordering::Relaxed) > s.reported.load(Ordering::Relaxed));
+            if !unreported {
+                return 0;
+            }
             *last = Some(now);
         }
         let mut n = 0;
@@ -347,6 +356,19 @@ mod tests {
         let _b = bus.subscribe("b");
         let names: std::vec::Vec<_> = bus.sinks().iter().map(|s| s.name.clone()).collect();
         assert_eq!(names, ["b"]);
+    }
+
+    #[tokio::test]
+    async fn first_drops_after_a_quiet_spell_are_reported_at_once() {
+        let bus = Bus::new(1, text("h"));
+        let mut slow = bus.subscribe("slow");
+        let t0 = Instant::now();
+        assert_eq!(bus.report_drops(t0), 0); // nothing dropped yet: no clock started
+        for i in 0..3 {
+            bus.publish(Event::new(i, bus.host(), body(i)));
+        }
+        while let TryRecv::Event(_) = slow.try_recv() {}
+        assert_eq!(bus.report_drops(t0 + Duration::from_secs(1)), 1);
     }
 
     #[tokio::test]
