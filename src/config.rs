@@ -37,6 +37,8 @@ pub struct Config {
     pub host: String,
     pub ami: AmiConfig,
     pub buffers: BuffersConfig,
+    /// Parsed on their own by `SinkConfig::from_toml`, so errors name keys inside a sink.
+    #[serde(skip)]
     pub sinks: Vec<SinkConfig>,
     pub watchdog: WatchdogConfig,
     pub log: LogConfig,
@@ -237,12 +239,26 @@ impl Default for LogConfig {
 impl Config {
     /// Parses TOML text. Errors name the key: `sinks[1].type: unknown variant ...`.
     pub fn parse(text: &str) -> Result<Config, ConfigError> {
-        let de = toml::Deserializer::parse(text).map_err(|e| toml_error("(file)", e))?;
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            let key = e.path().to_string();
-            let inner = e.into_inner();
-            toml_error(&key, inner)
-        })
+        let mut table: toml::Table = text.parse().map_err(|e| toml_error("(file)", e))?;
+        let sinks = table.remove("sinks");
+        let mut cfg: Config = deserialize_at("", toml::Value::Table(table))?;
+        match sinks {
+            None => {}
+            Some(toml::Value::Array(list)) => {
+                cfg.sinks = list
+                    .into_iter()
+                    .enumerate()
+                    .map(|(i, v)| SinkConfig::from_toml(&format!("sinks[{i}]"), v))
+                    .collect::<Result<_, _>>()?;
+            }
+            Some(_) => {
+                return Err(ConfigError::new(
+                    "sinks",
+                    "must be a list of tables, each written `[[sinks]]` with a `type`",
+                ))
+            }
+        }
+        Ok(cfg)
     }
 
     /// Reads and parses the file at `path`, applies environment overrides from `env`,
@@ -396,6 +412,23 @@ impl Config {
     }
 }
 
+/// Deserializes `value`, naming the failing key below `prefix` (`sinks[0]` + `.qos`).
+pub fn deserialize_at<T: serde::de::DeserializeOwned>(
+    prefix: &str,
+    value: toml::Value,
+) -> Result<T, ConfigError> {
+    serde_path_to_error::deserialize(value).map_err(|e| {
+        let path = e.path().to_string();
+        let key = match (prefix, path.as_str()) {
+            (p, "" | ".") => p.to_string(),
+            ("", path) => path.to_string(),
+            (p, path) if path.starts_with('[') => format!("{p}{path}"),
+            (p, path) => format!("{p}.{path}"),
+        };
+        toml_error(&key, e.into_inner())
+    })
+}
+
 fn toml_error(key: &str, e: toml::de::Error) -> ConfigError {
     let mut message = e.message().to_string();
     if let Some(span) = e.span() {
@@ -508,6 +541,23 @@ mod tests {
             Config::parse("[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"ftp\"\n").unwrap_err();
         assert_eq!(e.key, "sinks[1].type");
         assert!(e.message.contains("ftp"), "{e}");
+    }
+
+    #[test]
+    fn keys_inside_a_sink_are_named() {
+        let e = Config::parse("[[sinks]]\ntype = \"nats\"\njetstream = \"yes\"\n").unwrap_err();
+        assert_eq!(e.key, "sinks[0].jetstream");
+        assert!(e.message.contains("bool"), "{e}");
+        let e = Config::parse(
+            "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"webhook\"\nulr = \"x\"\n",
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "sinks[1].ulr");
+        let e = Config::parse("[[sinks]]\nurl = \"x\"\n").unwrap_err();
+        assert_eq!(e.key, "sinks[0].type");
+        assert!(e.message.contains("missing"), "{e}");
+        let e = Config::parse("sinks = 3\n").unwrap_err();
+        assert_eq!(e.key, "sinks");
     }
 
     #[test]

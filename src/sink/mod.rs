@@ -8,15 +8,13 @@ pub mod stdout;
 pub mod webhook;
 pub mod websocket;
 
-use serde::Deserialize;
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Publisher};
-use crate::config::ConfigError;
+use crate::config::{deserialize_at, ConfigError};
 
 /// One `[[sinks]]` table, chosen by its `type`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(tag = "type", rename_all = "lowercase")]
+#[derive(Debug, Clone)]
 #[allow(clippy::large_enum_variant)] // parsed once at start; a few hundred bytes per sink
 pub enum SinkConfig {
     Nats(nats::NatsSinkConfig),
@@ -26,7 +24,54 @@ pub enum SinkConfig {
     Stdout(stdout::StdoutSinkConfig),
 }
 
+/// The sink types, as written in `type = "..."`.
+pub const KINDS: &str = "nats, mqtt, webhook, websocket, stdout";
+
 impl SinkConfig {
+    /// Parses one `[[sinks]]` table found at `key` (`sinks[2]`); errors name the key inside
+    /// it (`sinks[2].qos`), which serde's tagged enums would lose.
+    pub fn from_toml(key: &str, value: toml::Value) -> Result<SinkConfig, ConfigError> {
+        let toml::Value::Table(mut table) = value else {
+            return Err(ConfigError::new(
+                key,
+                "must be a table, written `[[sinks]]`",
+            ));
+        };
+        let type_key = format!("{key}.type");
+        let kind = match table.remove("type") {
+            Some(toml::Value::String(kind)) => kind,
+            Some(other) => {
+                return Err(ConfigError::new(
+                    type_key,
+                    format!(
+                        "must be a string, one of {KINDS}; found {}",
+                        other.type_str()
+                    ),
+                ))
+            }
+            None => {
+                return Err(ConfigError::new(
+                    type_key,
+                    format!("missing: every sink needs a type, one of {KINDS}"),
+                ))
+            }
+        };
+        let rest = toml::Value::Table(table);
+        Ok(match kind.as_str() {
+            "nats" => SinkConfig::Nats(deserialize_at(key, rest)?),
+            "mqtt" => SinkConfig::Mqtt(deserialize_at(key, rest)?),
+            "webhook" => SinkConfig::Webhook(deserialize_at(key, rest)?),
+            "websocket" => SinkConfig::Websocket(deserialize_at(key, rest)?),
+            "stdout" => SinkConfig::Stdout(deserialize_at(key, rest)?),
+            other => {
+                return Err(ConfigError::new(
+                    type_key,
+                    format!("unknown sink type `{other}`: expected one of {KINDS}"),
+                ))
+            }
+        })
+    }
+
     /// The sink's type, as written in the config.
     pub fn kind(&self) -> &'static str {
         match self {

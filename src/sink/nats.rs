@@ -838,7 +838,11 @@ mod tests {
                 "sinks[0].token_file",
                 "/nonexistent/token",
             ),
-            ("subjet = \"x\"", "sinks[0]", "unknown field `subjet`"),
+            (
+                "subjet = \"x\"",
+                "sinks[0].subjet",
+                "unknown field `subjet`",
+            ),
         ];
         for (extra, key, words) in cases {
             let e = err(extra);

@@ -309,9 +309,12 @@ mod tests {
             let e = sink(extra).unwrap_err();
             assert_eq!(e.key, key, "{extra}: {e}");
         }
-        // Unknown keys: serde reports them on the tagged sink table, naming the key.
+        // Unknown keys are named with their sink.
         let e = sink("retain = true").unwrap_err();
-        assert!(e.key == "sinks[0]" && e.message.contains("`retain`"), "{e}");
+        assert!(
+            e.key == "sinks[0].retain" && e.message.contains("unknown field"),
+            "{e}"
+        );
     }
 
     #[test]

@@ -243,17 +243,18 @@ mod tests {
             let e = config(text).unwrap_err();
             assert_eq!(e.key, key, "{text}: {e}");
         }
-        // Inside a `[[sinks]]` table serde names the table, and the message the culprit.
+        // A bad value inside a `[[sinks]]` table names its key.
         let e = config("url = \"http://x/\"\ndialect = \"xml\"").unwrap_err();
         assert!(
-            e.to_string()
-                .starts_with("sinks[0]: unknown variant `xml`, expected `enswitch` or `native`"),
+            e.to_string().starts_with(
+                "sinks[0].dialect: unknown variant `xml`, expected `enswitch` or `native`"
+            ),
             "{e}"
         );
         let e = config("url = \"http://x/\"\nretries = 3").unwrap_err();
         assert!(
             e.to_string()
-                .starts_with("sinks[0]: unknown field `retries`"),
+                .starts_with("sinks[0].retries: unknown field `retries`"),
             "{e}"
         );
     }

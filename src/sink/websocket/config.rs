@@ -249,9 +249,7 @@ mod tests {
         let cases: &[(&str, &str, &str)] = &[
             ("", "sinks[0].authkey", "missing"),
             ("authkey = \"\"\n", "sinks[0].authkey", "1 to 256"),
-            // Inside `[[sinks]]` (an internally tagged enum) serde loses the path below the
-            // sink; the message still names the bad value and what is expected.
-            ("protocol = \"sip\"\n", "sinks[0]", "unknown variant `sip`, expected `enswitch` or `portsip`"),
+            ("protocol = \"sip\"\n", "sinks[0].protocol", "unknown variant `sip`, expected `enswitch` or `portsip`"),
             ("authkey = \"k\"\nlisten = \"4875\"\n", "sinks[0].listen", "no port"),
             ("authkey = \"k\"\nmax_clients = 0\n", "sinks[0].max_clients", "between"),
             ("authkey = \"k\"\nclient_queue = 100000\n", "sinks[0].client_queue", "between"),
@@ -265,7 +263,7 @@ mod tests {
             ),
             (
                 "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"1\"\ndomain = \"d\"\npassword = \"p\"\nrole = \"root\"\n",
-                "sinks[0]",
+                "sinks[0].users[0].role",
                 "unknown variant `root`, expected `extension` or `admin`",
             ),
             (
