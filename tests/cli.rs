@@ -93,6 +93,36 @@ fn a_valid_config_passes() {
 }
 
 #[test]
+fn the_readme_config_example_is_valid() {
+    let readme =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/README.md")).unwrap();
+    let start = readme
+        .find("```toml\nhost = ")
+        .expect("the README's full config example")
+        + 8;
+    let example = &readme[start..start + readme[start..].find("```").unwrap()];
+    // Its secrets are files read from systemd's credentials directory.
+    let dir = tempfile::tempdir().unwrap();
+    for name in ["ami.secret", "webhook.key", "ws.key"] {
+        std::fs::write(dir.path().join(name), "s3cret\n").unwrap();
+    }
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(&path, example).unwrap();
+    let out = Command::new(common::pbxtap_bin())
+        .args(["check-config", path.to_str().unwrap()])
+        .env("CREDENTIALS_DIRECTORY", dir.path())
+        .output()
+        .unwrap();
+    let msg =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{msg}");
+    assert!(
+        msg.contains("5 sinks: stdout, nats, mqtt, webhook, websocket"),
+        "{msg}"
+    );
+}
+
+#[test]
 fn an_unknown_sink_type_is_named() {
     let (ok, msg) = check_config("[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"kafka\"\n");
     assert!(!ok);
