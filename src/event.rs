@@ -522,6 +522,59 @@ pub fn now_micros() -> u64 {
         .unwrap_or(0)
 }
 
+/// The largest events there can be: every string field full of characters that JSON
+/// escapes to six bytes (`\u0001`) and forms to three, every header slot taken. Dialect
+/// tests encode them to show that `dialect::MAX_ENCODED_LEN` is enough.
+#[cfg(test)]
+pub fn largest_events() -> [Event; 2] {
+    let long = "\u{1}".repeat(200);
+    let mut h = Headers::default();
+    for i in 0..MAX_EXTRA_HEADERS {
+        h.insert(&format!("X-{i}{long}"), &long);
+    }
+    let started = Event::new(
+        u64::MAX,
+        &text(&long),
+        Body::CallStarted(CallStarted {
+            call_id: text(&long),
+            session_id: text(&long),
+            from: text(&long),
+            from_name: text(&long),
+            to: text(&long),
+            direction: "internal",
+            channel: text(&long),
+            extra_headers: h,
+        }),
+    );
+    // Cdr has the most string fields, but no headers.
+    let cdr = Event::new(
+        u64::MAX,
+        &text(&long),
+        Body::CallCdr(Cdr {
+            call_id: text(&long),
+            unique_id: text(&long),
+            account_code: text(&long),
+            source: text(&long),
+            destination: text(&long),
+            destination_context: text(&long),
+            caller_id: text(&long),
+            channel: text(&long),
+            destination_channel: text(&long),
+            last_application: text(&long),
+            last_data: text(&long),
+            start_time: text(&long),
+            answer_time: text(&long),
+            end_time: text(&long),
+            duration: u32::MAX,
+            billsec: u32::MAX,
+            disposition: text(&long),
+            ama_flags: text(&long),
+            user_field: text(&long),
+        }),
+    );
+    [started, cdr]
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

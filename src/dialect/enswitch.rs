@@ -258,29 +258,11 @@ mod tests {
     }
 
     #[test]
-    fn the_largest_possible_event_fits_as_a_form() {
-        // Every byte of every string field escapes to three: the worst case for forms.
-        let long = "\u{1}".repeat(200);
-        let mut h = Headers::default();
-        for i in 0..MAX_EXTRA_HEADERS {
-            h.insert(&format!("X-{i}{long}"), &long);
-        }
-        let ev = Event::new(
-            u64::MAX,
-            &text(&long),
-            Body::CallStarted(CallStarted {
-                call_id: text(&long),
-                session_id: text(&long),
-                from: text(&long),
-                from_name: text(&long),
-                to: text(&long),
-                direction: "internal",
-                channel: text(&long),
-                extra_headers: h,
-            }),
-        );
+    fn the_largest_possible_events_fit_as_forms_and_json() {
         let mut out = Encoded::new();
-        encode_form(&ev, &mut out).unwrap();
-        encode_json(&ev, &mut out).unwrap();
+        for ev in largest_events() {
+            encode_form(&ev, &mut out).unwrap();
+            encode_json(&ev, &mut out).unwrap();
+        }
     }
 }

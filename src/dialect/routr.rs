@@ -160,6 +160,14 @@ mod tests {
     use super::*;
     use crate::event::*;
 
+    #[test]
+    fn the_largest_possible_events_fit() {
+        let mut out = Encoded::new();
+        for ev in largest_events() {
+            encode(&ev, &mut out).unwrap();
+        }
+    }
+
     fn json(ev: &Event) -> (Option<&'static str>, std::string::String) {
         let mut out = Encoded::new();
         let suffix = encode(ev, &mut out).unwrap();
