@@ -113,7 +113,10 @@ fn the_unit_is_hardened_and_systemd_rates_it_ok() {
     }
     // systemd's own exposure score (0 = locked down, 10 = unprotected): "OK" is below 2.
     let root = unit_root(&unit);
-    let out = analyze(root.path(), &["security", "--offline=yes", "--threshold=20"]);
+    let out = analyze(
+        root.path(),
+        &["security", "--offline=yes", "--threshold=20"],
+    );
     assert!(out.status.success(), "exposure above 2.0:\n{}", text(&out));
     assert!(text(&out).contains("Overall exposure level for pbxtap.service: 1."));
 }
@@ -202,12 +205,17 @@ fn the_crate_list_is_generated_from_cargo_lock() {
             continue;
         };
         packages += 1;
-        assert!(committed.contains(&format!("crate://crates.io/{name}/{version} ")) 
-            || committed.contains(&format!("crate://crates.io/{name}/{version}\"")),
-            "{name} {version} missing");
+        assert!(
+            committed.contains(&format!("crate://crates.io/{name}/{version} "))
+                || committed.contains(&format!("crate://crates.io/{name}/{version}\"")),
+            "{name} {version} missing"
+        );
         assert!(committed.contains(&format!("SRC_URI[{name}-{version}.sha256sum] = \"{sum}\"")));
     }
-    assert!(packages > 100, "only {packages} packages found in Cargo.lock");
+    assert!(
+        packages > 100,
+        "only {packages} packages found in Cargo.lock"
+    );
 }
 
 #[test]
