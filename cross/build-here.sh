@@ -41,18 +41,20 @@ python3 -m ziglang version >/dev/null 2>&1 || missing "zig" "pip install ziglang
 
 env_target="$(echo "$target" | tr 'a-z-' 'A-Z_')"
 cc_target="$(echo "$target" | tr '-' '_')"
-export RUSTC=/usr/bin/rustc
-# -Zbuild-std is unstable; Debian's rustc-web is a stable release that allows it this way.
-export RUSTC_BOOTSTRAP=1
-export PBXTAP_ZIG_TARGET="$zig_target" PBXTAP_ZIG_CPU="$zig_cpu"
-export "CARGO_TARGET_${env_target}_LINKER=$here/zig-cc"
-# zig supplies crt1.o, musl and libunwind; rustc's self-contained copies are not built.
-export "CARGO_TARGET_${env_target}_RUSTFLAGS=-C link-self-contained=no"
-export "CC_${cc_target}=$here/zig-cc" "AR_${cc_target}=$here/zig-ar"
 target_dir="${CARGO_TARGET_DIR:-$root/target/cross}"
 
 cd "$root"
-/usr/bin/cargo build --locked --bin pbxtap \
+# A clean environment: what cargo test or a rustup proxy exports (CARGO_*, RUSTUP_*,
+# RUSTFLAGS...) would otherwise change build fingerprints and rebuild everything.
+# -Zbuild-std is unstable; RUSTC_BOOTSTRAP=1 lets Debian's stable rustc-web use it.
+# zig supplies crt1.o, musl and libunwind, so rustc's self-contained copies are not used.
+env -i PATH="$PATH" HOME="$HOME" \
+  RUSTC=/usr/bin/rustc RUSTC_BOOTSTRAP=1 \
+  PBXTAP_ZIG_TARGET="$zig_target" PBXTAP_ZIG_CPU="$zig_cpu" \
+  "CARGO_TARGET_${env_target}_LINKER=$here/zig-cc" \
+  "CARGO_TARGET_${env_target}_RUSTFLAGS=-C link-self-contained=no" \
+  "CC_${cc_target}=$here/zig-cc" "AR_${cc_target}=$here/zig-ar" \
+  /usr/bin/cargo build --locked --bin pbxtap \
   -Zbuild-std=std,panic_abort \
   --target "$target" --profile "$profile" --target-dir "$target_dir" >&2
 echo "$target_dir/$target/$profile/pbxtap"
