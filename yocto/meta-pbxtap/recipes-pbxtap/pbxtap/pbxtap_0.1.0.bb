@@ -11,7 +11,7 @@ LICENSE = "MIT | Apache-2.0"
 LIC_FILES_CHKSUM = "file://Cargo.toml;beginline=7;endline=7;md5=86b31c7756a1a7962f28b62856ed4f05"
 
 SRC_URI = "git://github.com/pbxtap/pbxtap.git;protocol=https;branch=main"
-SRCREV = "a031eac8d3d7c2c2b8f5d5f1c59a1e0e5f6c7d8e"
+SRCREV = "bd6f2ba20fdae15e053dbe2d76ef4092e4b3ce64"
 
 require ${BPN}-crates.inc
 
