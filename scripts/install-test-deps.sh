@@ -11,6 +11,18 @@ packages=(
   util-linux    # tests/systemd_notify.rs: `unshare` gives pbxtap a private mount namespace
   mount         # tests/systemd_notify.rs: `mount --bind` puts a test socket at journald's path
   python3-websockets  # tests/websocket_sink.rs: an independent WebSocket client
+  systemd       # tests/packaging.rs: systemd-analyze verify / security on the unit
+  python3       # tests/packaging.rs: yocto/meta-pbxtap/scripts/gen-crates-inc.py
+  python3-pip   # the pip packages below
+  file          # tests/cross_qemu.rs: is the aarch64 binary static?
+  qemu-user     # tests/cross_qemu.rs: runs the aarch64 binary
+  rustc-web     # tests/cross_qemu.rs (cross/build-here.sh): rustc that builds std for the target
+  cargo-web     #   its matching cargo
+  rust-web-src  #   the standard library's source for -Zbuild-std
+)
+pip_packages=(
+  oelint-adv==9.11.2  # tests/packaging.rs: lints yocto/meta-pbxtap
+  ziglang==0.17.1     # tests/cross_qemu.rs (cross/build-here.sh): C compiler and linker with musl
 )
 
 missing=()
@@ -22,4 +34,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   [ "$(id -u)" -eq 0 ] || sudo="sudo"
   $sudo apt-get update -qq
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
+fi
+
+# For the user running the tests (~/.local/bin, which the tests also search).
+pip_missing=()
+for p in "${pip_packages[@]}"; do
+  python3 -m pip show -q "${p%%==*}" >/dev/null 2>&1 || pip_missing+=("$p")
+done
+if [ ${#pip_missing[@]} -gt 0 ]; then
+  python3 -m pip install -q --user --break-system-packages "${pip_missing[@]}"
 fi
