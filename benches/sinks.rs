@@ -79,12 +79,13 @@ fn counts() -> Counts {
             ws_calls: 20,
         },
         (true, false) => Counts {
-            nats_core: 100_000,
-            nats_js: 10_000,
+            nats_core: 400_000,
+            nats_js: 20_000,
             mqtt: 30_000,
-            webhook: 20_000,
+            webhook: 50_000,
             ws_clients: 64,
-            ws_calls: 100,
+            // 16 events a call: 3,200 in all, within each client's queue (4,096).
+            ws_calls: 200,
         },
     }
 }
