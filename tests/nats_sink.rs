@@ -6,7 +6,7 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,6 +16,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use common::ami::{client_config, fixture};
+use common::nats::{create_stream, stored_count, NatsServer};
 use pbxtap::ami::client::{self, AmiHealth};
 use pbxtap::ami::replay::{self, ReplayConfig};
 use pbxtap::bus::{Bus, SinkRx, TryRecv};
@@ -28,65 +29,6 @@ use pbxtap::tap::Tap;
 
 /// Longest any condition in these tests is waited for.
 const DEADLINE: Duration = Duration::from_secs(30);
-
-/// A nats-server child on 127.0.0.1:`port`, killed when dropped.
-struct NatsServer {
-    port: u16,
-    args: Vec<String>,
-    child: Option<Child>,
-}
-
-impl NatsServer {
-    /// Starts nats-server with `extra` arguments and waits until it accepts connections.
-    fn start(port: u16, extra: &[&str]) -> Self {
-        let mut s = NatsServer {
-            port,
-            args: extra.iter().map(|a| a.to_string()).collect(),
-            child: None,
-        };
-        s.restart();
-        s
-    }
-
-    /// With JetStream, storing its streams under `dir` (they survive restarts).
-    fn with_jetstream(port: u16, dir: &Path) -> Self {
-        NatsServer::start(port, &["-js", "-sd", dir.to_str().unwrap()])
-    }
-
-    fn restart(&mut self) {
-        assert!(self.child.is_none(), "already running");
-        let bin = common::require("nats-server", "nats-server");
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
-            .args(&self.args)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("start nats-server");
-        self.child = Some(child);
-        common::wait_for_port(self.port, Duration::from_secs(10));
-    }
-
-    /// SIGKILL: the server vanishes without a goodbye, as in a crash or power loss.
-    fn kill(&mut self) {
-        let mut child = self.child.take().expect("not running");
-        child.kill().unwrap();
-        child.wait().unwrap();
-    }
-
-    fn url(&self) -> String {
-        format!("nats://127.0.0.1:{}", self.port)
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.child.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
 
 /// Waits until `cond` holds, polling, or panics with `what`.
 async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
@@ -287,21 +229,6 @@ async fn routrs_environment_variables_alone_configure_the_sink() {
     );
 }
 
-/// A stream capturing `<base>.>`, stored on disk: it survives the server's restarts, so
-/// the test reads afterwards exactly what the sink delivered, in the order it arrived.
-async fn create_stream(url: &str, base: &str) {
-    let c = async_nats::connect(url).await.unwrap();
-    jetstream::new(c)
-        .create_stream(jetstream::stream::Config {
-            name: "EVENTS".into(),
-            subjects: vec![format!("{base}.>")],
-            storage: jetstream::stream::StorageType::File,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-}
-
 /// The bus sequence numbers of every event stored in the stream, in stream order.
 async fn stored_seqs(url: &str) -> Vec<u64> {
     let c = async_nats::connect(url).await.unwrap();
@@ -315,12 +242,6 @@ async fn stored_seqs(url: &str) -> Vec<u64> {
         seqs.push(v["seq"].as_u64().unwrap());
     }
     seqs
-}
-
-async fn stored_count(url: &str) -> Option<u64> {
-    let c = async_nats::connect(url).await.ok()?;
-    let mut s = jetstream::new(c).get_stream("EVENTS").await.ok()?;
-    Some(s.info().await.ok()?.state.messages)
 }
 
 fn call(i: u64) -> Body {
@@ -690,15 +611,15 @@ async fn tls_with_a_custom_ca_and_an_untrusted_server_refused() {
 }
 
 /// Delivers `n` events through a sink configured by `cfg`, feeding the bus in bursts of
-/// half a ring so nothing is dropped, and returns the rate in events per second.
-async fn throughput(cfg: NatsSinkConfig, n: u64) -> f64 {
+/// half a ring so nothing is dropped, and checks the sink counted every one delivered.
+/// (The rate is measured by `cargo bench --bench sinks`.)
+async fn deliver_in_bursts(cfg: NatsSinkConfig, n: u64) {
     const RING: u64 = 4096;
     let bus = Bus::new(RING as usize, text("pbx1"));
     let rx = bus.subscribe("nats#0");
     let counters = rx.counters().clone();
     let sink = NatsSink::new(&cfg, bus.publisher()).await.unwrap();
     let sink = tokio::spawn(sink.run(rx));
-    let start = std::time::Instant::now();
     let mut sent = 0;
     while sent < n {
         let burst = (RING / 2).min(n - sent);
@@ -715,19 +636,17 @@ async fn throughput(cfg: NatsSinkConfig, n: u64) -> f64 {
         counters.delivered.load(Ordering::Relaxed) == n
     })
     .await;
-    let rate = n as f64 / start.elapsed().as_secs_f64();
     assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     drop(bus);
     sink.await.unwrap();
-    rate
 }
 
-/// Events sent in the throughput test, core NATS and JetStream.
+/// Events sent in bursts, core NATS and JetStream.
 const CORE_EVENTS: u64 = 2_000;
 const JS_EVENTS: u64 = 500;
 
 #[tokio::test]
-async fn throughput_core_and_jetstream() {
+async fn core_and_jetstream_get_every_event_of_bursts_with_none_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let server = NatsServer::with_jetstream(common::free_port(), dir.path());
     create_stream(&server.url(), "js").await;
@@ -748,19 +667,12 @@ async fn throughput_core_and_jetstream() {
         jetstream,
         ..Default::default()
     };
-    let core = throughput(cfg("core", false), CORE_EVENTS).await;
-    let js = throughput(cfg("js", true), JS_EVENTS).await;
-    println!("nats sink throughput: core {core:.0} events/s, jetstream {js:.0} events/s");
+    deliver_in_bursts(cfg("core", false), CORE_EVENTS).await;
+    deliver_in_bursts(cfg("js", true), JS_EVENTS).await;
     assert_eq!(
         counted.await.unwrap(),
         CORE_EVENTS,
         "the consumer got every core event"
     );
     assert_eq!(stored_count(&server.url()).await, Some(JS_EVENTS));
-    // A debug build spends most of it encoding (about 5 ms an event); docs/nats.md has the
-    // release figures. Even so, above what a PBX sends.
-    assert!(
-        core > 50.0 && js > 50.0,
-        "core {core:.0}/s, jetstream {js:.0}/s"
-    );
 }

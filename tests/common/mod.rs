@@ -51,3 +51,4 @@ pub fn pbxtap_bin() -> PathBuf {
 pub mod ami;
 pub mod daemon;
 pub mod mqtt;
+pub mod nats;

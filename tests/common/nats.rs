@@ -1,0 +1,92 @@
+//! NATS helpers: a real nats-server on a free port (optionally with JetStream), and the
+//! JetStream stream the tests and the sinks bench read back what the sink delivered.
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use async_nats::jetstream;
+
+use super::{require, wait_for_port};
+
+/// A nats-server child on 127.0.0.1:`port`, killed when dropped.
+pub struct NatsServer {
+    pub port: u16,
+    /// Arguments after the address and port; a restart uses them as they are then.
+    pub args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl NatsServer {
+    /// Starts nats-server with `extra` arguments and waits until it accepts connections.
+    pub fn start(port: u16, extra: &[&str]) -> Self {
+        let mut s = NatsServer {
+            port,
+            args: extra.iter().map(|a| a.to_string()).collect(),
+            child: None,
+        };
+        s.restart();
+        s
+    }
+
+    /// With JetStream, storing its streams under `dir` (they survive restarts).
+    pub fn with_jetstream(port: u16, dir: &Path) -> Self {
+        NatsServer::start(port, &["-js", "-sd", dir.to_str().unwrap()])
+    }
+
+    pub fn restart(&mut self) {
+        assert!(self.child.is_none(), "already running");
+        let bin = require("nats-server", "nats-server");
+        let child = Command::new(bin)
+            .args(["-a", "127.0.0.1", "-p", &self.port.to_string()])
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("start nats-server");
+        self.child = Some(child);
+        wait_for_port(self.port, Duration::from_secs(10));
+    }
+
+    /// SIGKILL: the server vanishes without a goodbye, as in a crash or power loss.
+    pub fn kill(&mut self) {
+        let mut child = self.child.take().expect("not running");
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+
+    pub fn url(&self) -> String {
+        format!("nats://127.0.0.1:{}", self.port)
+    }
+}
+
+impl Drop for NatsServer {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// A stream capturing `<base>.>`, stored on disk: it survives the server's restarts, so
+/// the test reads afterwards exactly what the sink delivered, in the order it arrived.
+pub async fn create_stream(url: &str, base: &str) {
+    let c = async_nats::connect(url).await.unwrap();
+    jetstream::new(c)
+        .create_stream(jetstream::stream::Config {
+            name: "EVENTS".into(),
+            subjects: vec![format!("{base}.>")],
+            storage: jetstream::stream::StorageType::File,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+}
+
+/// How many messages the stream `EVENTS` holds; `None` while the server cannot say.
+pub async fn stored_count(url: &str) -> Option<u64> {
+    let c = async_nats::connect(url).await.ok()?;
+    let mut s = jetstream::new(c).get_stream("EVENTS").await.ok()?;
+    Some(s.info().await.ok()?.state.messages)
+}
