@@ -12,20 +12,6 @@ use pbxtap::bus::{Bus, TryRecv};
 use pbxtap::event::{text, Event};
 use pbxtap::normalize::{NormalizeConfig, Normalizer};
 
-/// Resident and peak resident memory of this process, in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
-}
-
 fn main() {
     // `cargo test --benches` runs this too: keep that run short.
     let rounds: u64 = if std::env::args().any(|a| a == "--bench") {
@@ -35,14 +21,14 @@ fn main() {
     };
     let stream = common::recordings();
 
-    let (before, _) = rss_kib();
+    let (before, _) = common::rss_kib();
     let per_sink = pbxtap::bus::DEFAULT_PER_SINK;
     let bus = Bus::new(per_sink, text("pbx1"));
     let mut stalled = bus.subscribe("stalled");
     let mut live = bus.subscribe("live");
     let mut parser = Parser::new(Limits::default());
     let mut normalizer = Normalizer::new(NormalizeConfig::default());
-    let (start, _) = rss_kib();
+    let (start, _) = common::rss_kib();
     println!(
         "buffers.per_sink = {per_sink}, {} bytes per event: RSS {before} KiB before the bus, {start} KiB with its rings",
         std::mem::size_of::<Event>()
@@ -64,7 +50,7 @@ fn main() {
         }
         while let TryRecv::Event(_) = live.try_recv() {}
         if round.is_power_of_two() || round == rounds {
-            let (rss, peak) = rss_kib();
+            let (rss, peak) = common::rss_kib();
             println!(
                 "{round:>8} {:>12} {:>12} {rss:>10} {peak:>10}",
                 parser.stats().messages,

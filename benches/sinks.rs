@@ -11,6 +11,8 @@
 //! counts; `cargo test --bench sinks -- --bench` runs a debug build with counts sized
 //! for it.
 
+#[path = "common/mod.rs"]
+mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -30,7 +32,7 @@ use tokio_tungstenite::tungstenite::Message;
 
 use common::ami::fixture;
 use common::mqtt::{seq_of, Mosquitto, Subscriber};
-use common::nats::{create_stream, stored_count, NatsServer};
+use common::nats::{count_messages, create_stream, stored_count, NatsServer};
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 use pbxtap::bus::{Bus, SinkCounters};
 use pbxtap::event::{text, Body, CallStarted, Event, Presence};
@@ -88,20 +90,6 @@ fn counts() -> Counts {
             ws_calls: 200,
         },
     }
-}
-
-/// Resident and peak resident memory of this process, in KiB.
-fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
 }
 
 /// Polls `cond` until it holds, or panics naming `what`.
@@ -162,16 +150,7 @@ async fn nats(c: &Counts) {
     let dir = tempfile::tempdir().unwrap();
     let server = NatsServer::with_jetstream(common::free_port(), dir.path());
     create_stream(&server.url(), "js").await;
-    let consumer = async_nats::connect(server.url()).await.unwrap();
-    let mut sub = consumer.subscribe("core.>").await.unwrap();
-    consumer.flush().await.unwrap();
-    let counted = tokio::spawn(async move {
-        let mut n = 0u64;
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
-            n += 1;
-        }
-        n
-    });
+    let counted = count_messages(&server.url(), "core.>").await;
     for (subject, jetstream, n) in [("core", false, c.nats_core), ("js", true, c.nats_js)] {
         let cfg = NatsSinkConfig {
             url: server.url(),
@@ -318,7 +297,7 @@ async fn webhook(c: &Counts) {
 }
 
 async fn websocket(c: &Counts) {
-    let (rss, peak) = rss_kib();
+    let (rss, peak) = bench::rss_kib();
     println!("RSS before the websocket sink: {rss} KiB (peak {peak} KiB)");
     let bus = Arc::new(Bus::new(8192, text("pbx1")));
     let cfg = WebsocketSinkConfig {
@@ -362,7 +341,7 @@ async fn websocket(c: &Counts) {
         connected.load(Ordering::Relaxed) == c.ws_clients
     })
     .await;
-    let (rss, peak) = rss_kib();
+    let (rss, peak) = bench::rss_kib();
     println!(
         "RSS with the websocket sink and {} clients connected: {rss} KiB (peak {peak} KiB)",
         c.ws_clients
@@ -402,7 +381,7 @@ async fn websocket(c: &Counts) {
         "every client got the same frames: {per_client:?}"
     );
     let frames: u64 = per_client.iter().sum();
-    let (rss, peak) = rss_kib();
+    let (rss, peak) = bench::rss_kib();
     println!(
         "websocket enswitch fan-out: {published} events to {} clients, {frames} frames in {took:.2?}: {:.0} frames/s",
         c.ws_clients,

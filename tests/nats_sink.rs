@@ -16,7 +16,7 @@ use futures_util::StreamExt;
 use serde_json::{json, Value};
 
 use common::ami::{client_config, fixture};
-use common::nats::{create_stream, stored_count, NatsServer};
+use common::nats::{count_messages, create_stream, stored_count, NatsServer};
 use pbxtap::ami::client::{self, AmiHealth};
 use pbxtap::ami::replay::{self, ReplayConfig};
 use pbxtap::bus::{Bus, SinkRx, TryRecv};
@@ -650,16 +650,7 @@ async fn core_and_jetstream_get_every_event_of_bursts_with_none_dropped() {
     let dir = tempfile::tempdir().unwrap();
     let server = NatsServer::with_jetstream(common::free_port(), dir.path());
     create_stream(&server.url(), "js").await;
-    let consumer = async_nats::connect(server.url()).await.unwrap();
-    let mut sub = consumer.subscribe("core.>").await.unwrap();
-    consumer.flush().await.unwrap();
-    let counted = tokio::spawn(async move {
-        let mut n = 0u64;
-        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
-            n += 1;
-        }
-        n
-    });
+    let counted = count_messages(&server.url(), "core.>").await;
     let cfg = |subject: &str, jetstream| NatsSinkConfig {
         url: server.url(),
         subject: subject.into(),

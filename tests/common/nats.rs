@@ -90,3 +90,20 @@ pub async fn stored_count(url: &str) -> Option<u64> {
     let mut s = jetstream::new(c).get_stream("EVENTS").await.ok()?;
     Some(s.info().await.ok()?.state.messages)
 }
+
+/// Subscribes to `subject` on the server at `url` and counts what arrives until nothing
+/// has for 2 s; the subscription is live when this returns.
+pub async fn count_messages(url: &str, subject: &str) -> tokio::task::JoinHandle<u64> {
+    use futures_util::StreamExt;
+    let consumer = async_nats::connect(url).await.unwrap();
+    let mut sub = consumer.subscribe(subject.to_string()).await.unwrap();
+    consumer.flush().await.unwrap();
+    tokio::spawn(async move {
+        let _consumer = consumer;
+        let mut n = 0u64;
+        while let Ok(Some(_)) = tokio::time::timeout(Duration::from_secs(2), sub.next()).await {
+            n += 1;
+        }
+        n
+    })
+}
