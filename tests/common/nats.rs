@@ -46,6 +46,42 @@ impl NatsServer {
             .expect("start nats-server");
         self.child = Some(child);
         wait_for_port(self.port, Duration::from_secs(10));
+        self.wait_for_info(Duration::from_secs(10));
+    }
+
+    /// Waits until the server greets a client with its `INFO` line: listening is not yet
+    /// ready (a JetStream server can reset connections while it starts).
+    fn wait_for_info(&mut self, within: Duration) {
+        use std::io::Read;
+        let start = std::time::Instant::now();
+        loop {
+            let mut greeting = [0u8; 5];
+            let ok = std::net::TcpStream::connect(("127.0.0.1", self.port))
+                .and_then(|mut c| {
+                    c.set_read_timeout(Some(Duration::from_secs(1)))?;
+                    c.read_exact(&mut greeting)
+                })
+                .is_ok();
+            if ok && &greeting == b"INFO " {
+                return;
+            }
+            if let Some(status) = self
+                .child
+                .as_mut()
+                .and_then(|c| c.try_wait().ok().flatten())
+            {
+                panic!(
+                    "nats-server on port {} exited during start: {status}",
+                    self.port
+                );
+            }
+            assert!(
+                start.elapsed() < within,
+                "nats-server on port {} did not greet within {within:?}",
+                self.port
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
     }
 
     /// SIGKILL: the server vanishes without a goodbye, as in a crash or power loss.
@@ -72,7 +108,7 @@ impl Drop for NatsServer {
 /// A stream capturing `<base>.>`, stored on disk: it survives the server's restarts, so
 /// the test reads afterwards exactly what the sink delivered, in the order it arrived.
 pub async fn create_stream(url: &str, base: &str) {
-    let c = async_nats::connect(url).await.unwrap();
+    let c = connect(url).await;
     jetstream::new(c)
         .create_stream(jetstream::stream::Config {
             name: "EVENTS".into(),
@@ -95,7 +131,7 @@ pub async fn stored_count(url: &str) -> Option<u64> {
 /// has for 2 s; the subscription is live when this returns.
 pub async fn count_messages(url: &str, subject: &str) -> tokio::task::JoinHandle<u64> {
     use futures_util::StreamExt;
-    let consumer = async_nats::connect(url).await.unwrap();
+    let consumer = connect(url).await;
     let mut sub = consumer.subscribe(subject.to_string()).await.unwrap();
     consumer.flush().await.unwrap();
     tokio::spawn(async move {
@@ -106,4 +142,21 @@ pub async fn count_messages(url: &str, subject: &str) -> tokio::task::JoinHandle
         }
         n
     })
+}
+
+/// Connects a consumer, retrying for a few seconds: a JetStream server that has just
+/// started may still reset a connection.
+pub async fn connect(url: &str) -> async_nats::Client {
+    let mut tries = 0;
+    loop {
+        match async_nats::connect(url).await {
+            Ok(c) => return c,
+            Err(e) if tries < 50 => {
+                tries += 1;
+                eprintln!("connecting to {url}: {e}; retrying");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("cannot connect to nats-server at {url}: {e}"),
+        }
+    }
 }
