@@ -48,8 +48,12 @@ pub struct ReplayConfig {
     pub channels: Vec<ListedChannel>,
     /// Close the connection once everything is sent (else stay and answer pings).
     pub close_after_replay: bool,
-    /// Pause between messages (none: as fast as the socket takes them).
+    /// Pause between messages (none: as fast as the socket takes them, written in batches
+    /// of up to `BATCH` bytes).
     pub pace: Option<Duration>,
+    /// Times the whole stream is played, back to back (a flood for the benches: the
+    /// recordings are held once, whatever the count).
+    pub repeat: usize,
 }
 
 impl ReplayConfig {
@@ -63,9 +67,14 @@ impl ReplayConfig {
             channels: Vec::new(),
             close_after_replay: false,
             pace: None,
+            repeat: 1,
         }
     }
 }
+
+/// Most bytes the peer writes at once when it is not pacing: enough messages per write that
+/// the peer, not the socket calls, keeps up with a fast client.
+const BATCH: usize = 64 * 1024;
 
 /// What the peer saw, for the tests.
 #[derive(Debug, Default)]
@@ -84,7 +93,7 @@ pub struct PeerStats {
 pub struct ReplayPeer {
     pub address: String,
     pub stats: Arc<PeerStats>,
-    /// Messages in the stream.
+    /// Messages in the stream, counting every repeat.
     pub total: usize,
     task: JoinHandle<()>,
 }
@@ -140,7 +149,7 @@ pub async fn start(cfg: ReplayConfig) -> std::io::Result<ReplayPeer> {
         .iter()
         .flat_map(|r| messages_of(r).into_iter().map(<[u8]>::to_vec))
         .collect();
-    let total = stream.len();
+    let total = stream.len().saturating_mul(cfg.repeat);
     let stats = Arc::new(PeerStats::default());
     let shared = Arc::new((cfg, stream));
     let st = stats.clone();
@@ -170,18 +179,34 @@ async fn serve(
     let mut parser = Parser::new(Limits::default());
     parser.push(BANNER, &mut |_| {});
     let mut buf = vec![0u8; 4096];
+    let mut batch = Vec::with_capacity(BATCH);
+    let total = stream.len().saturating_mul(cfg.repeat);
     let mut logged_in = false;
     let mut replaying = false;
     loop {
         // Replay once the client has its channel list; interleave reading its actions.
         if replaying {
             let at = stats.sent.load(Ordering::Relaxed);
-            if at < stream.len() {
+            if at < total {
                 if first && cfg.drop_after == Some(at) {
                     return Ok(()); // dropped mid-stream: the socket closes here
                 }
-                sock.write_all(&stream[at]).await?;
-                stats.sent.store(at + 1, Ordering::Relaxed);
+                // One message when pacing, else as many as fit a batch, up to a drop point.
+                let mut next = at;
+                batch.clear();
+                loop {
+                    let msg = &stream[next % stream.len()];
+                    if next > at && (batch.len() + msg.len() > BATCH || cfg.pace.is_some()) {
+                        break;
+                    }
+                    batch.extend_from_slice(msg);
+                    next += 1;
+                    if next == total || (first && cfg.drop_after == Some(next)) {
+                        break;
+                    }
+                }
+                sock.write_all(&batch).await?;
+                stats.sent.store(next, Ordering::Relaxed);
                 if let Some(p) = cfg.pace {
                     tokio::time::sleep(p).await;
                 }
