@@ -255,10 +255,11 @@ impl Parser {
                 rest = &rest[skip_blank..];
                 continue;
             }
-            match find_message_end(rest) {
-                Some(end) => {
-                    self.deliver(&rest[..end], on_frame);
-                    rest = &rest[end..];
+            // One pass finds the message's end and, usually, its headers.
+            match scan_message(rest, &mut self.spans, self.limits.max_headers) {
+                Some(scan) => {
+                    self.deliver(&rest[..scan.end], Some(scan), on_frame);
+                    rest = &rest[scan.end..];
                 }
                 None => {
                     self.stash(rest);
@@ -326,7 +327,7 @@ impl Parser {
                 } else {
                     self.pending.extend_from_slice(&rest[..end]);
                     let msg = std::mem::take(&mut self.pending);
-                    self.deliver(&msg, on_frame);
+                    self.deliver(&msg, None, on_frame);
                     self.pending = msg;
                     self.pending.clear();
                 }
@@ -373,22 +374,34 @@ impl Parser {
         }));
     }
 
-    /// Parses one complete message (its lines and the blank line) and calls back.
-    fn deliver(&mut self, bytes: &[u8], on_frame: &mut dyn FnMut(Result<Frame<'_>, FrameError>)) {
+    /// Delivers one complete message (its lines and the blank line). `scan` is what
+    /// `scan_message` found in these very bytes (`self.spans` holds its spans); without it,
+    /// or when it left the message to the full rules, `split_headers` reads the headers.
+    fn deliver(
+        &mut self,
+        bytes: &[u8],
+        scan: Option<Scan>,
+        on_frame: &mut dyn FnMut(Result<Frame<'_>, FrameError>),
+    ) {
         if bytes.len() > self.limits.max_message_len {
             self.report_too_large(bytes.len(), on_frame);
             return;
         }
-        let text = match std::str::from_utf8(bytes) {
-            Ok(t) => t,
+        let (text, scan) = match std::str::from_utf8(bytes) {
+            Ok(t) => (t, scan),
             Err(_) => {
                 self.stats.invalid_utf8 += 1;
                 repair_utf8(bytes, &mut self.repaired);
-                // Cannot fail: repair_utf8 writes valid UTF-8 only.
-                std::str::from_utf8(&self.repaired).unwrap_or("")
+                // Cannot fail: repair_utf8 writes valid UTF-8 only. Its offsets differ.
+                (std::str::from_utf8(&self.repaired).unwrap_or(""), None)
             }
         };
-        if !split_headers(text, &mut self.spans, self.limits.max_headers) {
+        let fits = match scan {
+            Some(Scan { too_many: true, .. }) => false,
+            Some(Scan { simple: true, .. }) => true,
+            _ => split_headers(text, &mut self.spans, self.limits.max_headers),
+        };
+        if !fits {
             self.stats.too_many_headers += 1;
             on_frame(Err(FrameError::TooManyHeaders {
                 limit: self.limits.max_headers,
@@ -405,7 +418,7 @@ impl Parser {
 
 /// Index just past the first `\n`, if any.
 fn find_line_end(data: &[u8]) -> Option<usize> {
-    data.iter().position(|&b| b == b'\n').map(|i| i + 1)
+    memchr::memchr(b'\n', data).map(|i| i + 1)
 }
 
 /// A line without its `\r\n` or `\n`.
@@ -426,12 +439,87 @@ fn leading_blank_lines(data: &[u8]) -> usize {
     }
 }
 
-/// Index just past the blank line that ends the message starting at `data[0]`.
-fn find_message_end(data: &[u8]) -> Option<usize> {
-    find_message_end_from(LineState::Inside, data)
+/// What one pass over a message's lines found.
+#[derive(Debug, Clone, Copy)]
+struct Scan {
+    /// Index just past the blank line that ends the message.
+    end: usize,
+    /// Every line was a plain `Key: Value` and the spans are filled in. False when a line
+    /// needs the full rules of `split_headers` (no colon, command output after
+    /// `Response: Follows`, a value ending in a non-ASCII character that may be white space).
+    simple: bool,
+    /// More header lines than `max_headers`: the message is skipped.
+    too_many: bool,
 }
 
-/// Like `find_message_end`, when the bytes before `data` left us in `state`.
+/// One pass over `data`, a message from its first (non-blank) line: finds the blank line
+/// that ends it and, for the usual `Key: Value` lines, each header's span, exactly as
+/// `split_headers` would make them. None: the blank line has not arrived yet.
+fn scan_message(data: &[u8], spans: &mut Vec<Span>, max_headers: usize) -> Option<Scan> {
+    spans.clear();
+    let (mut simple, mut too_many) = (true, false);
+    let mut start = 0;
+    for nl in memchr::memchr_iter(b'\n', data) {
+        let line = &data[start..nl];
+        let line = line.strip_suffix(b"\r").unwrap_or(line);
+        if line.is_empty() {
+            return Some(Scan {
+                end: nl + 1,
+                simple,
+                too_many,
+            });
+        }
+        if simple && !too_many {
+            match line.iter().position(|&b| b == b':') {
+                None => simple = false,
+                Some(_) if spans.len() == max_headers => too_many = true,
+                Some(colon) => {
+                    let value = &line[colon + 1..];
+                    let value = value.strip_prefix(b" ").unwrap_or(value);
+                    let value = trim_white_end(value);
+                    if value.last().is_some_and(|&b| b >= 0x80)
+                        || (spans.is_empty() && may_be_follows(&line[..colon], value))
+                    {
+                        simple = false;
+                    }
+                    // Offsets fit u32: a message is at most `max_message_len` bytes, and a
+                    // longer one is skipped before its spans are read.
+                    let at = |s: &[u8]| (s.as_ptr() as usize - data.as_ptr() as usize) as u32;
+                    let (k, v) = (start as u32, at(value));
+                    spans.push(Span {
+                        key: (k, k + colon as u32),
+                        value: (v, v + value.len() as u32),
+                    });
+                }
+            }
+        }
+        start = nl + 1;
+    }
+    None
+}
+
+/// The ASCII characters that `str::trim` removes (unlike `u8::is_ascii_whitespace`, the
+/// vertical tab too).
+fn is_white(b: u8) -> bool {
+    matches!(b, b'\t'..=b'\r' | b' ')
+}
+
+/// `value` without white space at its end, as `str::trim_end` leaves an ASCII ending.
+fn trim_white_end(value: &[u8]) -> &[u8] {
+    let keep = value.iter().rposition(|&b| !is_white(b)).map_or(0, |i| i + 1);
+    &value[..keep]
+}
+
+/// A first header that is, or with non-ASCII white space around it might be,
+/// `Response: Follows` (command output comes next): `split_headers` decides.
+fn may_be_follows(key: &[u8], value: &[u8]) -> bool {
+    let from = value.iter().position(|&b| !is_white(b)).unwrap_or(value.len());
+    key.eq_ignore_ascii_case(b"Response")
+        && (!value.is_ascii() || value[from..].eq_ignore_ascii_case(b"Follows"))
+}
+
+/// Index just past the blank line that ends a message, when the bytes before `data` left
+/// us in `state`.
 fn find_message_end_from(state: LineState, data: &[u8]) -> Option<usize> {
     match (state, data) {
         (LineState::LineStart, [b'\n', ..]) | (LineState::LineStartCr, [b'\n', ..]) => {
@@ -440,16 +528,11 @@ fn find_message_end_from(state: LineState, data: &[u8]) -> Option<usize> {
         (LineState::LineStart, [b'\r', b'\n', ..]) => return Some(2),
         _ => {}
     }
-    let mut from = 0;
-    while let Some(i) = data[from..].iter().position(|&b| b == b'\n') {
-        let nl = from + i;
-        match &data[nl + 1..] {
-            [b'\n', ..] => return Some(nl + 2),
-            [b'\r', b'\n', ..] => return Some(nl + 3),
-            _ => from = nl + 1,
-        }
-    }
-    None
+    memchr::memchr_iter(b'\n', data).find_map(|nl| match &data[nl + 1..] {
+        [b'\n', ..] => Some(nl + 2),
+        [b'\r', b'\n', ..] => Some(nl + 3),
+        _ => None,
+    })
 }
 
 /// The line position after reading `data`, starting from `state`.
@@ -798,6 +881,34 @@ mod tests {
                 let whole = feed(&mut Parser::new(Limits::default()), &[RECORDED]);
                 let split = feed(&mut Parser::new(Limits::default()), &chunks(RECORDED, &cuts));
                 prop_assert_eq!(whole, split);
+            }
+
+            #[test]
+            fn one_pass_scan_reads_headers_as_split_headers_does(lines in proptest::collection::vec(prop_oneof![
+                "[A-Za-z]{0,6}:[ \t\x0b\x0c]{0,2}[ -~]{0,12}[ \t\x0b\x0c\r]{0,2}",
+                "Response: ?[ \x0b]?(Follows|follows|Success)[\x0b ]?",
+                ".{0,12}",
+                Just("--END COMMAND--".to_string()),
+            ], 1..10), crlf in any::<bool>()) {
+                let mut data = Vec::new();
+                for l in &lines {
+                    let l = l.replace(['\r', '\n'], "");
+                    if l.is_empty() { continue; }
+                    data.extend_from_slice(l.as_bytes());
+                    data.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+                }
+                data.extend_from_slice(b"\r\n");
+                let (mut fast, mut slow) = (Vec::new(), Vec::new());
+                if let Some(scan) = scan_message(&data, &mut fast, 8) {
+                    let text = std::str::from_utf8(&data[..scan.end]).unwrap();
+                    let fits = split_headers(text, &mut slow, 8);
+                    prop_assert_eq!(scan.too_many, !fits && scan.simple);
+                    if scan.simple && !scan.too_many {
+                        let pairs = |sp: &[Span]| sp.iter().map(|s| (s.key, s.value)).collect::<Vec<_>>();
+                        prop_assert!(fits);
+                        prop_assert_eq!(pairs(&fast), pairs(&slow));
+                    }
+                }
             }
 
             #[test]
