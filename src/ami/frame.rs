@@ -506,14 +506,20 @@ fn is_white(b: u8) -> bool {
 
 /// `value` without white space at its end, as `str::trim_end` leaves an ASCII ending.
 fn trim_white_end(value: &[u8]) -> &[u8] {
-    let keep = value.iter().rposition(|&b| !is_white(b)).map_or(0, |i| i + 1);
+    let keep = value
+        .iter()
+        .rposition(|&b| !is_white(b))
+        .map_or(0, |i| i + 1);
     &value[..keep]
 }
 
 /// A first header that is, or with non-ASCII white space around it might be,
 /// `Response: Follows` (command output comes next): `split_headers` decides.
 fn may_be_follows(key: &[u8], value: &[u8]) -> bool {
-    let from = value.iter().position(|&b| !is_white(b)).unwrap_or(value.len());
+    let from = value
+        .iter()
+        .position(|&b| !is_white(b))
+        .unwrap_or(value.len());
     key.eq_ignore_ascii_case(b"Response")
         && (!value.is_ascii() || value[from..].eq_ignore_ascii_case(b"Follows"))
 }

@@ -708,7 +708,7 @@ async fn fill(rx: &mut SinkRx, batch: &mut Vec<Event>) -> bool {
     batch.push(ev);
     while batch.len() < PUBLISH_WINDOW {
         match rx.try_recv() {
-            TryRecv::Event(ev) => batch.push(*ev),
+            TryRecv::Event(ev) => batch.push(ev),
             TryRecv::Empty | TryRecv::Closed => break,
         }
     }

@@ -54,7 +54,7 @@ impl StdoutSink {
                     ),
                 }
                 if let TryRecv::Event(ev) = rx.try_recv() {
-                    next = Some(*ev);
+                    next = Some(ev);
                 }
             }
             let _ = out.flush().await;
