@@ -1,5 +1,5 @@
 //! Throughput of the hot path, stage by stage, over the recorded Asterisk sessions:
-//! frame parsing, normalization, and encoding in each dialect.
+//! frame parsing, normalization, encoding in each dialect, and the three together.
 //! Run: `cargo bench --bench pipeline`.
 
 mod common;
@@ -67,6 +67,29 @@ fn bench(c: &mut Criterion) {
     g.finish();
 
     let evs = events(&stream);
+    // The whole hot path per event: framing, normalizing and native JSON, in events/s.
+    let mut g = c.benchmark_group("pipeline");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.bench_function("parse_normalize_encode_native", |b| {
+        let mut parser = Parser::new(Limits::default());
+        let mut normalizer = Normalizer::new(NormalizeConfig::default());
+        let host = text("pbx1");
+        let mut buf = Encoded::new();
+        b.iter(|| {
+            let mut n = 0usize;
+            parser.push(&stream, &mut |f| {
+                if let Ok(Frame::Message(m)) = f {
+                    normalizer.handle(&m, 1_700_000_000_000_000, &mut |body| {
+                        let ev = Event::new(1_700_000_000_000_000, &host, body);
+                        n += native::encode(&ev, &mut buf).map_or(0, |_| buf.len());
+                    });
+                }
+            });
+            n
+        })
+    });
+    g.finish();
+
     let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(evs.len() as u64));
     let mut buf = Encoded::new();

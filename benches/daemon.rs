@@ -1,0 +1,286 @@
+//! The whole daemon, measured from outside: the real `pbxtap run` binary against a fake
+//! Asterisk on loopback that floods it with the recorded sessions (`ReplayConfig::repeat`,
+//! unpaced), and a real nats-server with a real subscriber.
+//!
+//! - `idle`: resident memory once connected to AMI and NATS with nothing to do.
+//! - `nats`: the flood delivered to NATS: events/s, latency (subscriber's clock minus the
+//!   event's `time`, which pbxtap stamps when it normalizes), CPU seconds of pbxtap per
+//!   million events, peak RSS. Checks that every seq arrived once, in order, or was counted
+//!   as dropped in a `system.events_dropped` event.
+//! - `soak`: every sink down (NATS, MQTT and webhook at closed ports) under a continuous
+//!   flood for `PBXTAP_SOAK_SECS` (600 in a `--bench` run): RSS sampled every 10 s must stay
+//!   within 1 MiB of its value at the first minute.
+//!
+//! Run: `cargo bench --bench daemon` (all), `cargo bench --bench daemon -- nats` (one part).
+//! `cargo test --all-targets` runs every part small, to keep it working.
+
+#[path = "../tests/common/mod.rs"]
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::daemon::Daemon;
+use common::nats::{connect, NatsServer};
+use futures_util::StreamExt;
+use pbxtap::ami::replay::{self, ReplayConfig};
+
+/// The recordings, each a separate stream as the peer takes them.
+fn recordings() -> Vec<Vec<u8>> {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ami");
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .expect("tests/fixtures/ami")
+        .map(|e| e.expect("a fixture").path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ami"))
+        .collect();
+    names.sort();
+    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
+}
+
+/// VmRSS and VmHWM of process `pid`, in KiB.
+fn rss_kib(pid: u32) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("pbxtap alive");
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// User plus system CPU seconds of process `pid`.
+fn cpu_secs(pid: u32) -> f64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("pbxtap alive");
+    let after = &stat[stat.rfind(')').unwrap() + 2..];
+    let f: Vec<u64> = after
+        .split_whitespace()
+        .map(|v| v.parse().unwrap_or(0))
+        .collect();
+    let getconf = std::process::Command::new(common::require("getconf", "libc-bin"))
+        .arg("CLK_TCK")
+        .output()
+        .expect("getconf CLK_TCK");
+    let ticks: u64 = String::from_utf8_lossy(&getconf.stdout)
+        .trim()
+        .parse()
+        .unwrap();
+    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the command name.
+    (f[11] + f[12]) as f64 / ticks as f64
+}
+
+/// A number field of a native JSON payload.
+fn num(payload: &str, key: &str) -> Option<u64> {
+    let at = payload.find(&format!("\"{key}\":"))? + key.len() + 3;
+    let digits = payload[at..].split(|c: char| !c.is_ascii_digit()).next()?;
+    digits.parse().ok()
+}
+
+fn now_micros() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_micros() as u64
+}
+
+fn config(ami: &str, sinks: &str) -> String {
+    format!(
+        "host = \"bench\"\n[ami]\naddress = \"{ami}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+         [watchdog]\nenabled = false\n{sinks}"
+    )
+}
+
+fn nats_sink(port: u16) -> String {
+    format!("[[sinks]]\ntype = \"nats\"\nurl = \"nats://127.0.0.1:{port}\"\ndialect = \"native\"\nsubject = \"pbx\"\n")
+}
+
+/// What the NATS subscriber saw of one run.
+#[derive(Default)]
+struct Seen {
+    events: u64,
+    counted_drops: u64,
+    latencies: Vec<u64>,
+    first: Option<Instant>,
+    last: Option<Instant>,
+}
+
+fn pct(sorted: &[u64], p: f64) -> u64 {
+    sorted[((sorted.len() - 1) as f64 * p) as usize]
+}
+
+/// Floods pbxtap with `repeat` rounds of the recordings (paced or not) and reads them back.
+fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>, label: &str) {
+    let nats = NatsServer::start(common::free_port(), &[]);
+    let url = nats.url();
+    let mut sub = rt.block_on(async {
+        let client = connect(&url).await;
+        let sub = client.subscribe("pbx.>").await.unwrap();
+        client.flush().await.unwrap();
+        (client, sub)
+    });
+    let mut cfg = ReplayConfig::new(recordings());
+    cfg.repeat = repeat;
+    cfg.pace = pace;
+    let peer = rt.block_on(replay::start(cfg)).unwrap();
+    let mut daemon = Daemon::start(&config(&peer.address, &nats_sink(nats.port)), &[], false);
+    let pid = daemon.child.id();
+    let cpu_before = cpu_secs(pid);
+
+    let mut seen = Seen::default();
+    let mut expect = 1u64;
+    rt.block_on(async {
+        // Done once the peer has sent everything and nothing came for 3 s.
+        while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(3), sub.1.next()).await {
+            let now = Instant::now();
+            let payload = std::str::from_utf8(&msg.payload).unwrap();
+            let seq = num(payload, "seq").expect("a seq in every event");
+            assert!(
+                seq >= expect,
+                "{label}: seq {seq} after {} (repeat or reorder)",
+                expect - 1
+            );
+            expect = seq + 1;
+            if msg.subject.as_str() == "pbx.system.events_dropped" && payload.contains("nats") {
+                seen.counted_drops += num(payload, "dropped").unwrap_or(0);
+            }
+            seen.latencies
+                .push(now_micros().saturating_sub(num(payload, "time").unwrap()));
+            seen.events += 1;
+            seen.first.get_or_insert(now);
+            seen.last = Some(now);
+        }
+    });
+    assert!(
+        peer.stats.sent.load(std::sync::atomic::Ordering::Relaxed) >= peer.total,
+        "{label}: the peer had not sent everything when deliveries stopped"
+    );
+    let cpu = cpu_secs(pid) - cpu_before;
+    let (_, peak) = rss_kib(pid);
+    assert!(
+        daemon.is_running(),
+        "{label}: pbxtap exited:\n{}",
+        daemon.stderr()
+    );
+    let highest = expect - 1;
+    // Drops reported after the last delivery are not seen: allow for none uncounted.
+    assert_eq!(
+        seen.events + seen.counted_drops,
+        highest,
+        "{label}: {} delivered + {} counted drops != {highest} published",
+        seen.events,
+        seen.counted_drops
+    );
+    let secs = seen
+        .last
+        .unwrap()
+        .duration_since(seen.first.unwrap())
+        .as_secs_f64();
+    seen.latencies.sort_unstable();
+    println!(
+        "figure: nats {label}: {} events in {secs:.2} s = {:.0} events/s delivered, {} dropped \
+         and counted; latency p50 {} us p99 {} us; pbxtap CPU {:.2} s per million events; \
+         peak RSS {peak} KiB",
+        seen.events,
+        seen.events as f64 / secs,
+        seen.counted_drops,
+        pct(&seen.latencies, 0.5),
+        pct(&seen.latencies, 0.99),
+        cpu * 1e6 / seen.events as f64,
+    );
+}
+
+fn idle(rt: &tokio::runtime::Runtime) {
+    let nats = NatsServer::start(common::free_port(), &[]);
+    let mut cfg = ReplayConfig::new(recordings());
+    cfg.repeat = 0;
+    let peer = rt.block_on(replay::start(cfg)).unwrap();
+    let daemon = Daemon::start(&config(&peer.address, &nats_sink(nats.port)), &[], false);
+    daemon.wait_stderr(Duration::from_secs(10), "AMI connected");
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss, peak) = rss_kib(daemon.child.id());
+    println!("figure: idle, one NATS sink, AMI connected: RSS {rss} KiB, peak {peak} KiB");
+}
+
+fn soak(rt: &tokio::runtime::Runtime, bench: bool) {
+    let secs: u64 = std::env::var("PBXTAP_SOAK_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(if bench { 600 } else { 6 });
+    let (step, reference) = if bench { (10, 60) } else { (1, 2) };
+    let mut cfg = ReplayConfig::new(recordings());
+    cfg.repeat = usize::MAX / 1024;
+    let peer = rt.block_on(replay::start(cfg)).unwrap();
+    let dead = |_| common::free_port();
+    let ports: Vec<u16> = (0..3).map(dead).collect();
+    let sinks = format!(
+        "{}[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic = \"pbx\"\n\
+         [[sinks]]\ntype = \"webhook\"\nurl = \"http://127.0.0.1:{}/hook\"\ndialect = \"native\"\n",
+        nats_sink(ports[0]),
+        ports[1],
+        ports[2]
+    );
+    let mut daemon = Daemon::start(&config(&peer.address, &sinks), &[], false);
+    let pid = daemon.child.id();
+    println!(
+        "{:>6} {:>9} {:>9} {:>14}",
+        "secs", "RSS KiB", "peak KiB", "AMI msgs sent"
+    );
+    let start = Instant::now();
+    let (mut at_ref, mut worst) = (None, 0u64);
+    for t in (step..=secs).step_by(step as usize) {
+        std::thread::sleep(
+            (start + Duration::from_secs(t)).saturating_duration_since(Instant::now()),
+        );
+        let (rss, peak) = rss_kib(pid);
+        let sent = peer.stats.sent.load(std::sync::atomic::Ordering::Relaxed);
+        println!("{t:>6} {rss:>9} {peak:>9} {sent:>14}");
+        if t == reference {
+            at_ref = Some(rss);
+        }
+        if let Some(r) = at_ref {
+            worst = worst.max(rss.abs_diff(r));
+        }
+    }
+    assert!(
+        daemon.is_running(),
+        "pbxtap exited under the flood:\n{}",
+        daemon.stderr()
+    );
+    let (rss, peak) = rss_kib(pid);
+    let at_ref = at_ref.expect("a sample at the reference point");
+    println!(
+        "figure: soak {secs} s, every sink down: RSS {at_ref} KiB at {reference} s, {rss} KiB at \
+         the end, at most {worst} KiB from the reference; peak {peak} KiB"
+    );
+    assert!(worst <= 1024, "RSS moved {worst} KiB after {reference} s");
+}
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let bench = args.iter().any(|a| a == "--bench");
+    let only: Vec<&str> = args
+        .iter()
+        .filter(|a| !a.starts_with('-'))
+        .map(String::as_str)
+        .collect();
+    let run = |part: &str| only.is_empty() || only.contains(&part);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    if run("idle") {
+        idle(&rt);
+    }
+    if run("nats") {
+        // Rounds of the recordings: about 140 events and 764 AMI messages each.
+        let rounds = if bench { 10_000 } else { 20 };
+        nats_run(&rt, rounds, None, "flood");
+        nats_run(
+            &rt,
+            if bench { 20 } else { 2 },
+            Some(Duration::from_micros(200)),
+            "paced",
+        );
+    }
+    if run("soak") {
+        soak(&rt, bench);
+    }
+}
