@@ -14,6 +14,8 @@
 //! Run: `cargo bench --bench daemon` (all), `cargo bench --bench daemon -- nats` (one part).
 //! `cargo test --all-targets` runs every part small, to keep it working.
 
+#[path = "common/mod.rs"]
+mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -24,30 +26,9 @@ use common::nats::{connect, NatsServer};
 use futures_util::StreamExt;
 use pbxtap::ami::replay::{self, ReplayConfig};
 
-/// The recordings, each a separate stream as the peer takes them.
-fn recordings() -> Vec<Vec<u8>> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ami");
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .expect("tests/fixtures/ami")
-        .map(|e| e.expect("a fixture").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ami"))
-        .collect();
-    names.sort();
-    names.iter().map(|p| std::fs::read(p).unwrap()).collect()
-}
-
 /// VmRSS and VmHWM of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).expect("pbxtap alive");
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
-    (field("VmRSS:"), field("VmHWM:"))
+    bench::proc_rss_kib(&pid.to_string())
 }
 
 /// User plus system CPU seconds of process `pid`.
@@ -119,7 +100,7 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
         client.flush().await.unwrap();
         (client, sub)
     });
-    let mut cfg = ReplayConfig::new(recordings());
+    let mut cfg = ReplayConfig::new(bench::recording_files());
     cfg.repeat = repeat;
     cfg.pace = pace;
     let peer = rt.block_on(replay::start(cfg)).unwrap();
@@ -192,7 +173,7 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
 
 fn idle(rt: &tokio::runtime::Runtime) {
     let nats = NatsServer::start(common::free_port(), &[]);
-    let mut cfg = ReplayConfig::new(recordings());
+    let mut cfg = ReplayConfig::new(bench::recording_files());
     cfg.repeat = 0;
     let peer = rt.block_on(replay::start(cfg)).unwrap();
     let daemon = Daemon::start(&config(&peer.address, &nats_sink(nats.port)), &[], false);
@@ -208,7 +189,7 @@ fn soak(rt: &tokio::runtime::Runtime, bench: bool) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(if bench { 600 } else { 6 });
     let (step, reference) = if bench { (10, 60) } else { (1, 2) };
-    let mut cfg = ReplayConfig::new(recordings());
+    let mut cfg = ReplayConfig::new(bench::recording_files());
     cfg.repeat = usize::MAX / 1024;
     let peer = rt.block_on(replay::start(cfg)).unwrap();
     let dead = |_| common::free_port();

@@ -12,6 +12,9 @@ use pbxtap::dialect::{enswitch, native, portsip, routr, Encoded};
 use pbxtap::event::{text, Event};
 use pbxtap::normalize::{NormalizeConfig, Normalizer};
 
+#[path = "../benches/common/mod.rs"]
+mod bench;
+
 /// Counts allocations (and reallocations) made while `COUNTING` is set.
 struct Counting;
 
@@ -39,25 +42,9 @@ unsafe impl GlobalAlloc for Counting {
 #[global_allocator]
 static GLOBAL: Counting = Counting;
 
-/// Every recording in tests/fixtures/ami, back to back.
-fn recordings() -> Vec<u8> {
-    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ami");
-    let mut names: Vec<_> = std::fs::read_dir(dir)
-        .expect("tests/fixtures/ami")
-        .map(|e| e.expect("a fixture").path())
-        .filter(|p| p.extension().is_some_and(|e| e == "ami"))
-        .collect();
-    names.sort();
-    assert!(names.len() >= 10, "recordings missing from {dir}");
-    names
-        .iter()
-        .flat_map(|p| std::fs::read(p).unwrap())
-        .collect()
-}
-
 #[test]
 fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
-    let stream = recordings();
+    let stream = bench::recordings();
     let mut parser = Parser::new(Limits::default());
     let mut normalizer = Normalizer::new(NormalizeConfig::default());
     let bus = Bus::new(1024, text("pbx1"));

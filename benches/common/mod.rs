@@ -1,9 +1,14 @@
-//! What the benchmarks share: the recorded Asterisk sessions as one stream, and the
-//! process's resident memory.
+//! What the benchmarks (and tests/alloc_free.rs) share: the recorded Asterisk sessions,
+//! and a process's resident memory.
 #![allow(dead_code)] // each bench uses its own subset
 
 /// Every recording in `tests/fixtures/ami`, back to back, in name order.
 pub fn recordings() -> Vec<u8> {
+    recording_files().concat()
+}
+
+/// Every recording in `tests/fixtures/ami`, one by one, in name order.
+pub fn recording_files() -> Vec<Vec<u8>> {
     let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ami");
     let mut names: Vec<_> = std::fs::read_dir(dir)
         .expect("tests/fixtures/ami")
@@ -11,15 +16,22 @@ pub fn recordings() -> Vec<u8> {
         .filter(|p| p.extension().is_some_and(|e| e == "ami"))
         .collect();
     names.sort();
+    assert!(names.len() >= 10, "recordings missing from {dir}");
     names
         .iter()
-        .flat_map(|p| std::fs::read(p).expect("a readable fixture"))
+        .map(|p| std::fs::read(p).expect("a readable fixture"))
         .collect()
 }
 
 /// Resident and peak resident memory of this process, in KiB.
 pub fn rss_kib() -> (u64, u64) {
-    let status = std::fs::read_to_string("/proc/self/status").unwrap_or_default();
+    proc_rss_kib("self")
+}
+
+/// Resident and peak resident memory (VmRSS, VmHWM) of process `pid` ("self" for this one),
+/// in KiB.
+pub fn proc_rss_kib(pid: &str) -> (u64, u64) {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
     let field = |name: &str| {
         status
             .lines()
