@@ -123,7 +123,9 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
             );
             expect = seq + 1;
             if msg.subject.as_str() == "pbx.system.events_dropped" && payload.contains("nats") {
-                seen.counted_drops += num(payload, "dropped").unwrap_or(0);
+                // `total` (dropped since start), not a sum of `dropped`: a report can itself
+                // be overwritten in the ring, and the next total still covers it.
+                seen.counted_drops = seen.counted_drops.max(num(payload, "total").unwrap_or(0));
             }
             seen.latencies
                 .push(now_micros().saturating_sub(num(payload, "time").unwrap()));
