@@ -659,8 +659,9 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
     }
     let reference: Vec<Ev> = lines.iter().map(|l| parse_line(l)).collect();
 
-    // Wait for every sink to catch up with it: until each has every event, or (when
-    // some were dropped) until no sink has made progress for 3 s.
+    // Wait for every sink to catch up with it: until each has every event, or, past
+    // capacity, until no sink has made progress for 10 s (longer than any reconnect
+    // backoff that matters here: NATS's 5 s cap).
     let progress = || {
         let missing =
             |seqs: &Mutex<Vec<u64>>| tally(&reference, &seqs.lock().unwrap()).missing.len();
@@ -669,12 +670,13 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
         (nats, missing(&mqtt_seqs), missing(&hook_seqs), reader)
     };
     let until = Instant::now() + Duration::from_secs(60);
+    let stall = Duration::from_secs(if plan.overflow { 10 } else { 60 });
     let (mut last, mut moved) = (progress(), Instant::now());
-    loop {
+    let complete = loop {
         let (nats, mqtt, hook, reader) = last;
         let done = nats >= reference.len() as u64 && mqtt == 0 && hook == 0 && reader == Some(0);
-        if done || Instant::now() > until || moved.elapsed() > Duration::from_secs(3) {
-            break;
+        if done || Instant::now() > until || moved.elapsed() > stall {
+            break done;
         }
         watch_kick(&daemon, started, &mut kicked_at, &mut drain_staller);
         std::thread::sleep(Duration::from_millis(200));
@@ -682,21 +684,21 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
         if now != last {
             (last, moved) = (now, Instant::now());
         }
-    }
+    };
     watch_kick(&daemon, started, &mut kicked_at, &mut drain_staller);
+    // Drops are reported at most every 10 s: if anything is missing, give the report time.
+    if !complete {
+        eprintln!("{label}: seqs missing; waiting 12 s for the drop reports");
+        lines.extend(daemon.lines_for(Duration::from_secs(12)));
+    }
     let nats_seqs = rt.block_on(stored_seqs(&nats_url));
     let mut tallies: BTreeMap<&str, Tally> = BTreeMap::new();
     tallies.insert("nats#1", tally(&reference, &nats_seqs));
     tallies.insert("mqtt#2", tally(&reference, &mqtt_seqs.lock().unwrap()));
     tallies.insert("webhook#3", tally(&reference, &hook_seqs.lock().unwrap()));
-
-    // Drops are reported at most every 10 s: if anything is missing, give the report time.
-    let mut events = reference;
-    if tallies.values().any(|t| !t.missing.is_empty()) {
-        eprintln!("{label}: seqs missing; waiting 12 s for the drop reports");
-        lines.extend(daemon.lines_for(Duration::from_secs(12)));
-        events = lines.iter().map(|l| parse_line(l)).collect();
-    }
+    // Everything stdout printed (the reference and what came after it: sink_up, drop
+    // reports), for the counted drops and the checks of stdout itself.
+    let events: Vec<Ev> = lines.iter().map(|l| parse_line(l)).collect();
     let drops = counted_drops(&events);
 
     // The same process all along, and it stops cleanly.
@@ -710,9 +712,8 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
     assert!(status.success(), "{label}: pbxtap exited with {status}");
 
     // ---- checks and figures ----
-    let reference = &events;
     let n = reference.len() as u64;
-    for (i, e) in reference.iter().enumerate() {
+    for (i, e) in events.iter().enumerate() {
         assert_eq!(
             e.seq,
             i as u64 + 1,
@@ -742,14 +743,15 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
         "{label}: the AMI peer was to drop pbxtap {planned} times: {reconnects} reconnections, \
          {ami_drops} ami_disconnected events"
     );
-    let down = downtimes(reference);
+    let down = downtimes(&events);
     println!(
         "figure: faults {label}: pbxtap (pid {pid}, never restarted) made {n} events from {} AMI \
          messages in {:.1} s; the AMI peer dropped it {} times ({planned} planned, {ami_drops} ami_disconnected \
-         events, {vanished} VANISHED call ends); stdout seqs 1..{n} consecutive",
+         events, {vanished} VANISHED call ends); stdout seqs 1..{} consecutive",
         peer.total,
         stream_took.as_secs_f64(),
         reconnects,
+        events.len(),
     );
     let kills = |k: &str| outages.get(k).map_or(0, |v| v.len() as u64);
     let bounds = [
@@ -831,7 +833,7 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
 
     // The reading WebSocket client: every event from its connection on, in order.
     let reader = reader.lock().unwrap();
-    let (k, _) = ws_progress(reference, &reader.frames).unwrap_or_else(|| {
+    let (k, _) = ws_progress(&reference, &reader.frames).unwrap_or_else(|| {
         panic!(
             "{label}: websocket#4: the reading client got {} frames, the first not on stdout",
             reader.frames.len()
