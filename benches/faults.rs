@@ -21,7 +21,7 @@
 //! Past capacity (`overflow`, rings of 256 events and a 12 s outage of all three), the
 //! check becomes: for each sink, delivered + counted drops = published.
 //!
-//! Run: `cargo bench --bench faults` (about three minutes: `full`, three rounds of faults,
+//! Run: `cargo bench --bench faults` (about four minutes: `full`, three rounds of faults,
 //! then `overflow`), or one part: `cargo bench --bench faults -- overflow`.
 //! `cargo test --all-targets` runs a short one (one round of 3 s outages, about 16 s of
 //! stream, 25 s in all) with the same checks.
