@@ -43,6 +43,10 @@ pub struct ReplayConfig {
     /// Close the first connection abruptly after this many messages of the stream; the
     /// next connection goes on with the rest.
     pub drop_after: Option<usize>,
+    /// Close every connection abruptly once this many messages of the stream were sent
+    /// on it (an Asterisk that keeps going away); the next connection goes on with the
+    /// rest.
+    pub drop_every: Option<usize>,
     pub answer_pings: bool,
     /// Listed in the answer to CoreShowChannels.
     pub channels: Vec<ListedChannel>,
@@ -63,6 +67,7 @@ impl ReplayConfig {
             secret: "tapsecret".into(),
             recordings,
             drop_after: None,
+            drop_every: None,
             answer_pings: true,
             channels: Vec::new(),
             close_after_replay: false,
@@ -183,12 +188,19 @@ async fn serve(
     let total = stream.len().saturating_mul(cfg.repeat);
     let mut logged_in = false;
     let mut replaying = false;
+    // Where in the stream this connection drops (once it starts replaying).
+    let mut drop_at: Option<usize> = None;
     loop {
         // Replay once the client has its channel list; interleave reading its actions.
         if replaying {
             let at = stats.sent.load(Ordering::Relaxed);
             if at < total {
-                if first && cfg.drop_after == Some(at) {
+                let drop_at = *drop_at.get_or_insert_with(|| {
+                    let after = cfg.drop_after.filter(|_| first);
+                    let every = cfg.drop_every.map(|n| at.saturating_add(n.max(1)));
+                    after.into_iter().chain(every).min().unwrap_or(usize::MAX)
+                });
+                if at == drop_at {
                     return Ok(()); // dropped mid-stream: the socket closes here
                 }
                 // One message when pacing, else as many as fit a batch, up to a drop point.
@@ -201,7 +213,7 @@ async fn serve(
                     }
                     batch.extend_from_slice(msg);
                     next += 1;
-                    if next == total || (first && cfg.drop_after == Some(next)) {
+                    if next == total || next == drop_at {
                         break;
                     }
                 }

@@ -79,6 +79,37 @@ impl Mosquitto {
         }
     }
 
+    /// SIGKILL: the broker vanishes without a goodbye and without saving, as in a crash.
+    pub fn kill(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            child.kill().unwrap();
+            child.wait().unwrap();
+        }
+    }
+
+    /// Has the broker write its persistence database now (SIGUSR1), so that what it knows
+    /// at this moment (sessions, subscriptions) survives a later `kill`; waits until the
+    /// file is there.
+    pub fn save(&self) {
+        let db = self.dir.join("mosquitto.db");
+        let _ = std::fs::remove_file(&db);
+        let child = self.child.as_ref().expect("not running");
+        nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(child.id() as i32),
+            nix::sys::signal::Signal::SIGUSR1,
+        )
+        .unwrap();
+        let start = std::time::Instant::now();
+        while !db.is_file() {
+            assert!(
+                start.elapsed() < Duration::from_secs(10),
+                "mosquitto did not save {} within 10 s",
+                db.display()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
     pub fn log(&self) -> String {
         std::fs::read_to_string(self.dir.join("mosquitto.log")).unwrap_or_default()
     }
