@@ -327,7 +327,12 @@ impl Parser {
                 } else {
                     self.pending.extend_from_slice(&rest[..end]);
                     let msg = std::mem::take(&mut self.pending);
-                    self.deliver(&msg, None, on_frame);
+                    // The message is whole now: the same one pass as an unsplit one, used
+                    // when it reads the whole message (a first line that is blank, possible
+                    // only after a missing banner, leaves it to `split_headers`).
+                    let scan = scan_message(&msg, &mut self.spans, self.limits.max_headers)
+                        .filter(|scan| scan.end == msg.len());
+                    self.deliver(&msg, scan, on_frame);
                     self.pending = msg;
                     self.pending.clear();
                 }
