@@ -475,7 +475,7 @@ fn scan_message(data: &[u8], spans: &mut Vec<Span>, max_headers: usize) -> Optio
             });
         }
         if simple && !too_many {
-            match line.iter().position(|&b| b == b':') {
+            match memchr::memchr(b':', line) {
                 None => simple = false,
                 Some(_) if spans.len() == max_headers => too_many = true,
                 Some(colon) => {
