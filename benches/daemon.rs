@@ -240,14 +240,8 @@ fn soak(rt: &tokio::runtime::Runtime, bench: bool) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let bench = args.iter().any(|a| a == "--bench");
-    let only: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let run = |part: &str| only.is_empty() || only.contains(&part);
+    let args = bench::Args::from_env();
+    let (bench, run) = (args.bench, |part: &str| args.run(part));
     let rt = tokio::runtime::Runtime::new().unwrap();
     if run("idle") {
         idle(&rt);

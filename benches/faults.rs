@@ -883,14 +883,8 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
 }
 
 fn main() {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let bench = args.iter().any(|a| a == "--bench");
-    let only: Vec<&str> = args
-        .iter()
-        .filter(|a| !a.starts_with('-'))
-        .map(String::as_str)
-        .collect();
-    let run = |part: &str| only.is_empty() || only.contains(&part);
+    let args = bench::Args::from_env();
+    let (bench, run) = (args.bench, |part: &str| args.run(part));
     let rt = tokio::runtime::Runtime::new().unwrap();
     if !bench {
         fault_run(&rt, &Plan::short(), "short");

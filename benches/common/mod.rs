@@ -42,3 +42,25 @@ pub fn proc_rss_kib(pid: &str) -> (u64, u64) {
     };
     (field("VmRSS:"), field("VmHWM:"))
 }
+
+/// A bench binary's command line: `--bench` when cargo runs it as a benchmark (not under
+/// `cargo test`), and the parts named on it.
+pub struct Args {
+    pub bench: bool,
+    parts: Vec<String>,
+}
+
+impl Args {
+    pub fn from_env() -> Args {
+        let args: Vec<String> = std::env::args().skip(1).collect();
+        Args {
+            bench: args.iter().any(|a| a == "--bench"),
+            parts: args.into_iter().filter(|a| !a.starts_with('-')).collect(),
+        }
+    }
+
+    /// Whether `part` is to run: it was named, or no part was.
+    pub fn run(&self, part: &str) -> bool {
+        self.parts.is_empty() || self.parts.iter().any(|p| p == part)
+    }
+}
