@@ -12,7 +12,7 @@ use core::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{write_json, EncodeError, Encoded};
+use super::{write_json, EncodeError, Encoded, JsonStr};
 use crate::event::{Body, Event, Value};
 
 /// `"<unix seconds>.<microseconds>"`, six digits after the point.
@@ -91,9 +91,9 @@ impl Serialize for Json<'_> {
         for_each_field(self.0, &ts, &mut |k, v| {
             if result.is_ok() {
                 result = match v {
-                    Flat::Str(s) => map.serialize_entry(k, s),
-                    Flat::U64(n) => map.serialize_entry(k, &n),
-                    Flat::Bool(b) => map.serialize_entry(k, &b),
+                    Flat::Str(s) => map.serialize_entry(&JsonStr(k), &JsonStr(s)),
+                    Flat::U64(n) => map.serialize_entry(&JsonStr(k), &n),
+                    Flat::Bool(b) => map.serialize_entry(&JsonStr(k), &b),
                 };
             }
         });
@@ -129,10 +129,10 @@ pub fn encode_form(ev: &Event, out: &mut Encoded) -> Result<(), EncodeError> {
         };
         result = (|| {
             if !out.is_empty() {
-                push(out, b"&")?;
+                out.extend_from_slice(b"&")?;
             }
             percent_encode(k, out)?;
-            push(out, b"=")?;
+            out.extend_from_slice(b"=")?;
             percent_encode(value, out)
         })();
     });
@@ -142,23 +142,19 @@ pub fn encode_form(ev: &Event, out: &mut Encoded) -> Result<(), EncodeError> {
     result
 }
 
-fn push(out: &mut Encoded, bytes: &[u8]) -> Result<(), EncodeError> {
-    out.extend_from_slice(bytes)
-        .map_err(|_| EncodeError::TooLarge)
-}
-
 /// Form encoding (WHATWG `application/x-www-form-urlencoded`): unreserved bytes as they
 /// are, space as `+`, everything else `%XX`.
 fn percent_encode(s: &str, out: &mut Encoded) -> Result<(), EncodeError> {
     const HEX: &[u8; 16] = b"0123456789ABCDEF";
     for &b in s.as_bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => push(out, &[b])?,
-            b' ' => push(out, b"+")?,
-            _ => push(
-                out,
-                &[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]],
-            )?,
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'*' => {
+                out.extend_from_slice(&[b])?
+            }
+            b' ' => out.extend_from_slice(b"+")?,
+            _ => {
+                out.extend_from_slice(&[b'%', HEX[usize::from(b >> 4)], HEX[usize::from(b & 0xf)]])?
+            }
         }
     }
     Ok(())

@@ -5,7 +5,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{write_json, EncodeError, Encoded};
+use super::{write_json, EncodeError, Encoded, JsonStr};
 use crate::event::{Event, Headers, Value};
 
 /// Version of the native event format, carried as `v`.
@@ -22,16 +22,16 @@ impl Serialize for Native<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let ev = self.0;
         let mut map = s.serialize_map(None)?;
-        map.serialize_entry("v", &VERSION)?;
-        map.serialize_entry("seq", &ev.seq)?;
-        map.serialize_entry("class", ev.class().as_str())?;
-        map.serialize_entry("event", ev.name())?;
-        map.serialize_entry("time", &ev.time)?;
-        map.serialize_entry("host", ev.host.as_str())?;
+        map.serialize_entry(&JsonStr("v"), &VERSION)?;
+        map.serialize_entry(&JsonStr("seq"), &ev.seq)?;
+        map.serialize_entry(&JsonStr("class"), &JsonStr(ev.class().as_str()))?;
+        map.serialize_entry(&JsonStr("event"), &JsonStr(ev.name()))?;
+        map.serialize_entry(&JsonStr("time"), &ev.time)?;
+        map.serialize_entry(&JsonStr("host"), &JsonStr(ev.host.as_str()))?;
         let mut result = Ok(());
         ev.body.fields().for_each_field(&mut |k, v| {
             if result.is_ok() {
-                result = map.serialize_entry(k, &FieldValue(v));
+                result = map.serialize_entry(&JsonStr(k), &FieldValue(v));
             }
         });
         result?;
@@ -45,7 +45,7 @@ pub struct FieldValue<'a>(pub Value<'a>);
 impl Serialize for FieldValue<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         match self.0 {
-            Value::Str(v) => s.serialize_str(v),
+            Value::Str(v) => JsonStr(v).serialize(s),
             Value::U64(v) => s.serialize_u64(v),
             Value::Bool(v) => s.serialize_bool(v),
             Value::Headers(h) => HeadersObject(h).serialize(s),
@@ -60,7 +60,7 @@ impl Serialize for HeadersObject<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(Some(self.0.len()))?;
         for (k, v) in self.0.iter() {
-            map.serialize_entry(k, v)?;
+            map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
         }
         map.end()
     }

@@ -14,7 +14,7 @@ use core::fmt::Write as _;
 use heapless::{String, Vec};
 use serde::Serialize;
 
-use super::{EncodeError, Encoded, MAX_ENCODED_LEN};
+use super::{write_json, EncodeError, Encoded};
 use crate::event::{self, Body, Event, Id, Text};
 
 /// Live calls remembered to name caller and callee in later call events; when full, the
@@ -442,22 +442,6 @@ fn num(n: u32) -> Num {
     let mut s = Num::new();
     let _ = write!(s, "{n}");
     s
-}
-
-fn write_json<T: Serialize>(msg: &T, out: &mut Encoded) -> Result<(), EncodeError> {
-    out.clear();
-    out.resize(MAX_ENCODED_LEN, 0)
-        .map_err(|_| EncodeError::TooLarge)?;
-    match serde_json_core::to_slice(msg, out) {
-        Ok(n) => {
-            out.truncate(n);
-            Ok(())
-        }
-        Err(_) => {
-            out.clear();
-            Err(EncodeError::TooLarge)
-        }
-    }
 }
 
 /// Writes `ev` as a PortSIP message into `out` and says where it goes; `None` (and `out`

@@ -7,7 +7,7 @@
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
-use super::{write_json, EncodeError, Encoded};
+use super::{write_json, EncodeError, Encoded, JsonStr};
 use crate::event::{Body, Event, Headers};
 use crate::normalize::cause;
 
@@ -114,24 +114,30 @@ impl Serialize for Routr<'_> {
         let mut map = s.serialize_map(None)?;
         match &ev.body {
             Body::CallStarted(c) => {
-                map.serialize_entry("callId", c.call_id.as_str())?;
-                map.serialize_entry("from", c.from.as_str())?;
-                map.serialize_entry("to", c.to.as_str())?;
-                map.serialize_entry("startTime", time.as_str())?;
-                map.serialize_entry("extraHeaders", &ExtraHeaders(Some(&c.extra_headers)))?;
+                map.serialize_entry(&JsonStr("callId"), &JsonStr(c.call_id.as_str()))?;
+                map.serialize_entry(&JsonStr("from"), &JsonStr(c.from.as_str()))?;
+                map.serialize_entry(&JsonStr("to"), &JsonStr(c.to.as_str()))?;
+                map.serialize_entry(&JsonStr("startTime"), &JsonStr(time.as_str()))?;
+                map.serialize_entry(
+                    &JsonStr("extraHeaders"),
+                    &ExtraHeaders(Some(&c.extra_headers)),
+                )?;
             }
             Body::CallEnded(c) => {
-                map.serialize_entry("callId", c.call_id.as_str())?;
-                map.serialize_entry("endTime", time.as_str())?;
+                map.serialize_entry(&JsonStr("callId"), &JsonStr(c.call_id.as_str()))?;
+                map.serialize_entry(&JsonStr("endTime"), &JsonStr(time.as_str()))?;
                 let sip = ended_sip_code(c.sip_code, c.cause);
-                map.serialize_entry("hangupCause", hangup_cause(sip))?;
-                map.serialize_entry("extraHeaders", &ExtraHeaders(Some(&c.extra_headers)))?;
+                map.serialize_entry(&JsonStr("hangupCause"), &JsonStr(hangup_cause(sip)))?;
+                map.serialize_entry(
+                    &JsonStr("extraHeaders"),
+                    &ExtraHeaders(Some(&c.extra_headers)),
+                )?;
             }
             Body::EndpointRegistered(r) => {
-                map.serialize_entry("aor", r.aor.as_str())?;
-                map.serialize_entry("registeredAt", time.as_str())?;
-                map.serialize_entry("expires", &r.expires)?;
-                map.serialize_entry("extraHeaders", &ExtraHeaders(None))?;
+                map.serialize_entry(&JsonStr("aor"), &JsonStr(r.aor.as_str()))?;
+                map.serialize_entry(&JsonStr("registeredAt"), &JsonStr(time.as_str()))?;
+                map.serialize_entry(&JsonStr("expires"), &r.expires)?;
+                map.serialize_entry(&JsonStr("extraHeaders"), &ExtraHeaders(None))?;
             }
             // `encode` only serializes events that have a subject.
             _ => {}
@@ -148,7 +154,7 @@ impl Serialize for ExtraHeaders<'_> {
         let mut map = s.serialize_map(None)?;
         for (k, v) in self.0.into_iter().flat_map(|h| h.iter()) {
             if k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-") {
-                map.serialize_entry(k, v)?;
+                map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
             }
         }
         map.end()
