@@ -1,40 +1,61 @@
 //! Throughput of the hot path, stage by stage, over the recorded Asterisk sessions:
-//! frame parsing, normalization, encoding in each dialect, and the three together.
+//! frame parsing, normalization (of messages parsed beforehand), normalization and native
+//! encoding together, encoding in each dialect, and all of it from bytes to JSON.
 //! Run: `cargo bench --bench pipeline`.
 
 mod common;
 
 use common::recordings;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
-use pbxtap::ami::frame::{Frame, Limits, Parser};
-use pbxtap::dialect::{enswitch, native, Encoded};
+use pbxtap::ami::frame::{Frame, Limits, OwnedMessage, Parser};
+use pbxtap::dialect::{enswitch, native, portsip, routr, Encoded};
 use pbxtap::event::{text, Body, Event};
 use pbxtap::normalize::{NormalizeConfig, Normalizer};
 
-/// The events the recordings normalize to.
-fn events(stream: &[u8]) -> Vec<Event> {
+/// The recordings' messages, parsed.
+fn messages(stream: &[u8]) -> Vec<OwnedMessage> {
     let mut parser = Parser::new(Limits::default());
-    let mut normalizer = Normalizer::new(NormalizeConfig::default());
     let mut out = Vec::new();
-    let host = text("pbx1");
     parser.push(stream, &mut |f| {
         if let Ok(Frame::Message(m)) = f {
-            normalizer.handle(&m, 1_700_000_000_000_000, &mut |b: Body| {
-                out.push(Event::new(1_700_000_000_000_000, &host, b))
-            });
+            out.push(m.to_owned_message())
         }
     });
     out
 }
 
+/// Normalizes `msgs` with `normalizer`, passing each event to `each`; returns the count.
+fn normalize(
+    msgs: &[OwnedMessage],
+    normalizer: &mut Normalizer,
+    each: &mut dyn FnMut(Body),
+) -> u64 {
+    let mut n = 0;
+    for m in msgs {
+        normalizer.handle(&m.as_message(), 1_700_000_000_000_000, &mut |b| {
+            n += 1;
+            each(b)
+        });
+    }
+    n
+}
+
+/// The events the recordings normalize to. A normalizer that has seen them already makes
+/// the same number again: the throughputs below count events per round from this.
+fn events(msgs: &[OwnedMessage]) -> Vec<Event> {
+    let mut normalizer = Normalizer::new(NormalizeConfig::default());
+    let mut out = Vec::new();
+    let host = text("pbx1");
+    normalize(msgs, &mut normalizer, &mut |b| {
+        out.push(Event::new(1_700_000_000_000_000, &host, b))
+    });
+    let again = normalize(msgs, &mut normalizer, &mut |_| {});
+    assert_eq!(again, out.len() as u64, "a second round makes other events");
+    out
+}
+
 fn bench(c: &mut Criterion) {
     let stream = recordings();
-    let messages = {
-        let mut parser = Parser::new(Limits::default());
-        parser.push(&stream, &mut |_| {});
-        parser.stats().messages
-    };
-
     let mut g = c.benchmark_group("frame");
     g.throughput(Throughput::Bytes(stream.len() as u64));
     g.bench_function("parse_recordings_4k_chunks", |b| {
@@ -49,24 +70,35 @@ fn bench(c: &mut Criterion) {
     });
     g.finish();
 
+    let msgs = messages(&stream);
+    let evs = events(&msgs);
+
     let mut g = c.benchmark_group("normalize");
-    g.throughput(Throughput::Elements(messages));
-    g.bench_function("parse_and_normalize_recordings", |b| {
-        let mut parser = Parser::new(Limits::default());
+    g.throughput(Throughput::Elements(msgs.len() as u64));
+    g.bench_function("normalize_parsed_recordings", |b| {
         let mut normalizer = Normalizer::new(NormalizeConfig::default());
+        b.iter(|| normalize(&msgs, &mut normalizer, &mut |_| {}))
+    });
+    g.finish();
+
+    // Normalizing and native JSON, in events/s: the hot path after framing.
+    let mut g = c.benchmark_group("normalize_encode");
+    g.throughput(Throughput::Elements(evs.len() as u64));
+    g.bench_function("normalize_encode_native", |b| {
+        let mut normalizer = Normalizer::new(NormalizeConfig::default());
+        let host = text("pbx1");
+        let mut buf = Encoded::new();
         b.iter(|| {
-            let mut n = 0u64;
-            parser.push(&stream, &mut |f| {
-                if let Ok(Frame::Message(m)) = f {
-                    normalizer.handle(&m, 1_700_000_000_000_000, &mut |_| n += 1);
-                }
+            let mut n = 0usize;
+            normalize(&msgs, &mut normalizer, &mut |body| {
+                let ev = Event::new(1_700_000_000_000_000, &host, body);
+                n += native::encode(&ev, &mut buf).map_or(0, |_| buf.len());
             });
             n
         })
     });
     g.finish();
 
-    let evs = events(&stream);
     // The whole hot path per event: framing, normalizing and native JSON, in events/s.
     let mut g = c.benchmark_group("pipeline");
     g.throughput(Throughput::Elements(evs.len() as u64));
@@ -100,6 +132,28 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
+    g.bench_function("enswitch_json", |b| {
+        b.iter(|| {
+            evs.iter()
+                .map(|e| enswitch::encode_json(e, &mut buf).map_or(0, |_| buf.len()))
+                .sum::<usize>()
+        })
+    });
+    g.bench_function("portsip_json", |b| {
+        let mut state = portsip::State::default();
+        let ctx = portsip::Context {
+            domain: "pbx.example.com",
+            tenant_id: "1",
+        };
+        b.iter(|| {
+            evs.iter()
+                .map(|e| {
+                    state.observe(e);
+                    portsip::encode(e, &state, &ctx, &mut buf).map_or(0, |_| buf.len())
+                })
+                .sum::<usize>()
+        })
+    });
     g.bench_function("enswitch_form", |b| {
         b.iter(|| {
             evs.iter()
@@ -108,6 +162,23 @@ fn bench(c: &mut Criterion) {
                         .map(|_| buf.len())
                         .unwrap_or(0)
                 })
+                .sum::<usize>()
+        })
+    });
+    g.finish();
+
+    // Routr has subjects for three kinds of event only: measured over those.
+    let routed: Vec<&Event> = evs
+        .iter()
+        .filter(|e| routr::subject_suffix(e).is_some())
+        .collect();
+    let mut g = c.benchmark_group("encode");
+    g.throughput(Throughput::Elements(routed.len() as u64));
+    g.bench_function("routr_json", |b| {
+        b.iter(|| {
+            routed
+                .iter()
+                .map(|e| routr::encode(e, &mut buf).map_or(0, |_| buf.len()))
                 .sum::<usize>()
         })
     });

@@ -131,6 +131,32 @@ impl<'a> Message<'a> {
     }
 }
 
+/// A message copied out of the parser, to read again later: the benchmarks normalize the
+/// same messages many times without parsing them again.
+#[derive(Debug, Clone)]
+pub struct OwnedMessage {
+    text: String,
+    spans: Vec<Span>,
+}
+
+impl Message<'_> {
+    pub fn to_owned_message(&self) -> OwnedMessage {
+        OwnedMessage {
+            text: self.text.to_owned(),
+            spans: self.spans.to_vec(),
+        }
+    }
+}
+
+impl OwnedMessage {
+    pub fn as_message(&self) -> Message<'_> {
+        Message {
+            text: &self.text,
+            spans: &self.spans,
+        }
+    }
+}
+
 /// Counters, for the status line and the tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FrameStats {
@@ -706,6 +732,31 @@ mod tests {
             seen += 1;
         });
         assert_eq!(seen, 1);
+    }
+
+    #[test]
+    fn an_owned_message_reads_as_the_parsed_one() {
+        let mut p = Parser::new(Limits::default());
+        let mut owned = Vec::new();
+        p.push(RECORDED, &mut |f| {
+            if let Ok(Frame::Message(m)) = f {
+                owned.push((
+                    m.to_owned_message(),
+                    m.headers().count(),
+                    m.raw().to_owned(),
+                ));
+            }
+        });
+        assert!(owned.len() > 10);
+        for (o, headers, raw) in &owned {
+            let m = o.as_message();
+            assert_eq!((m.headers().count(), m.raw()), (*headers, raw.as_str()));
+        }
+        let newchannel = owned
+            .iter()
+            .find(|(o, ..)| o.as_message().is_event("Newchannel"));
+        let m = newchannel.expect("a Newchannel").0.as_message();
+        assert!(m.get("Uniqueid").is_some_and(|u| !u.is_empty()));
     }
 
     #[test]
