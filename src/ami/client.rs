@@ -13,7 +13,7 @@ use super::session::{self, Session, SessionConfig, SessionError};
 use crate::config::Config;
 
 /// Bytes read from the socket at a time; the parser takes any split.
-pub const READ_BUFFER: usize = 16 * 1024;
+pub const READ_BUFFER: usize = 64 * 1024;
 /// How long a TCP connect may take before it counts as failed.
 pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How often the handler's `tick` and the session's ping check run.
