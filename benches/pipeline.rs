@@ -1,5 +1,6 @@
 //! Throughput of the hot path, stage by stage, over the recorded Asterisk sessions:
-//! frame parsing, normalization (of messages parsed beforehand), normalization and native
+//! frame parsing (of every message, and as the daemon does it, passing over the events the
+//! normalizer does not read), normalization (of messages parsed beforehand), normalization and native
 //! encoding together, encoding in each dialect, and all of it from bytes to JSON.
 //! Run: `cargo bench --bench pipeline`.
 
@@ -10,7 +11,7 @@ use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pbxtap::ami::frame::{Frame, Limits, OwnedMessage, Parser};
 use pbxtap::dialect::{enswitch, native, portsip, routr, Encoded};
 use pbxtap::event::{text, Body, Event};
-use pbxtap::normalize::{NormalizeConfig, Normalizer};
+use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
 
 /// The recordings' messages, parsed.
 fn messages(stream: &[u8]) -> Vec<OwnedMessage> {
@@ -25,7 +26,7 @@ fn messages(stream: &[u8]) -> Vec<OwnedMessage> {
 }
 
 /// Normalizes `msgs` with `normalizer`, passing each event to `each`; returns the count.
-fn normalize(
+fn normalize_all(
     msgs: &[OwnedMessage],
     normalizer: &mut Normalizer,
     each: &mut dyn FnMut(Body),
@@ -46,10 +47,10 @@ fn events(msgs: &[OwnedMessage]) -> Vec<Event> {
     let mut normalizer = Normalizer::new(NormalizeConfig::default());
     let mut out = Vec::new();
     let host = text("pbx1");
-    normalize(msgs, &mut normalizer, &mut |b| {
+    normalize_all(msgs, &mut normalizer, &mut |b| {
         out.push(Event::new(1_700_000_000_000_000, &host, b))
     });
-    let again = normalize(msgs, &mut normalizer, &mut |_| {});
+    let again = normalize_all(msgs, &mut normalizer, &mut |_| {});
     assert_eq!(again, out.len() as u64, "a second round makes other events");
     out
 }
@@ -68,6 +69,18 @@ fn bench(c: &mut Criterion) {
             n
         })
     });
+    // As the daemon parses: events the normalizer does not read are passed over unsplit.
+    g.bench_function("parse_recordings_4k_chunks_passing_over_unread", |b| {
+        let mut parser = Parser::new(Limits::default());
+        parser.set_filter(normalize::reads);
+        b.iter(|| {
+            let mut n = 0u64;
+            for chunk in stream.chunks(4096) {
+                parser.push(chunk, &mut |f| n += u64::from(f.is_ok()));
+            }
+            n
+        })
+    });
     g.finish();
 
     let msgs = messages(&stream);
@@ -77,7 +90,7 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(msgs.len() as u64));
     g.bench_function("normalize_parsed_recordings", |b| {
         let mut normalizer = Normalizer::new(NormalizeConfig::default());
-        b.iter(|| normalize(&msgs, &mut normalizer, &mut |_| {}))
+        b.iter(|| normalize_all(&msgs, &mut normalizer, &mut |_| {}))
     });
     g.finish();
 
@@ -90,7 +103,7 @@ fn bench(c: &mut Criterion) {
         let mut buf = Encoded::new();
         b.iter(|| {
             let mut n = 0usize;
-            normalize(&msgs, &mut normalizer, &mut |body| {
+            normalize_all(&msgs, &mut normalizer, &mut |body| {
                 let ev = Event::new(1_700_000_000_000_000, &host, body);
                 n += native::encode(&ev, &mut buf).map_or(0, |_| buf.len());
             });
@@ -104,6 +117,8 @@ fn bench(c: &mut Criterion) {
     g.throughput(Throughput::Elements(evs.len() as u64));
     g.bench_function("parse_normalize_encode_native", |b| {
         let mut parser = Parser::new(Limits::default());
+        // As the daemon does: events the normalizer does not read are passed over.
+        parser.set_filter(normalize::reads);
         let mut normalizer = Normalizer::new(NormalizeConfig::default());
         let host = text("pbx1");
         let mut buf = Encoded::new();

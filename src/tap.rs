@@ -6,7 +6,7 @@ use crate::ami::client::{AmiError, Handler};
 use crate::ami::frame::Message;
 use crate::bus::Bus;
 use crate::event::{self, AmiLink, Body, Event};
-use crate::normalize::Normalizer;
+use crate::normalize::{self, Normalizer};
 
 pub struct Tap {
     normalizer: Normalizer,
@@ -49,6 +49,10 @@ impl Handler for Tap {
         self.normalizer.handle(msg, now, &mut |body| {
             bus.publish(Event::new(now, bus.host(), body))
         });
+    }
+
+    fn reads(name: &str, message: &[u8]) -> bool {
+        normalize::reads(name, message)
     }
 
     fn disconnected(&mut self, reason: &AmiError) {

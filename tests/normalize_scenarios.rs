@@ -340,3 +340,50 @@ fn x_channel_variables_become_extra_headers() {
         "{ended}"
     );
 }
+
+/// Every recording's events, rendered with their time, with or without the parser passing
+/// over the events the normalizer does not read; and how many it passed over. An event's
+/// time is its message's place in the stream, the same in both runs.
+fn timed_events_of(data: &[u8], filter: bool) -> (Vec<String>, u64) {
+    let mut parser = Parser::new(Limits::default());
+    if filter {
+        parser.set_filter(pbxtap::normalize::reads);
+    }
+    let mut norm = Normalizer::new(NormalizeConfig::default());
+    let mut out = Vec::new();
+    parser.push(data, &mut |f| {
+        if let Ok(Frame::Message(m)) = f {
+            let at = m.raw().as_ptr() as u64 - data.as_ptr() as u64;
+            let now = 1_000_000_000_000_000 + at * 1_000;
+            norm.handle(&m, now, &mut |b| out.push(format!("{now} {}", render(&b))));
+        }
+    });
+    (out, parser.stats().passed_over)
+}
+
+#[test]
+fn passing_over_unread_events_changes_no_event() {
+    let dir = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/ami");
+    let mut files: Vec<_> = std::fs::read_dir(dir)
+        .unwrap()
+        .chain(std::fs::read_dir(format!("{dir}/derived")).unwrap())
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "ami"))
+        .collect();
+    files.sort();
+    assert!(files.len() >= 12, "recordings missing from {dir}");
+    let (mut events, mut passed_over) = (0, 0);
+    for file in &files {
+        let data = std::fs::read(file).unwrap();
+        let (every, _) = timed_events_of(&data, false);
+        let (read, n) = timed_events_of(&data, true);
+        assert_eq!(every, read, "{}", file.display());
+        events += every.len();
+        passed_over += n;
+    }
+    // The recordings are mostly events pbxtap does not read.
+    assert!(
+        events > 100 && passed_over > 200,
+        "{events} events, {passed_over} passed over"
+    );
+}

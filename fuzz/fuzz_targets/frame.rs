@@ -5,12 +5,16 @@ use libfuzzer_sys::fuzz_target;
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 
 fuzz_target!(|data: &[u8]| {
-    // The first byte picks the chunk size, so splits are explored too.
+    // The first byte picks the chunk size, so splits are explored too, and (its top bit)
+    // whether the normalizer's filter passes over the events it does not read.
     let Some((&split, rest)) = data.split_first() else { return };
     let limits = Limits { max_message_len: 512, max_headers: 16 };
     let mut parser = Parser::new(limits);
+    if split & 0x80 != 0 {
+        parser.set_filter(pbxtap::normalize::reads);
+    }
     let (mut messages, mut errors) = (0u64, 0u64);
-    for chunk in rest.chunks(usize::from(split).max(1)) {
+    for chunk in rest.chunks(usize::from(split & 0x7f).max(1)) {
         parser.push(chunk, &mut |f| match f {
             Ok(Frame::Message(m)) => {
                 messages += 1;

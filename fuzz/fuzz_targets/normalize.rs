@@ -7,6 +7,8 @@ use pbxtap::normalize::{NormalizeConfig, Normalizer};
 
 fuzz_target!(|data: &[u8]| {
     let mut parser = Parser::new(Limits::default());
+    // As the daemon does: events the normalizer does not read are passed over.
+    parser.set_filter(pbxtap::normalize::reads);
     let mut norm = Normalizer::new(NormalizeConfig { queue_sla_secs: 1 });
     let mut now = 1_000_000u64;
     parser.push(data, &mut |f| {

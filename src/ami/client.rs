@@ -96,6 +96,12 @@ pub trait Handler {
     fn connected(&mut self, version: &str);
     /// An event (or a reply not to the session's own actions).
     fn message(&mut self, msg: &Message<'_>);
+    /// Whether `Handler::message` wants `message`, an event named `name`; the parser
+    /// passes over the others unparsed (see `EventFilter`). Every event, unless the
+    /// handler says otherwise.
+    fn reads(_name: &str, _message: &[u8]) -> bool {
+        true
+    }
     /// The connection ended.
     fn disconnected(&mut self, reason: &AmiError);
     /// About once a second, connected or not.
@@ -109,6 +115,7 @@ pub struct AmiHealth {
     pub fully_booted: AtomicBool,
     /// Round trip of the last answered Ping, in microseconds (0: none yet).
     pub last_ping_rtt_us: AtomicU64,
+    /// AMI messages received, those the parser passed over unread included.
     pub messages: AtomicU64,
     pub reconnects: AtomicU64,
     /// Messages the parser skipped (too large, too many headers).
@@ -128,6 +135,7 @@ pub async fn run<H: Handler>(
 ) {
     tokio::pin!(shutdown);
     let mut parser = Parser::new(cfg.limits);
+    parser.set_filter(reads::<H>);
     let mut buf = vec![0u8; READ_BUFFER];
     let mut attempt = 0u32;
     let mut last_error_code = "";
@@ -176,6 +184,11 @@ pub async fn run<H: Handler>(
     }
 }
 
+/// The parser's filter: the events `H` reads, and `FullyBooted`, which the client watches.
+fn reads<H: Handler>(name: &str, message: &[u8]) -> bool {
+    name.eq_ignore_ascii_case("FullyBooted") || H::reads(name, message)
+}
+
 /// One connection, from dial to its end. Resets `attempt` once logged in.
 async fn serve<H: Handler>(
     cfg: &ClientConfig,
@@ -218,6 +231,7 @@ async fn serve<H: Handler>(
                 };
                 let mut failed: Option<SessionError> = None;
                 let now = Instant::now();
+                let passed_over = parser.stats().passed_over;
                 parser.push(&buf[..n], &mut |frame| {
                     if failed.is_some() {
                         return;
@@ -260,6 +274,7 @@ async fn serve<H: Handler>(
                         }
                     }
                 });
+                health.messages.fetch_add(parser.stats().passed_over - passed_over, Ordering::Relaxed);
                 if let Some(e) = failed {
                     return e.into();
                 }

@@ -157,11 +157,21 @@ impl OwnedMessage {
     }
 }
 
+/// Says whether the consumer reads the event named `name` (the value of a message's first
+/// header, `Event`), given the whole message's bytes. A message of an event it does not
+/// read is counted and passed over without its headers being split (one split across two
+/// pushes is delivered as usual): much of a busy PBX's traffic (`Newexten`, `CEL`,
+/// `VarSet`, ...). It must say true for every message the consumer acts on; when unsure,
+/// true.
+pub type EventFilter = fn(name: &str, message: &[u8]) -> bool;
+
 /// Counters, for the status line and the tests.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct FrameStats {
     /// Messages delivered.
     pub messages: u64,
+    /// Messages of events the filter said no to, passed over.
+    pub passed_over: u64,
     /// Messages skipped for being larger than `max_message_len`.
     pub oversized: u64,
     /// Messages skipped for having more than `max_headers` headers.
@@ -203,6 +213,11 @@ pub struct Parser {
     /// UTF-8 repair space: a message's bytes with each invalid byte replaced by U+FFFD
     /// (three bytes), so at most three times `max_message_len`.
     repaired: Vec<u8>,
+    /// Which events are delivered; every one unless `set_filter` says otherwise.
+    reads: EventFilter,
+    /// Searchers for the blank line that ends a message, by its line ends.
+    crlf_blank: memchr::memmem::Finder<'static>,
+    lf_blank: memchr::memmem::Finder<'static>,
     /// Expecting the banner line (stream start, or after `reset`).
     expect_banner: bool,
     /// Inside an oversized message, discarding up to its blank line; counts bytes seen.
@@ -219,11 +234,19 @@ impl Parser {
             pending: Vec::with_capacity(limits.max_message_len),
             spans: Vec::with_capacity(limits.max_headers),
             repaired: Vec::with_capacity(limits.max_message_len * 3),
+            reads: |_, _| true,
+            crlf_blank: memchr::memmem::Finder::new(b"\n\r\n"),
+            lf_blank: memchr::memmem::Finder::new(b"\n\n"),
             expect_banner: true,
             skipping: None,
             skip_state: LineState::LineStart,
             stats: FrameStats::default(),
         }
+    }
+
+    /// Passes over the events `reads` says no to (see `EventFilter`).
+    pub fn set_filter(&mut self, reads: EventFilter) {
+        self.reads = reads;
     }
 
     pub fn stats(&self) -> &FrameStats {
@@ -281,6 +304,11 @@ impl Parser {
                 rest = &rest[skip_blank..];
                 continue;
             }
+            if let Some(end) = self.unread_event(rest) {
+                self.stats.passed_over += 1;
+                rest = &rest[end..];
+                continue;
+            }
             // One pass finds the message's end and, usually, its headers.
             match scan_message(rest, &mut self.spans, self.limits.max_headers) {
                 Some(scan) => {
@@ -293,6 +321,22 @@ impl Parser {
                 }
             }
         }
+    }
+
+    /// The length of the message at the start of `data` when it is an event the filter
+    /// says no to, complete and within `max_message_len`. Anything else (incomplete,
+    /// oversized, not `Event: ` first) takes the usual path, which reports what is wrong.
+    fn unread_event(&self, data: &[u8]) -> Option<usize> {
+        let rest = data.strip_prefix(b"Event: ")?;
+        let line_end = memchr::memchr(b'\n', rest)?;
+        let name = std::str::from_utf8(trim_line(&rest[..=line_end])).ok()?;
+        // The first blank line: `\n` then `\r\n` (or `\n` alone). Two vector searches beat
+        // a search per line: neither pair of bytes occurs elsewhere in AMI text.
+        let crlf = self.crlf_blank.find(data).map(|i| i + 3);
+        let within = crlf.map_or(data, |end| &data[..end]);
+        let end = self.lf_blank.find(within).map(|i| i + 2).or(crlf)?;
+        let unread = end <= self.limits.max_message_len && !(self.reads)(name.trim(), &data[..end]);
+        unread.then_some(end)
     }
 
     /// Keeps an incomplete tail for the next push, or starts skipping when it is too long.
@@ -759,6 +803,51 @@ mod tests {
         assert!(m.get("Uniqueid").is_some_and(|u| !u.is_empty()));
     }
 
+    /// The filter of the tests below: events whose names start with `N` are not read.
+    fn not_n(name: &str, _: &[u8]) -> bool {
+        !name.starts_with('N')
+    }
+
+    #[test]
+    fn a_filter_passes_over_whole_unread_events_and_counts_them() {
+        let mut p = Parser::new(Limits {
+            max_message_len: 64,
+            max_headers: 8,
+        });
+        p.set_filter(not_n);
+        let big = format!("Event: Newexten\r\nData: {}\r\n\r\n", "x".repeat(80));
+        let data = [
+            "Asterisk Call Manager/11.0.0\r\n",
+            "Event: Newexten\r\nChannel: PJSIP/1\r\n\r\n",
+            "Event: Hangup\r\nCause: 16\r\n\r\n",
+            "Event:  Newexten \nChannel: a\n\n",
+            &big,
+            "Response: Success\r\n\r\n",
+            "event: Newexten\r\n\r\n",
+            "Event: Newstate\r\nChannelState: 6\r\n",
+        ]
+        .concat();
+        let out = feed(&mut p, &[data.as_bytes()]);
+        assert_eq!(
+            out,
+            [
+                Owned::Banner("11.0.0".into()),
+                msg(&[("Event", "Hangup"), ("Cause", "16")]),
+                Owned::Error(FrameError::TooLarge {
+                    len_at_least: big.len(),
+                    limit: 64
+                }),
+                msg(&[("Response", "Success")]),
+                // Not `Event: ` as sent by Asterisk: the usual path, which delivers it.
+                msg(&[("event", "Newexten")]),
+            ]
+        );
+        assert_eq!((p.stats().passed_over, p.stats().messages), (2, 3));
+        // An unread event that arrives in two pushes is delivered as usual.
+        let out = feed(&mut p, &[b"\r\n"]);
+        assert_eq!(out, [msg(&[("Event", "Newstate"), ("ChannelState", "6")])]);
+    }
+
     #[test]
     fn command_output_after_response_follows() {
         let out = parse_all(b"Response: Follows\r\nPrivilege: Command\r\nChannel  Location  State\r\n0 active channels\r\n--END COMMAND--\r\n\r\n");
@@ -929,6 +1018,32 @@ mod tests {
             )
         }
 
+        /// Messages whose first header is mostly `Event: <name>`, read or not by `not_n`.
+        fn event_stream() -> impl Strategy<Value = Vec<u8>> {
+            let first = prop_oneof![
+                "Event: (Newexten|Newstate|Hangup|Cdr|VarSet)",
+                "Event:  ?N[a-z]{0,3} ?",
+                "(Response|event): [A-Za-z]{0,6}",
+            ];
+            let message = (first, stream(), any::<bool>()).prop_map(|(first, body, crlf)| {
+                // A message from `stream` without its banner, after this first line.
+                let body = &body[b"Asterisk Call Manager/11.0.0\r\n".len()..];
+                let end = body.windows(2).position(|w| w == b"\r\n" || w[0] == b'\n');
+                let mut out = first.into_bytes();
+                out.extend_from_slice(if crlf { b"\r\n" } else { b"\n" });
+                out.extend_from_slice(&body[..end.map_or(0, |e| e)]);
+                out.extend_from_slice(b"\r\n\r\n");
+                out
+            });
+            proptest::collection::vec(message, 0..20).prop_map(|msgs| {
+                let mut out = b"Asterisk Call Manager/11.0.0\r\n".to_vec();
+                for m in msgs {
+                    out.extend_from_slice(&m);
+                }
+                out
+            })
+        }
+
         proptest! {
             #[test]
             fn any_split_gives_the_same_frames(data in stream(), cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
@@ -971,6 +1086,30 @@ mod tests {
                         prop_assert_eq!(pairs(&fast), pairs(&slow));
                     }
                 }
+            }
+
+            #[test]
+            fn a_filter_only_passes_over_unread_events(data in event_stream(), cuts in proptest::collection::vec(any::<usize>(), 0..40)) {
+                let limits = Limits { max_message_len: 128, max_headers: 8 };
+                let mut all = Parser::new(limits);
+                let every = feed(&mut all, &chunks(&data, &cuts));
+                let mut filtered = Parser::new(limits);
+                filtered.set_filter(not_n);
+                let read = feed(&mut filtered, &chunks(&data, &cuts));
+                // What the filter took away is unread events only, and all of it is counted.
+                let mut rest = read.iter().peekable();
+                for frame in &every {
+                    if rest.peek() == Some(&frame) {
+                        rest.next();
+                    } else {
+                        let Owned::Message(headers) = frame else { panic!("{frame:?} lost") };
+                        prop_assert!(headers[0].0 == "Event" && !not_n(headers[0].1.trim(), b""), "{:?} lost", headers);
+                    }
+                }
+                prop_assert!(rest.next().is_none());
+                let (a, f) = (all.stats(), filtered.stats());
+                prop_assert_eq!(a.messages, f.messages + f.passed_over);
+                prop_assert_eq!((a.oversized, a.too_many_headers), (f.oversized, f.too_many_headers));
             }
 
             #[test]

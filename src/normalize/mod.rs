@@ -71,20 +71,55 @@ pub(crate) fn clean(v: Option<&str>) -> &str {
     }
 }
 
-/// Events that are a large share of the traffic and that we never use: rejected first.
-const IGNORED: &[&str] = &[
-    "VarSet",
-    "CEL",
-    "Newexten",
-    "SuccessfulAuth",
-    "ChallengeSent",
-    "RTCPSent",
-    "RTCPReceived",
-    "DialState",
-    "NewConnectedLine",
-    "SoftHangupRequest",
-    "HangupRequest",
-];
+/// Which part of the normalizer reads an event.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Part {
+    Calls,
+    Endpoints,
+    Queues,
+    /// Only `X-` variables set in the dialplan: headers for calls.
+    VarSet,
+}
+
+/// The part that reads the event `name`, if any: the one list of the events pbxtap uses.
+fn part(name: &str) -> Option<Part> {
+    Some(match name {
+        "Newchannel"
+        | "Newstate"
+        | "DialBegin"
+        | "DialEnd"
+        | "Hangup"
+        | "Hold"
+        | "Unhold"
+        | "Cdr"
+        | "BlindTransfer"
+        | "AttendedTransfer"
+        | "CoreShowChannel"
+        | "CoreShowChannelsComplete" => Part::Calls,
+        "ContactStatus"
+        | "PeerStatus"
+        | "DeviceStateChange"
+        | "ExtensionStatus"
+        | "PresenceStateChange" => Part::Endpoints,
+        "QueueCallerJoin" | "QueueCallerLeave" | "QueueCallerAbandon" | "QueueMemberStatus"
+        | "QueueMemberAdded" | "QueueMemberRemoved" | "QueueMemberPause" => Part::Queues,
+        "VarSet" => Part::VarSet,
+        _ => return None,
+    })
+}
+
+/// Whether the normalizer reads `message`, an event named `name`: the AMI parser's filter
+/// (`ami::frame::EventFilter`), which passes over the rest unparsed. A `VarSet` is read
+/// when it may set an `X-` variable: when `x-` appears in it anywhere, in either case.
+pub fn reads(name: &str, message: &[u8]) -> bool {
+    match part(name) {
+        None => false,
+        Some(Part::VarSet) => {
+            memchr::memchr2_iter(b'x', b'X', message).any(|i| message.get(i + 1) == Some(&b'-'))
+        }
+        Some(_) => true,
+    }
+}
 
 impl Normalizer {
     pub fn new(cfg: NormalizeConfig) -> Self {
@@ -113,54 +148,36 @@ impl Normalizer {
             self.stats.ignored += 1;
             return;
         };
-        // X- channel variables set in the dialplan arrive as VarSet: the only VarSet we read.
-        if name == "VarSet" {
-            if let Some(var) = msg.get("Variable") {
-                let bare = var.trim_start_matches('_');
-                if bare.len() > 2 && bare.as_bytes()[..2].eq_ignore_ascii_case(b"x-") {
-                    self.calls.var_set(msg, bare, now, &mut self.stats);
-                    return;
-                }
-            }
+        let Some(part) = part(name) else {
             self.stats.ignored += 1;
             return;
-        }
-        if IGNORED.contains(&name) {
-            self.stats.ignored += 1;
-            return;
-        }
+        };
         let mut emitted = 0u64;
         let mut out = |b: Body| {
             emitted += 1;
             emit(b)
         };
         let stats = &mut self.stats;
-        match name {
-            "Newchannel"
-            | "Newstate"
-            | "DialBegin"
-            | "DialEnd"
-            | "Hangup"
-            | "Hold"
-            | "Unhold"
-            | "Cdr"
-            | "BlindTransfer"
-            | "AttendedTransfer"
-            | "CoreShowChannel"
-            | "CoreShowChannelsComplete" => self.calls.handle(name, msg, now, stats, &mut out),
-            "ContactStatus"
-            | "PeerStatus"
-            | "DeviceStateChange"
-            | "ExtensionStatus"
-            | "PresenceStateChange" => self.endpoints.handle(name, msg, stats, &mut out),
-            "QueueCallerJoin" | "QueueCallerLeave" | "QueueCallerAbandon" | "QueueMemberStatus"
-            | "QueueMemberAdded" | "QueueMemberRemoved" | "QueueMemberPause" => {
+        match part {
+            Part::Calls => self.calls.handle(name, msg, now, stats, &mut out),
+            Part::Endpoints => self.endpoints.handle(name, msg, stats, &mut out),
+            Part::Queues => {
                 let calls = &self.calls;
                 let answered = |call_id: &str| calls.is_answered(call_id);
                 self.queues
                     .handle(name, msg, now, &answered, stats, &mut out)
             }
-            _ => stats.ignored += 1,
+            // X- channel variables set in the dialplan arrive as VarSet: the only VarSet
+            // we read.
+            Part::VarSet => {
+                let bare = msg.get("Variable").map(|v| v.trim_start_matches('_'));
+                match bare {
+                    Some(b) if b.len() > 2 && b.as_bytes()[..2].eq_ignore_ascii_case(b"x-") => {
+                        self.calls.var_set(msg, b, now, stats)
+                    }
+                    _ => stats.ignored += 1,
+                }
+            }
         }
         self.stats.emitted += emitted;
     }
