@@ -27,6 +27,8 @@ fn main() {
     let mut stalled = bus.subscribe("stalled");
     let mut live = bus.subscribe("live");
     let mut parser = Parser::new(Limits::default());
+    // As the daemon does: events the normalizer does not read are passed over.
+    parser.set_filter(pbxtap::normalize::reads);
     let mut normalizer = Normalizer::new(NormalizeConfig::default());
     let (start, _) = common::rss_kib();
     println!(
@@ -53,7 +55,7 @@ fn main() {
             let (rss, peak) = common::rss_kib();
             println!(
                 "{round:>8} {:>12} {:>12} {rss:>10} {peak:>10}",
-                parser.stats().messages,
+                parser.stats().messages + parser.stats().passed_over,
                 bus.published()
             );
         }
@@ -73,6 +75,6 @@ fn main() {
     println!(
         "stalled sink: kept {kept} events, {dropped} overwritten and counted as dropped; \
          {:.0} AMI messages/s end to end",
-        parser.stats().messages as f64 / secs
+        (parser.stats().messages + parser.stats().passed_over) as f64 / secs
     );
 }

@@ -46,6 +46,8 @@ static GLOBAL: Counting = Counting;
 fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
     let stream = bench::recordings();
     let mut parser = Parser::new(Limits::default());
+    // As the daemon does: events the normalizer does not read are passed over.
+    parser.set_filter(pbxtap::normalize::reads);
     let mut normalizer = Normalizer::new(NormalizeConfig::default());
     let bus = Bus::new(1024, text("pbx1"));
     let mut sink = bus.subscribe("counted");
