@@ -51,13 +51,6 @@ fn cpu_secs(pid: u32) -> f64 {
     (f[11] + f[12]) as f64 / ticks as f64
 }
 
-/// A number field of a native JSON payload.
-fn num(payload: &str, key: &str) -> Option<u64> {
-    let at = payload.find(&format!("\"{key}\":"))? + key.len() + 3;
-    let digits = payload[at..].split(|c: char| !c.is_ascii_digit()).next()?;
-    digits.parse().ok()
-}
-
 fn now_micros() -> u64 {
     std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -115,7 +108,7 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
         while let Ok(Some(msg)) = tokio::time::timeout(Duration::from_secs(3), sub.1.next()).await {
             let now = Instant::now();
             let payload = std::str::from_utf8(&msg.payload).unwrap();
-            let seq = num(payload, "seq").expect("a seq in every event");
+            let seq = common::json_u64(payload.as_bytes(), "seq").expect("a seq in every event");
             assert!(
                 seq >= expect,
                 "{label}: seq {seq} after {} (repeat or reorder)",
@@ -125,10 +118,13 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
             if msg.subject.as_str() == "pbx.system.events_dropped" && payload.contains("nats") {
                 // `total` (dropped since start), not a sum of `dropped`: a report can itself
                 // be overwritten in the ring, and the next total still covers it.
-                seen.counted_drops = seen.counted_drops.max(num(payload, "total").unwrap_or(0));
+                seen.counted_drops = seen
+                    .counted_drops
+                    .max(common::json_u64(payload.as_bytes(), "total").unwrap_or(0));
             }
-            seen.latencies
-                .push(now_micros().saturating_sub(num(payload, "time").unwrap()));
+            seen.latencies.push(
+                now_micros().saturating_sub(common::json_u64(payload.as_bytes(), "time").unwrap()),
+            );
             seen.events += 1;
             seen.first.get_or_insert(now);
             seen.last = Some(now);

@@ -188,10 +188,6 @@ fn parse_line(line: &str) -> Ev {
     }
 }
 
-fn seq_of(payload: &[u8]) -> Option<u64> {
-    serde_json::from_slice::<Value>(payload).ok()?["seq"].as_u64()
-}
-
 // ---- the webhook endpoint ----
 
 /// Serves the webhook endpoint on 127.0.0.1:`port`, recording the seq of every POST
@@ -223,7 +219,10 @@ fn start_hook(rt: &Runtime, port: u16, seqs: Arc<Mutex<Vec<u64>>>) -> JoinHandle
                     let seqs = seqs.clone();
                     async move {
                         let body = req.into_body().collect().await;
-                        let seq = body.ok().and_then(|b| seq_of(&b.to_bytes())).unwrap_or(0);
+                        let seq = body
+                            .ok()
+                            .and_then(|b| common::json_u64(&b.to_bytes(), "seq"))
+                            .unwrap_or(0);
                         seqs.lock().unwrap().push(seq);
                         Ok::<_, Infallible>(Response::new(Full::new(Bytes::new())))
                     }
@@ -264,7 +263,9 @@ fn start_mqtt_subscriber(rt: &Runtime, port: u16, seqs: Arc<Mutex<Vec<u64>>>) ->
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
                     if p.topic != "pbx/status" && p.topic != "pbx/health" {
-                        seqs.lock().unwrap().push(seq_of(&p.payload).unwrap_or(0));
+                        seqs.lock()
+                            .unwrap()
+                            .push(common::json_u64(&p.payload, "seq").unwrap_or(0));
                     }
                 }
                 Ok(_) => {}
@@ -416,7 +417,7 @@ async fn stored_seqs(url: &str) -> Vec<u64> {
     let mut seqs = Vec::with_capacity(n as usize);
     for i in 1..=n {
         let m = stream.get_raw_message(i).await.unwrap();
-        seqs.push(seq_of(&m.payload).unwrap_or(0));
+        seqs.push(common::json_u64(&m.payload, "seq").unwrap_or(0));
     }
     seqs
 }

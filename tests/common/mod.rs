@@ -22,6 +22,20 @@ pub fn require(program: &str, package: &str) -> PathBuf {
     );
 }
 
+/// The number under `key` in a native JSON event (its first `"key":`, which in native
+/// JSON is the top-level field: a quote inside a string value is escaped), if any. A scan,
+/// not a parse: the benches read a million payloads with it.
+pub fn json_u64(payload: &[u8], key: &str) -> Option<u64> {
+    let pattern = format!("\"{key}\":");
+    let at = payload
+        .windows(pattern.len())
+        .position(|w| w == pattern.as_bytes())?
+        + pattern.len();
+    let digits = &payload[at..];
+    let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
+    std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
+}
+
 /// A TCP port on 127.0.0.1 that was free a moment ago.
 pub fn free_port() -> u16 {
     TcpListener::bind("127.0.0.1:0")

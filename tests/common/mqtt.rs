@@ -237,10 +237,5 @@ impl Drop for Subscriber {
 
 /// The `seq` of a native JSON payload.
 pub fn seq_of(payload: &str) -> u64 {
-    payload
-        .split("\"seq\":")
-        .nth(1)
-        .and_then(|s| s.split(',').next())
-        .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| panic!("no seq in {payload}"))
+    super::json_u64(payload.as_bytes(), "seq").unwrap_or_else(|| panic!("no seq in {payload}"))
 }
