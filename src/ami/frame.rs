@@ -2,10 +2,12 @@
 //!
 //! No I/O: the connection pushes whatever bytes it read, in any split, and the parser calls
 //! back once per complete frame. Complete messages are parsed straight from the pushed
-//! slice; only an incomplete tail is copied, into a buffer allocated once. Nothing grows
-//! with input: a message over `Limits::max_message_len` bytes or with more than
-//! `Limits::max_headers` headers is skipped up to its blank line, reported once and counted,
-//! and parsing resynchronises on the next message.
+//! slice; only an incomplete tail is copied, into a buffer allocated once. With a filter
+//! (`Parser::set_filter`), events the consumer does not read are counted and passed over
+//! without their headers being split. Nothing grows with input: a message over
+//! `Limits::max_message_len` bytes or with more than `Limits::max_headers` headers is
+//! skipped up to its blank line, reported once and counted, and parsing resynchronises on
+//! the next message.
 
 /// Largest AMI message accepted, in bytes, counting line ends and the blank line that ends
 /// it. Larger ones are skipped and counted (`ami.max_message_len`).
