@@ -27,10 +27,7 @@ pub fn require(program: &str, package: &str) -> PathBuf {
 /// not a parse: the benches read a million payloads with it.
 pub fn json_u64(payload: &[u8], key: &str) -> Option<u64> {
     let pattern = format!("\"{key}\":");
-    let at = payload
-        .windows(pattern.len())
-        .position(|w| w == pattern.as_bytes())?
-        + pattern.len();
+    let at = memchr::memmem::find(payload, pattern.as_bytes())? + pattern.len();
     let digits = &payload[at..];
     let len = digits.iter().take_while(|b| b.is_ascii_digit()).count();
     std::str::from_utf8(&digits[..len]).ok()?.parse().ok()
