@@ -1,7 +1,7 @@
 //! Throughput of the hot path, stage by stage, over the recorded Asterisk sessions:
 //! frame parsing (of every message, and as the daemon does it, passing over the events the
-//! normalizer does not read), normalization (of messages parsed beforehand), normalization and native
-//! encoding together, encoding in each dialect, and all of it from bytes to JSON.
+//! normalizer does not read), normalization (of messages parsed beforehand), normalization
+//! and native encoding together, encoding in each dialect, and all of it from bytes to JSON.
 //! Run: `cargo bench --bench pipeline`.
 
 mod common;
@@ -180,14 +180,11 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
-    g.finish();
-
     // Routr has subjects for three kinds of event only: measured over those.
     let routed: Vec<&Event> = evs
         .iter()
         .filter(|e| routr::subject_suffix(e).is_some())
         .collect();
-    let mut g = c.benchmark_group("encode");
     g.throughput(Throughput::Elements(routed.len() as u64));
     g.bench_function("routr_json", |b| {
         b.iter(|| {
