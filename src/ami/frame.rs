@@ -849,6 +849,10 @@ mod tests {
         // An unread event that arrives in two pushes is delivered as usual.
         let out = feed(&mut p, &[b"\r\n"]);
         assert_eq!(out, [msg(&[("Event", "Newstate"), ("ChannelState", "6")])]);
+        // A name that is not UTF-8 takes the usual path too: repaired and delivered.
+        let out = feed(&mut p, &[b"Event: N\xff\r\nChannel: a\r\n\r\n"]);
+        assert_eq!(out, [msg(&[("Event", "N\u{FFFD}"), ("Channel", "a")])]);
+        assert_eq!((p.stats().passed_over, p.stats().invalid_utf8), (2, 1));
     }
 
     #[test]
