@@ -9,9 +9,10 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::ami::client::{self, AmiHealth, ClientConfig};
+use crate::ami::config::AmiAuth;
 use crate::ami::replay::{self, ReplayConfig};
 use crate::bus::Bus;
-use crate::config::{AmiAuth, Config};
+use crate::config::Config;
 use crate::event;
 use crate::normalize::{NormalizeConfig, Normalizer};
 use crate::sink::websocket::{WebsocketSink, WebsocketSinkConfig};
@@ -129,7 +130,7 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let bus = Arc::new(Bus::new(cfg.buffers.per_sink, event::text(&cfg.host)));
     let mut sinks = start_sinks(&cfg, &bus).await?;
     let health = Arc::new(AmiHealth::default());
-    let watchdog = Watchdog::start(&cfg, &bus, health.clone());
+    let watchdog = Watchdog::start(&cfg.watchdog, &bus, health.clone());
     let mut tap = Tap::new(
         Normalizer::new(NormalizeConfig::default()),
         bus.clone(),
@@ -138,7 +139,10 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let deadline = Duration::from_secs(cfg.buffers.drain_secs);
     let mut running = cfg.clone();
     client::run(
-        ClientConfig::from_config(&cfg),
+        ClientConfig::from_config(
+            &cfg.ami,
+            Duration::from_secs(cfg.watchdog.ping_interval_secs),
+        ),
         &mut tap,
         &health,
         supervise(&path, &mut running, &mut sinks, &bus),
@@ -319,7 +323,10 @@ pub async fn demo() -> anyhow::Result<()> {
         bus.clone(),
         &peer.address,
     );
-    let mut client_cfg = ClientConfig::from_config(&cfg);
+    let mut client_cfg = ClientConfig::from_config(
+        &cfg.ami,
+        Duration::from_secs(cfg.watchdog.ping_interval_secs),
+    );
     client_cfg.reconnect = false;
     client::run(client_cfg, &mut tap, &health, termination()).await;
     drop(tap);

@@ -13,10 +13,48 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::broadcast;
 
+use serde::Deserialize;
+
 use crate::event::{self, Body, Dropped, Event, Host};
+use crate::settings::ConfigError;
 
 /// Events held per sink while it is slow or down, unless `buffers.per_sink` says otherwise.
 pub const DEFAULT_PER_SINK: usize = 1024;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct BuffersConfig {
+    /// Events held per sink while it is slow or down.
+    pub per_sink: usize,
+    /// Seconds the sinks get at shutdown to deliver what their rings still hold.
+    pub drain_secs: u64,
+}
+
+/// Largest `buffers.per_sink` accepted. An event takes about 1.4 KiB in the ring, so this
+/// caps the rings at about 90 MiB: more than any appliance should spend on them.
+pub const MAX_PER_SINK: usize = 65_536;
+
+impl Default for BuffersConfig {
+    fn default() -> Self {
+        BuffersConfig {
+            per_sink: DEFAULT_PER_SINK,
+            drain_secs: 5,
+        }
+    }
+}
+
+impl BuffersConfig {
+    /// Checks the `[buffers]` table, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.per_sink == 0 || self.per_sink > MAX_PER_SINK {
+            return Err(ConfigError::new(
+                "buffers.per_sink",
+                format!("must be between 1 and {MAX_PER_SINK} events"),
+            ));
+        }
+        Ok(())
+    }
+}
 /// Most often a `system.events_dropped` event is published.
 pub const DROP_REPORT_INTERVAL: Duration = Duration::from_secs(10);
 

@@ -3,32 +3,26 @@
 //! `Config::parse` is pure (text in, config or an error naming the key out);
 //! `Config::load` adds the file, the environment and `secret_file`s. Unknown keys are
 //! errors, so a typo never silently falls back to a default.
+//!
+//! Config on top: each part owns its settings type (`ami::config::AmiConfig`,
+//! `bus::BuffersConfig`, `watchdog::config::WatchdogConfig`, `logging::LogConfig`, each
+//! sink's `XSinkConfig`) and checks it; this module only composes them. The shared error
+//! and key helpers are in `settings`, which imports nothing, so nothing imports `config`
+//! but `app` and `main`.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use serde::Deserialize;
 
+use crate::ami::config::AmiConfig;
+use crate::bus::BuffersConfig;
+use crate::logging::LogConfig;
+use crate::settings::{deserialize_at, read_secret_file, toml_error, ConfigError};
 use crate::sink::SinkConfig;
+use crate::watchdog::config::WatchdogConfig;
 
 /// Where `pbxtap run` looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/pbxtap/pbxtap.toml";
-
-/// A config problem, naming the key (`sinks[2].url`) and what to do about it.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-#[error("{key}: {message}")]
-pub struct ConfigError {
-    pub key: String,
-    pub message: String,
-}
-
-impl ConfigError {
-    pub fn new(key: impl Into<String>, message: impl Into<String>) -> Self {
-        ConfigError {
-            key: key.into(),
-            message: message.into(),
-        }
-    }
-}
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -63,177 +57,6 @@ fn default_host() -> String {
         .ok()
         .filter(|s| !s.is_empty())
         .unwrap_or_else(|| "pbx".to_string())
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct AmiConfig {
-    /// `host:port` of Asterisk's manager interface.
-    pub address: String,
-    pub username: String,
-    pub secret: Option<String>,
-    /// File holding the secret (first line); relative paths are looked up in
-    /// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`).
-    pub secret_file: Option<PathBuf>,
-    /// `md5` (challenge/response, the secret never crosses the wire) or `plain`.
-    pub auth: AmiAuth,
-    /// Event classes asked for at login (`Events:` mask).
-    pub events: String,
-    /// Seconds without an answer to Ping before the connection is dropped and redialled.
-    pub ping_timeout_secs: u64,
-    /// First reconnect delay in milliseconds; doubles up to `reconnect_max_secs`, with jitter.
-    pub reconnect_min_ms: u64,
-    pub reconnect_max_secs: u64,
-    /// Largest AMI message accepted; larger ones are skipped and counted.
-    pub max_message_len: usize,
-    /// Most headers in one AMI message; more and the message is skipped and counted.
-    pub max_headers: usize,
-}
-
-impl Default for AmiConfig {
-    fn default() -> Self {
-        AmiConfig {
-            address: "127.0.0.1:5038".into(),
-            username: "pbxtap".into(),
-            secret: None,
-            secret_file: None,
-            auth: AmiAuth::Md5,
-            events: "system,call,agent,user,cdr".into(),
-            ping_timeout_secs: 5,
-            reconnect_min_ms: 500,
-            reconnect_max_secs: 30,
-            max_message_len: 16 * 1024,
-            max_headers: 128,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum AmiAuth {
-    Md5,
-    Plain,
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct BuffersConfig {
-    /// Events held per sink while it is slow or down.
-    pub per_sink: usize,
-    /// Seconds the sinks get at shutdown to deliver what their rings still hold.
-    pub drain_secs: u64,
-}
-
-/// Largest `buffers.per_sink` accepted. An event takes about 1.4 KiB in the ring, so this
-/// caps the rings at about 90 MiB: more than any appliance should spend on them.
-pub const MAX_PER_SINK: usize = 65_536;
-
-impl Default for BuffersConfig {
-    fn default() -> Self {
-        BuffersConfig {
-            per_sink: crate::bus::DEFAULT_PER_SINK,
-            drain_secs: 5,
-        }
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct WatchdogConfig {
-    /// Asterisk's pidfile; when missing, the process is looked up in /proc by name.
-    pub pidfile: PathBuf,
-    /// Seconds between AMI Pings (also the keepalive of the AMI connection).
-    pub ping_interval_secs: u64,
-    /// Command run to restart Asterisk after repeated down checks; empty: never.
-    pub restart_command: String,
-    /// Watch the Asterisk process and AMI health at all.
-    pub enabled: bool,
-    /// Process name looked up in /proc when the pidfile is missing; empty: never look.
-    /// With neither a pidfile nor a name, AMI health alone decides up/down.
-    pub process_name: String,
-    /// Seconds between health checks.
-    pub check_interval_secs: u64,
-    /// AMI Ping round trip above which Asterisk is degraded, in milliseconds.
-    pub max_ping_ms: u32,
-    /// Resident memory above which Asterisk is degraded, in MiB; 0: no limit.
-    pub max_rss_mib: u64,
-    /// Open file descriptors above which Asterisk is degraded; 0: 90% of Asterisk's own
-    /// open-files limit.
-    pub max_fds: u32,
-    /// Consecutive down checks before `restart_command` runs; 0: never restart.
-    pub restart_after: u32,
-    /// Least time between two runs of `restart_command`, in seconds.
-    pub min_restart_interval_secs: u64,
-    /// Seconds a sink may leave waiting events untouched before it counts as stuck and
-    /// systemd's WATCHDOG=1 pings stop; 0: sinks are not watched.
-    pub stall_secs: u64,
-}
-
-impl Default for WatchdogConfig {
-    fn default() -> Self {
-        WatchdogConfig {
-            pidfile: "/var/run/asterisk/asterisk.pid".into(),
-            ping_interval_secs: 5,
-            restart_command: String::new(),
-            enabled: true,
-            process_name: "asterisk".into(),
-            check_interval_secs: 5,
-            max_ping_ms: 1000,
-            max_rss_mib: 0,
-            max_fds: 0,
-            restart_after: 3,
-            min_restart_interval_secs: 300,
-            stall_secs: 300,
-        }
-    }
-}
-
-impl WatchdogConfig {
-    /// Checks the `[watchdog]` table, naming the key.
-    pub fn validate(&self) -> Result<(), ConfigError> {
-        if !(1..=3600).contains(&self.check_interval_secs) {
-            return Err(ConfigError::new(
-                "watchdog.check_interval_secs",
-                "must be between 1 and 3600",
-            ));
-        }
-        if self.max_ping_ms == 0 {
-            return Err(ConfigError::new(
-                "watchdog.max_ping_ms",
-                "must be at least 1",
-            ));
-        }
-        if !self.restart_command.trim().is_empty() {
-            if self.restart_after == 0 {
-                return Err(ConfigError::new(
-                    "watchdog.restart_after",
-                    "is 0, so restart_command would never run: set it to at least 1, or empty restart_command",
-                ));
-            }
-            if self.min_restart_interval_secs == 0 {
-                return Err(ConfigError::new(
-                    "watchdog.min_restart_interval_secs",
-                    "must be at least 1 (restarting Asterisk in a tight loop helps nobody)",
-                ));
-            }
-        }
-        Ok(())
-    }
-}
-
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields, default)]
-pub struct LogConfig {
-    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
-    pub level: String,
-}
-
-impl Default for LogConfig {
-    fn default() -> Self {
-        LogConfig {
-            level: "info".into(),
-        }
-    }
 }
 
 impl Config {
@@ -341,70 +164,10 @@ impl Config {
                 ),
             ));
         }
-        validate_host_port("ami.address", &self.ami.address)?;
-        if self.ami.username.is_empty() {
-            return Err(ConfigError::new("ami.username", "must not be empty"));
-        }
-        match &self.ami.secret {
-            None => {
-                return Err(ConfigError::new(
-                    "ami.secret",
-                    "missing: set ami.secret, or ami.secret_file to a file holding it",
-                ))
-            }
-            Some(s) if s.is_empty() => {
-                return Err(ConfigError::new("ami.secret", "is empty"));
-            }
-            _ => {}
-        }
-        if self.ami.ping_timeout_secs == 0 {
-            return Err(ConfigError::new(
-                "ami.ping_timeout_secs",
-                "must be at least 1",
-            ));
-        }
-        if self.ami.reconnect_min_ms == 0
-            || self.ami.reconnect_max_secs * 1000 < self.ami.reconnect_min_ms
-        {
-            return Err(ConfigError::new(
-                "ami.reconnect_min_ms",
-                "must be at least 1 and not above ami.reconnect_max_secs",
-            ));
-        }
-        if !(512..=1024 * 1024).contains(&self.ami.max_message_len) {
-            return Err(ConfigError::new(
-                "ami.max_message_len",
-                "must be between 512 and 1048576 bytes",
-            ));
-        }
-        if !(8..=4096).contains(&self.ami.max_headers) {
-            return Err(ConfigError::new(
-                "ami.max_headers",
-                "must be between 8 and 4096",
-            ));
-        }
-        if self.buffers.per_sink == 0 || self.buffers.per_sink > MAX_PER_SINK {
-            return Err(ConfigError::new(
-                "buffers.per_sink",
-                format!("must be between 1 and {MAX_PER_SINK} events"),
-            ));
-        }
-        if self.watchdog.ping_interval_secs == 0 {
-            return Err(ConfigError::new(
-                "watchdog.ping_interval_secs",
-                "must be at least 1",
-            ));
-        }
+        self.ami.validate()?;
+        self.buffers.validate()?;
         self.watchdog.validate()?;
-        if !["error", "warn", "info", "debug", "trace"].contains(&self.log.level.as_str()) {
-            return Err(ConfigError::new(
-                "log.level",
-                format!(
-                    "`{}` is not one of error, warn, info, debug, trace",
-                    self.log.level
-                ),
-            ));
-        }
+        self.log.validate()?;
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.validate(&format!("sinks[{i}]"))?;
         }
@@ -412,100 +175,10 @@ impl Config {
     }
 }
 
-/// Deserializes `value`, naming the failing key below `prefix` (`sinks[0]` + `.qos`).
-pub fn deserialize_at<T: serde::de::DeserializeOwned>(
-    prefix: &str,
-    value: toml::Value,
-) -> Result<T, ConfigError> {
-    serde_path_to_error::deserialize(value).map_err(|e| {
-        let path = e.path().to_string();
-        let key = match (prefix, path.as_str()) {
-            (p, "" | ".") => p.to_string(),
-            ("", path) => path.to_string(),
-            (p, path) if path.starts_with('[') => format!("{p}{path}"),
-            (p, path) => format!("{p}.{path}"),
-        };
-        toml_error(&key, e.into_inner())
-    })
-}
-
-fn toml_error(key: &str, e: toml::de::Error) -> ConfigError {
-    let mut message = e.message().to_string();
-    if let Some(span) = e.span() {
-        message.push_str(&format!(" (at byte {})", span.start));
-    }
-    ConfigError::new(
-        if key.is_empty() || key == "." {
-            "(file)"
-        } else {
-            key
-        },
-        message,
-    )
-}
-
-/// Checks a `host:port` address: a port number after the last colon, a host before it.
-pub fn validate_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
-    let bad = |why: &str| {
-        ConfigError::new(
-            key,
-            format!(
-                "`{value}` is not a valid address: {why} (expected host:port, e.g. 127.0.0.1:5038)"
-            ),
-        )
-    };
-    let (host, port) = value.rsplit_once(':').ok_or_else(|| bad("no port"))?;
-    if host.is_empty() || host.trim_matches(['[', ']']).is_empty() {
-        return Err(bad("no host"));
-    }
-    if host.contains(char::is_whitespace) || host.contains('/') {
-        return Err(bad("the host has spaces or slashes"));
-    }
-    match port.parse::<u16>() {
-        Ok(p) if p > 0 => Ok(()),
-        _ => Err(bad("the port must be a number from 1 to 65535")),
-    }
-}
-
-/// Reads a secret from a file: its first line, trimmed. A relative path is looked up in
-/// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) when that is set.
-pub fn read_secret_file(
-    key: &str,
-    path: &Path,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<String, ConfigError> {
-    let full = match env("CREDENTIALS_DIRECTORY") {
-        Some(dir) if path.is_relative() => Path::new(&dir).join(path),
-        _ => path.to_path_buf(),
-    };
-    let text = std::fs::read_to_string(&full)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", full.display())))?;
-    let secret = text.lines().next().unwrap_or("").trim().to_string();
-    if secret.is_empty() {
-        return Err(ConfigError::new(
-            key,
-            format!("{} is empty", full.display()),
-        ));
-    }
-    Ok(secret)
-}
-
-/// Resolves an optional inline secret / secret file pair into the secret, if any.
-pub fn resolve_secret(
-    key: &str,
-    inline: &mut Option<String>,
-    file: &mut Option<PathBuf>,
-    env: &dyn Fn(&str) -> Option<String>,
-) -> Result<(), ConfigError> {
-    if let Some(f) = file.take() {
-        *inline = Some(read_secret_file(key, &f, env)?);
-    }
-    Ok(())
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::settings::validate_host_port;
 
     fn no_env(_: &str) -> Option<String> {
         None

@@ -16,6 +16,7 @@ pub mod dialect;
 pub mod event;
 pub mod logging;
 pub mod normalize;
+pub mod settings;
 pub mod sink;
 pub mod tap;
 pub mod watchdog;

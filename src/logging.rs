@@ -16,7 +16,40 @@ use tracing_subscriber::layer::Context;
 use tracing_subscriber::prelude::*;
 use tracing_subscriber::EnvFilter;
 
-use crate::config::LogConfig;
+use serde::Deserialize;
+
+use crate::settings::ConfigError;
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct LogConfig {
+    /// `error`, `warn`, `info`, `debug` or `trace`; `RUST_LOG` overrides it.
+    pub level: String,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            level: "info".into(),
+        }
+    }
+}
+
+impl LogConfig {
+    /// Checks the `[log]` table, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if !["error", "warn", "info", "debug", "trace"].contains(&self.level.as_str()) {
+            return Err(ConfigError::new(
+                "log.level",
+                format!(
+                    "`{}` is not one of error, warn, info, debug, trace",
+                    self.level
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
 
 /// Lines one call site may log per `LOG_WINDOW` before the rest are suppressed.
 pub const LOG_BURST: u32 = 10;

@@ -7,8 +7,8 @@ use std::time::Duration;
 
 use common::ami::{client_config, fixture, Recorder, Seen};
 use pbxtap::ami::client::{self, AmiHealth};
+use pbxtap::ami::config::AmiAuth;
 use pbxtap::ami::replay::{self, messages_of, ReplayConfig};
-use pbxtap::config::AmiAuth;
 
 /// Runs the client for `limit`, then stops it and returns what its handler saw.
 async fn run_for(cfg: client::ClientConfig, limit: Duration) -> Recorder {

@@ -8,9 +8,9 @@ use std::time::Duration;
 
 use common::ami::{client_config, fixture};
 use pbxtap::ami::client::{self, AmiHealth};
+use pbxtap::ami::config::AmiAuth;
 use pbxtap::ami::replay::{self, ListedChannel, ReplayConfig};
 use pbxtap::bus::{Bus, TryRecv};
-use pbxtap::config::AmiAuth;
 use pbxtap::event::{text, Body};
 use pbxtap::normalize::{NormalizeConfig, Normalizer};
 use pbxtap::tap::Tap;

@@ -8,9 +8,9 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
+use super::config::AmiConfig;
 use super::frame::{Frame, Limits, Message, Parser};
 use super::session::{self, Session, SessionConfig, SessionError};
-use crate::config::Config;
 
 /// Bytes read from the socket at a time; the parser takes any split.
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -32,22 +32,23 @@ pub struct ClientConfig {
 }
 
 impl ClientConfig {
-    pub fn from_config(cfg: &Config) -> Self {
+    /// From `[ami]`, and the Ping interval (`watchdog.ping_interval_secs`).
+    pub fn from_config(ami: &AmiConfig, ping_interval: Duration) -> Self {
         ClientConfig {
-            address: cfg.ami.address.clone(),
+            address: ami.address.clone(),
             session: SessionConfig {
-                username: cfg.ami.username.clone(),
-                secret: cfg.ami.secret.clone().unwrap_or_default(),
-                auth: cfg.ami.auth,
-                events: cfg.ami.events.clone(),
-                ping_interval: Duration::from_secs(cfg.watchdog.ping_interval_secs),
-                ping_timeout: Duration::from_secs(cfg.ami.ping_timeout_secs),
+                username: ami.username.clone(),
+                secret: ami.secret.clone().unwrap_or_default(),
+                auth: ami.auth,
+                events: ami.events.clone(),
+                ping_interval,
+                ping_timeout: Duration::from_secs(ami.ping_timeout_secs),
             },
-            reconnect_min: Duration::from_millis(cfg.ami.reconnect_min_ms),
-            reconnect_max: Duration::from_secs(cfg.ami.reconnect_max_secs),
+            reconnect_min: Duration::from_millis(ami.reconnect_min_ms),
+            reconnect_max: Duration::from_secs(ami.reconnect_max_secs),
             limits: Limits {
-                max_message_len: cfg.ami.max_message_len,
-                max_headers: cfg.ami.max_headers,
+                max_message_len: ami.max_message_len,
+                max_headers: ami.max_headers,
             },
             reconnect: true,
         }

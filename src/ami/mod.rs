@@ -1,7 +1,9 @@
-//! Asterisk Manager Interface: the wire format (`frame`), the session state machine
-//! (`session`), the TCP connection (`client`), and a replaying stand-in for Asterisk (`replay`).
+//! Asterisk Manager Interface: its settings (`config`), the wire format (`frame`), the
+//! event names pbxtap reads (`names`), the session state machine (`session`), the TCP
+//! connection (`client`), and a replaying stand-in for Asterisk (`replay`).
 
 pub mod client;
+pub mod config;
 pub mod frame;
 pub mod replay;
 pub mod session;

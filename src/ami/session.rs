@@ -6,8 +6,8 @@ use std::time::{Duration, Instant};
 
 use md5::{Digest, Md5};
 
+use super::config::AmiAuth;
 use super::frame::Message;
-use crate::config::AmiAuth;
 
 /// What the session needs to know, fixed per connection.
 #[derive(Debug, Clone)]

@@ -11,7 +11,7 @@ pub mod websocket;
 use tokio::task::JoinHandle;
 
 use crate::bus::{Bus, Publisher};
-use crate::config::{deserialize_at, ConfigError};
+use crate::settings::{deserialize_at, ConfigError};
 
 /// One `[[sinks]]` table, chosen by its `type`.
 #[derive(Debug, Clone)]

@@ -17,9 +17,9 @@ use async_nats::{ConnectOptions, HeaderMap, ServerAddr};
 use serde::Deserialize;
 
 use crate::bus::{Publisher, SinkRx, TryRecv};
-use crate::config::{resolve_secret, ConfigError};
 use crate::dialect::{native, routr, Encoded};
 use crate::event::{self, Body, Event, SinkStatus};
+use crate::settings::{resolve_secret, ConfigError};
 use crate::sink::SinkConfig;
 
 /// Events handed to async-nats before the sink waits for them to be flushed. It bounds

@@ -10,9 +10,9 @@ use std::sync::atomic::{AtomicU8, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use super::config::WatchdogConfig;
 use crate::ami::client::AmiHealth;
 use crate::bus::Publisher;
-use crate::config::WatchdogConfig;
 use crate::event::{self, AsteriskHealth, Body};
 use crate::watchdog::Heartbeat;
 

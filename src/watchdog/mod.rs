@@ -6,6 +6,7 @@
 //! `Gate` is the pure judgement over those counters; `Pipeline` reads them.
 
 pub mod asterisk;
+pub mod config;
 pub mod systemd;
 
 use std::sync::atomic::{AtomicU64, AtomicU8, Ordering};
@@ -16,7 +17,6 @@ use tokio::task::JoinHandle;
 
 use crate::ami::client::{self, AmiHealth};
 use crate::bus::Bus;
-use crate::config::Config;
 use crate::event::{self, Text};
 
 /// How long the AMI task may go without a tick: a connect attempt may take
@@ -183,12 +183,12 @@ pub struct Watchdog {
 impl Watchdog {
     /// Starts the Asterisk monitor (when enabled) and the systemd task, which sends
     /// READY=1 at once: call this when the sinks have started.
-    pub fn start(cfg: &Config, bus: &Arc<Bus>, ami: Arc<AmiHealth>) -> Watchdog {
+    pub fn start(cfg: &config::WatchdogConfig, bus: &Arc<Bus>, ami: Arc<AmiHealth>) -> Watchdog {
         let mut tasks = Vec::new();
         let asterisk_state = Arc::new(AtomicU8::new(0));
-        let monitor = cfg.watchdog.enabled.then(|| {
+        let monitor = cfg.enabled.then(|| {
             let beat = Heartbeat::default();
-            let watch = asterisk::WatchConfig::from_config(&cfg.watchdog);
+            let watch = asterisk::WatchConfig::from_config(cfg);
             let interval = watch.interval;
             tasks.push(tokio::spawn(asterisk::run(
                 watch,
@@ -204,7 +204,7 @@ impl Watchdog {
             bus: Arc::downgrade(bus),
             monitor,
             asterisk: asterisk_state,
-            sink_stall: Duration::from_secs(cfg.watchdog.stall_secs),
+            sink_stall: Duration::from_secs(cfg.stall_secs),
         };
         let notifier = match systemd::Notifier::from_env() {
             Ok(n) => n.map(Arc::new),

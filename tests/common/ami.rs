@@ -3,9 +3,9 @@
 use std::time::Duration;
 
 use pbxtap::ami::client::{AmiError, ClientConfig, Handler};
+use pbxtap::ami::config::AmiAuth;
 use pbxtap::ami::frame::{Limits, Message};
 use pbxtap::ami::session::SessionConfig;
-use pbxtap::config::AmiAuth;
 
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rumqttc::QoS;
 use serde::Deserialize;
 
-use crate::config::ConfigError;
+use crate::settings::ConfigError;
 
 /// Longest `topic` prefix accepted.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -207,7 +207,7 @@ impl MqttSinkConfig {
         key: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
-        crate::config::resolve_secret(
+        crate::settings::resolve_secret(
             &format!("{key}.password_file"),
             &mut self.password,
             &mut self.password_file,

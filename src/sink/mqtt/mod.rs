@@ -19,9 +19,9 @@ use rumqttc::{AsyncClient, LastWill, MqttOptions, Publish, QoS, TlsConfiguration
 use tokio::sync::Notify;
 
 use crate::bus::{Publisher, SinkRx};
-use crate::config::ConfigError;
 use crate::dialect::{native, Encoded, MAX_ENCODED_LEN};
 use crate::event::{Body, Event};
+use crate::settings::ConfigError;
 pub use config::{parse_url, validate_topic, BrokerUrl, MqttSinkConfig};
 use outbox::{Kind, Outbox};
 

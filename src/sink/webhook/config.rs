@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use hyper::Uri;
 use serde::Deserialize;
 
-use crate::config::{resolve_secret, ConfigError};
+use crate::settings::{resolve_secret, ConfigError};
 
 /// Most requests in flight `max_in_flight` may ask for.
 pub const MAX_IN_FLIGHT: usize = 64;

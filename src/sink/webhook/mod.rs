@@ -28,9 +28,9 @@ use hyper::body::Bytes;
 use tokio::task::JoinSet;
 
 use crate::bus::{Publisher, SinkRx};
-use crate::config::ConfigError;
 use crate::dialect::{enswitch, native, Encoded};
 use crate::event::{self, Body, Event, SinkStatus};
+use crate::settings::ConfigError;
 pub use config::{WebhookDialect, WebhookSinkConfig, AUTHKEY_PARAM, MAX_IN_FLIGHT};
 use http::{attempt, Attempt, AttemptError, Endpoint};
 pub use http::{IDLE_TIMEOUT, MAX_RESPONSE_DRAIN, RESPONSE_BUFFER};

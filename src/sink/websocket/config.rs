@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::portsip::{self, Role};
-use crate::config::{self as app_config, ConfigError};
+use crate::settings::{self, ConfigError};
 
 /// Default `max_clients`.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
@@ -110,7 +110,7 @@ impl WebsocketSinkConfig {
     }
 
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        app_config::validate_host_port(&format!("{key}.listen"), self.listen())?;
+        settings::validate_host_port(&format!("{key}.listen"), self.listen())?;
         if !(1..=MAX_CLIENTS).contains(&self.max_clients) {
             return Err(ConfigError::new(
                 format!("{key}.max_clients"),
@@ -195,14 +195,14 @@ impl WebsocketSinkConfig {
         key: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
-        app_config::resolve_secret(
+        settings::resolve_secret(
             &format!("{key}.authkey_file"),
             &mut self.authkey,
             &mut self.authkey_file,
             env,
         )?;
         for (i, u) in self.users.iter_mut().enumerate() {
-            app_config::resolve_secret(
+            settings::resolve_secret(
                 &format!("{key}.users[{i}].password_file"),
                 &mut u.password,
                 &mut u.password_file,
