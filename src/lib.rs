@@ -10,6 +10,7 @@
 
 pub mod ami;
 pub mod app;
+pub mod backoff;
 pub mod bus;
 pub mod config;
 pub mod dialect;

@@ -4,6 +4,10 @@
 //! The level comes from `log.level`, and `RUST_LOG` overrides it. Repeated lines are
 //! rate-limited per call site (`RateLimit`): at most `LOG_BURST` lines from one place per
 //! `LOG_WINDOW`; the rest are counted and reported by the watchdog as one line.
+//!
+//! `LogLimit` is the finer tool a component uses for one repeated failure (a sink that
+//! cannot reach its server, refused connections): one line per interval, saying how many
+//! were held back since the last.
 
 use std::io::IsTerminal;
 use std::path::Path;
@@ -173,9 +177,63 @@ impl<S: Subscriber> tracing_subscriber::Layer<S> for RateLimit {
     }
 }
 
+/// Lets one line of a repeated failure through per interval and counts the ones held
+/// back, so the line that does go out can say how many it stands for. No I/O.
+#[derive(Debug, Clone)]
+pub struct LogLimit {
+    interval: Duration,
+    last: Option<Instant>,
+    suppressed: u64,
+}
+
+impl LogLimit {
+    pub const fn new(interval: Duration) -> LogLimit {
+        LogLimit {
+            interval,
+            last: None,
+            suppressed: 0,
+        }
+    }
+
+    /// `Some(n)` when a line may be logged at `now`, `n` being how many were held back
+    /// since the last one; `None` when this one is held back.
+    pub fn allow(&mut self, now: Instant) -> Option<u64> {
+        match self.last {
+            Some(t) if now.saturating_duration_since(t) < self.interval => {
+                self.suppressed += 1;
+                None
+            }
+            _ => {
+                self.last = Some(now);
+                Some(std::mem::take(&mut self.suppressed))
+            }
+        }
+    }
+
+    /// Lets the next line through whenever it comes (a new reason is worth telling at
+    /// once); the count held back is kept for it.
+    pub fn reset(&mut self) {
+        self.last = None;
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn log_limit_lets_one_through_per_interval_and_counts_the_rest() {
+        let interval = Duration::from_secs(10);
+        let mut l = LogLimit::new(interval);
+        let t = Instant::now();
+        assert_eq!(l.allow(t), Some(0));
+        assert_eq!(l.allow(t + Duration::from_secs(1)), None);
+        assert_eq!(l.allow(t + Duration::from_secs(2)), None);
+        assert_eq!(l.allow(t + interval), Some(2));
+        assert_eq!(l.allow(t + interval), None);
+        l.reset();
+        assert_eq!(l.allow(t + interval), Some(1));
+    }
 
     #[test]
     fn a_call_site_gets_a_burst_per_window() {

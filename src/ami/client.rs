@@ -10,7 +10,8 @@ use tokio::net::TcpStream;
 
 use super::config::AmiConfig;
 use super::frame::{Frame, Limits, Message, Parser};
-use super::session::{self, Session, SessionConfig, SessionError};
+use super::session::{Session, SessionConfig, SessionError};
+use crate::backoff::Backoff;
 
 /// Bytes read from the socket at a time; the parser takes any split.
 pub const READ_BUFFER: usize = 64 * 1024;
@@ -24,8 +25,9 @@ pub const TICK: Duration = Duration::from_secs(1);
 pub struct ClientConfig {
     pub address: String,
     pub session: SessionConfig,
-    pub reconnect_min: Duration,
-    pub reconnect_max: Duration,
+    /// Delays between redials: `ami.reconnect_min_ms` doubling to `ami.reconnect_max_secs`,
+    /// jittered into the upper half.
+    pub backoff: Backoff,
     pub limits: Limits,
     /// Redial after the connection ends. Off only for `pbxtap demo`, which ends with its replay.
     pub reconnect: bool,
@@ -44,8 +46,12 @@ impl ClientConfig {
                 ping_interval,
                 ping_timeout: Duration::from_secs(ami.ping_timeout_secs),
             },
-            reconnect_min: Duration::from_millis(ami.reconnect_min_ms),
-            reconnect_max: Duration::from_secs(ami.reconnect_max_secs),
+            backoff: Backoff {
+                min: Duration::from_millis(ami.reconnect_min_ms),
+                max: Duration::from_secs(ami.reconnect_max_secs),
+                low: 0.5,
+                high: 1.0,
+            },
             limits: Limits {
                 max_message_len: ami.max_message_len,
                 max_headers: ami.max_headers,
@@ -161,12 +167,7 @@ pub async fn run<H: Handler>(
         if !cfg.reconnect {
             return;
         }
-        let delay = session::backoff(
-            attempt,
-            cfg.reconnect_min,
-            cfg.reconnect_max,
-            fastrand::f64(),
-        );
+        let delay = cfg.backoff.random_delay(attempt);
         attempt = attempt.saturating_add(1);
         health.reconnects.fetch_add(1, Ordering::Relaxed);
         let sleep = tokio::time::sleep(delay);

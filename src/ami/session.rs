@@ -1,5 +1,5 @@
-//! The AMI session as a pure state machine: login (plain or MD5 challenge), keepalive pings,
-//! the resync request, and the reconnect backoff. Methods say what to send; the client
+//! The AMI session as a pure state machine: login (plain or MD5 challenge), keepalive pings
+//! and the resync request (the redial delay is `crate::backoff`). Methods say what to send; the client
 //! task owns the socket and does the writing.
 
 use std::time::{Duration, Instant};
@@ -205,14 +205,6 @@ impl Session {
     }
 }
 
-/// Delay before reconnect attempt `attempt` (0 for the first): `min` doubled per attempt,
-/// capped at `max`, then jittered into its upper half with `unit` in [0, 1), so a fleet
-/// of appliances does not redial a restarted Asterisk in lockstep.
-pub fn backoff(attempt: u32, min: Duration, max: Duration, unit: f64) -> Duration {
-    let base = min.saturating_mul(1u32 << attempt.min(20)).min(max);
-    base.mul_f64(0.5 + 0.5 * unit.clamp(0.0, 1.0))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -341,18 +333,5 @@ mod tests {
             .unwrap()
             .deliver
         );
-    }
-
-    #[test]
-    fn backoff_doubles_caps_and_jitters_within_bounds() {
-        let (min, max) = (Duration::from_millis(500), Duration::from_secs(30));
-        assert_eq!(backoff(0, min, max, 1.0), min);
-        assert_eq!(backoff(0, min, max, 0.0), min / 2);
-        assert_eq!(backoff(3, min, max, 1.0), Duration::from_secs(4));
-        assert_eq!(backoff(30, min, max, 1.0), max);
-        for i in 0..100 {
-            let d = backoff(i % 12, min, max, f64::from(i) / 100.0);
-            assert!(d >= min / 2 && d <= max, "{d:?}");
-        }
     }
 }

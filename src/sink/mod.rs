@@ -2,6 +2,7 @@
 //! a constructor that validates it (`XSink::new`), and `run(self, rx)`, which delivers
 //! events from its ring until the bus closes and the ring is drained.
 
+pub mod health;
 pub mod mqtt;
 pub mod nats;
 pub mod stdout;

@@ -6,6 +6,7 @@ use pbxtap::ami::client::{AmiError, ClientConfig, Handler};
 use pbxtap::ami::config::AmiAuth;
 use pbxtap::ami::frame::{Limits, Message};
 use pbxtap::ami::session::SessionConfig;
+use pbxtap::backoff::Backoff;
 
 pub fn fixture(name: &str) -> Vec<u8> {
     std::fs::read(format!(
@@ -27,8 +28,12 @@ pub fn client_config(address: &str, auth: AmiAuth, secret: &str) -> ClientConfig
             ping_interval: Duration::from_secs(1),
             ping_timeout: Duration::from_secs(1),
         },
-        reconnect_min: Duration::from_millis(100),
-        reconnect_max: Duration::from_millis(400),
+        backoff: Backoff {
+            min: Duration::from_millis(100),
+            max: Duration::from_millis(400),
+            low: 0.5,
+            high: 1.0,
+        },
         limits: Limits::default(),
         reconnect: true,
     }

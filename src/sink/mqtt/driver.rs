@@ -10,12 +10,19 @@ use rumqttc::{ConnectReturnCode, ConnectionError, EventLoop, Outgoing, Packet, P
 
 use super::outbox::{Finished, Outbox};
 use super::Shared;
-use crate::bus::{Publisher, SinkCounters};
-use crate::event::{self, Body, SinkStatus, Text};
+use crate::backoff::Backoff;
+use crate::bus::SinkCounters;
+use crate::logging::LogLimit;
+use crate::sink::health::{Change, HealthReporter, LinkHealth};
 
-/// First reconnect delay; doubled per failed attempt up to `RECONNECT_MAX`, jittered.
-pub const RECONNECT_MIN: Duration = Duration::from_millis(250);
-pub const RECONNECT_MAX: Duration = Duration::from_secs(30);
+/// Reconnect delays: 250 ms doubled per failed attempt up to 30 s, jittered into the
+/// upper half.
+pub const RECONNECT: Backoff = Backoff {
+    min: Duration::from_millis(250),
+    max: Duration::from_secs(30),
+    low: 0.5,
+    high: 1.0,
+};
 /// A session that lasted this long (or got an acknowledgement) resets the backoff, so a
 /// broker that accepts and at once drops us is not redialled in a tight loop.
 pub const STABLE_SESSION: Duration = Duration::from_secs(10);
@@ -26,9 +33,8 @@ pub(crate) struct Driver {
     pub(crate) eventloop: EventLoop,
     pub(crate) shared: Arc<Shared>,
     pub(crate) counters: Arc<SinkCounters>,
-    pub(crate) publisher: Publisher,
-    pub(crate) name: Text,
-    pub(crate) broker: String,
+    /// Names the sink and its broker, and tells the link going down and up.
+    pub(crate) reporter: HealthReporter,
     /// The retained `online` published at the start of each session.
     pub(crate) status: Publish,
 }
@@ -44,12 +50,11 @@ pub(crate) async fn drive(mut d: Driver) {
                 d.session_started();
                 session = Some((Instant::now(), false));
                 let (was_down, failures) = link.connected();
-                tracing::info!(sink = d.name.as_str(), broker = %d.broker, failures, "mqtt connected");
+                let broker = d.reporter.target();
+                tracing::info!(sink = d.name(), broker, failures, "mqtt connected");
                 if was_down {
-                    d.publisher.publish_body(Body::SinkUp(SinkStatus {
-                        sink: d.name.clone(),
-                        reason: event::text(&format!("connected to {}", d.broker)),
-                    }));
+                    d.reporter
+                        .report(Some(Change::Up), &format!("connected to {broker}"));
                 }
             }
             Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => return,
@@ -59,7 +64,7 @@ pub(crate) async fn drive(mut d: Driver) {
                         *acked = true;
                     }
                 }
-                let f = apply(&mut d.shared.lock(), &ev, d.name.as_str());
+                let f = apply(&mut d.shared.lock(), &ev, d.name());
                 d.account(f);
             }
             Err(e) => {
@@ -69,44 +74,36 @@ pub(crate) async fn drive(mut d: Driver) {
                         attempt = 0;
                     }
                 }
-                let (code, why) = describe(&e, &d.broker);
+                let (code, why) = describe(&e, d.reporter.target());
                 match link.failed(code, Instant::now()) {
                     Report::Quiet => {
-                        tracing::debug!(sink = d.name.as_str(), code, "mqtt still down: {why}")
+                        tracing::debug!(sink = d.name(), code, "mqtt still down: {why}")
                     }
                     r => {
                         let queued = d.shared.lock().len();
                         if code == "mqtt_auth_refused" {
                             tracing::error!(
-                                sink = d.name.as_str(),
+                                sink = d.name(),
                                 code,
-                                failures = link.failures,
+                                failures = link.failures(),
                                 queued,
                                 "{why}"
                             );
                         } else {
                             tracing::warn!(
-                                sink = d.name.as_str(),
+                                sink = d.name(),
                                 code,
-                                failures = link.failures,
+                                failures = link.failures(),
                                 queued,
                                 "{why}"
                             );
                         }
                         if r == Report::LogAndDown {
-                            d.publisher.publish_body(Body::SinkDown(SinkStatus {
-                                sink: d.name.clone(),
-                                reason: event::text(&why),
-                            }));
+                            d.reporter.report(Some(Change::Down), &why);
                         }
                     }
                 }
-                let delay = crate::ami::session::backoff(
-                    attempt,
-                    RECONNECT_MIN,
-                    RECONNECT_MAX,
-                    fastrand::f64(),
-                );
+                let delay = RECONNECT.random_delay(attempt);
                 attempt = attempt.saturating_add(1);
                 tokio::time::sleep(delay).await;
             }
@@ -115,6 +112,10 @@ pub(crate) async fn drive(mut d: Driver) {
 }
 
 impl Driver {
+    fn name(&self) -> &str {
+        self.reporter.sink().as_str()
+    }
+
     /// A session started: the status, then every unacknowledged publish, oldest first,
     /// go before anything new (rumqttc sends its `pending` list before its channel).
     fn session_started(&mut self) {
@@ -133,7 +134,7 @@ impl Driver {
         // Acknowledgements read just before the error are still true: apply them first.
         let mut f = Finished::default();
         while let Some(ev) = self.eventloop.state.events.pop_front() {
-            let g = apply(&mut outbox, &ev, self.name.as_str());
+            let g = apply(&mut outbox, &ev, self.name());
             f.events += g.events;
             f.freed += g.freed;
         }
@@ -228,40 +229,51 @@ pub enum Report {
     LogAndDown,
 }
 
-/// The link's ups and downs, for logs that say each thing once (rate-limited reminders).
-#[derive(Debug, Default)]
+/// The link's ups and downs, for logs that say each thing once: the change of health
+/// (`sink::health`), and reminders at most once per [`STILL_DOWN_LOG_INTERVAL`] unless
+/// the reason changes.
+#[derive(Debug)]
 pub struct Link {
-    down: bool,
-    pub failures: u32,
+    health: LinkHealth,
+    log: LogLimit,
     last_code: &'static str,
-    last_log: Option<Instant>,
+}
+
+impl Default for Link {
+    fn default() -> Self {
+        Link {
+            health: LinkHealth::new(1),
+            log: LogLimit::new(STILL_DOWN_LOG_INTERVAL),
+            last_code: "",
+        }
+    }
 }
 
 impl Link {
     pub fn failed(&mut self, code: &'static str, now: Instant) -> Report {
-        self.failures = self.failures.saturating_add(1);
-        let report = if !self.down {
-            self.down = true;
-            Report::LogAndDown
-        } else if code != self.last_code
-            || self
-                .last_log
-                .is_none_or(|t| now.duration_since(t) >= STILL_DOWN_LOG_INTERVAL)
-        {
-            Report::Log
-        } else {
-            return Report::Quiet;
-        };
-        self.last_code = code;
-        self.last_log = Some(now);
-        report
+        let change = self.health.failed();
+        if code != self.last_code {
+            self.log.reset();
+            self.last_code = code;
+        }
+        match (change, self.log.allow(now)) {
+            (Some(_), _) => Report::LogAndDown,
+            (None, Some(_)) => Report::Log,
+            (None, None) => Report::Quiet,
+        }
+    }
+
+    /// Consecutive failed attempts so far.
+    pub fn failures(&self) -> u32 {
+        self.health.failures()
     }
 
     /// Connected: returns whether it had been reported down, and how many attempts failed.
     pub fn connected(&mut self) -> (bool, u32) {
-        let was = (self.down, self.failures);
+        let failures = self.health.failures();
+        let was_down = self.health.reached().is_some();
         *self = Link::default();
-        was
+        (was_down, failures)
     }
 }
 

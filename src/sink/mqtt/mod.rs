@@ -18,6 +18,7 @@ use std::time::Duration;
 use rumqttc::{AsyncClient, LastWill, MqttOptions, Publish, QoS, TlsConfiguration, Transport};
 use tokio::sync::Notify;
 
+use super::health::HealthReporter;
 use crate::bus::{Publisher, SinkRx};
 use crate::dialect::{native, Encoded, MAX_ENCODED_LEN};
 use crate::event::{Body, Event};
@@ -136,9 +137,11 @@ impl MqttSink {
             eventloop,
             shared: shared.clone(),
             counters: rx.counters().clone(),
-            publisher: self.publisher.clone(),
-            name: name.clone(),
-            broker: self.broker.clone(),
+            reporter: HealthReporter::new(
+                name.clone(),
+                self.broker.clone(),
+                self.publisher.clone(),
+            ),
             status,
         })));
         let mut buf = Encoded::new();

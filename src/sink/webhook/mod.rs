@@ -10,8 +10,8 @@
 //! The tap never waits on this sink: while the endpoint is slow or dead the ring fills and
 //! drops its oldest events, counted by the bus.
 //!
-//! Layout: `config` (keys), `http` (client and one attempt), `policy` (retry, health and
-//! log decisions), `slots` (requests in flight and waiting, per call), `sign` (signature); this file
+//! Layout: `config` (keys), `http` (client and one attempt), `policy` (retry and log
+//! decisions; when the endpoint is down is `sink::health`), `slots` (requests in flight and waiting, per call), `sign` (signature); this file
 //! runs the loop that ties them together.
 
 mod config;
@@ -27,14 +27,17 @@ use std::time::{Duration, Instant};
 use hyper::body::Bytes;
 use tokio::task::JoinSet;
 
+use super::health::{HealthReporter, LinkHealth};
+use crate::backoff::Backoff;
 use crate::bus::{Publisher, SinkRx};
 use crate::dialect::{enswitch, native, Encoded};
-use crate::event::{self, Body, Event, SinkStatus};
+use crate::event::{self, Event};
+use crate::logging::LogLimit;
 use crate::settings::ConfigError;
 pub use config::{WebhookDialect, WebhookSinkConfig, AUTHKEY_PARAM, MAX_IN_FLIGHT};
 use http::{attempt, Attempt, AttemptError, Endpoint};
 pub use http::{IDLE_TIMEOUT, MAX_RESPONSE_DRAIN, RESPONSE_BUFFER};
-use policy::{Health, LogLimit, RetryPolicy, StatusesSeen, Transition, Verdict};
+use policy::{RetryPolicy, StatusesSeen, Verdict, DOWN_AFTER_FAILURES, LOG_INTERVAL};
 pub use sign::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use slots::Slots;
 
@@ -74,8 +77,12 @@ impl WebhookSink {
             dialect: cfg.dialect,
             max_in_flight: cfg.max_in_flight,
             retry: RetryPolicy {
-                min: Duration::from_millis(cfg.retry_min_ms),
-                max: Duration::from_secs(cfg.retry_max_secs),
+                backoff: Backoff {
+                    min: Duration::from_millis(cfg.retry_min_ms),
+                    max: Duration::from_secs(cfg.retry_max_secs),
+                    low: 0.75,
+                    high: 1.25,
+                },
                 max_age: Duration::from_secs(cfg.max_age_secs),
             },
             publisher,
@@ -89,9 +96,14 @@ impl WebhookSink {
             sink: &self,
             slots: Slots::new(self.max_in_flight),
             tasks: JoinSet::new(),
-            health: Health::default(),
-            failure_log: LogLimit::default(),
-            give_up_log: LogLimit::default(),
+            health: LinkHealth::new(DOWN_AFTER_FAILURES),
+            reporter: HealthReporter::new(
+                rx.counters().name.clone(),
+                self.endpoint.shown.clone(),
+                self.publisher.clone(),
+            ),
+            failure_log: LogLimit::new(LOG_INTERVAL),
+            give_up_log: LogLimit::new(LOG_INTERVAL),
             refused: StatusesSeen::default(),
             rejected: 0,
             given_up: 0,
@@ -152,7 +164,8 @@ struct Run<'a> {
     sink: &'a WebhookSink,
     slots: Slots<InFlight>,
     tasks: JoinSet<(usize, Attempt)>,
-    health: Health,
+    health: LinkHealth,
+    reporter: HealthReporter,
     failure_log: LogLimit,
     give_up_log: LogLimit,
     refused: StatusesSeen,
@@ -225,17 +238,15 @@ impl Run<'_> {
         let error = match outcome {
             Ok(status) => match policy::verdict(status) {
                 Verdict::Delivered => {
-                    if let Some(t) = self.health.answered() {
-                        self.announce(t, "");
-                    }
+                    self.reporter
+                        .report(self.health.reached(), "endpoint answers again");
                     rx.delivered(1);
                     self.slots.release(i);
                     return;
                 }
                 Verdict::Rejected => {
-                    if let Some(t) = self.health.answered() {
-                        self.announce(t, "");
-                    }
+                    self.reporter
+                        .report(self.health.reached(), "endpoint answers again");
                     self.rejected += 1;
                     if self.refused.first_time(status) {
                         tracing::warn!(
@@ -254,9 +265,8 @@ impl Run<'_> {
             },
             Err(e) => e,
         };
-        if let Some(t) = self.health.failed() {
-            self.announce(t, &error.to_string());
-        }
+        self.reporter
+            .report(self.health.failed(), &error.to_string());
         match self
             .sink
             .retry
@@ -292,33 +302,6 @@ impl Run<'_> {
                     );
                 }
                 self.slots.release(i);
-            }
-        }
-    }
-
-    /// Tells every sink that the endpoint went down or came back.
-    fn announce(&self, transition: Transition, reason: &str) {
-        let status = |reason: &str| SinkStatus {
-            sink: self.name.clone(),
-            reason: event::text(reason),
-        };
-        match transition {
-            Transition::Down => {
-                tracing::warn!(
-                    sink = %self.name,
-                    endpoint = %self.sink.endpoint.shown,
-                    error = reason,
-                    "webhook endpoint down; events wait in the ring (oldest dropped when full)"
-                );
-                self.sink
-                    .publisher
-                    .publish_body(Body::SinkDown(status(reason)));
-            }
-            Transition::Up => {
-                tracing::info!(sink = %self.name, endpoint = %self.sink.endpoint.shown, "webhook endpoint answers again");
-                self.sink
-                    .publisher
-                    .publish_body(Body::SinkUp(status("endpoint answers again")));
             }
         }
     }

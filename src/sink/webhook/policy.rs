@@ -1,8 +1,10 @@
 //! The webhook's delivery decisions, as pure state machines: what an HTTP status means,
-//! when to retry and when to give up, when the endpoint counts as down or back up, and
-//! which failures are worth a log line. The sink's I/O loop asks; nothing here waits.
+//! when to retry and when to give up, and which refusals are worth a log line (when the
+//! endpoint counts as down is `sink::health`, after [`DOWN_AFTER_FAILURES`]). The sink's I/O loop asks; nothing here waits.
 
 use std::time::{Duration, Instant};
+
+use crate::backoff::Backoff;
 
 /// Consecutive failed attempts (timeouts, connection errors, 5xx) before the endpoint is
 /// reported down with `system.sink_down`.
@@ -33,10 +35,9 @@ pub fn verdict(status: u16) -> Verdict {
 /// How failed attempts are retried.
 #[derive(Debug, Clone, Copy)]
 pub struct RetryPolicy {
-    /// Delay before the first retry; doubles per attempt.
-    pub min: Duration,
-    /// Cap of the delay.
-    pub max: Duration,
+    /// `retry_min_ms` doubling per attempt up to `retry_max_secs`, spread over 75–125 %
+    /// so parallel retries do not march in step.
+    pub backoff: Backoff,
     /// An event is given up once a retry would start later than this after its first attempt.
     pub max_age: Duration,
 }
@@ -44,7 +45,7 @@ pub struct RetryPolicy {
 impl RetryPolicy {
     /// After `attempts` failed attempts of an event first tried at `first`, failing now:
     /// the delay before the next attempt, or `None` to give it up. `jitter` in `[0, 1)`
-    /// spreads the delay over 75–125 % so parallel retries do not march in step.
+    /// picks where in the backoff's spread the delay falls.
     pub fn next_delay(
         &self,
         attempts: u32,
@@ -52,74 +53,9 @@ impl RetryPolicy {
         now: Instant,
         jitter: f64,
     ) -> Option<Duration> {
-        let doubled = self
-            .min
-            .saturating_mul(1u32 << attempts.saturating_sub(1).min(20));
-        let delay = doubled
-            .min(self.max)
-            .mul_f64(0.75 + 0.5 * jitter.clamp(0.0, 1.0));
+        let delay = self.backoff.delay(attempts.saturating_sub(1), jitter);
         let age = now.saturating_duration_since(first) + delay;
         (age <= self.max_age).then_some(delay)
-    }
-}
-
-/// The endpoint's health as seen from the outcomes of requests.
-#[derive(Debug, Default)]
-pub struct Health {
-    failures: u32,
-    down: bool,
-}
-
-/// A change worth telling everyone about.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Transition {
-    Down,
-    Up,
-}
-
-impl Health {
-    /// An attempt failed (timeout, connection error, 5xx).
-    pub fn failed(&mut self) -> Option<Transition> {
-        self.failures = self.failures.saturating_add(1);
-        if !self.down && self.failures >= DOWN_AFTER_FAILURES {
-            self.down = true;
-            return Some(Transition::Down);
-        }
-        None
-    }
-
-    /// The endpoint answered something other than 5xx: it is up, even when it refuses.
-    pub fn answered(&mut self) -> Option<Transition> {
-        self.failures = 0;
-        if self.down {
-            self.down = false;
-            return Some(Transition::Up);
-        }
-        None
-    }
-}
-
-/// Lets one log line through per `LOG_INTERVAL` and counts the ones held back.
-#[derive(Debug, Default)]
-pub struct LogLimit {
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimit {
-    /// `Some(n)` when a line may be logged now, `n` being how many were held back since
-    /// the last one; `None` when this one is held back.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(t) if now.saturating_duration_since(t) < LOG_INTERVAL => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
     }
 }
 
@@ -157,8 +93,12 @@ mod tests {
 
     fn policy() -> RetryPolicy {
         RetryPolicy {
-            min: Duration::from_millis(100),
-            max: Duration::from_secs(1),
+            backoff: Backoff {
+                min: Duration::from_millis(100),
+                max: Duration::from_secs(1),
+                low: 0.75,
+                high: 1.25,
+            },
             max_age: Duration::from_secs(10),
         }
     }
@@ -190,30 +130,6 @@ mod tests {
             ..p
         };
         assert_eq!(never.next_delay(1, t, t, 0.0), None);
-    }
-
-    #[test]
-    fn down_after_consecutive_failures_up_on_any_answer() {
-        let mut h = Health::default();
-        assert_eq!(h.failed(), None);
-        assert_eq!(h.answered(), None); // resets the count
-        assert_eq!(h.failed(), None);
-        assert_eq!(h.failed(), None);
-        assert_eq!(h.failed(), Some(Transition::Down));
-        assert_eq!(h.failed(), None);
-        assert_eq!(h.answered(), Some(Transition::Up));
-        assert_eq!(h.answered(), None);
-    }
-
-    #[test]
-    fn log_limit_lets_one_through_per_interval_and_counts_the_rest() {
-        let mut l = LogLimit::default();
-        let t = Instant::now();
-        assert_eq!(l.allow(t), Some(0));
-        assert_eq!(l.allow(t + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(t + Duration::from_secs(2)), None);
-        assert_eq!(l.allow(t + LOG_INTERVAL), Some(2));
-        assert_eq!(l.allow(t + LOG_INTERVAL), None);
     }
 
     #[test]

@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
+use crate::logging::LogLimit;
 
 /// Connections between TCP accept and the end of the WebSocket handshake; more are
 /// closed at once. Bounds what slow or idle openers can hold.
@@ -68,25 +69,15 @@ fn ws_config(max_frame: usize) -> WebSocketConfig {
         .max_frame_size(Some(max_frame))
 }
 
-/// Counts refusals between warnings.
-struct RefusalLog {
-    last: Option<Instant>,
-    suppressed: u64,
-}
+/// Warns of refused connections, at most once per [`REFUSAL_LOG_INTERVAL`], counting
+/// the ones held back.
+struct RefusalLog(LogLimit);
 
 impl RefusalLog {
     fn note(&mut self, sink: &str, client: &dyn std::fmt::Display, why: &str) {
-        let now = Instant::now();
-        if self
-            .last
-            .is_some_and(|t| now.duration_since(t) < REFUSAL_LOG_INTERVAL)
-        {
-            self.suppressed += 1;
-            return;
+        if let Some(suppressed) = self.0.allow(Instant::now()) {
+            tracing::warn!(sink, %client, reason = why, suppressed, "connection refused");
         }
-        tracing::warn!(sink, %client, reason = why, suppressed = self.suppressed, "connection refused");
-        self.last = Some(now);
-        self.suppressed = 0;
     }
 }
 
@@ -98,14 +89,10 @@ pub async fn accept_loop(
     mut stop: watch::Receiver<bool>,
 ) {
     let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
-    let refusals = Arc::new(std::sync::Mutex::new(RefusalLog {
-        last: None,
-        suppressed: 0,
-    }));
-    let mut accept_errors = RefusalLog {
-        last: None,
-        suppressed: 0,
-    };
+    let refusals = Arc::new(std::sync::Mutex::new(RefusalLog(LogLimit::new(
+        REFUSAL_LOG_INTERVAL,
+    ))));
+    let mut accept_errors = RefusalLog(LogLimit::new(REFUSAL_LOG_INTERVAL));
     tracing::info!(sink, address = ?listener.local_addr().ok(), protocol = ?shared.protocol, tls = tls.is_some(), "websocket feed listening");
     loop {
         let (stream, addr) = tokio::select! {
