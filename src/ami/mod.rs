@@ -1,6 +1,6 @@
 //! Asterisk Manager Interface: its settings (`config`), the wire format (`frame`), the
-//! event names pbxtap reads (`names`), the session state machine (`session`), the TCP
-//! connection (`client`), and a replaying stand-in for Asterisk (`replay`).
+//! session state machine (`session`), the TCP connection (`client`), and a replaying
+//! stand-in for Asterisk (`replay`).
 
 pub mod client;
 pub mod config;

@@ -7,6 +7,7 @@
 use heapless::Vec;
 
 use super::cause;
+use super::names::CallEvent;
 use super::{bounded, clean, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{
@@ -148,25 +149,25 @@ impl Calls {
 
     pub fn handle(
         &mut self,
-        name: &str,
+        event: CallEvent,
         msg: &Message<'_>,
         now: u64,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        match name {
+        use CallEvent as E;
+        match event {
             // A channel listed after a reconnect is handled like a new one: known channels
             // are marked seen, unknown ones started while we were away.
-            "Newchannel" | "CoreShowChannel" => self.new_channel(msg, now, stats, emit),
-            "CoreShowChannelsComplete" => self.end_resync(now, stats, emit),
-            "Newstate" => self.new_state(msg, now, stats, emit),
-            "DialBegin" => self.dial_begin(msg, now, stats, emit),
-            "DialEnd" => self.dial_end(msg, now, stats, emit),
-            "Hangup" => self.hangup(msg, now, stats, emit),
-            "Hold" | "Unhold" => self.hold(name == "Hold", msg, now, stats, emit),
-            "Cdr" => self.cdr(msg, stats, emit),
-            "BlindTransfer" | "AttendedTransfer" => self.transfer(name, msg, stats, emit),
-            _ => stats.ignored += 1,
+            E::Newchannel | E::CoreShowChannel => self.new_channel(msg, now, stats, emit),
+            E::CoreShowChannelsComplete => self.end_resync(now, stats, emit),
+            E::Newstate => self.new_state(msg, now, stats, emit),
+            E::DialBegin => self.dial_begin(msg, now, stats, emit),
+            E::DialEnd => self.dial_end(msg, now, stats, emit),
+            E::Hangup => self.hangup(msg, now, stats, emit),
+            E::Hold | E::Unhold => self.hold(event == E::Hold, msg, now, stats, emit),
+            E::Cdr => self.cdr(msg, stats, emit),
+            E::BlindTransfer | E::AttendedTransfer => self.transfer(event, msg, stats, emit),
         }
     }
 
@@ -694,7 +695,7 @@ impl Calls {
     /// Blind and attended transfers: `call.rerouted` to the new target.
     fn transfer(
         &mut self,
-        name: &str,
+        event: CallEvent,
         msg: &Message<'_>,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
@@ -702,7 +703,7 @@ impl Calls {
         if msg.get("Result").is_some_and(|r| r != "Success") {
             return;
         }
-        let (call, target, channel) = if name == "BlindTransfer" {
+        let (call, target, channel) = if event == CallEvent::BlindTransfer {
             (
                 msg.get("TransfereeLinkedid"),
                 msg.get("Extension"),

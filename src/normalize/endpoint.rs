@@ -6,6 +6,7 @@
 
 use heapless::Vec;
 
+use super::names::EndpointEvent;
 use super::{bounded, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{Body, LongText, Presence, Registration, Text};
@@ -58,13 +59,14 @@ fn presence_state(s: &str) -> &'static str {
 impl Endpoints {
     pub fn handle(
         &mut self,
-        name: &str,
+        event: EndpointEvent,
         msg: &Message<'_>,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        match name {
-            "ContactStatus" => {
+        use EndpointEvent as E;
+        match event {
+            E::ContactStatus => {
                 let status = msg.get("ContactStatus").unwrap_or("");
                 let registered = match status {
                     "Created" | "NonQualified" | "Reachable" => true,
@@ -76,7 +78,7 @@ impl Endpoints {
                 let forget = status == "Removed";
                 self.change(aor, uri, registered, forget, status, "PJSIP", stats, emit);
             }
-            "PeerStatus" => {
+            E::PeerStatus => {
                 // PJSIP's PeerStatus repeats its ContactStatus: only chan_sip's is used.
                 if msg.get("ChannelType") != Some("SIP") {
                     return;
@@ -93,7 +95,7 @@ impl Endpoints {
                 let contact = msg.get("Address").unwrap_or("");
                 self.change(aor, contact, registered, forget, status, "SIP", stats, emit);
             }
-            "DeviceStateChange" => {
+            E::DeviceStateChange => {
                 let device = msg.get("Device").unwrap_or("");
                 // Pseudo-devices (`Queue:lab-queue`, `Custom:...`) and Local channels are
                 // not endpoints.
@@ -110,7 +112,7 @@ impl Endpoints {
                     note: bounded(stats, state),
                 }));
             }
-            "ExtensionStatus" => {
+            E::ExtensionStatus => {
                 let text = msg.get("StatusText").unwrap_or("");
                 emit(Body::EndpointPresence(Presence {
                     extension: bounded(stats, msg.get("Exten").unwrap_or("")),
@@ -118,7 +120,7 @@ impl Endpoints {
                     note: bounded(stats, text),
                 }));
             }
-            "PresenceStateChange" => {
+            E::PresenceStateChange => {
                 let who = msg.get("Presentity").unwrap_or("");
                 let ext = who.split_once(':').map_or(who, |(_, e)| e);
                 let status = msg.get("Status").unwrap_or("");
@@ -129,7 +131,6 @@ impl Endpoints {
                     note: bounded(stats, if message.is_empty() { status } else { message }),
                 }));
             }
-            _ => stats.ignored += 1,
         }
     }
 

@@ -1,19 +1,22 @@
 //! Normalizer: AMI messages in, events out. A pure state machine with fixed-capacity tables.
 //!
-//! Dispatch is on the `Event:` name, with the events we never use (VarSet, CEL, Newexten,
-//! security events: most of the traffic) rejected first and cheaply. Nothing here allocates
+//! Dispatch is on the `Event:` name, parsed once into `names::AmiEvent`; the events we
+//! never use (CEL, Newexten, security events: most of the traffic) are not in it, so
+//! the AMI parser passes over them unsplit (`reads`). Nothing here allocates
 //! per message: tables are heapless, sized by the constants in each submodule, and a full
 //! table evicts its oldest entry and counts it.
 
 mod calls;
 pub mod cause;
 mod endpoint;
+pub mod names;
 mod queue;
 
 use heapless::String;
 
 use crate::ami::frame::Message;
 use crate::event::{self, Body};
+use names::AmiEvent;
 
 /// Settings of the normalizer.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -71,50 +74,13 @@ pub(crate) fn clean(v: Option<&str>) -> &str {
     }
 }
 
-/// Which part of the normalizer reads an event.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Part {
-    Calls,
-    Endpoints,
-    Queues,
-    /// Only `X-` variables set in the dialplan: headers for calls.
-    VarSet,
-}
-
-/// The part that reads the event `name`, if any: the one list of the events pbxtap uses.
-fn part(name: &str) -> Option<Part> {
-    Some(match name {
-        "Newchannel"
-        | "Newstate"
-        | "DialBegin"
-        | "DialEnd"
-        | "Hangup"
-        | "Hold"
-        | "Unhold"
-        | "Cdr"
-        | "BlindTransfer"
-        | "AttendedTransfer"
-        | "CoreShowChannel"
-        | "CoreShowChannelsComplete" => Part::Calls,
-        "ContactStatus"
-        | "PeerStatus"
-        | "DeviceStateChange"
-        | "ExtensionStatus"
-        | "PresenceStateChange" => Part::Endpoints,
-        "QueueCallerJoin" | "QueueCallerLeave" | "QueueCallerAbandon" | "QueueMemberStatus"
-        | "QueueMemberAdded" | "QueueMemberRemoved" | "QueueMemberPause" => Part::Queues,
-        "VarSet" => Part::VarSet,
-        _ => return None,
-    })
-}
-
 /// Whether the normalizer reads `message`, an event named `name`: the AMI parser's filter
 /// (`ami::frame::EventFilter`), which passes over the rest unparsed. A `VarSet` is read
 /// when it may set an `X-` variable: when `x-` appears in it anywhere, in either case.
 pub fn reads(name: &str, message: &[u8]) -> bool {
-    match part(name) {
+    match AmiEvent::parse(name) {
         None => false,
-        Some(Part::VarSet) => {
+        Some(AmiEvent::VarSet) => {
             memchr::memchr2_iter(b'x', b'X', message).any(|i| message.get(i + 1) == Some(&b'-'))
         }
         Some(_) => true,
@@ -148,7 +114,7 @@ impl Normalizer {
             self.stats.ignored += 1;
             return;
         };
-        let Some(part) = part(name) else {
+        let Some(event) = AmiEvent::parse(name) else {
             self.stats.ignored += 1;
             return;
         };
@@ -158,18 +124,17 @@ impl Normalizer {
             emit(b)
         };
         let stats = &mut self.stats;
-        match part {
-            Part::Calls => self.calls.handle(name, msg, now, stats, &mut out),
-            Part::Endpoints => self.endpoints.handle(name, msg, stats, &mut out),
-            Part::Queues => {
+        match event {
+            AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, &mut out),
+            AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, stats, &mut out),
+            AmiEvent::Queue(e) => {
                 let calls = &self.calls;
                 let answered = |call_id: &str| calls.is_answered(call_id);
-                self.queues
-                    .handle(name, msg, now, &answered, stats, &mut out)
+                self.queues.handle(e, msg, now, &answered, stats, &mut out)
             }
             // X- channel variables set in the dialplan arrive as VarSet: the only VarSet
             // we read.
-            Part::VarSet => {
+            AmiEvent::VarSet => {
                 let bare = msg.get("Variable").map(|v| v.trim_start_matches('_'));
                 match bare {
                     Some(b) if b.len() > 2 && b.as_bytes()[..2].eq_ignore_ascii_case(b"x-") => {

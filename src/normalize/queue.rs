@@ -2,6 +2,7 @@
 
 use heapless::Vec;
 
+use super::names::QueueEvent;
 use super::{bounded, clean, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{Body, Id, QueueAgent, QueueCaller, QueueSla, Text};
@@ -49,7 +50,7 @@ fn waited_secs(from: u64, now: u64) -> u32 {
 impl Queues {
     pub fn handle(
         &mut self,
-        name: &str,
+        event: QueueEvent,
         msg: &Message<'_>,
         now: u64,
         answered: &dyn Fn(&str) -> bool,
@@ -57,8 +58,9 @@ impl Queues {
         emit: &mut dyn FnMut(Body),
     ) {
         let uid = msg.get("Uniqueid").unwrap_or("");
-        match name {
-            "QueueCallerJoin" => {
+        use QueueEvent as E;
+        match event {
+            E::QueueCallerJoin => {
                 if self.waiting.is_full() {
                     if let Some((i, _)) = self
                         .waiting
@@ -95,12 +97,12 @@ impl Queues {
                 }));
                 let _ = self.waiting.push(w);
             }
-            "QueueCallerAbandon" | "QueueCallerLeave" => {
+            E::QueueCallerAbandon | E::QueueCallerLeave => {
                 let Some(i) = self.waiting.iter().position(|w| w.uniqueid == uid) else {
                     stats.unmatched += 1;
                     return;
                 };
-                let abandon = name == "QueueCallerAbandon";
+                let abandon = event == E::QueueCallerAbandon;
                 let w = &mut self.waiting[i];
                 if !w.left {
                     w.left = true;
@@ -127,10 +129,12 @@ impl Queues {
                     self.waiting.swap_remove(i);
                 }
             }
-            "QueueMemberStatus" | "QueueMemberAdded" | "QueueMemberRemoved"
-            | "QueueMemberPause" => {
+            E::QueueMemberStatus
+            | E::QueueMemberAdded
+            | E::QueueMemberRemoved
+            | E::QueueMemberPause => {
                 let paused = msg.get("Paused") == Some("1");
-                let state = if name == "QueueMemberRemoved" {
+                let state = if event == E::QueueMemberRemoved {
                     "removed"
                 } else {
                     member_state(msg.get("Status").unwrap_or(""), paused)
@@ -143,7 +147,6 @@ impl Queues {
                     paused,
                 }));
             }
-            _ => stats.ignored += 1,
         }
     }
 

@@ -1,0 +1,128 @@
+//! The AMI events pbxtap reads, parsed once from the `Event:` name into an enum grouped by
+//! the part of the normalizer that reads them. Each part matches its group exhaustively,
+//! so an event added here and not handled there does not compile; [`AmiEvent::parse`] is
+//! the one list of names.
+
+/// Events about channels and calls (`normalize::calls`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CallEvent {
+    Newchannel,
+    Newstate,
+    DialBegin,
+    DialEnd,
+    Hangup,
+    Hold,
+    Unhold,
+    Cdr,
+    BlindTransfer,
+    AttendedTransfer,
+    /// One live channel of the list asked for after a (re)connect.
+    CoreShowChannel,
+    /// The end of that list.
+    CoreShowChannelsComplete,
+}
+
+/// Events about registrations and device state (`normalize::endpoint`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndpointEvent {
+    ContactStatus,
+    PeerStatus,
+    DeviceStateChange,
+    ExtensionStatus,
+    PresenceStateChange,
+}
+
+/// Events about queues, their callers and members (`normalize::queue`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum QueueEvent {
+    QueueCallerJoin,
+    QueueCallerLeave,
+    QueueCallerAbandon,
+    QueueMemberStatus,
+    QueueMemberAdded,
+    QueueMemberRemoved,
+    QueueMemberPause,
+}
+
+/// An AMI event pbxtap reads.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AmiEvent {
+    Call(CallEvent),
+    Endpoint(EndpointEvent),
+    Queue(QueueEvent),
+    /// A channel variable set; only `X-` variables are read (headers for calls).
+    VarSet,
+}
+
+/// Every event read, by its AMI name.
+const NAMES: [(&str, AmiEvent); 25] = {
+    use AmiEvent::{Call, Endpoint, Queue};
+    use CallEvent as C;
+    use EndpointEvent as E;
+    use QueueEvent as Q;
+    [
+        ("Newchannel", Call(C::Newchannel)),
+        ("Newstate", Call(C::Newstate)),
+        ("DialBegin", Call(C::DialBegin)),
+        ("DialEnd", Call(C::DialEnd)),
+        ("Hangup", Call(C::Hangup)),
+        ("Hold", Call(C::Hold)),
+        ("Unhold", Call(C::Unhold)),
+        ("Cdr", Call(C::Cdr)),
+        ("BlindTransfer", Call(C::BlindTransfer)),
+        ("AttendedTransfer", Call(C::AttendedTransfer)),
+        ("CoreShowChannel", Call(C::CoreShowChannel)),
+        (
+            "CoreShowChannelsComplete",
+            Call(C::CoreShowChannelsComplete),
+        ),
+        ("ContactStatus", Endpoint(E::ContactStatus)),
+        ("PeerStatus", Endpoint(E::PeerStatus)),
+        ("DeviceStateChange", Endpoint(E::DeviceStateChange)),
+        ("ExtensionStatus", Endpoint(E::ExtensionStatus)),
+        ("PresenceStateChange", Endpoint(E::PresenceStateChange)),
+        ("QueueCallerJoin", Queue(Q::QueueCallerJoin)),
+        ("QueueCallerLeave", Queue(Q::QueueCallerLeave)),
+        ("QueueCallerAbandon", Queue(Q::QueueCallerAbandon)),
+        ("QueueMemberStatus", Queue(Q::QueueMemberStatus)),
+        ("QueueMemberAdded", Queue(Q::QueueMemberAdded)),
+        ("QueueMemberRemoved", Queue(Q::QueueMemberRemoved)),
+        ("QueueMemberPause", Queue(Q::QueueMemberPause)),
+        ("VarSet", AmiEvent::VarSet),
+    ]
+};
+
+impl AmiEvent {
+    /// The event named `name` (as AMI spells it, case included), if pbxtap reads it.
+    pub fn parse(name: &str) -> Option<AmiEvent> {
+        NAMES.iter().find(|(n, _)| *n == name).map(|(_, e)| *e)
+    }
+
+    /// The AMI name of the event.
+    pub fn name(self) -> &'static str {
+        NAMES
+            .iter()
+            .find(|(_, e)| *e == self)
+            .map_or("", |(n, _)| n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_name_parses_to_its_event_and_back_and_others_do_not() {
+        for (name, ev) in NAMES {
+            assert_eq!(AmiEvent::parse(name), Some(ev), "{name}");
+            assert_eq!(ev.name(), name);
+        }
+        let mut events: Vec<_> = NAMES.iter().map(|(_, e)| format!("{e:?}")).collect();
+        events.sort();
+        events.dedup();
+        assert_eq!(events.len(), NAMES.len(), "an event listed twice");
+        for other in ["VarSetX", "hangup", "Newexten", "CEL", "", "FullyBooted"] {
+            assert_eq!(AmiEvent::parse(other), None, "{other}");
+        }
+    }
+}
