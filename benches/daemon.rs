@@ -14,8 +14,6 @@
 //! Run: `cargo bench --bench daemon` (all), `cargo bench --bench daemon -- nats` (one part).
 //! `cargo test --all-targets` runs every part small, to keep it working.
 
-#[path = "common/mod.rs"]
-mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -28,7 +26,7 @@ use pbxtap::ami::replay::{self, ReplayConfig};
 
 /// VmRSS and VmHWM of process `pid`, in KiB.
 fn rss_kib(pid: u32) -> (u64, u64) {
-    bench::proc_rss_kib(&pid.to_string())
+    common::bench::proc_rss_kib(&pid.to_string())
 }
 
 /// User plus system CPU seconds of process `pid`.
@@ -93,7 +91,7 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
         client.flush().await.unwrap();
         (client, sub)
     });
-    let mut cfg = ReplayConfig::new(bench::recording_files());
+    let mut cfg = ReplayConfig::new(common::bench::recording_files());
     cfg.repeat = repeat;
     cfg.pace = pace;
     let peer = rt.block_on(replay::start(cfg)).unwrap();
@@ -171,7 +169,7 @@ fn nats_run(rt: &tokio::runtime::Runtime, repeat: usize, pace: Option<Duration>,
 
 fn idle(rt: &tokio::runtime::Runtime) {
     let nats = NatsServer::start(common::free_port(), &[]);
-    let mut cfg = ReplayConfig::new(bench::recording_files());
+    let mut cfg = ReplayConfig::new(common::bench::recording_files());
     cfg.repeat = 0;
     let peer = rt.block_on(replay::start(cfg)).unwrap();
     let daemon = Daemon::start(&config(&peer.address, &nats_sink(nats.port)), &[], false);
@@ -187,7 +185,7 @@ fn soak(rt: &tokio::runtime::Runtime, bench: bool) {
         .and_then(|s| s.parse().ok())
         .unwrap_or(if bench { 600 } else { 6 });
     let (step, reference) = if bench { (10, 60) } else { (1, 2) };
-    let mut cfg = ReplayConfig::new(bench::recording_files());
+    let mut cfg = ReplayConfig::new(common::bench::recording_files());
     cfg.repeat = usize::MAX / 1024;
     let peer = rt.block_on(replay::start(cfg)).unwrap();
     let dead = |_| common::free_port();
@@ -236,7 +234,7 @@ fn soak(rt: &tokio::runtime::Runtime, bench: bool) {
 }
 
 fn main() {
-    let args = bench::Args::from_env();
+    let args = common::bench::Args::from_env();
     let (bench, run) = (args.bench, |part: &str| args.run(part));
     let rt = tokio::runtime::Runtime::new().unwrap();
     if run("idle") {

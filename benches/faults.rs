@@ -26,8 +26,6 @@
 //! `cargo test --all-targets` runs a short one (one round of 3 s outages, about 16 s of
 //! stream, 25 s in all) with the same checks.
 
-#[path = "common/mod.rs"]
-mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -557,7 +555,7 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
     let hook_seqs = Arc::new(Mutex::new(Vec::new()));
     let mut hook = Some(start_hook(rt, hook_port, hook_seqs.clone()));
 
-    let mut cfg = ReplayConfig::new(bench::recording_files());
+    let mut cfg = ReplayConfig::new(common::bench::recording_files());
     cfg.repeat = plan.rounds;
     cfg.pace = Some(plan.pace);
     cfg.drop_every = Some(plan.drop_every);
@@ -884,7 +882,7 @@ fn fault_run(rt: &Runtime, plan: &Plan, label: &str) {
 }
 
 fn main() {
-    let args = bench::Args::from_env();
+    let args = common::bench::Args::from_env();
     let (bench, run) = (args.bench, |part: &str| args.run(part));
     let rt = tokio::runtime::Runtime::new().unwrap();
     if !bench {

@@ -3,6 +3,7 @@
 //! process's resident memory as events go by: it must stay flat once the stalled sink's
 //! ring is full, whatever the number of events. Run: `cargo bench --bench memory`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
 use pbxtap::ami::frame::{Frame, Limits, Parser};
@@ -19,9 +20,9 @@ fn main() {
     } else {
         5
     };
-    let stream = common::recordings();
+    let stream = common::bench::recordings();
 
-    let (before, _) = common::rss_kib();
+    let (before, _) = common::bench::rss_kib();
     let per_sink = pbxtap::bus::DEFAULT_PER_SINK;
     let bus = Bus::new(per_sink, text("pbx1"));
     let mut stalled = bus.subscribe("stalled");
@@ -30,7 +31,7 @@ fn main() {
     // As the daemon does: events the normalizer does not read are passed over.
     parser.set_filter(pbxtap::normalize::reads);
     let mut normalizer = Normalizer::new(NormalizeConfig::default());
-    let (start, _) = common::rss_kib();
+    let (start, _) = common::bench::rss_kib();
     println!(
         "buffers.per_sink = {per_sink}, {} bytes per event: RSS {before} KiB before the bus, {start} KiB with its rings",
         std::mem::size_of::<Event>()
@@ -52,7 +53,7 @@ fn main() {
         }
         while let TryRecv::Event(_) = live.try_recv() {}
         if round.is_power_of_two() || round == rounds {
-            let (rss, peak) = common::rss_kib();
+            let (rss, peak) = common::bench::rss_kib();
             println!(
                 "{round:>8} {:>12} {:>12} {rss:>10} {peak:>10}",
                 parser.stats().messages + parser.stats().passed_over,

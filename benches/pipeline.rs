@@ -4,9 +4,10 @@
 //! and native encoding together, encoding in each dialect, and all of it from bytes to JSON.
 //! Run: `cargo bench --bench pipeline`.
 
+#[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::recordings;
+use common::bench::recordings;
 use criterion::{criterion_group, criterion_main, Criterion, Throughput};
 use pbxtap::ami::frame::{Frame, Limits, OwnedMessage, Parser};
 use pbxtap::dialect::{enswitch, native, portsip, routr, Encoded};

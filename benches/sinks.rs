@@ -11,8 +11,6 @@
 //! counts; `cargo test --bench sinks -- --bench` runs a debug build with counts sized
 //! for it.
 
-#[path = "common/mod.rs"]
-mod bench;
 #[path = "../tests/common/mod.rs"]
 mod common;
 
@@ -92,15 +90,6 @@ fn counts() -> Counts {
     }
 }
 
-/// Polls `cond` until it holds, or panics naming `what`.
-async fn until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + STUCK;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(1)).await;
-    }
-}
-
 /// Publishes `n` events made by `body` in bursts of half a ring, each after the sink has
 /// caught up with the one before, until the sink delivered everything on its bus. Returns
 /// the time taken; asserts nothing was dropped.
@@ -113,14 +102,20 @@ async fn feed(bus: &Bus, counters: &SinkCounters, n: u64, body: impl Fn(u64) -> 
             bus.publish_body(body(i));
         }
         sent += burst;
-        until("the sink to catch up", || {
-            counters.delivered.load(Ordering::Relaxed) + RING / 2 >= sent
-        })
+        common::until_every(
+            "the sink to catch up",
+            STUCK,
+            Duration::from_millis(1),
+            async || counters.delivered.load(Ordering::Relaxed) + RING / 2 >= sent,
+        )
         .await;
     }
-    until("the last events", || {
-        counters.delivered.load(Ordering::Relaxed) >= bus.published()
-    })
+    common::until_every(
+        "the last events",
+        STUCK,
+        Duration::from_millis(1),
+        async || counters.delivered.load(Ordering::Relaxed) >= bus.published(),
+    )
     .await;
     let took = start.elapsed();
     assert_eq!(
@@ -297,7 +292,7 @@ async fn webhook(c: &Counts) {
 }
 
 async fn websocket(c: &Counts) {
-    let (rss, peak) = bench::rss_kib();
+    let (rss, peak) = common::bench::rss_kib();
     println!("RSS before the websocket sink: {rss} KiB (peak {peak} KiB)");
     let bus = Arc::new(Bus::new(8192, text("pbx1")));
     let cfg = WebsocketSinkConfig {
@@ -337,11 +332,11 @@ async fn websocket(c: &Counts) {
             frames
         }));
     }
-    until("the clients", || {
+    common::until_every("the clients", STUCK, Duration::from_millis(1), async || {
         connected.load(Ordering::Relaxed) == c.ws_clients
     })
     .await;
-    let (rss, peak) = bench::rss_kib();
+    let (rss, peak) = common::bench::rss_kib();
     println!(
         "RSS with the websocket sink and {} clients connected: {rss} KiB (peak {peak} KiB)",
         c.ws_clients
@@ -381,7 +376,7 @@ async fn websocket(c: &Counts) {
         "every client got the same frames: {per_client:?}"
     );
     let frames: u64 = per_client.iter().sum();
-    let (rss, peak) = bench::rss_kib();
+    let (rss, peak) = common::bench::rss_kib();
     println!(
         "websocket enswitch fan-out: {published} events to {} clients, {frames} frames in {took:.2?}: {:.0} frames/s",
         c.ws_clients,

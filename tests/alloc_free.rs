@@ -12,8 +12,7 @@ use pbxtap::dialect::{enswitch, native, portsip, routr, Encoded};
 use pbxtap::event::{text, Event};
 use pbxtap::normalize::{NormalizeConfig, Normalizer};
 
-#[path = "../benches/common/mod.rs"]
-mod bench;
+mod common;
 
 /// Counts allocations (and reallocations) made while `COUNTING` is set.
 struct Counting;
@@ -44,7 +43,7 @@ static GLOBAL: Counting = Counting;
 
 #[test]
 fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
-    let stream = bench::recordings();
+    let stream = common::bench::recordings();
     let mut parser = Parser::new(Limits::default());
     // As the daemon does: events the normalizer does not read are passed over.
     parser.set_filter(pbxtap::normalize::reads);

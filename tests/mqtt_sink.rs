@@ -501,81 +501,24 @@ async fn refused_credentials_are_a_clear_error_and_a_sink_down_event_retried_wit
     pbxtap.wait().unwrap();
 }
 
-/// A CA and a server certificate for 127.0.0.1 made with openssl; returns the CA's path.
-fn make_certs(dir: &std::path::Path, name: &str) -> std::path::PathBuf {
-    let openssl = common::require("openssl", "openssl");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let (ca_key, ca) = (format!("{name}-ca.key"), format!("{name}-ca.pem"));
-    run(&[
-        "req",
-        "-x509",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &ca_key,
-        "-out",
-        &ca,
-        "-days",
-        "2",
-        "-subj",
-        "/CN=pbxtap test CA",
-    ]);
-    std::fs::write(dir.join("san.ext"), "subjectAltName=IP:127.0.0.1\n").unwrap();
-    run(&[
-        "req",
-        "-newkey",
-        "rsa:2048",
-        "-nodes",
-        "-keyout",
-        &format!("{name}-server.key"),
-        "-out",
-        "server.csr",
-        "-subj",
-        "/CN=127.0.0.1",
-    ]);
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        &ca,
-        "-CAkey",
-        &ca_key,
-        "-CAcreateserial",
-        "-out",
-        &format!("{name}-server.pem"),
-        "-days",
-        "2",
-        "-extfile",
-        "san.ext",
-    ]);
-    dir.join(ca)
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn tls_with_a_custom_ca_delivers_and_a_wrong_ca_is_a_sink_down() {
     let dir = tempfile::tempdir().unwrap();
-    let ca = make_certs(dir.path(), "good");
-    let other_ca = make_certs(dir.path(), "other");
+    let [good, other] = ["good", "other"].map(|d| {
+        let d = dir.path().join(d);
+        std::fs::create_dir(&d).unwrap();
+        common::tls::private_ca(&d)
+    });
+    let [ca, cert, key] = good;
+    let [other_ca, _, _] = other;
     let tls_port = common::free_port();
-    let d = dir.path().display();
     let broker = Mosquitto::start(
         dir.path(),
         &format!(
-            "listener {tls_port} 127.0.0.1\ncafile {d}/good-ca.pem\ncertfile {d}/good-server.pem\nkeyfile {d}/good-server.key\n"
+            "listener {tls_port} 127.0.0.1\ncafile {}\ncertfile {}\nkeyfile {}\n",
+            ca.display(),
+            cert.display(),
+            key.display()
         ),
     );
     common::wait_for_port(tls_port, WAIT);

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
@@ -30,18 +29,6 @@ use pbxtap::tap::Tap;
 /// Longest any condition in these tests is waited for.
 const DEADLINE: Duration = Duration::from_secs(30);
 
-/// Waits until `cond` holds, polling, or panics with `what`.
-async fn until(what: &str, mut cond: impl AsyncFnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + DEADLINE;
-    while !cond().await {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
 /// Replays `recordings` through the real AMI client, normalizer and bus into a NATS sink
 /// configured by `cfg`, until the bus closes and the sink has delivered everything.
 async fn replay_into(cfg: NatsSinkConfig, recordings: &[&str]) {
@@ -65,7 +52,7 @@ async fn replay_into(cfg: NatsSinkConfig, recordings: &[&str]) {
         })
         .await;
     });
-    until("the replay to finish", async || {
+    common::until("the replay to finish", DEADLINE, async || {
         peer.stats.sent.load(Ordering::Relaxed) >= peer.total
     })
     .await;
@@ -260,7 +247,7 @@ async fn sink_status(watcher: &mut SinkRx, up: bool) {
     } else {
         "system.sink_down"
     };
-    until(what, async || loop {
+    common::until(what, DEADLINE, async || loop {
         match watcher.try_recv() {
             TryRecv::Event(ev) => match ev.body {
                 Body::SinkUp(_) if up => return true,
@@ -310,7 +297,12 @@ async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
     publish(capacity as u64 / 2);
     server.restart();
     sink_status(&mut watcher, true).await;
-    until("delivery after a start with the server down", settled).await;
+    common::until(
+        "delivery after a start with the server down",
+        DEADLINE,
+        settled,
+    )
+    .await;
     assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
 
     // 2. Killed mid-stream, restarted: everything within the ring's capacity arrives.
@@ -319,7 +311,7 @@ async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
     publish(capacity as u64 - 8);
     server.restart();
     sink_status(&mut watcher, true).await;
-    until("delivery after a restart", settled).await;
+    common::until("delivery after a restart", DEADLINE, settled).await;
     assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     let seqs = stored_seqs(&url).await;
     let all: Vec<u64> = (1..=bus.published()).collect();
@@ -331,7 +323,7 @@ async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
     publish(3 * capacity as u64);
     server.restart();
     sink_status(&mut watcher, true).await;
-    until("delivery after an overflow", settled).await;
+    common::until("delivery after an overflow", DEADLINE, settled).await;
     let seqs = stored_seqs(&url).await;
     assert!(seqs.windows(2).all(|w| w[0] < w[1]), "in order, none twice");
     let dropped = counters.dropped.load(Ordering::Relaxed);
@@ -393,7 +385,7 @@ async fn jetstream_delivers_every_event_exactly_once_across_a_kill_while_publish
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
     });
-    until("the first events stored", async || {
+    common::until("the first events stored", DEADLINE, async || {
         stored_count(&url).await.is_some_and(|n| n >= 100)
     })
     .await;
@@ -405,7 +397,7 @@ async fn jetstream_delivers_every_event_exactly_once_across_a_kill_while_publish
         let delivered = counters.delivered.load(Ordering::Relaxed);
         delivered == bus.published() && stored_count(&url).await == Some(delivered)
     };
-    until("every event acknowledged", settled).await;
+    common::until("every event acknowledged", DEADLINE, settled).await;
     assert_eq!(counters.dropped.load(Ordering::Relaxed), 0);
     let all: Vec<u64> = (1..=bus.published()).collect();
     assert_eq!(stored_seqs(&url).await, all, "every event, in order, once");
@@ -488,85 +480,10 @@ async fn user_and_password_log_in_and_a_refused_login_is_retried_until_accepted(
     assert!(!bad.sink.is_finished());
 }
 
-/// A CA and a server certificate for 127.0.0.1 signed by it, made with openssl in `dir`.
-fn tls_files(dir: &Path) -> [std::path::PathBuf; 3] {
-    let openssl = common::require("openssl", "openssl");
-    let [ca, ca_key, cert, key, csr, ext] = [
-        "ca.pem",
-        "ca.key",
-        "server.pem",
-        "server.key",
-        "server.csr",
-        "san.ext",
-    ]
-    .map(|f| dir.join(f));
-    std::fs::write(&ext, "subjectAltName=IP:127.0.0.1\n").unwrap();
-    let run = |args: &[&std::ffi::OsStr]| {
-        let out = Command::new(&openssl).args(args).output().unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let s = |p: &Path| p.as_os_str().to_owned();
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    let o = |a: &str| std::ffi::OsString::from(a);
-    let mut a: Vec<std::ffi::OsString> = vec![o("req"), o("-x509")];
-    a.extend(ec.map(o));
-    a.extend([
-        o("-keyout"),
-        s(&ca_key),
-        o("-out"),
-        s(&ca),
-        o("-days"),
-        o("2"),
-        o("-subj"),
-        o("/CN=pbxtap test CA"),
-    ]);
-    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
-    let mut a: Vec<std::ffi::OsString> = vec![o("req")];
-    a.extend(ec.map(o));
-    a.extend([
-        o("-keyout"),
-        s(&key),
-        o("-out"),
-        s(&csr),
-        o("-subj"),
-        o("/CN=127.0.0.1"),
-    ]);
-    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
-    let a = [
-        o("x509"),
-        o("-req"),
-        o("-in"),
-        s(&csr),
-        o("-CA"),
-        s(&ca),
-        o("-CAkey"),
-        s(&ca_key),
-        o("-CAcreateserial"),
-        o("-out"),
-        s(&cert),
-        o("-days"),
-        o("2"),
-        o("-extfile"),
-        s(&ext),
-    ];
-    run(&a.iter().map(|x| x.as_os_str()).collect::<Vec<_>>());
-    [ca, cert, key]
-}
-
 #[tokio::test]
 async fn tls_with_a_custom_ca_and_an_untrusted_server_refused() {
     let dir = tempfile::tempdir().unwrap();
-    let [ca, cert, key] = tls_files(dir.path());
+    let [ca, cert, key] = common::tls::private_ca(dir.path());
     let server = NatsServer::start(
         common::free_port(),
         &[
@@ -627,12 +544,12 @@ async fn deliver_in_bursts(cfg: NatsSinkConfig, n: u64) {
             bus.publish(Event::new(event::now_micros(), bus.host(), call(sent + i)));
         }
         sent += burst;
-        until("the sink to catch up", async || {
+        common::until("the sink to catch up", DEADLINE, async || {
             counters.delivered.load(Ordering::Relaxed) + RING / 2 >= sent
         })
         .await;
     }
-    until("the last events", async || {
+    common::until("the last events", DEADLINE, async || {
         counters.delivered.load(Ordering::Relaxed) == n
     })
     .await;

@@ -69,7 +69,10 @@ impl Got {
     }
     /// `seq` of a native JSON body.
     fn seq(&self) -> u64 {
-        json_field(&self.body, "seq").unwrap().parse().unwrap()
+        common::daemon::field(&self.body, "seq")
+            .unwrap()
+            .parse()
+            .unwrap()
     }
 }
 
@@ -255,45 +258,18 @@ fn collect_lines(
     })
 }
 
-/// Polls `cond` until it holds, or panics naming `what`.
-async fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
-    let deadline = Instant::now() + PATIENCE;
-    while !cond() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
-}
-
-/// A top-level field of a flat JSON object, as its raw text (strings without quotes).
-fn json_field<'a>(json: &'a str, key: &str) -> Option<&'a str> {
-    let pat = format!("\"{key}\":");
-    let rest = &json[json.find(&pat)? + pat.len()..];
-    match rest.strip_prefix('"') {
-        Some(s) => s.split('"').next(),
-        None => rest.split([',', '}']).next(),
-    }
-}
-
-fn class_event(json: &str) -> String {
-    format!(
-        "{}.{}",
-        json_field(json, "class").unwrap(),
-        json_field(json, "event").unwrap()
-    )
-}
-
 /// Lines of the stdout sink that are not `system.*`: what the tap made of the recording.
 fn pbx_events(stdout: &[String]) -> Vec<&String> {
     stdout
         .iter()
-        .filter(|l| json_field(l, "class") != Some("system"))
+        .filter(|l| common::daemon::field(l, "class") != Some("system"))
         .collect()
 }
 
 fn seqs(stdout: &[String]) -> Vec<u64> {
     stdout
         .iter()
-        .map(|l| json_field(l, "seq").unwrap().parse().unwrap())
+        .map(|l| common::daemon::field(l, "seq").unwrap().parse().unwrap())
         .collect()
 }
 
@@ -312,7 +288,7 @@ fn assert_each_delivered_once_in_call_order(stdout: &[String], got: &[Got]) {
     }
     let call_seqs: Vec<u64> = got
         .iter()
-        .filter(|g| g.reply == Some(200) && json_field(&g.body, "call_id") == Some(CALL))
+        .filter(|g| g.reply == Some(200) && common::daemon::field(&g.body, "call_id") == Some(CALL))
         .map(Got::seq)
         .collect();
     assert!(call_seqs.len() >= 8, "{call_seqs:?}");
@@ -339,7 +315,7 @@ async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_serv
         "",
         dir,
     );
-    wait_until("every PBX event at the server", || {
+    common::until("every PBX event at the server", PATIENCE, async || {
         let pbx = server.with(|got| {
             got.iter()
                 .filter(|g| g.form_field("class") != "system")
@@ -421,9 +397,12 @@ async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_serv
         // The same instant as the stdout sink printed, as "<unix>.<microseconds>".
         let printed = stdout
             .iter()
-            .find(|l| class_event(l) == "call.started")
+            .find(|l| common::daemon::name(l) == "call.started")
             .unwrap();
-        let time: u64 = json_field(printed, "time").unwrap().parse().unwrap();
+        let time: u64 = common::daemon::field(printed, "time")
+            .unwrap()
+            .parse()
+            .unwrap();
         assert_eq!(
             start.form_field("timestamp"),
             format!("{}.{:06}", time / 1_000_000, time % 1_000_000)
@@ -456,8 +435,11 @@ async fn native_json_is_signed_and_the_signature_verifies() {
         "",
         dir,
     );
-    wait_until("the call's end at the server", || {
-        server.with(|got| got.iter().any(|g| class_event(&g.body) == "call.ended"))
+    common::until("the call's end at the server", PATIENCE, async || {
+        server.with(|got| {
+            got.iter()
+                .any(|g| common::daemon::name(&g.body) == "call.ended")
+        })
     })
     .await;
     let (stdout, _) = pbxtap.stop().await;
@@ -516,12 +498,18 @@ async fn a_server_answering_500_gets_every_event_once_when_it_recovers() {
         "",
         tempfile::tempdir().unwrap(),
     );
-    wait_until("every event delivered after recovery", || {
-        let stdout = pbxtap.stdout();
-        pbx_events(&stdout).len() == EVENTS_OF_02
-            && stdout.iter().any(|l| class_event(l) == "system.sink_up")
-            && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
-    })
+    common::until(
+        "every event delivered after recovery",
+        PATIENCE,
+        async || {
+            let stdout = pbxtap.stdout();
+            pbx_events(&stdout).len() == EVENTS_OF_02
+                && stdout
+                    .iter()
+                    .any(|l| common::daemon::name(l) == "system.sink_up")
+                && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
+        },
+    )
     .await;
     let (stdout, stderr) = pbxtap.stop().await;
 
@@ -536,15 +524,21 @@ async fn a_server_answering_500_gets_every_event_once_when_it_recovers() {
     // Every other sink was told, in order: down, then up again.
     let down = stdout
         .iter()
-        .position(|l| class_event(l) == "system.sink_down")
+        .position(|l| common::daemon::name(l) == "system.sink_down")
         .expect("system.sink_down printed");
     let up = stdout
         .iter()
-        .position(|l| class_event(l) == "system.sink_up")
+        .position(|l| common::daemon::name(l) == "system.sink_up")
         .unwrap();
     assert!(down < up);
-    assert_eq!(json_field(&stdout[down], "sink"), Some("webhook#0"));
-    assert_eq!(json_field(&stdout[down], "reason"), Some("HTTP 500"));
+    assert_eq!(
+        common::daemon::field(&stdout[down], "sink"),
+        Some("webhook#0")
+    );
+    assert_eq!(
+        common::daemon::field(&stdout[down], "reason"),
+        Some("HTTP 500")
+    );
     assert!(
         stderr.contains("webhook request failed; retrying"),
         "{stderr}"
@@ -571,7 +565,7 @@ async fn a_server_that_hangs_is_timed_out_and_the_event_retried() {
         "",
         tempfile::tempdir().unwrap(),
     );
-    wait_until("every event delivered", || {
+    common::until("every event delivered", PATIENCE, async || {
         let stdout = pbxtap.stdout();
         pbx_events(&stdout).len() == EVENTS_OF_02
             && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
@@ -611,7 +605,7 @@ async fn a_400_is_not_retried_and_logged_once() {
         "",
         tempfile::tempdir().unwrap(),
     );
-    wait_until("every event refused", || {
+    common::until("every event refused", PATIENCE, async || {
         let stdout = pbxtap.stdout();
         pbx_events(&stdout).len() == EVENTS_OF_02
             && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 400) >= 1))
@@ -633,7 +627,9 @@ async fn a_400_is_not_retried_and_logged_once() {
     );
     assert!(stderr.contains("status=400"), "{stderr}");
     // The endpoint answers: it is not down.
-    assert!(!stdout.iter().any(|l| class_event(l) == "system.sink_down"));
+    assert!(!stdout
+        .iter()
+        .any(|l| common::daemon::name(l) == "system.sink_down"));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -663,7 +659,7 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
         "per_sink = 32",
         tempfile::tempdir().unwrap(),
     );
-    wait_until("the whole recording on stdout", || {
+    common::until("the whole recording on stdout", PATIENCE, async || {
         pbx_events(&pbxtap.stdout()).len() >= expected.len()
             && peer.stats.sent.load(Ordering::Relaxed) == peer.total
     })
@@ -671,10 +667,11 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
     let flowed = started.elapsed();
     let reported = |stdout: &[String], sink: &str| {
         stdout.iter().any(|l| {
-            class_event(l) == "system.events_dropped" && json_field(l, "sink") == Some(sink)
+            common::daemon::name(l) == "system.events_dropped"
+                && common::daemon::field(l, "sink") == Some(sink)
         })
     };
-    wait_until("both webhooks' drops reported", || {
+    common::until("both webhooks' drops reported", PATIENCE, async || {
         let stdout = pbxtap.stdout();
         reported(&stdout, "webhook#0") && reported(&stdout, "webhook#1")
     })
@@ -697,8 +694,8 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
         .map(|l| {
             format!(
                 "{} {}",
-                class_event(l),
-                json_field(l, "call_id").unwrap_or("")
+                common::daemon::name(l),
+                common::daemon::field(l, "call_id").unwrap_or("")
             )
         })
         .collect();
@@ -713,7 +710,10 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
     ] {
         let down = stdout
             .iter()
-            .find(|l| class_event(l) == "system.sink_down" && json_field(l, "sink") == Some(sink))
+            .find(|l| {
+                common::daemon::name(l) == "system.sink_down"
+                    && common::daemon::field(l, "sink") == Some(sink)
+            })
             .unwrap_or_else(|| panic!("no system.sink_down for {sink}"));
         assert!(down.contains(why), "{down}");
         // Rate-limited: for many failed attempts, one `down` line and at most one line
@@ -772,82 +772,6 @@ fn expected_events(recordings: &[&str]) -> Vec<String> {
     out
 }
 
-/// A private CA and a certificate for 127.0.0.1 signed by it, made with openssl:
-/// `(ca.pem, server.pem, server.key)` in `dir`.
-fn private_ca(dir: &std::path::Path) -> [std::path::PathBuf; 3] {
-    let openssl = common::require("openssl", "openssl");
-    let run = |args: &[&str]| {
-        let out = std::process::Command::new(&openssl)
-            .args(args)
-            .current_dir(dir)
-            .output()
-            .unwrap();
-        assert!(
-            out.status.success(),
-            "openssl {args:?}: {}",
-            String::from_utf8_lossy(&out.stderr)
-        );
-    };
-    let ec = [
-        "-newkey",
-        "ec",
-        "-pkeyopt",
-        "ec_paramgen_curve:prime256v1",
-        "-nodes",
-    ];
-    run(&[
-        &["req", "-x509"][..],
-        &ec,
-        &[
-            "-keyout",
-            "ca.key",
-            "-out",
-            "ca.pem",
-            "-days",
-            "2",
-            "-subj",
-            "/CN=pbxtap test CA",
-        ],
-    ]
-    .concat());
-    run(&[
-        &["req"][..],
-        &ec,
-        &[
-            "-keyout",
-            "server.key",
-            "-out",
-            "server.csr",
-            "-subj",
-            "/CN=127.0.0.1",
-        ],
-    ]
-    .concat());
-    std::fs::write(
-        dir.join("ext.cnf"),
-        "subjectAltName=IP:127.0.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n",
-    )
-    .unwrap();
-    run(&[
-        "x509",
-        "-req",
-        "-in",
-        "server.csr",
-        "-CA",
-        "ca.pem",
-        "-CAkey",
-        "ca.key",
-        "-CAcreateserial",
-        "-out",
-        "server.pem",
-        "-days",
-        "2",
-        "-extfile",
-        "ext.cnf",
-    ]);
-    ["ca.pem", "server.pem", "server.key"].map(|f| dir.join(f))
-}
-
 fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::TlsAcceptor {
     use rustls::pki_types::pem::PemObject;
     use rustls::pki_types::{CertificateDer, PrivateKeyDer};
@@ -869,7 +793,7 @@ fn tls_acceptor(cert: &std::path::Path, key: &std::path::Path) -> tokio_rustls::
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
     let certs = tempfile::tempdir().unwrap();
-    let [ca, cert, key] = private_ca(certs.path());
+    let [ca, cert, key] = common::tls::private_ca(certs.path());
     let server = Server::start_with(|_| Reply::Status(200), Some(tls_acceptor(&cert, &key))).await;
     let url = format!("https://127.0.0.1:{}/hook", server.port);
 
@@ -881,12 +805,16 @@ async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
         "",
         tempfile::tempdir().unwrap(),
     );
-    wait_until("the untrusted endpoint reported down", || {
-        untrusting
-            .stdout()
-            .iter()
-            .any(|l| class_event(l) == "system.sink_down")
-    })
+    common::until(
+        "the untrusted endpoint reported down",
+        PATIENCE,
+        async || {
+            untrusting
+                .stdout()
+                .iter()
+                .any(|l| common::daemon::name(l) == "system.sink_down")
+        },
+    )
     .await;
     let (_, stderr) = untrusting.stop().await;
     assert!(stderr.contains("UnknownIssuer"), "{stderr}");
@@ -903,7 +831,7 @@ async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
         "",
         tempfile::tempdir().unwrap(),
     );
-    wait_until("every event over https", || {
+    common::until("every event over https", PATIENCE, async || {
         let stdout = trusting.stdout();
         pbx_events(&stdout).len() == EVENTS_OF_02
             && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
@@ -972,7 +900,7 @@ async fn a_thousand_events_of_ten_calls_are_each_delivered_once_in_call_order() 
             let id = format!("1.{call}");
             let order: Vec<u64> = got
                 .iter()
-                .filter(|g| json_field(&g.body, "call_id") == Some(&id))
+                .filter(|g| common::daemon::field(&g.body, "call_id") == Some(&id))
                 .map(Got::seq)
                 .collect();
             assert!(

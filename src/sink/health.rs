@@ -79,21 +79,31 @@ impl HealthReporter {
         }
     }
 
-    /// Tells `change`, if any, with `reason` (why it went down, or how it came back).
+    /// Tells `change`, if any, with `reason` (why it went down, or how it came back): a
+    /// log line, then the event.
     pub fn report(&self, change: Option<Change>, reason: &str) {
+        match change {
+            Some(Change::Down) => {
+                tracing::warn!(sink = %self.sink, target = %self.target, reason, "sink cannot reach its destination; events wait in its ring (oldest dropped when full)");
+            }
+            Some(Change::Up) => {
+                tracing::info!(sink = %self.sink, target = %self.target, reason, "sink reaches its destination again; sending what its ring holds");
+            }
+            None => {}
+        }
+        self.publish(change, reason);
+    }
+
+    /// Publishes the event for `change`, if any, without a log line: for a sink whose
+    /// own line about the failure already said why (MQTT's, with its stable code).
+    pub fn publish(&self, change: Option<Change>, reason: &str) {
         let status = SinkStatus {
             sink: self.sink.clone(),
             reason: event::text(reason),
         };
         match change {
-            Some(Change::Down) => {
-                tracing::warn!(sink = %self.sink, target = %self.target, reason, "sink cannot reach its destination; events wait in its ring (oldest dropped when full)");
-                self.publisher.publish_body(Body::SinkDown(status));
-            }
-            Some(Change::Up) => {
-                tracing::info!(sink = %self.sink, target = %self.target, reason, "sink reaches its destination again; sending what its ring holds");
-                self.publisher.publish_body(Body::SinkUp(status));
-            }
+            Some(Change::Down) => self.publisher.publish_body(Body::SinkDown(status)),
+            Some(Change::Up) => self.publisher.publish_body(Body::SinkUp(status)),
             None => {}
         }
     }

@@ -183,7 +183,7 @@ impl Daemon {
                 "stderr never said `{needle}` within {within:?}:\n{}",
                 self.stderr()
             );
-            std::thread::sleep(Duration::from_millis(20));
+            std::thread::sleep(super::POLL);
         }
     }
 

@@ -1,4 +1,6 @@
-//! Helpers shared by the integration tests: real external programs, free ports, waiting.
+//! The one test-support module, for every integration test and bench (benches include
+//! it with `#[path = "../tests/common/mod.rs"]`): real external programs, free ports,
+//! waiting with a deadline, the real daemon, brokers, certificates and recordings.
 #![allow(dead_code)] // each test binary uses its own subset
 
 use std::net::TcpListener;
@@ -42,16 +44,50 @@ pub fn free_port() -> u16 {
         .port()
 }
 
+/// How often the waits below look again.
+pub const POLL: Duration = Duration::from_millis(20);
+
+/// Waits until `cond` holds, looking every [`POLL`], or panics naming `what` after
+/// `within`. For tests without a runtime: it blocks the thread between looks.
+pub fn wait_until(what: &str, within: Duration, mut cond: impl FnMut() -> bool) {
+    let deadline = Instant::now() + within;
+    while !cond() {
+        assert!(
+            Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        std::thread::sleep(POLL);
+    }
+}
+
+/// Waits until `cond` holds, looking every [`POLL`], or panics naming `what` after
+/// `within`. Sleeps on the runtime between looks, so servers on it keep running.
+pub async fn until(what: &str, within: Duration, cond: impl AsyncFnMut() -> bool) {
+    until_every(what, within, POLL, cond).await
+}
+
+/// [`until`], looking every `every` (benches that time what they wait for look often).
+pub async fn until_every(
+    what: &str,
+    within: Duration,
+    every: Duration,
+    mut cond: impl AsyncFnMut() -> bool,
+) {
+    let deadline = tokio::time::Instant::now() + within;
+    while !cond().await {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "timed out after {within:?} waiting for {what}"
+        );
+        tokio::time::sleep(every).await;
+    }
+}
+
 /// Waits until something accepts TCP connections on 127.0.0.1:`port`, or panics.
 pub fn wait_for_port(port: u16, within: Duration) {
-    let start = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            start.elapsed() < within,
-            "nothing listened on 127.0.0.1:{port} within {within:?}"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
+    wait_until(&format!("a listener on 127.0.0.1:{port}"), within, || {
+        std::net::TcpStream::connect(("127.0.0.1", port)).is_ok()
+    });
 }
 
 /// The pbxtap binary built for this test run.
@@ -60,6 +96,8 @@ pub fn pbxtap_bin() -> PathBuf {
 }
 
 pub mod ami;
+pub mod bench;
 pub mod daemon;
 pub mod mqtt;
 pub mod nats;
+pub mod tls;

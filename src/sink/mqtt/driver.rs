@@ -54,7 +54,7 @@ pub(crate) async fn drive(mut d: Driver) {
                 tracing::info!(sink = d.name(), broker, failures, "mqtt connected");
                 if was_down {
                     d.reporter
-                        .report(Some(Change::Up), &format!("connected to {broker}"));
+                        .publish(Some(Change::Up), &format!("connected to {broker}"));
                 }
             }
             Ok(rumqttc::Event::Outgoing(Outgoing::Disconnect)) => return,
@@ -99,7 +99,7 @@ pub(crate) async fn drive(mut d: Driver) {
                             );
                         }
                         if r == Report::LogAndDown {
-                            d.reporter.report(Some(Change::Down), &why);
+                            d.reporter.publish(Some(Change::Down), &why);
                         }
                     }
                 }

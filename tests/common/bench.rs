@@ -1,6 +1,5 @@
-//! What the benchmarks (and tests/alloc_free.rs) share: the recorded Asterisk sessions,
-//! and a process's resident memory.
-#![allow(dead_code)] // each bench uses its own subset
+//! What the benchmarks (and tests/alloc_free.rs) read: the recorded Asterisk sessions,
+//! a process's resident memory, and a bench binary's command line.
 
 /// Every recording in `tests/fixtures/ami`, back to back, in name order.
 pub fn recordings() -> Vec<u8> {
