@@ -5,7 +5,9 @@
 //! - `normalize`: AMI messages → `event::Event`s, with fixed-capacity live-call tables.
 //! - `bus`: fan-out to one fixed-capacity ring per sink; the tap never waits on a sink.
 //! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
-//! - `config`: the TOML file, environment overrides and secrets.
+//! - `settings`: the shared config error and key helpers (a leaf); `config` composes every
+//!   part's own settings with the TOML file, environment overrides and secrets.
+//! - `backoff`: the one reconnect/retry delay rule; `logging`: journald or stderr.
 //! - `watchdog`: Asterisk's health into the bus; liveness and status to systemd.
 
 pub mod ami;

@@ -2,6 +2,13 @@
 //!
 //! `native` is the project's own JSON; `routr`, `enswitch` and `portsip` reproduce the
 //! wire formats that existing consumers of those systems already parse.
+//!
+//! A new dialect is a file here with one pure function,
+//! `encode(&Event, &mut Encoded) -> Result<…, EncodeError>`: it writes the event's bytes
+//! into the caller's buffer (never allocating), returns what the sink needs besides the
+//! bytes (a subject suffix, or `None` for an event the dialect does not send), and is
+//! tested against the consumer's documented or recorded payloads. It knows nothing of
+//! sockets: the sinks choose a dialect by config and carry its bytes.
 
 pub mod enswitch;
 pub mod native;

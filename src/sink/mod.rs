@@ -1,6 +1,15 @@
 //! Sinks: where events go. Each sink has the same shape: a config struct (`XSinkConfig`),
 //! a constructor that validates it (`XSink::new`), and `run(self, rx)`, which delivers
 //! events from its ring until the bus closes and the ring is drained.
+//!
+//! A new sink is a folder `sink/<name>/` with `config.rs` (its `[[sinks]]` keys, serde
+//! with `deny_unknown_fields`, `validate(key)` and `resolve_secrets` naming the key; only
+//! `crate::settings` for the shared helpers) and `mod.rs` (`XSink::new`, `run`), plus files
+//! for its link or wire details; a variant in `SinkConfig`, `SinkError` and `start` below.
+//! It reuses, never rewrites: `crate::backoff::Backoff` for reconnects and retries,
+//! `logging::LogLimit` for repeated failures, `health::{LinkHealth, HealthReporter}` for
+//! `system.sink_down`/`sink_up`, and a `dialect` for the bytes. It holds at most a fixed
+//! window beyond its bus ring, documented as a named constant, and never blocks the tap.
 
 pub mod health;
 pub mod mqtt;
