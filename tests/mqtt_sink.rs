@@ -7,6 +7,8 @@
 
 mod common;
 
+use common::daemon::Daemon;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -377,24 +379,6 @@ async fn past_capacity_the_oldest_are_dropped_and_exactly_those_are_counted() {
     );
 }
 
-/// Runs the real pbxtap with `config`, its stdout and stderr going to files in `dir`.
-fn run_pbxtap(dir: &std::path::Path, config: &str) -> std::process::Child {
-    let path = dir.join("pbxtap.toml");
-    std::fs::write(&path, config).unwrap();
-    std::process::Command::new(common::pbxtap_bin())
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .stdin(std::process::Stdio::null())
-        .stdout(std::fs::File::create(dir.join("stdout")).unwrap())
-        .stderr(std::fs::File::create(dir.join("stderr")).unwrap())
-        .spawn()
-        .expect("start pbxtap")
-}
-
-fn signal(child: &std::process::Child, sig: nix::sys::signal::Signal) {
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).unwrap();
-}
-
 /// A pbxtap config with no Asterisk to reach (it keeps redialling) and `sinks`.
 fn daemon_config(sinks: &str) -> String {
     format!(
@@ -412,12 +396,12 @@ async fn status_is_retained_online_and_offline_after_pbxtap_is_killed_or_stopped
         "[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\ntopic = \"killtest\"\n",
         broker.port
     ));
-    let mut pbxtap = run_pbxtap(dir.path(), &config);
+    let mut pbxtap = Daemon::start(&config, &[], true);
     let got = sub.until(WAIT, |m| m.payload == "online").await;
     assert!(got.iter().all(|m| m.payload == "online"), "{got:?}");
     // Killed: no goodbye, so the broker publishes the last will.
-    signal(&pbxtap, nix::sys::signal::Signal::SIGKILL);
-    pbxtap.wait().unwrap();
+    pbxtap.signal(nix::sys::signal::Signal::SIGKILL);
+    pbxtap.wait_exit(WAIT);
     let m = sub.next(WAIT).await;
     assert_eq!(m.payload, "offline");
     let mut late = Subscriber::start(broker.port, "late-status", "killtest/status", false).await;
@@ -425,10 +409,9 @@ async fn status_is_retained_online_and_offline_after_pbxtap_is_killed_or_stopped
     assert!(m.retain && m.payload == "offline", "{m:?}");
 
     // Stopped: it says offline itself before disconnecting (which cancels the will).
-    let mut pbxtap = run_pbxtap(dir.path(), &config);
+    let pbxtap = Daemon::start(&config, &[], true);
     sub.until(WAIT, |m| m.payload == "online").await;
-    signal(&pbxtap, nix::sys::signal::Signal::SIGTERM);
-    assert!(pbxtap.wait().unwrap().success());
+    pbxtap.stop(WAIT).await;
     let m = sub.next(WAIT).await;
     assert_eq!(m.payload, "offline");
 }
@@ -453,31 +436,25 @@ async fn refused_credentials_are_a_clear_error_and_a_sink_down_event_retried_wit
         "[[sinks]]\ntype = \"stdout\"\n[[sinks]]\ntype = \"mqtt\"\nurl = \"mqtt://127.0.0.1:{}\"\nusername = \"pbxtap\"\npassword = \"wrong\"\n",
         broker.port
     ));
-    let mut pbxtap = run_pbxtap(dir.path(), &config);
-    let read = |f: &str| std::fs::read_to_string(dir.path().join(f)).unwrap_or_default();
-    let deadline = std::time::Instant::now() + WAIT;
-    let down = loop {
-        if let Some(line) = read("stdout")
-            .lines()
-            .find(|l| l.contains("\"event\":\"sink_down\""))
-        {
-            break line.to_string();
-        }
-        assert!(
-            std::time::Instant::now() < deadline,
-            "no system.sink_down on stdout; stderr: {}",
-            read("stderr")
-        );
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    };
+    let mut pbxtap = Daemon::start(&config, &[], true);
+    let mut down = None;
+    common::until("system.sink_down on stdout", WAIT, async || {
+        down = pbxtap
+            .stdout_lines()
+            .into_iter()
+            .find(|l| l.contains("\"event\":\"sink_down\""));
+        down.is_some()
+    })
+    .await;
+    let down = down.unwrap();
     assert!(
         down.contains("\"sink\":\"mqtt#1\"") && down.contains("refused our credentials"),
         "{down}"
     );
     // It keeps running and retrying, with backoff, and says so once.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    assert!(pbxtap.try_wait().unwrap().is_none(), "pbxtap exited");
-    let stderr = read("stderr");
+    assert!(pbxtap.is_running(), "pbxtap exited");
+    let stderr = pbxtap.stderr();
     let errors: Vec<&str> = stderr
         .lines()
         .filter(|l| l.contains("refused our credentials"))
@@ -497,8 +474,8 @@ async fn refused_credentials_are_a_clear_error_and_a_sink_down_event_retried_wit
         (2..=10).contains(&attempts),
         "{attempts} connection attempts in about 3.5 s: expected a few, backing off"
     );
-    signal(&pbxtap, nix::sys::signal::Signal::SIGKILL);
-    pbxtap.wait().unwrap();
+    pbxtap.signal(nix::sys::signal::Signal::SIGKILL);
+    pbxtap.wait_exit(WAIT);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -5,7 +5,8 @@
 
 mod common;
 
-use std::process::{Command, Stdio};
+use common::daemon::Daemon;
+
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 use std::time::Duration;
@@ -171,28 +172,22 @@ async fn routrs_environment_variables_alone_configure_the_sink() {
     ]))
     .await
     .unwrap();
-    let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pbxtap.toml");
     // No [[sinks]] at all: only the AMI connection is in the file.
-    std::fs::write(
+    let config = format!(
+        "[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n",
+        peer.address
+    );
+    let url = format!("127.0.0.1:{}", server.port);
+    let pbxtap = Daemon::start(
         &config,
-        format!(
-            "[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n",
-            peer.address
-        ),
-    )
-    .unwrap();
-    let mut pbxtap = Command::new(common::pbxtap_bin())
-        .args(["run", "--config", config.to_str().unwrap()])
-        .env_remove("RUST_LOG")
-        .env("NATS_PUBLISHER_ENABLED", "true")
-        // host:port without a scheme, as in Routr's docs.
-        .env("NATS_PUBLISHER_URL", format!("127.0.0.1:{}", server.port))
-        .env("NATS_PUBLISHER_SUBJECT", "myserver")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .unwrap();
+        &[
+            ("NATS_PUBLISHER_ENABLED", "true"),
+            // host:port without a scheme, as in Routr's docs.
+            ("NATS_PUBLISHER_URL", &url),
+            ("NATS_PUBLISHER_SUBJECT", "myserver"),
+        ],
+        true,
+    );
     let mut subjects = Vec::new();
     let deadline = tokio::time::Instant::now() + DEADLINE;
     while subjects.len() < 5 {
@@ -202,8 +197,7 @@ async fn routrs_environment_variables_alone_configure_the_sink() {
             .unwrap();
         subjects.push(m.subject.to_string());
     }
-    let _ = pbxtap.kill();
-    let _ = pbxtap.wait();
+    drop(pbxtap);
     assert_eq!(
         subjects,
         [

@@ -10,6 +10,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use common::ami::fixture;
+use common::daemon::Daemon;
 use hmac::{Hmac, Mac};
 use http_body_util::{BodyExt, Full};
 use hyper::body::{Bytes, Incoming};
@@ -19,7 +20,6 @@ use hyper::{Request, Response};
 use hyper_util::rt::TokioIo;
 use pbxtap::ami::replay::{self, ReplayConfig, ReplayPeer};
 use sha2::Sha256;
-use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::net::TcpListener;
 
 /// The call in 02-call-answered.ami (its Linkedid).
@@ -179,84 +179,20 @@ async fn peer(recordings: &[&str], pace: Option<Duration>) -> ReplayPeer {
     replay::start(cfg).await.unwrap()
 }
 
-/// The real pbxtap binary, with its stdout (the stdout sink) and stderr (logs) collected.
-struct Pbxtap {
-    child: tokio::process::Child,
-    stdout: Arc<Mutex<Vec<String>>>,
-    stderr: Arc<Mutex<Vec<String>>>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
-    _dir: tempfile::TempDir,
+/// `pbxtap run` with a webhook sink (`webhook`: its keys) and a stdout sink, its stdout
+/// (the stdout sink) and stderr (logs) collected.
+fn start_pbxtap(peer: &ReplayPeer, webhook: &str, buffers: &str, dir: tempfile::TempDir) -> Daemon {
+    let config = format!(
+        "host = \"pbx1\"\n[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+         [buffers]\ndrain_secs = 2\n{buffers}\n\
+         [[sinks]]\ntype = \"webhook\"\n{webhook}\n[[sinks]]\ntype = \"stdout\"\n",
+        peer.address
+    );
+    Daemon::start_in(dir, &config, &[("NO_COLOR", "1")], true)
 }
 
-impl Pbxtap {
-    /// `pbxtap run` with a webhook sink (`webhook`: its keys) and a stdout sink.
-    fn start(peer: &ReplayPeer, webhook: &str, buffers: &str, dir: tempfile::TempDir) -> Pbxtap {
-        let config = format!(
-            "host = \"pbx1\"\n[ami]\naddress = \"{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
-             [buffers]\ndrain_secs = 2\n{buffers}\n\
-             [[sinks]]\ntype = \"webhook\"\n{webhook}\n[[sinks]]\ntype = \"stdout\"\n",
-            peer.address
-        );
-        let path = dir.path().join("pbxtap.toml");
-        std::fs::write(&path, config).unwrap();
-        let mut child = tokio::process::Command::new(common::pbxtap_bin())
-            .args(["run", "--config", path.to_str().unwrap()])
-            .env_remove("RUST_LOG")
-            .env_remove("JOURNAL_STREAM")
-            .env("NO_COLOR", "1")
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("start pbxtap");
-        let stdout = Arc::new(Mutex::new(Vec::new()));
-        let stderr = Arc::new(Mutex::new(Vec::new()));
-        let readers = vec![
-            collect_lines(child.stdout.take().unwrap(), stdout.clone()),
-            collect_lines(child.stderr.take().unwrap(), stderr.clone()),
-        ];
-        Pbxtap {
-            child,
-            stdout,
-            stderr,
-            readers,
-            _dir: dir,
-        }
-    }
-
-    fn stdout(&self) -> Vec<String> {
-        self.stdout.lock().unwrap().clone()
-    }
-
-    /// SIGTERM, then waits for a clean exit (the sinks drain within `drain_secs`).
-    /// Returns everything printed: stdout lines and stderr.
-    async fn stop(mut self) -> (Vec<String>, String) {
-        let pid = nix::unistd::Pid::from_raw(self.child.id().unwrap() as i32);
-        nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
-        let status = tokio::time::timeout(Duration::from_secs(15), self.child.wait())
-            .await
-            .expect("pbxtap did not stop within 15 s of SIGTERM")
-            .unwrap();
-        for r in self.readers.drain(..) {
-            r.await.unwrap();
-        }
-        let stderr = self.stderr.lock().unwrap().join("\n");
-        assert!(status.success(), "pbxtap exited with {status}:\n{stderr}");
-        (self.stdout(), stderr)
-    }
-}
-
-fn collect_lines(
-    from: impl tokio::io::AsyncRead + Unpin + Send + 'static,
-    into: Arc<Mutex<Vec<String>>>,
-) -> tokio::task::JoinHandle<()> {
-    tokio::spawn(async move {
-        let mut lines = BufReader::new(from).lines();
-        while let Ok(Some(line)) = lines.next_line().await {
-            into.lock().unwrap().push(line);
-        }
-    })
-}
+/// How long pbxtap may take to stop after SIGTERM (the sinks drain within `drain_secs`).
+const STOP: Duration = Duration::from_secs(15);
 
 /// Lines of the stdout sink that are not `system.*`: what the tap made of the recording.
 fn pbx_events(stdout: &[String]) -> Vec<&String> {
@@ -305,7 +241,7 @@ async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_serv
     let dir = tempfile::tempdir().unwrap();
     let key_file = dir.path().join("hook.key");
     std::fs::write(&key_file, "k3y+/= \n").unwrap();
-    let pbxtap = Pbxtap::start(
+    let pbxtap = start_pbxtap(
         &peer,
         &format!(
             "url = \"{}\"\nauthkey_file = \"{}\"\n",
@@ -321,10 +257,10 @@ async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_serv
                 .filter(|g| g.form_field("class") != "system")
                 .count()
         });
-        pbx == EVENTS_OF_02 && pbx_events(&pbxtap.stdout()).len() == EVENTS_OF_02
+        pbx == EVENTS_OF_02 && pbx_events(&pbxtap.stdout_lines()).len() == EVENTS_OF_02
     })
     .await;
-    let (stdout, _) = pbxtap.stop().await;
+    let (stdout, _) = pbxtap.stop(STOP).await;
 
     server.with(|got| {
         for g in got {
@@ -425,7 +361,7 @@ async fn native_json_is_signed_and_the_signature_verifies() {
     let dir = tempfile::tempdir().unwrap();
     let secret_file = dir.path().join("hook.secret");
     std::fs::write(&secret_file, "s3cret-for-hmac\n").unwrap();
-    let pbxtap = Pbxtap::start(
+    let pbxtap = start_pbxtap(
         &peer,
         &format!(
             "url = \"{}\"\ndialect = \"native\"\nsecret_file = \"{}\"\n",
@@ -442,7 +378,7 @@ async fn native_json_is_signed_and_the_signature_verifies() {
         })
     })
     .await;
-    let (stdout, _) = pbxtap.stop().await;
+    let (stdout, _) = pbxtap.stop(STOP).await;
 
     let verify = |secret: &[u8], ts: &str, body: &str, signature: &str| {
         let mut mac = Hmac::<Sha256>::new_from_slice(secret).unwrap();
@@ -489,7 +425,7 @@ async fn a_server_answering_500_gets_every_event_once_when_it_recovers() {
     const FAILURES: usize = 6;
     let server = Server::start(|n| Reply::Status(if n < FAILURES { 500 } else { 200 })).await;
     let peer = peer(&["02-call-answered.ami"], None).await;
-    let pbxtap = Pbxtap::start(
+    let pbxtap = start_pbxtap(
         &peer,
         &format!(
             "url = \"{}\"\ndialect = \"native\"\nretry_min_ms = 50\nretry_max_secs = 1\n",
@@ -502,7 +438,7 @@ async fn a_server_answering_500_gets_every_event_once_when_it_recovers() {
         "every event delivered after recovery",
         PATIENCE,
         async || {
-            let stdout = pbxtap.stdout();
+            let stdout = pbxtap.stdout_lines();
             pbx_events(&stdout).len() == EVENTS_OF_02
                 && stdout
                     .iter()
@@ -511,7 +447,7 @@ async fn a_server_answering_500_gets_every_event_once_when_it_recovers() {
         },
     )
     .await;
-    let (stdout, stderr) = pbxtap.stop().await;
+    let (stdout, stderr) = pbxtap.stop(STOP).await;
 
     server.with(|got| {
         assert_each_delivered_once_in_call_order(&stdout, got);
@@ -556,7 +492,7 @@ async fn a_server_that_hangs_is_timed_out_and_the_event_retried() {
     })
     .await;
     let peer = peer(&["02-call-answered.ami"], None).await;
-    let pbxtap = Pbxtap::start(
+    let pbxtap = start_pbxtap(
         &peer,
         &format!(
             "url = \"{}\"\ndialect = \"native\"\ntimeout_ms = 300\nretry_min_ms = 20\n",
@@ -566,12 +502,12 @@ async fn a_server_that_hangs_is_timed_out_and_the_event_retried() {
         tempfile::tempdir().unwrap(),
     );
     common::until("every event delivered", PATIENCE, async || {
-        let stdout = pbxtap.stdout();
+        let stdout = pbxtap.stdout_lines();
         pbx_events(&stdout).len() == EVENTS_OF_02
             && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
     })
     .await;
-    let (stdout, stderr) = pbxtap.stop().await;
+    let (stdout, stderr) = pbxtap.stop(STOP).await;
 
     server.with(|got| {
         assert_each_delivered_once_in_call_order(&stdout, got);
@@ -596,7 +532,7 @@ async fn a_server_that_hangs_is_timed_out_and_the_event_retried() {
 async fn a_400_is_not_retried_and_logged_once() {
     let server = Server::start(|_| Reply::Status(400)).await;
     let peer = peer(&["02-call-answered.ami"], None).await;
-    let pbxtap = Pbxtap::start(
+    let pbxtap = start_pbxtap(
         &peer,
         &format!(
             "url = \"{}\"\ndialect = \"native\"\nretry_min_ms = 20\n",
@@ -606,13 +542,13 @@ async fn a_400_is_not_retried_and_logged_once() {
         tempfile::tempdir().unwrap(),
     );
     common::until("every event refused", PATIENCE, async || {
-        let stdout = pbxtap.stdout();
+        let stdout = pbxtap.stdout_lines();
         pbx_events(&stdout).len() == EVENTS_OF_02
             && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 400) >= 1))
     })
     .await;
     // Once pbxtap has exited, no retry can still come.
-    let (stdout, stderr) = pbxtap.stop().await;
+    let (stdout, stderr) = pbxtap.stop(STOP).await;
 
     server.with(|got| {
         assert_eq!(got.len(), stdout.len(), "one request per event, no retries");
@@ -648,7 +584,7 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
     let peer = peer(&recordings, Some(Duration::from_millis(2))).await;
     let dead = format!("http://127.0.0.1:{}/", common::free_port());
     let started = Instant::now();
-    let pbxtap = Pbxtap::start(
+    let pbxtap = start_pbxtap(
         &peer,
         &format!(
             "url = \"{dead}\"\nretry_min_ms = 100\nmax_age_secs = 1\n\
@@ -660,7 +596,7 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
         tempfile::tempdir().unwrap(),
     );
     common::until("the whole recording on stdout", PATIENCE, async || {
-        pbx_events(&pbxtap.stdout()).len() >= expected.len()
+        pbx_events(&pbxtap.stdout_lines()).len() >= expected.len()
             && peer.stats.sent.load(Ordering::Relaxed) == peer.total
     })
     .await;
@@ -672,11 +608,11 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
         })
     };
     common::until("both webhooks' drops reported", PATIENCE, async || {
-        let stdout = pbxtap.stdout();
+        let stdout = pbxtap.stdout_lines();
         reported(&stdout, "webhook#0") && reported(&stdout, "webhook#1")
     })
     .await;
-    let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", pbxtap.child.id().unwrap()))
+    let peak_rss = std::fs::read_to_string(format!("/proc/{}/status", pbxtap.child.id()))
         .unwrap()
         .lines()
         .find(|l| l.starts_with("VmHWM:"))
@@ -686,7 +622,7 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
         .unwrap()
         .to_string();
     let stop = Instant::now();
-    let (stdout, stderr) = pbxtap.stop().await;
+    let (stdout, stderr) = pbxtap.stop(STOP).await;
     let stopping = stop.elapsed();
 
     let printed: Vec<String> = pbx_events(&stdout)
@@ -799,7 +735,7 @@ async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
 
     // Without the CA, the endpoint is not trusted: nothing is sent, and everyone is told.
     let peer1 = peer(&["02-call-answered.ami"], None).await;
-    let untrusting = Pbxtap::start(
+    let untrusting = start_pbxtap(
         &peer1,
         &format!("url = \"{url}\"\ndialect = \"native\"\nretry_min_ms = 20\n"),
         "",
@@ -810,19 +746,19 @@ async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
         PATIENCE,
         async || {
             untrusting
-                .stdout()
+                .stdout_lines()
                 .iter()
                 .any(|l| common::daemon::name(l) == "system.sink_down")
         },
     )
     .await;
-    let (_, stderr) = untrusting.stop().await;
+    let (_, stderr) = untrusting.stop(STOP).await;
     assert!(stderr.contains("UnknownIssuer"), "{stderr}");
     assert_eq!(server.with(|got| got.len()), 0);
 
     // With it, every event arrives.
     let peer2 = peer(&["02-call-answered.ami"], None).await;
-    let trusting = Pbxtap::start(
+    let trusting = start_pbxtap(
         &peer2,
         &format!(
             "url = \"{url}\"\ndialect = \"native\"\nca_file = \"{}\"\n",
@@ -832,12 +768,12 @@ async fn https_to_a_server_of_a_private_ca_given_by_ca_file() {
         tempfile::tempdir().unwrap(),
     );
     common::until("every event over https", PATIENCE, async || {
-        let stdout = trusting.stdout();
+        let stdout = trusting.stdout_lines();
         pbx_events(&stdout).len() == EVENTS_OF_02
             && server.with(|got| seqs(&stdout).iter().all(|&s| answered(got, s, 200) == 1))
     })
     .await;
-    let (stdout, _) = trusting.stop().await;
+    let (stdout, _) = trusting.stop(STOP).await;
     server.with(|got| assert_each_delivered_once_in_call_order(&stdout, got));
 }
 

@@ -4,6 +4,8 @@
 
 mod common;
 
+use common::daemon::Daemon;
+
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -826,52 +828,25 @@ async fn wss_with_a_self_signed_certificate() {
     assert!(tokio_tungstenite::connect_async(f.url("/")).await.is_err());
 }
 
-/// `pbxtap run` with a websocket sink: a config file, the real binary, the AMI peer.
-struct Daemon {
-    child: std::process::Child,
-    port: u16,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for Daemon {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn daemon(ami: &str, extra: &str) -> Daemon {
+/// `pbxtap run` with a websocket sink on a free port, once it listens: the real binary
+/// against the AMI peer at `ami`.
+fn daemon(ami: &str, extra: &str) -> (Daemon, u16) {
     let port = common::free_port();
-    let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pbxtap.toml");
-    std::fs::write(
-        &path,
-        format!(
-            "host = \"pbx1\"\n[ami]\naddress = \"{ami}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
-             reconnect_min_ms = 100\nreconnect_max_secs = 1\n\
-             [[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n{extra}"
-        ),
-    )
-    .unwrap();
-    let child = std::process::Command::new(common::pbxtap_bin())
-        .args(["run", "--config", path.to_str().unwrap()])
-        .env("RUST_LOG", "warn")
-        .stdout(std::process::Stdio::null())
-        .spawn()
-        .unwrap();
+    let config = format!(
+        "host = \"pbx1\"\n[ami]\naddress = \"{ami}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+         reconnect_min_ms = 100\nreconnect_max_secs = 1\n\
+         [[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n{extra}"
+    );
+    let d = Daemon::start(&config, &[("RUST_LOG", "warn")], true);
     common::wait_for_port(port, WAIT);
-    Daemon {
-        child,
-        port,
-        _dir: dir,
-    }
+    (d, port)
 }
 
 #[tokio::test]
 async fn pbxtap_run_serves_the_feed_with_asterisk_down_and_then_up() {
     // Nothing listens on the AMI port: pbxtap still starts and serves the feed.
-    let d = daemon(&format!("127.0.0.1:{}", common::free_port()), "");
-    let url = |key: &str| format!("ws://127.0.0.1:{}/events/websocket/?authkey={key}", d.port);
+    let (d, port) = daemon(&format!("127.0.0.1:{}", common::free_port()), "");
+    let url = |key: &str| format!("ws://127.0.0.1:{port}/events/websocket/?authkey={key}");
     assert_eq!(refused(&url("wrong")).await, 403);
     connect(&url(KEY)).await;
     drop(d);
@@ -880,10 +855,9 @@ async fn pbxtap_run_serves_the_feed_with_asterisk_down_and_then_up() {
     let mut rc = ReplayConfig::new(vec![fixture("02-call-answered.ami")]);
     rc.pace = Some(Duration::from_millis(20));
     let peer = replay::start(rc).await.unwrap();
-    let d = daemon(&peer.address, "");
+    let (d, port) = daemon(&peer.address, "");
     let mut ws = connect(&format!(
-        "ws://127.0.0.1:{}/events/websocket/?authkey={KEY}",
-        d.port
+        "ws://127.0.0.1:{port}/events/websocket/?authkey={KEY}"
     ))
     .await;
     let frames = until(&mut ws, |v| v["class"] == "call" && v["event"] == "end").await;
@@ -891,11 +865,7 @@ async fn pbxtap_run_serves_the_feed_with_asterisk_down_and_then_up() {
     assert_eq!(end["callid"], "1795376847.2");
     assert_eq!(end["host"], "pbx1");
     // SIGTERM: the bus closes and the client is told why.
-    nix::sys::signal::kill(
-        nix::unistd::Pid::from_raw(d.child.id() as i32),
-        nix::sys::signal::Signal::SIGTERM,
-    )
-    .unwrap();
+    d.signal(nix::sys::signal::Signal::SIGTERM);
     let reason = tokio::time::timeout(WAIT, async {
         loop {
             match ws.next().await {

@@ -49,6 +49,10 @@ pub struct Daemon {
     pub dir: tempfile::TempDir,
     pub config: PathBuf,
     lines: Option<mpsc::Receiver<String>>,
+    /// The thread reading stdout (when collected); it ends at end of file.
+    reader: Option<std::thread::JoinHandle<()>>,
+    /// Every stdout line so far (when collected), for tests that look at the whole output.
+    all_lines: Arc<Mutex<Vec<String>>>,
     stderr: Arc<Mutex<String>>,
 }
 
@@ -116,17 +120,20 @@ impl Daemon {
                     .push_str(&String::from_utf8_lossy(&buf[..n]));
             }
         });
+        let all_lines = Arc::new(Mutex::new(Vec::new()));
+        let mut reader = None;
         let lines = read_stdout.then(|| {
             let (tx, rx) = mpsc::channel();
             let out = child.stdout.take().unwrap();
-            std::thread::spawn(move || {
+            let all = all_lines.clone();
+            reader = Some(std::thread::spawn(move || {
                 for line in BufReader::new(out).lines() {
                     let Ok(line) = line else { break };
-                    if tx.send(line).is_err() {
-                        break;
-                    }
+                    all.lock().unwrap().push(line.clone());
+                    // The test may have stopped reading lines one by one: keep collecting.
+                    let _ = tx.send(line);
                 }
-            });
+            }));
             rx
         });
         Daemon {
@@ -134,6 +141,8 @@ impl Daemon {
             dir,
             config: path,
             lines,
+            reader,
+            all_lines,
             stderr,
         }
     }
@@ -168,6 +177,31 @@ impl Daemon {
             out.push(line);
         }
         out
+    }
+
+    /// Every stdout line printed so far (stdout collected).
+    pub fn stdout_lines(&self) -> Vec<String> {
+        assert!(self.lines.is_some(), "stdout not collected");
+        self.all_lines.lock().unwrap().clone()
+    }
+
+    /// For async tests: SIGTERM, then waits (on the runtime) for a clean exit within
+    /// `within` and for stdout to close. Returns every stdout line and stderr.
+    pub async fn stop(mut self, within: Duration) -> (Vec<String>, String) {
+        self.signal(nix::sys::signal::Signal::SIGTERM);
+        let mut status = None;
+        super::until("pbxtap to exit after SIGTERM", within, async || {
+            status = self.child.try_wait().unwrap();
+            status.is_some()
+        })
+        .await;
+        let status = status.unwrap();
+        let stderr = self.stderr();
+        assert!(status.success(), "pbxtap exited with {status}:\n{stderr}");
+        if let Some(reader) = &self.reader {
+            super::until("stdout to close", within, async || reader.is_finished()).await;
+        }
+        (self.stdout_lines(), self.stderr())
     }
 
     pub fn stderr(&self) -> String {
