@@ -14,7 +14,7 @@ use crate::ami::replay::{self, ReplayConfig};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::event;
-use crate::normalize::{NormalizeConfig, Normalizer};
+use crate::normalize::Normalizer;
 use crate::sink::websocket::{WebsocketSink, WebsocketSinkConfig};
 use crate::sink::{self, SinkConfig};
 use crate::tap::Tap;
@@ -132,7 +132,7 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     let health = Arc::new(AmiHealth::default());
     let watchdog = Watchdog::start(&cfg.watchdog, &bus, health.clone());
     let mut tap = Tap::new(
-        Normalizer::new(NormalizeConfig::default()),
+        Normalizer::new(cfg.normalize.clone()),
         bus.clone(),
         &cfg.ami.address,
     );
@@ -319,7 +319,7 @@ pub async fn demo() -> anyhow::Result<()> {
     sinks.extend(demo_websocket(&bus).await);
     let health = AmiHealth::default();
     let mut tap = Tap::new(
-        Normalizer::new(NormalizeConfig::default()),
+        Normalizer::new(cfg.normalize.clone()),
         bus.clone(),
         &peer.address,
     );

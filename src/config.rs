@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::ami::config::AmiConfig;
 use crate::bus::BuffersConfig;
 use crate::logging::LogConfig;
+use crate::normalize::NormalizeConfig;
 use crate::settings::{deserialize_at, read_secret_file, toml_error, ConfigError};
 use crate::sink::SinkConfig;
 use crate::watchdog::config::WatchdogConfig;
@@ -36,6 +37,7 @@ pub struct Config {
     pub sinks: Vec<SinkConfig>,
     pub watchdog: WatchdogConfig,
     pub log: LogConfig,
+    pub normalize: NormalizeConfig,
 }
 
 impl Default for Config {
@@ -47,6 +49,7 @@ impl Default for Config {
             sinks: vec![SinkConfig::Stdout(Default::default())],
             watchdog: WatchdogConfig::default(),
             log: LogConfig::default(),
+            normalize: NormalizeConfig::default(),
         }
     }
 }
@@ -168,6 +171,7 @@ impl Config {
         self.buffers.validate()?;
         self.watchdog.validate()?;
         self.log.validate()?;
+        self.normalize.validate()?;
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.validate(&format!("sinks[{i}]"))?;
         }

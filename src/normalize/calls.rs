@@ -48,6 +48,10 @@ struct Call {
     ringing_sent: bool,
     /// Hangup cause of the call's first channel (the caller).
     caller_cause: Option<u16>,
+    /// The caller gave up before an answer (its channel was ended with SIP 487).
+    caller_cancelled: bool,
+    /// Q.850 cause and SIP code of the last dial that ended unanswered.
+    last_outcome: Option<(u16, u16)>,
     headers: Headers,
 }
 
@@ -63,6 +67,11 @@ struct Channel {
     ringing: bool,
     up: bool,
     dial_done: bool,
+    /// The Q.850 cause and SIP code the far end refused this leg with (HangupRequest's or
+    /// Hangup's `TechCause`, Asterisk 20.17 / 22.7 / 23.1 and later).
+    refused: Option<(u16, u16)>,
+    /// How the leg ended, once its dial did: reported by its `target.ended`.
+    outcome: Option<(u16, u16)>,
     last_activity: u64,
     /// Listed in the current resync (or created since it began).
     seen: bool,
@@ -73,6 +82,67 @@ pub struct Calls {
     calls: Vec<Call, MAX_CALLS>,
     channels: Vec<Channel, MAX_CHANNELS>,
     resyncing: bool,
+    direction: Direction,
+    cdrs: CdrFold,
+}
+
+/// How a call's `direction` is told, from `normalize.trunks` and
+/// `normalize.max_extension_len`.
+#[derive(Default, Clone)]
+pub struct Direction {
+    /// PJSIP (or SIP) endpoint names of trunks.
+    pub trunks: std::vec::Vec<String>,
+    /// The longest number that is an internal extension.
+    pub max_extension_len: usize,
+}
+
+impl Direction {
+    /// `inbound` when the call comes from a trunk; else `outbound` when it dials a number
+    /// longer than an extension; else `internal`.
+    fn of(&self, caller_channel: &str, to: &str) -> &'static str {
+        let endpoint = endpoint_of(caller_channel);
+        if self.trunks.iter().any(|t| t == endpoint) {
+            "inbound"
+        } else if to.len() > self.max_extension_len {
+            "outbound"
+        } else {
+            "internal"
+        }
+    }
+}
+
+/// Calls whose `call.cdr` is held until the call ends, so one CDR goes out per call.
+pub const MAX_PENDING_CDRS: usize = 16;
+/// Calls remembered after their `call.cdr` went out, so later CDR records of the same
+/// call are folded into it (Asterisk writes one per dialplan application that ran).
+pub const RECENT_CDR_CALLS: usize = 64;
+
+/// One `call.cdr` per call: the first record of a call is held while the call lives and
+/// sent after its `call.ended`; records after the first are folded (counted, not sent).
+#[derive(Default)]
+struct CdrFold {
+    pending: Vec<Cdr, MAX_PENDING_CDRS>,
+    /// Calls whose CDR went out, oldest first.
+    sent: heapless::Deque<Id, RECENT_CDR_CALLS>,
+}
+
+impl CdrFold {
+    fn was_sent(&self, call_id: &str) -> bool {
+        self.sent.iter().any(|c| c == call_id)
+    }
+
+    fn mark_sent(&mut self, call_id: &Id) {
+        if self.sent.is_full() {
+            self.sent.pop_front();
+        }
+        let _ = self.sent.push_back(call_id.clone());
+    }
+
+    /// The held CDR of `call_id`, if any.
+    fn take(&mut self, call_id: &str) -> Option<Cdr> {
+        let i = self.pending.iter().position(|c| c.call_id == call_id)?;
+        Some(self.pending.swap_remove(i))
+    }
 }
 
 /// The endpoint part of a channel name: `PJSIP/101-00000002` → `101`.
@@ -118,6 +188,10 @@ fn parse_u16(v: Option<&str>) -> u16 {
 }
 
 impl Calls {
+    pub fn set_direction(&mut self, direction: Direction) {
+        self.direction = direction;
+    }
+
     pub fn live_calls(&self) -> usize {
         self.calls.len()
     }
@@ -164,6 +238,7 @@ impl Calls {
             E::Newstate => self.new_state(msg, now, stats, emit),
             E::DialBegin => self.dial_begin(msg, now, stats, emit),
             E::DialEnd => self.dial_end(msg, now, stats, emit),
+            E::HangupRequest => self.hangup_request(msg, now, stats),
             E::Hangup => self.hangup(msg, now, stats, emit),
             E::Hold | E::Unhold => self.hold(event == E::Hold, msg, now, stats, emit),
             E::Cdr => self.cdr(msg, stats, emit),
@@ -275,7 +350,7 @@ impl Calls {
                 from: bounded(stats, number),
                 from_name: bounded(stats, clean(msg.get("CallerIDName"))),
                 to: bounded(stats, clean(msg.get("Exten"))),
-                direction: "unknown",
+                direction: self.direction.of(channel, clean(msg.get("Exten"))),
                 channel: bounded(stats, channel),
                 extra_headers: headers.clone(),
             };
@@ -292,6 +367,8 @@ impl Calls {
                 last_dial_status: "",
                 ringing_sent: false,
                 caller_cause: None,
+                caller_cancelled: false,
+                last_outcome: None,
                 headers,
             };
             // Cannot fail: room was made above.
@@ -322,6 +399,8 @@ impl Calls {
             ringing: false,
             up: false,
             dial_done: false,
+            refused: None,
+            outcome: None,
             last_activity: now,
             seen: true,
         };
@@ -493,12 +572,32 @@ impl Calls {
             self.answered(&call_id, &target, &name, now, emit);
             return;
         }
+        let refused = self.channels[i].refused;
+        let Some(call) = self.call(&call_id) else {
+            return;
+        };
+        let answered = call.outcome == Outcome::Answered;
         if status == "CANCEL" {
-            // Another leg answered, or the caller gave up: the leg's Hangup says which.
+            // Another leg answered (its Hangup says ANSWERED_ELSEWHERE), or the caller
+            // gave up: then the leg ended normally, with the 487 of the cancel.
+            if !answered && call.caller_cancelled {
+                self.channels[i].outcome = Some((16, 487));
+            }
             return;
         }
-        let cause = dial_status_cause(status);
-        let sip_code = cause::dial_status_sip_code(status);
+        // A far end that refused with a SIP code (404, 480, 603...) is a failure even
+        // where Asterisk's DialStatus says NOANSWER; older Asterisks tell only the status.
+        let (cause, sip_code) = match refused {
+            Some((cause, sip)) if sip >= 400 => (cause, sip),
+            _ => (
+                dial_status_cause(status),
+                cause::dial_status_sip_code(status),
+            ),
+        };
+        let no_answer = status == "NOANSWER" && refused.is_none();
+        call.dial_ended_unanswered = true;
+        call.last_dial_status = status;
+        call.last_outcome = Some((cause, sip_code));
         let leg = TargetLeg {
             call_id: call_id.clone(),
             target: target.clone(),
@@ -507,13 +606,7 @@ impl Calls {
             cause_name: cause::name(cause),
             sip_code,
         };
-        let Some(call) = self.call(&call_id) else {
-            return;
-        };
-        call.dial_ended_unanswered = true;
-        call.last_dial_status = status;
-        let answered = call.outcome == Outcome::Answered;
-        if status == "NOANSWER" {
+        if no_answer {
             emit(Body::TargetNoAnswer(leg));
             if !answered {
                 call.outcome = Outcome::NoAnswer;
@@ -537,6 +630,32 @@ impl Calls {
                 }));
             }
         }
+        self.channels[i].outcome = Some((cause, sip_code));
+    }
+
+    /// A `HangupRequest`: a far end refusing a leg says why here, before the DialEnd
+    /// (`Cause`, and the SIP code as `TechCause`); a caller's CANCEL shows as 487.
+    fn hangup_request(&mut self, msg: &Message<'_>, now: u64, stats: &mut NormalizeStats) {
+        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+            stats.unmatched += 1;
+            return;
+        };
+        let cause = parse_u16(msg.get("Cause"));
+        let tech = parse_u16(msg.get("TechCause"));
+        let ch = &mut self.channels[i];
+        ch.last_activity = now;
+        if ch.leg {
+            if tech >= 400 && !ch.up {
+                ch.refused = Some((cause, tech));
+            }
+            return;
+        }
+        let (uid, call_id) = (ch.uniqueid.clone(), ch.call_id.clone());
+        if let Some(call) = self.call(&call_id) {
+            if call.session_id == uid && tech == 487 && call.outcome != Outcome::Answered {
+                call.caller_cancelled = true;
+            }
+        }
     }
 
     fn hangup(
@@ -553,13 +672,14 @@ impl Calls {
         let ch = self.channels.swap_remove(i);
         let cause = parse_u16(msg.get("Cause"));
         if ch.leg {
+            let (cause, sip_code) = ch.outcome.unwrap_or((cause, cause::sip_code(cause)));
             emit(Body::TargetEnded(TargetLeg {
                 call_id: ch.call_id.clone(),
                 target: ch.target.clone(),
                 contact: ch.name.clone(),
                 cause,
                 cause_name: cause::name(cause),
-                sip_code: cause::sip_code(cause),
+                sip_code,
             }));
         }
         if let Some(call) = self.call(&ch.call_id) {
@@ -589,18 +709,20 @@ impl Calls {
             return;
         };
         let call = self.calls.swap_remove(i);
-        let cause = call.caller_cause.unwrap_or(last_cause);
+        let id = call.id.clone();
+        let hangup_cause = call.caller_cause.unwrap_or(last_cause);
+        // An answered call ends as its caller's channel did; an unanswered one as its
+        // last dial did (busy, no answer, refused), or normally when the caller gave up.
+        let (cause, sip_code) = match (call.outcome, call.last_outcome) {
+            (Outcome::Answered, _) => (hangup_cause, 200),
+            _ if call.caller_cancelled => (16, 487),
+            (_, Some(outcome)) => outcome,
+            _ => (hangup_cause, cause::sip_code(hangup_cause)),
+        };
         let name = if cause_name.is_empty() {
             cause::name(cause)
         } else {
             cause_name
-        };
-        let sip_code = match call.outcome {
-            Outcome::Answered => 200,
-            _ if !call.last_dial_status.is_empty() => {
-                cause::dial_status_sip_code(call.last_dial_status)
-            }
-            _ => cause::sip_code(cause),
         };
         if call.outcome == Outcome::Pending && cause_name.is_empty() && cause::is_failure(cause) {
             emit(Body::CallFailed(CallFailed {
@@ -629,6 +751,10 @@ impl Calls {
             answered,
             extra_headers: call.headers,
         }));
+        if let Some(cdr) = self.cdrs.take(&id) {
+            self.cdrs.mark_sent(&cdr.call_id);
+            emit(Body::CallCdr(cdr));
+        }
     }
 
     fn hold(
@@ -689,7 +815,22 @@ impl Calls {
             ama_flags: bounded(stats, g("AMAFlags")),
             user_field: bounded(stats, g("UserField")),
         };
-        emit(Body::CallCdr(cdr));
+        let live = self.calls.iter().any(|c| c.id == cdr.call_id);
+        let held = self.cdrs.pending.iter().any(|c| c.call_id == cdr.call_id);
+        if held || self.cdrs.was_sent(&cdr.call_id) {
+            stats.cdrs_folded += 1;
+        } else if live {
+            if self.cdrs.pending.is_full() {
+                // Sent early, never lost: the oldest held CDR goes out now.
+                let oldest = self.cdrs.pending.remove(0);
+                self.cdrs.mark_sent(&oldest.call_id);
+                emit(Body::CallCdr(oldest));
+            }
+            let _ = self.cdrs.pending.push(cdr);
+        } else {
+            self.cdrs.mark_sent(&cdr.call_id);
+            emit(Body::CallCdr(cdr));
+        }
     }
 
     /// Blind and attended transfers: `call.rerouted` to the new target.

@@ -15,19 +15,64 @@ mod queue;
 use heapless::String;
 
 use crate::ami::frame::Message;
+use serde::Deserialize;
+
 use crate::event::{self, Body};
+use crate::settings::ConfigError;
 use names::AmiEvent;
 
-/// Settings of the normalizer.
-#[derive(Debug, Clone, PartialEq, Eq)]
+/// Settings of the normalizer: the `[normalize]` table.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct NormalizeConfig {
     /// Seconds a queue caller may wait before `queue.sla_breached`; 0 turns it off.
     pub queue_sla_secs: u32,
+    /// Endpoint names (`PJSIP/<name>-...`) of trunks: a call from one is `inbound`.
+    pub trunks: std::vec::Vec<std::string::String>,
+    /// The longest number that is an internal extension: a call from a phone to a longer
+    /// number is `outbound`, to a shorter one `internal`.
+    pub max_extension_len: usize,
 }
+
+/// Most trunks `normalize.trunks` may name.
+pub const MAX_TRUNKS: usize = 64;
 
 impl Default for NormalizeConfig {
     fn default() -> Self {
-        NormalizeConfig { queue_sla_secs: 60 }
+        NormalizeConfig {
+            queue_sla_secs: 60,
+            trunks: std::vec::Vec::new(),
+            max_extension_len: 6,
+        }
+    }
+}
+
+impl NormalizeConfig {
+    /// Checks the `[normalize]` table, naming the key.
+    pub fn validate(&self) -> Result<(), ConfigError> {
+        if self.trunks.len() > MAX_TRUNKS {
+            return Err(ConfigError::new(
+                "normalize.trunks",
+                format!("names {} trunks; at most {MAX_TRUNKS}", self.trunks.len()),
+            ));
+        }
+        if let Some(t) = self
+            .trunks
+            .iter()
+            .find(|t| t.is_empty() || t.len() > event::TEXT_LEN || t.contains(['/', '-', ' ']))
+        {
+            return Err(ConfigError::new(
+                "normalize.trunks",
+                format!("`{t}` is not an endpoint name (as in PJSIP/<name>-00000001)"),
+            ));
+        }
+        if !(1..=32).contains(&self.max_extension_len) {
+            return Err(ConfigError::new(
+                "normalize.max_extension_len",
+                "must be between 1 and 32 digits",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -46,6 +91,8 @@ pub struct NormalizeStats {
     pub evicted: u64,
     /// Events emitted.
     pub emitted: u64,
+    /// CDR records folded into their call's one `call.cdr`.
+    pub cdrs_folded: u64,
 }
 
 /// The normalizer. Boxed tables: together they are a few hundred KiB, allocated once.
@@ -89,9 +136,14 @@ pub fn reads(name: &str, message: &[u8]) -> bool {
 
 impl Normalizer {
     pub fn new(cfg: NormalizeConfig) -> Self {
+        let mut calls: Box<calls::Calls> = Box::default();
+        calls.set_direction(calls::Direction {
+            trunks: cfg.trunks.clone(),
+            max_extension_len: cfg.max_extension_len,
+        });
         Normalizer {
             cfg,
-            calls: Box::default(),
+            calls,
             endpoints: Box::default(),
             queues: Box::default(),
             stats: NormalizeStats::default(),
@@ -268,7 +320,10 @@ mod tests {
 
     #[test]
     fn queue_sla_is_reported_once_and_abandon_once() {
-        let mut n = Normalizer::new(NormalizeConfig { queue_sla_secs: 30 });
+        let mut n = Normalizer::new(NormalizeConfig {
+            queue_sla_secs: 30,
+            ..Default::default()
+        });
         let join = "Event: QueueCallerJoin\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\nCallerIDNum: 555\nPosition: 1\n\n";
         assert_eq!(names(&feed(&mut n, join, 100)), ["queue.caller_joined"]);
         let mut out = std::vec::Vec::new();

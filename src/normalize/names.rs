@@ -10,6 +10,8 @@ pub enum CallEvent {
     Newstate,
     DialBegin,
     DialEnd,
+    /// Someone asked for a channel's end: for a refused leg, why (`TechCause`: the SIP code).
+    HangupRequest,
     Hangup,
     Hold,
     Unhold,
@@ -55,7 +57,7 @@ pub enum AmiEvent {
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 25] = {
+const NAMES: [(&str, AmiEvent); 26] = {
     use AmiEvent::{Call, Endpoint, Queue};
     use CallEvent as C;
     use EndpointEvent as E;
@@ -65,6 +67,7 @@ const NAMES: [(&str, AmiEvent); 25] = {
         ("Newstate", Call(C::Newstate)),
         ("DialBegin", Call(C::DialBegin)),
         ("DialEnd", Call(C::DialEnd)),
+        ("HangupRequest", Call(C::HangupRequest)),
         ("Hangup", Call(C::Hangup)),
         ("Hold", Call(C::Hold)),
         ("Unhold", Call(C::Unhold)),

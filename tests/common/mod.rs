@@ -100,4 +100,5 @@ pub mod bench;
 pub mod daemon;
 pub mod mqtt;
 pub mod nats;
+pub mod pbx;
 pub mod tls;

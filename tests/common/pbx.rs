@@ -1,0 +1,446 @@
+//! A real Asterisk and real SIPp phones for the live suite (`tests/live_asterisk.rs`).
+//!
+//! The project owns its test PBX: the configs in `tests/pbx/etc/` (templates: `@RUN@`,
+//! `@PREFIX@`, `@AMI_PORT@`, `@SIP_PORT@`, `@RTP_START@`, `@RTP_END@`) and the SIPp
+//! scenarios in `tests/pbx/sipp/`. Only the binaries come from outside, from the prefix
+//! named by [`PREFIX_VAR`]: `sbin/asterisk`, `lib/asterisk/modules`, `var/lib/asterisk`
+//! (sounds) and `bin/sipp` (else `sipp` on PATH), with `lib/` on `LD_LIBRARY_PATH`.
+//! `.ci/run` points it at the lab bundle (`../shared/lab/bin/lab.sh prefix`).
+//!
+//! Each [`Pbx`] is a non-system Asterisk in its own run dir on its own block of ports, so
+//! tests run in parallel. A missing prefix, binary or library, or an Asterisk that does
+//! not boot, panics with the reason: the suite never skips.
+
+use std::io::{Read, Write};
+use std::net::TcpStream;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::atomic::{AtomicU16, Ordering};
+use std::time::{Duration, Instant};
+
+/// The environment variable naming the Asterisk + SIPp prefix.
+pub const PREFIX_VAR: &str = "PBXTAP_ASTERISK_PREFIX";
+/// Longest an Asterisk may take to boot (the lab's boots in about 1.3 s).
+pub const BOOT: Duration = Duration::from_secs(30);
+/// Longest one SIPp phone may run before it counts as hung.
+pub const PHONE_RUN: Duration = Duration::from_secs(60);
+/// Ports each instance takes: SIP, phones, Asterisk's RTP (200) and the phones' RTP.
+const PORT_BLOCK: u16 = 500;
+/// The next block; offset by the process id so that two suites on one machine differ.
+static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+/// The prefix holding Asterisk and SIPp, checked.
+pub fn prefix() -> PathBuf {
+    let Some(p) = std::env::var_os(PREFIX_VAR) else {
+        panic!(
+            "the live suite needs a real Asterisk: set {PREFIX_VAR} to a prefix with \
+             sbin/asterisk, lib/asterisk/modules and bin/sipp (the lab's: \
+             `export {PREFIX_VAR}=$(../shared/lab/bin/lab.sh prefix)` after \
+             `../shared/lab/bin/lab.sh deps`; scripts/test-live.sh does both)"
+        )
+    };
+    let p = PathBuf::from(p);
+    for need in ["sbin/asterisk", "lib/asterisk/modules"] {
+        assert!(
+            p.join(need).exists(),
+            "{PREFIX_VAR}={} has no {need}: not an Asterisk prefix",
+            p.display()
+        );
+    }
+    p
+}
+
+fn sipp_bin(prefix: &Path) -> PathBuf {
+    let bundled = prefix.join("bin/sipp");
+    if bundled.exists() {
+        return bundled;
+    }
+    super::require("sipp", "sip-tester")
+}
+
+fn library_path(prefix: &Path) -> String {
+    let lib = prefix.join("lib").display().to_string();
+    match std::env::var("LD_LIBRARY_PATH") {
+        Ok(old) if !old.is_empty() => format!("{lib}:{old}"),
+        _ => lib,
+    }
+}
+
+/// Where each test's whole AMI stream is recorded (`<test>.ami`).
+pub fn capture_dir() -> PathBuf {
+    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-ami")
+}
+
+/// The files of the test PBX, in the repository.
+fn pbx_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/pbx")
+}
+
+/// A running Asterisk.
+pub struct Pbx {
+    pub prefix: PathBuf,
+    pub run: tempfile::TempDir,
+    pub ami_port: u16,
+    pub sip_port: u16,
+    /// SIPp phone N (101..105) listens on `phone_base + N - 100`.
+    phone_base: u16,
+    /// SIPp phone N sends media from `rtp_base + (N - 100) * 20`.
+    rtp_base: u16,
+    child: Child,
+}
+
+impl Pbx {
+    /// Boots the test PBX as it is in `tests/pbx/etc`. `name` names the recording of its
+    /// whole AMI stream, kept in [`capture_dir`] for a look after the test (and for new
+    /// replay fixtures).
+    pub fn start(name: &str) -> Pbx {
+        Pbx::start_with(name, |_| {})
+    }
+
+    /// Boots the test PBX after `edit` has changed its rendered configs (in the run dir's
+    /// `etc/`), e.g. a longer `systemname` or another AMI user.
+    pub fn start_with(name: &str, edit: impl FnOnce(&Path)) -> Pbx {
+        let prefix = prefix();
+        let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+        let base = 20_000 + ((std::process::id() as u16 % 8) * 10 + block % 10) * PORT_BLOCK;
+        let (sip_port, phone_base) = (base, base + 10);
+        let (rtp_start, rtp_base) = (base + 100, base + 300);
+        let ami_port = super::free_port();
+        let run = tempfile::Builder::new().prefix("pbxtap-pbx.").tempdir().unwrap();
+        let etc = run.path().join("etc");
+        for d in ["etc", "log", "run", "db", "varlib", "spool", "cache"] {
+            std::fs::create_dir_all(run.path().join(d)).unwrap();
+        }
+        for entry in std::fs::read_dir(pbx_dir().join("etc")).unwrap() {
+            let path = entry.unwrap().path();
+            let text = std::fs::read_to_string(&path).unwrap();
+            let text = text
+                .replace("@RUN@", &run.path().display().to_string())
+                .replace("@PREFIX@", &prefix.display().to_string())
+                .replace("@AMI_PORT@", &ami_port.to_string())
+                .replace("@SIP_PORT@", &sip_port.to_string())
+                .replace("@RTP_START@", &rtp_start.to_string())
+                .replace("@RTP_END@", &(rtp_start + 199).to_string());
+            std::fs::write(etc.join(path.file_name().unwrap()), text).unwrap();
+        }
+        edit(&etc);
+        let console = std::fs::File::create(run.path().join("log/console.log")).unwrap();
+        let child = Command::new(prefix.join("sbin/asterisk"))
+            .arg("-C")
+            .arg(etc.join("asterisk.conf"))
+            .args(["-f", "-n"])
+            .env("LD_LIBRARY_PATH", library_path(&prefix))
+            .stdin(Stdio::null())
+            .stdout(console.try_clone().unwrap())
+            .stderr(console)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start {}/sbin/asterisk: {e}", prefix.display()));
+        let mut pbx = Pbx {
+            prefix,
+            run,
+            ami_port,
+            sip_port,
+            phone_base,
+            rtp_base,
+            child,
+        };
+        pbx.wait_booted();
+        pbx.record(name);
+        pbx
+    }
+
+    /// Records every byte of an AMI session (all events) into `capture_dir()/name.ami`
+    /// until Asterisk closes it.
+    fn record(&self, name: &str) {
+        let dir = capture_dir();
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut out = std::fs::File::create(dir.join(format!("{name}.ami"))).unwrap();
+        let mut stream = TcpStream::connect(("127.0.0.1", self.ami_port)).expect("AMI for the recording");
+        stream
+            .write_all(b"Action: Login\r\nUsername: tap\r\nSecret: tapsecret\r\nEvents: on\r\n\r\n")
+            .unwrap();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 16 * 1024];
+            while let Ok(n) = stream.read(&mut buf) {
+                if n == 0 || out.write_all(&buf[..n]).is_err() {
+                    break;
+                }
+            }
+        });
+    }
+
+    /// Waits for `FullyBooted` on a login of our own, or panics with the console's tail.
+    fn wait_booted(&mut self) {
+        let deadline = Instant::now() + BOOT;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                panic!(
+                    "Asterisk exited during boot ({status}); a missing runtime library? \
+                     (`../shared/lab/bin/lab.sh deps` installs them)\n{}",
+                    self.console_tail()
+                );
+            }
+            if let Ok(mut ami) = RawAmi::login(self.ami_port, "tap", "tapsecret") {
+                if ami.read_until("Event: FullyBooted", deadline).is_ok() {
+                    return;
+                }
+            }
+            assert!(
+                Instant::now() < deadline,
+                "Asterisk did not boot within {BOOT:?}\n{}",
+                self.console_tail()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    fn console_tail(&self) -> String {
+        let log = std::fs::read_to_string(self.run.path().join("log/console.log"))
+            .unwrap_or_default();
+        let lines: Vec<&str> = log.lines().collect();
+        lines[lines.len().saturating_sub(30)..].join("\n")
+    }
+
+    /// `asterisk -rx command`: the CLI's answer.
+    pub fn cli(&self, command: &str) -> String {
+        let out = Command::new(self.prefix.join("sbin/asterisk"))
+            .arg("-C")
+            .arg(self.run.path().join("etc/asterisk.conf"))
+            .args(["-rx", command])
+            .env("LD_LIBRARY_PATH", library_path(&self.prefix))
+            .output()
+            .expect("asterisk -rx");
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// The `[ami]` table of a pbxtap config for this PBX's `tap` user.
+    pub fn ami_toml(&self) -> String {
+        format!(
+            "[ami]\naddress = \"127.0.0.1:{}\"\nusername = \"tap\"\nsecret = \"tapsecret\"\n\
+             reconnect_min_ms = 100\nreconnect_max_secs = 1\n",
+            self.ami_port
+        )
+    }
+
+    fn phone_port(&self, ext: u16) -> u16 {
+        self.phone_base + ext - 100
+    }
+
+    /// A SIPp phone `ext` running `scenario` (a file of `tests/pbx/sipp`), in the
+    /// background; `args` follow the common ones.
+    pub fn phone(&self, ext: u16, scenario: &str, args: &[String]) -> Phone {
+        let label = format!("{scenario}-{ext}-{}", self.run_count());
+        let logs = self.run.path().join("sipp");
+        std::fs::create_dir_all(&logs).unwrap();
+        let rtp = self.rtp_base + (ext - 100) * 20;
+        let mut cmd = Command::new(sipp_bin(&self.prefix));
+        cmd.arg("-sf")
+            .arg(pbx_dir().join("sipp").join(format!("{scenario}.xml")))
+            .args(["-i", "127.0.0.1", "-p", &self.phone_port(ext).to_string()])
+            .args(["-min_rtp_port", &rtp.to_string()])
+            .args(["-max_rtp_port", &(rtp + 19).to_string()])
+            .args(["-nostdin", "-timeout", "50s", "-timeout_error"])
+            .arg("-trace_err")
+            .arg("-error_file")
+            .arg(logs.join(format!("{label}.err")))
+            .arg("-trace_msg")
+            .arg("-message_file")
+            .arg(logs.join(format!("{label}.msg")))
+            .args(args)
+            .env("LD_LIBRARY_PATH", library_path(&self.prefix))
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::null());
+        let child = cmd.spawn().expect("start sipp");
+        Phone {
+            child,
+            label,
+            logs,
+        }
+    }
+
+    fn run_count(&self) -> u64 {
+        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        N.fetch_add(1, Ordering::Relaxed)
+    }
+
+    /// Phone `ext` registers (digest auth) with `expires` seconds under the contact tag
+    /// `tag` (a new tag is a new contact), and answers Asterisk's qualify. Waits for it.
+    pub fn register(&self, ext: u16, expires: u32, tag: &str) {
+        let port = self.phone_port(ext).to_string();
+        let args = [
+            format!("127.0.0.1:{}", self.sip_port),
+            "-m".into(),
+            "1".into(),
+            "-aa".into(),
+            "-au".into(),
+            ext.to_string(),
+            "-ap".into(),
+            format!("{ext}pw"),
+            "-key".into(),
+            "user".into(),
+            ext.to_string(),
+            "-key".into(),
+            "expires".into(),
+            expires.to_string(),
+            "-key".into(),
+            "cport".into(),
+            port,
+            "-key".into(),
+            "nonce".into(),
+            tag.into(),
+        ];
+        let status = self.phone(ext, "register", &args).wait();
+        assert!(status.success(), "phone {ext} could not register ({status})");
+    }
+
+    /// Phone `ext` answers calls by `scenario` (`uas_answer`, `uas_busy`, `uas_ring`,
+    /// `uas_reject`, ...), with `-key name value` pairs.
+    pub fn callee(&self, ext: u16, scenario: &str, keys: &[(&str, &str)]) -> Phone {
+        self.phone(ext, scenario, &key_args(keys))
+    }
+
+    /// Phone `ext` calls `target` by `scenario` (`uac_call`, `uac_cancel`, `uac_hold`).
+    pub fn caller(&self, ext: u16, target: &str, scenario: &str, keys: &[(&str, &str)]) -> Phone {
+        let mut args = vec![
+            format!("127.0.0.1:{}", self.sip_port),
+            "-m".into(),
+            "1".into(),
+            "-aa".into(),
+            "-s".into(),
+            target.into(),
+            "-au".into(),
+            ext.to_string(),
+            "-ap".into(),
+            format!("{ext}pw"),
+            "-key".into(),
+            "caller".into(),
+            ext.to_string(),
+        ];
+        args.extend(key_args(keys));
+        self.phone(ext, scenario, &args)
+    }
+}
+
+fn key_args(keys: &[(&str, &str)]) -> Vec<String> {
+    keys.iter()
+        .flat_map(|(k, v)| ["-key".to_string(), k.to_string(), v.to_string()])
+        .collect()
+}
+
+impl Drop for Pbx {
+    fn drop(&mut self) {
+        let _ = self.cli("core stop now");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while Instant::now() < deadline {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A SIPp process.
+pub struct Phone {
+    child: Child,
+    label: String,
+    logs: PathBuf,
+}
+
+impl Phone {
+    /// Waits for SIPp to finish its scenario (at most [`PHONE_RUN`]).
+    pub fn wait(mut self) -> ExitStatus {
+        let deadline = Instant::now() + PHONE_RUN;
+        loop {
+            if let Some(status) = self.child.try_wait().unwrap() {
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "SIPp {} still running after {PHONE_RUN:?}",
+                self.label
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Waits and asserts SIPp completed its scenario, else panics with its error log.
+    pub fn passed(self) {
+        let (label, logs) = (self.label.clone(), self.logs.clone());
+        let status = self.wait();
+        let errors = std::fs::read_to_string(logs.join(format!("{label}.err"))).unwrap_or_default();
+        assert!(status.success(), "SIPp {label} failed ({status}):\n{errors}");
+    }
+}
+
+impl Drop for Phone {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// A bare AMI connection for the suite's own actions (Originate, boot waits).
+pub struct RawAmi {
+    stream: TcpStream,
+    buf: String,
+}
+
+impl RawAmi {
+    /// Connects and logs in (plain), waiting for the answer.
+    pub fn login(port: u16, user: &str, secret: &str) -> std::io::Result<RawAmi> {
+        let stream = TcpStream::connect(("127.0.0.1", port))?;
+        stream.set_read_timeout(Some(Duration::from_millis(200)))?;
+        let mut ami = RawAmi {
+            stream,
+            buf: String::new(),
+        };
+        ami.send(&[
+            ("Action", "Login"),
+            ("Username", user),
+            ("Secret", secret),
+            ("Events", "system"),
+        ])?;
+        ami.read_until("Response: Success", Instant::now() + Duration::from_secs(5))?;
+        Ok(ami)
+    }
+
+    /// Sends one action.
+    pub fn send(&mut self, headers: &[(&str, &str)]) -> std::io::Result<()> {
+        let mut text = String::new();
+        for (k, v) in headers {
+            text.push_str(&format!("{k}: {v}\r\n"));
+        }
+        text.push_str("\r\n");
+        self.stream.write_all(text.as_bytes())
+    }
+
+    /// Reads until `needle` has arrived (returning what came up to it), or fails at
+    /// `deadline` or when the connection closes.
+    pub fn read_until(&mut self, needle: &str, deadline: Instant) -> std::io::Result<String> {
+        let mut chunk = [0u8; 4096];
+        loop {
+            if let Some(i) = self.buf.find(needle) {
+                let upto = self.buf[..i + needle.len()].to_string();
+                self.buf.drain(..i + needle.len());
+                return Ok(upto);
+            }
+            if Instant::now() >= deadline {
+                return Err(std::io::ErrorKind::TimedOut.into());
+            }
+            match self.stream.read(&mut chunk) {
+                Ok(0) => return Err(std::io::ErrorKind::UnexpectedEof.into()),
+                Ok(n) => self.buf.push_str(&String::from_utf8_lossy(&chunk[..n])),
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                    ) => {}
+                Err(e) => return Err(e),
+            }
+        }
+    }
+}
