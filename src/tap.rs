@@ -61,6 +61,14 @@ impl Handler for Tap {
         self.bus.publish_body(Body::AmiDisconnected(link));
     }
 
+    fn wants_contacts(&mut self) -> bool {
+        self.normalizer.take_contacts_wanted()
+    }
+
+    fn contacts_listed(&mut self) {
+        self.normalizer.contacts_listed();
+    }
+
     fn tick(&mut self) {
         let now = event::now_micros();
         let bus = &self.bus;

@@ -45,6 +45,8 @@ impl ClientConfig {
                 events: ami.events.clone(),
                 ping_interval,
                 ping_timeout: Duration::from_secs(ami.ping_timeout_secs),
+                contacts_every: (ami.contacts_poll_secs > 0)
+                    .then(|| Duration::from_secs(ami.contacts_poll_secs)),
             },
             backoff: Backoff {
                 min: Duration::from_millis(ami.reconnect_min_ms),
@@ -113,6 +115,12 @@ pub trait Handler {
     fn disconnected(&mut self, reason: &AmiError);
     /// About once a second, connected or not.
     fn tick(&mut self) {}
+    /// Whether the handler wants a fresh list of PJSIP contacts (asked after each read).
+    fn wants_contacts(&mut self) -> bool {
+        false
+    }
+    /// A list of PJSIP contacts (the `ContactList` events before) is complete.
+    fn contacts_listed(&mut self) {}
 }
 
 /// Health of the AMI link, shared with the watchdog and the status line.
@@ -264,6 +272,9 @@ async fn serve<H: Handler>(
                                         }
                                         handler.message(&msg);
                                     }
+                                    if step.contacts_listed {
+                                        handler.contacts_listed();
+                                    }
                                 }
                             }
                         }
@@ -279,6 +290,9 @@ async fn serve<H: Handler>(
                 health.messages.fetch_add(parser.stats().passed_over - passed_over, Ordering::Relaxed);
                 if let Some(e) = failed {
                     return e.into();
+                }
+                if handler.wants_contacts() {
+                    outbox.extend(session.request_contacts());
                 }
                 for action in outbox.drain(..) {
                     if let Err(e) = stream.write_all(action.as_bytes()).await {

@@ -30,6 +30,10 @@ pub struct AmiConfig {
     pub max_message_len: usize,
     /// Most headers in one AMI message; more and the message is skipped and counted.
     pub max_headers: usize,
+    /// Seconds between listings of the PJSIP contacts (`PJSIPShowContacts`), which is how
+    /// a registration refresh and a registration's expiry are learnt; 0: only after login
+    /// and when a contact appears.
+    pub contacts_poll_secs: u64,
 }
 
 impl Default for AmiConfig {
@@ -46,6 +50,7 @@ impl Default for AmiConfig {
             reconnect_max_secs: 30,
             max_message_len: 16 * 1024,
             max_headers: 128,
+            contacts_poll_secs: 10,
         }
     }
 }
@@ -98,6 +103,12 @@ impl AmiConfig {
             return Err(ConfigError::new(
                 "ami.max_headers",
                 "must be between 8 and 4096",
+            ));
+        }
+        if self.contacts_poll_secs > 86_400 {
+            return Err(ConfigError::new(
+                "ami.contacts_poll_secs",
+                "must be at most 86400 (a day); 0 lists contacts only after login and when one appears",
             ));
         }
         Ok(())

@@ -19,6 +19,10 @@ pub struct SessionConfig {
     pub events: String,
     pub ping_interval: Duration,
     pub ping_timeout: Duration,
+    /// How often the PJSIP contacts are listed (`PJSIPShowContacts`): how a registration
+    /// refresh shows, since Asterisk sends no event for one. Also right after login and
+    /// whenever the handler asks. `None`: only then.
+    pub contacts_every: Option<Duration>,
 }
 
 /// Why a session ended (or never started).
@@ -50,6 +54,8 @@ pub struct Step {
     /// The message is for the handler (events, and everything that is not a reply to
     /// one of the session's own actions).
     pub deliver: bool,
+    /// A contact list just ended (complete, or Asterisk had no contacts to list).
+    pub contacts_listed: bool,
 }
 
 pub struct Session {
@@ -61,12 +67,19 @@ pub struct Session {
     seq: u64,
     /// Round trip of the last answered Ping.
     pub last_rtt: Option<Duration>,
+    /// A contact list asked for and not complete yet.
+    contacts_out: bool,
+    next_contacts: Option<Instant>,
+    /// False once Asterisk refused `PJSIPShowContacts` (no res_pjsip, or an old version).
+    contacts_supported: bool,
 }
 
 const LOGIN_ID: &str = "pbxtap-login";
 const CHALLENGE_ID: &str = "pbxtap-challenge";
 const RESYNC_ID: &str = "pbxtap-resync";
 const PING_PREFIX: &str = "pbxtap-ping-";
+const CONTACTS_ID: &str = "pbxtap-contacts";
+const CONTACTS_ACTION: &str = "Action: PJSIPShowContacts\r\nActionID: pbxtap-contacts\r\n\r\n";
 
 /// The key of an MD5 login: lowercase hex of MD5(challenge + secret).
 pub fn md5_key(challenge: &str, secret: &str) -> String {
@@ -86,7 +99,25 @@ impl Session {
             ping_out: None,
             seq: 0,
             last_rtt: None,
+            contacts_out: false,
+            next_contacts: None,
+            contacts_supported: true,
         }
+    }
+
+    fn list_ended(&mut self, now: Instant) {
+        self.contacts_out = false;
+        self.next_contacts = self.cfg.contacts_every.map(|every| now + every);
+    }
+
+    /// The contact list, to send now, when the handler wants a fresh one: `None` while one
+    /// is on its way, before login, or where Asterisk has none.
+    pub fn request_contacts(&mut self) -> Option<String> {
+        if self.state != State::Up || self.contacts_out || !self.contacts_supported {
+            return None;
+        }
+        self.contacts_out = true;
+        Some(CONTACTS_ACTION.to_string())
     }
 
     pub fn is_up(&self) -> bool {
@@ -116,8 +147,14 @@ impl Session {
             return Err(SessionError::NoBanner);
         }
         let Some(response) = msg.response() else {
+            let listed =
+                msg.action_id() == Some(CONTACTS_ID) && msg.is_event("ContactListComplete");
+            if listed {
+                self.list_ended(now);
+            }
             return Ok(Step {
                 deliver: true,
+                contacts_listed: listed,
                 ..Step::default()
             });
         };
@@ -146,12 +183,13 @@ impl Session {
                 }
                 self.state = State::Up;
                 self.next_ping = Some(now + self.cfg.ping_interval);
+                self.contacts_out = true;
                 Ok(Step {
                     send: Some(format!(
-                        "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n"
+                        "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{CONTACTS_ACTION}"
                     )),
                     logged_in: true,
-                    deliver: false,
+                    ..Step::default()
                 })
             }
             (State::Up, id) if id.starts_with(PING_PREFIX) => {
@@ -165,6 +203,27 @@ impl Session {
             }
             // The resync list's own Success/Complete framing: the events in it are delivered.
             (State::Up, RESYNC_ID) => Ok(Step::default()),
+            (State::Up, CONTACTS_ID) => {
+                if success {
+                    // The list follows, ended by ContactListComplete.
+                    return Ok(Step::default());
+                }
+                // Asterisk answers an empty list with an error.
+                let empty = msg
+                    .get("Message")
+                    .is_some_and(|m| m.eq_ignore_ascii_case("No Contacts found"));
+                if empty {
+                    self.list_ended(now);
+                } else {
+                    // No PJSIP here: registrations are told from ContactStatus alone.
+                    self.contacts_supported = false;
+                    self.contacts_out = false;
+                }
+                Ok(Step {
+                    contacts_listed: empty,
+                    ..Step::default()
+                })
+            }
             _ => Ok(Step {
                 deliver: true,
                 ..Step::default()
@@ -179,29 +238,33 @@ impl Session {
         }
     }
 
-    /// Called now and then: a Ping to send, or the error of one that was not answered.
+    /// Called now and then: what to send (a Ping, the periodic contact list), or the error
+    /// of a Ping that was not answered.
     pub fn poll(&mut self, now: Instant) -> Result<Option<String>, SessionError> {
         if self.state != State::Up {
             return Ok(None);
         }
+        let mut out = String::new();
         if let Some((_, sent)) = self.ping_out {
             if now.saturating_duration_since(sent) > self.cfg.ping_timeout {
                 return Err(SessionError::PingTimeout(self.cfg.ping_timeout));
             }
-            return Ok(None);
+        } else if self.next_ping.is_some_and(|at| now >= at) {
+            self.seq += 1;
+            self.ping_out = Some((self.seq, now));
+            self.next_ping = Some(now + self.cfg.ping_interval);
+            out.push_str(&format!(
+                "Action: Ping\r\nActionID: {PING_PREFIX}{}\r\n\r\n",
+                self.seq
+            ));
         }
-        match self.next_ping {
-            Some(at) if now >= at => {
-                self.seq += 1;
-                self.ping_out = Some((self.seq, now));
-                self.next_ping = Some(now + self.cfg.ping_interval);
-                Ok(Some(format!(
-                    "Action: Ping\r\nActionID: {PING_PREFIX}{}\r\n\r\n",
-                    self.seq
-                )))
+        if self.next_contacts.is_some_and(|at| now >= at) {
+            self.next_contacts = None;
+            if let Some(list) = self.request_contacts() {
+                out.push_str(&list);
             }
-            _ => Ok(None),
         }
+        Ok((!out.is_empty()).then_some(out))
     }
 }
 
@@ -218,6 +281,7 @@ mod tests {
             events: "system,call".into(),
             ping_interval: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(3),
+            contacts_every: Some(Duration::from_secs(10)),
         }
     }
 

@@ -178,7 +178,7 @@ impl Normalizer {
         let stats = &mut self.stats;
         match event {
             AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, &mut out),
-            AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, stats, &mut out),
+            AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, now, stats, &mut out),
             AmiEvent::Queue(e) => {
                 let calls = &self.calls;
                 let answered = |call_id: &str| calls.is_answered(call_id);
@@ -203,6 +203,19 @@ impl Normalizer {
     /// ended by `CoreShowChannelsComplete`, is the truth about live channels.
     pub fn begin_resync(&mut self) {
         self.calls.begin_resync();
+        self.endpoints.connected();
+    }
+
+    /// Whether the AMI session should list the PJSIP contacts now (a contact appeared and
+    /// waits for its expiry).
+    pub fn take_contacts_wanted(&mut self) -> bool {
+        self.endpoints.take_list_wanted()
+    }
+
+    /// A contact list asked for by the session is complete: from now on a new contact
+    /// waits for the list that tells its expiry.
+    pub fn contacts_listed(&mut self) {
+        self.endpoints.lists_seen();
     }
 
     /// The connection was lost. Calls stay live until the resync tells.
@@ -210,16 +223,20 @@ impl Normalizer {
         self.calls.connection_lost();
     }
 
-    /// About once a second: reports queue callers waiting past the SLA.
+    /// About once a second: reports queue callers waiting past the SLA, and registrations
+    /// whose contact list did not come in time.
     pub fn tick(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
-        if self.cfg.queue_sla_secs == 0 {
-            return;
-        }
         let stats = &mut self.stats;
-        self.queues.tick(now, self.cfg.queue_sla_secs, &mut |b| {
-            stats.emitted += 1;
+        let mut emitted = 0;
+        let mut out = |b| {
+            emitted += 1;
             emit(b)
-        });
+        };
+        self.endpoints.tick(now, stats, &mut out);
+        if self.cfg.queue_sla_secs > 0 {
+            self.queues.tick(now, self.cfg.queue_sla_secs, &mut out);
+        }
+        self.stats.emitted += emitted;
     }
 }
 

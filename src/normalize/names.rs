@@ -28,6 +28,10 @@ pub enum CallEvent {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum EndpointEvent {
     ContactStatus,
+    /// One contact of the list asked for with `PJSIPShowContacts` (expiry, user agent).
+    ContactList,
+    /// The end of that list.
+    ContactListComplete,
     PeerStatus,
     DeviceStateChange,
     ExtensionStatus,
@@ -57,7 +61,7 @@ pub enum AmiEvent {
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 26] = {
+const NAMES: [(&str, AmiEvent); 28] = {
     use AmiEvent::{Call, Endpoint, Queue};
     use CallEvent as C;
     use EndpointEvent as E;
@@ -80,6 +84,8 @@ const NAMES: [(&str, AmiEvent); 26] = {
             Call(C::CoreShowChannelsComplete),
         ),
         ("ContactStatus", Endpoint(E::ContactStatus)),
+        ("ContactList", Endpoint(E::ContactList)),
+        ("ContactListComplete", Endpoint(E::ContactListComplete)),
         ("PeerStatus", Endpoint(E::PeerStatus)),
         ("DeviceStateChange", Endpoint(E::DeviceStateChange)),
         ("ExtensionStatus", Endpoint(E::ExtensionStatus)),

@@ -27,6 +27,7 @@ pub fn client_config(address: &str, auth: AmiAuth, secret: &str) -> ClientConfig
             events: "system,call,agent,user,cdr".into(),
             ping_interval: Duration::from_secs(1),
             ping_timeout: Duration::from_secs(1),
+            contacts_every: None,
         },
         backoff: Backoff {
             min: Duration::from_millis(100),

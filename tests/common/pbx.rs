@@ -106,7 +106,10 @@ impl Pbx {
         let (sip_port, phone_base) = (base, base + 10);
         let (rtp_start, rtp_base) = (base + 100, base + 300);
         let ami_port = super::free_port();
-        let run = tempfile::Builder::new().prefix("pbxtap-pbx.").tempdir().unwrap();
+        let run = tempfile::Builder::new()
+            .prefix("pbxtap-pbx.")
+            .tempdir()
+            .unwrap();
         let etc = run.path().join("etc");
         for d in ["etc", "log", "run", "db", "varlib", "spool", "cache"] {
             std::fs::create_dir_all(run.path().join(d)).unwrap();
@@ -155,7 +158,8 @@ impl Pbx {
         let dir = capture_dir();
         std::fs::create_dir_all(&dir).unwrap();
         let mut out = std::fs::File::create(dir.join(format!("{name}.ami"))).unwrap();
-        let mut stream = TcpStream::connect(("127.0.0.1", self.ami_port)).expect("AMI for the recording");
+        let mut stream =
+            TcpStream::connect(("127.0.0.1", self.ami_port)).expect("AMI for the recording");
         stream
             .write_all(b"Action: Login\r\nUsername: tap\r\nSecret: tapsecret\r\nEvents: on\r\n\r\n")
             .unwrap();
@@ -195,8 +199,8 @@ impl Pbx {
     }
 
     fn console_tail(&self) -> String {
-        let log = std::fs::read_to_string(self.run.path().join("log/console.log"))
-            .unwrap_or_default();
+        let log =
+            std::fs::read_to_string(self.run.path().join("log/console.log")).unwrap_or_default();
         let lines: Vec<&str> = log.lines().collect();
         lines[lines.len().saturating_sub(30)..].join("\n")
     }
@@ -222,7 +226,8 @@ impl Pbx {
         )
     }
 
-    fn phone_port(&self, ext: u16) -> u16 {
+    /// The port phone `ext` listens on (its contact's).
+    pub fn phone_port(&self, ext: u16) -> u16 {
         self.phone_base + ext - 100
     }
 
@@ -252,11 +257,7 @@ impl Pbx {
             .stdout(Stdio::null())
             .stderr(Stdio::null());
         let child = cmd.spawn().expect("start sipp");
-        Phone {
-            child,
-            label,
-            logs,
-        }
+        Phone { child, label, logs }
     }
 
     fn run_count(&self) -> u64 {
@@ -291,7 +292,10 @@ impl Pbx {
             tag.into(),
         ];
         let status = self.phone(ext, "register", &args).wait();
-        assert!(status.success(), "phone {ext} could not register ({status})");
+        assert!(
+            status.success(),
+            "phone {ext} could not register ({status})"
+        );
     }
 
     /// Phone `ext` answers calls by `scenario` (`uas_answer`, `uas_busy`, `uas_ring`,
@@ -372,7 +376,10 @@ impl Phone {
         let (label, logs) = (self.label.clone(), self.logs.clone());
         let status = self.wait();
         let errors = std::fs::read_to_string(logs.join(format!("{label}.err"))).unwrap_or_default();
-        assert!(status.success(), "SIPp {label} failed ({status}):\n{errors}");
+        assert!(
+            status.success(),
+            "SIPp {label} failed ({status}):\n{errors}"
+        );
     }
 }
 
