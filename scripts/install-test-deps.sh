@@ -36,6 +36,18 @@ if [ ${#missing[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq "${missing[@]}"
 fi
 
+# tests/live_asterisk.rs: the runtime libraries of the lab's Asterisk 22 and SIPp (when the
+# lab is beside the checkout; PBXTAP_ASTERISK_PREFIX may name another install instead).
+lab=../shared/lab/bin/lab.sh
+if [ -z "${PBXTAP_ASTERISK_PREFIX:-}" ] && [ -x "$lab" ]; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! $sudo "$lab" deps >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+    $sudo "$lab" deps >/dev/null
+  fi
+fi
+
 # For the user running the tests (~/.local/bin, which the tests also search).
 pip_missing=()
 for p in "${pip_packages[@]}"; do

@@ -9,12 +9,7 @@ cd "$(dirname "$0")/.."
 if [ -z "${PBXTAP_ASTERISK_PREFIX:-}" ]; then
   lab=../shared/lab/bin/lab.sh
   [ -x "$lab" ] || { echo "test-live.sh: no $lab and no PBXTAP_ASTERISK_PREFIX: nothing to test against" >&2; exit 1; }
-  sudo=""
-  [ "$(id -u)" -eq 0 ] || sudo="sudo"
-  if ! $sudo "$lab" deps >/dev/null 2>&1; then
-    $sudo apt-get update -qq
-    $sudo "$lab" deps
-  fi
+  scripts/install-test-deps.sh
   PBXTAP_ASTERISK_PREFIX=$("$lab" prefix)
   export PBXTAP_ASTERISK_PREFIX
 fi

@@ -89,8 +89,9 @@ async fn a_call_that_survives_the_outage_is_not_announced_twice() {
             "call.answered",
             "system.ami_disconnected",
             "system.ami_connected",
-            "call.cdr",
+            // The call's one CDR goes out after its end (normalize::calls, CdrFold).
             "call.ended:NORMAL_CLEARING",
+            "call.cdr",
         ]
     );
 }
