@@ -52,7 +52,8 @@ pub fn render(body: &Body) -> String {
     line
 }
 
-/// Feeds a recording, one message per simulated second, and renders every event.
+/// Feeds a recording, one message per simulated second, then a tick, and renders every
+/// event.
 fn events_of(file: &str) -> Vec<String> {
     let data = std::fs::read(format!(
         "{}/tests/fixtures/ami/{file}",
@@ -69,6 +70,9 @@ fn events_of(file: &str) -> Vec<String> {
             norm.handle(&m, now, &mut |b| out.push(render(&b)));
         }
     });
+    // The daemon's tick a second later: what waits for the next message (a call's CDR
+    // after the last Hangup) goes out.
+    norm.tick(now + 1_000_000, &mut |b| out.push(render(&b)));
     out
 }
 

@@ -304,9 +304,10 @@ async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_serv
                 "target.ringing",
                 "call.ringing",
                 "call.answer",
-                "call.cdr",
                 "target.ended",
-                "call.end"
+                "call.end",
+                // The call's one CDR comes after its end.
+                "call.cdr",
             ]
         );
         let start = got

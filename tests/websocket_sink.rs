@@ -256,13 +256,14 @@ async fn enswitch_a_recorded_call_arrives_field_by_field() {
     let f = feed(enswitch()).await;
     let mut ws = connect(&f.url(&format!("/events/websocket/?authkey={KEY}"))).await;
     f.replay(&["02-call-answered.ami"], 1, None).await;
-    let frames = until(&mut ws, |v| v["class"] == "call" && v["event"] == "end").await;
+    // The call's one CDR comes after its end.
+    let frames = until(&mut ws, |v| v["class"] == "call" && v["event"] == "cdr").await;
     let calls: Vec<&str> = frames
         .iter()
         .filter(|v| v["class"] == "call")
         .map(|v| v["event"].as_str().unwrap())
         .collect();
-    assert_eq!(calls, ["start", "ringing", "answer", "cdr", "end"]);
+    assert_eq!(calls, ["start", "ringing", "answer", "end", "cdr"]);
     for v in &frames {
         let ts = v["timestamp"].as_str().expect("timestamp is a string");
         let (secs, micros) = ts.split_once('.').expect("timestamp has a point");
@@ -281,12 +282,12 @@ async fn enswitch_a_recorded_call_arrives_field_by_field() {
         ("from", "101"),
         ("to", "102"),
         // The recording's dialplan gives no direction hint.
-        ("direction", "unknown"),
+        ("direction", "internal"),
         ("channel", "PJSIP/101-00000002"),
     ] {
         assert_eq!(start[k], want, "start.{k}: {start}");
     }
-    let end = frames.last().unwrap();
+    let end = frames.iter().find(|v| v["event"] == "end").unwrap();
     assert_eq!(end["callid"], "1795376847.2");
     assert_eq!(end["cause"], 16);
     assert_eq!(end["cause_name"], "NORMAL_CLEARING");
@@ -381,7 +382,7 @@ async fn portsip_a_recorded_call_arrives_field_by_field() {
     .await;
     assert_eq!(reply, serde_json::json!({"status":0}));
     f.replay(&["02-call-answered.ami"], 1, None).await;
-    let frames = until(&mut ws, |v| v["event_type"] == "call_ended").await;
+    let frames = until(&mut ws, |v| v["event_type"] == "call_cdr").await;
     assert_eq!(
         event_types(&frames),
         [
@@ -392,17 +393,18 @@ async fn portsip_a_recorded_call_arrives_field_by_field() {
             "extension_presence",
             "call_established",
             "extension_presence",
-            "call_cdr",
             "extension_presence",
             "target_ended",
             "call_ended",
+            // The call's one CDR comes after its end.
+            "call_cdr",
         ]
     );
     let start = &frames[0];
     assert_eq!(start["call_id"], "1795376847.2");
     assert_eq!(start["caller"], "sip:101@pbx.local");
     assert_eq!(start["callee"], "sip:102@pbx.local");
-    assert_eq!(start["direction"], "unknown");
+    assert_eq!(start["direction"], "ext"); // PortSIP's word for internal
     assert_eq!(start["session_id"], "1795376847.2");
     assert_eq!(start["tenant_id"], "t1");
     assert!(start["time"].as_str().unwrap().parse::<u64>().unwrap() > 1_600_000_000);
@@ -413,12 +415,12 @@ async fn portsip_a_recorded_call_arrives_field_by_field() {
     let presence = &frames[3];
     assert_eq!(presence["extension"], "sip:102@pbx.local");
     assert_eq!(presence["state"], "ringing");
-    let cdr = &frames[7];
+    let cdr = &frames[10];
     assert_eq!(cdr["disposition"], "ANSWERED");
     assert_eq!(cdr["caller"], "sip:101@pbx.local");
     assert_eq!(cdr["callee"], "sip:102@pbx.local");
     assert_eq!(cdr["billsec"], 4);
-    let ended = &frames[10];
+    let ended = &frames[9];
     assert_eq!(ended["call_target"], "");
     assert_eq!(ended["caller"], "sip:101@pbx.local");
     assert_eq!(ended["callee"], "sip:102@pbx.local");

@@ -50,6 +50,13 @@ struct Call {
     caller_cause: Option<u16>,
     /// The caller gave up before an answer (its channel was ended with SIP 487).
     caller_cancelled: bool,
+    /// The caller's side asked for the end (a BYE or CANCEL: a HangupRequest on it).
+    caller_hung_up: bool,
+    /// When the PBX answered the caller's channel itself (Answer(), a conference, a
+    /// queue's announcement); 0: never.
+    caller_up_at: u64,
+    /// A leg was dialled (DialBegin).
+    dialled: bool,
     /// Q.850 cause and SIP code of the last dial that ended unanswered.
     last_outcome: Option<(u16, u16)>,
     headers: Headers,
@@ -72,6 +79,8 @@ struct Channel {
     refused: Option<(u16, u16)>,
     /// How the leg ended, once its dial did: reported by its `target.ended`.
     outcome: Option<(u16, u16)>,
+    /// On hold now: an Unhold without a Hold before (a transfer's) is not told.
+    held: bool,
     last_activity: u64,
     /// Listed in the current resync (or created since it began).
     seen: bool,
@@ -117,11 +126,15 @@ pub const MAX_PENDING_CDRS: usize = 16;
 /// call are folded into it (Asterisk writes one per dialplan application that ran).
 pub const RECENT_CDR_CALLS: usize = 64;
 
-/// One `call.cdr` per call: the first record of a call is held while the call lives and
-/// sent after its `call.ended`; records after the first are folded (counted, not sent).
+/// One `call.cdr` per call. Asterisk writes a record per dialled leg and per application
+/// and sends a call's records together, around its last Hangup. The records of a call are
+/// held and folded into one (the answered record that started first, else the first), which
+/// goes out after the call's `call.ended`, at the first message that is not one of them;
+/// records that come after it are folded (counted in `cdrs_folded`, not sent).
 #[derive(Default)]
 struct CdrFold {
-    pending: Vec<Cdr, MAX_PENDING_CDRS>,
+    /// Held records, and whether their call has ended.
+    pending: Vec<(Cdr, bool), MAX_PENDING_CDRS>,
     /// Calls whose CDR went out, oldest first.
     sent: heapless::Deque<Id, RECENT_CDR_CALLS>,
 }
@@ -138,10 +151,56 @@ impl CdrFold {
         let _ = self.sent.push_back(call_id.clone());
     }
 
-    /// The held CDR of `call_id`, if any.
-    fn take(&mut self, call_id: &str) -> Option<Cdr> {
-        let i = self.pending.iter().position(|c| c.call_id == call_id)?;
-        Some(self.pending.swap_remove(i))
+    /// A record of a call: held, folded into the held one, or folded away.
+    fn add(
+        &mut self,
+        cdr: Cdr,
+        ended: bool,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        if let Some((held, _)) = self
+            .pending
+            .iter_mut()
+            .find(|(c, _)| c.call_id == cdr.call_id)
+        {
+            stats.cdrs_folded += 1;
+            // The answered record, and of those the earliest (a transfer's starts later).
+            let rank = |c: &Cdr| (c.disposition != "ANSWERED", c.start_time.clone());
+            if rank(&cdr) < rank(held) {
+                *held = cdr;
+            }
+            return;
+        }
+        if self.was_sent(&cdr.call_id) {
+            stats.cdrs_folded += 1;
+            return;
+        }
+        if self.pending.is_full() {
+            // Sent early, never lost: the oldest held record goes out now.
+            let (oldest, _) = self.pending.remove(0);
+            self.mark_sent(&oldest.call_id);
+            emit(Body::CallCdr(oldest));
+        }
+        let _ = self.pending.push((cdr, ended));
+    }
+
+    /// The call ended: its held record goes out at the next flush.
+    fn call_ended(&mut self, call_id: &str) {
+        for (c, ended) in self.pending.iter_mut() {
+            if c.call_id == call_id {
+                *ended = true;
+            }
+        }
+    }
+
+    /// Sends the records of calls that ended.
+    fn flush(&mut self, emit: &mut dyn FnMut(Body)) {
+        while let Some(i) = self.pending.iter().position(|(_, ended)| *ended) {
+            let (cdr, _) = self.pending.remove(i);
+            self.mark_sent(&cdr.call_id);
+            emit(Body::CallCdr(cdr));
+        }
     }
 }
 
@@ -368,6 +427,9 @@ impl Calls {
                 ringing_sent: false,
                 caller_cause: None,
                 caller_cancelled: false,
+                caller_hung_up: false,
+                caller_up_at: 0,
+                dialled: false,
                 last_outcome: None,
                 headers,
             };
@@ -401,6 +463,7 @@ impl Calls {
             dial_done: false,
             refused: None,
             outcome: None,
+            held: false,
             last_activity: now,
             seen: true,
         };
@@ -450,6 +513,14 @@ impl Calls {
         let ch = &mut self.channels[i];
         ch.last_activity = now;
         if !ch.leg {
+            if state == "6" {
+                let (uid, call_id) = (ch.uniqueid.clone(), ch.call_id.clone());
+                if let Some(call) = self.call(&call_id) {
+                    if call.session_id == uid && call.caller_up_at == 0 {
+                        call.caller_up_at = now;
+                    }
+                }
+            }
             return;
         }
         let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
@@ -530,6 +601,7 @@ impl Calls {
         let (call_id, name) = (ch.call_id.clone(), ch.name.clone());
         if let Some(call) = self.call(&call_id) {
             call.last_activity = now;
+            call.dialled = true;
             if call.dial_ended_unanswered && call.outcome != Outcome::Answered {
                 call.dial_ended_unanswered = false;
                 emit(Body::CallRerouted(CallTarget {
@@ -580,7 +652,7 @@ impl Calls {
         if status == "CANCEL" {
             // Another leg answered (its Hangup says ANSWERED_ELSEWHERE), or the caller
             // gave up: then the leg ended normally, with the 487 of the cancel.
-            if !answered && call.caller_cancelled {
+            if !answered && (call.caller_cancelled || call.caller_hung_up) {
                 self.channels[i].outcome = Some((16, 487));
             }
             return;
@@ -652,8 +724,11 @@ impl Calls {
         }
         let (uid, call_id) = (ch.uniqueid.clone(), ch.call_id.clone());
         if let Some(call) = self.call(&call_id) {
-            if call.session_id == uid && tech == 487 && call.outcome != Outcome::Answered {
-                call.caller_cancelled = true;
+            if call.session_id == uid {
+                call.caller_hung_up = true;
+                if tech == 487 && call.outcome != Outcome::Answered {
+                    call.caller_cancelled = true;
+                }
             }
         }
     }
@@ -713,9 +788,20 @@ impl Calls {
         let hangup_cause = call.caller_cause.unwrap_or(last_cause);
         // An answered call ends as its caller's channel did; an unanswered one as its
         // last dial did (busy, no answer, refused), or normally when the caller gave up.
+        // A call that dialled no one and was answered by the PBX (a conference, an IVR,
+        // voicemail) is answered; a queue caller answered only by its announcement is not.
+        let by_pbx = call.outcome != Outcome::Answered && !call.dialled && call.caller_up_at > 0;
+        // Asterisk's cause 0 ("unknown") on a call whose caller hung up is a normal end.
+        let hangup_cause = match hangup_cause {
+            0 if call.caller_hung_up => 16,
+            c => c,
+        };
         let (cause, sip_code) = match (call.outcome, call.last_outcome) {
             (Outcome::Answered, _) => (hangup_cause, 200),
+            _ if by_pbx => (hangup_cause, 200),
             _ if call.caller_cancelled => (16, 487),
+            // The caller left an answered channel (a queue, an announcement): BYE.
+            _ if call.caller_hung_up && call.caller_up_at > 0 => (16, 200),
             (_, Some(outcome)) => outcome,
             _ => (hangup_cause, cause::sip_code(hangup_cause)),
         };
@@ -734,7 +820,12 @@ impl Calls {
                 dial_status: "",
             }));
         }
-        let answered = call.outcome == Outcome::Answered;
+        let answered = call.outcome == Outcome::Answered || by_pbx;
+        let answered_at = if by_pbx {
+            call.caller_up_at
+        } else {
+            call.answered_at
+        };
         emit(Body::CallEnded(CallEnded {
             call_id: call.id,
             from: call.from,
@@ -743,18 +834,11 @@ impl Calls {
             cause_name: name,
             sip_code,
             duration: secs(call.started_at, now),
-            billsec: if answered {
-                secs(call.answered_at, now)
-            } else {
-                0
-            },
+            billsec: if answered { secs(answered_at, now) } else { 0 },
             answered,
             extra_headers: call.headers,
         }));
-        if let Some(cdr) = self.cdrs.take(&id) {
-            self.cdrs.mark_sent(&cdr.call_id);
-            emit(Body::CallCdr(cdr));
-        }
+        self.cdrs.call_ended(&id);
     }
 
     fn hold(
@@ -771,6 +855,11 @@ impl Calls {
         };
         let ch = &mut self.channels[i];
         ch.last_activity = now;
+        if !held && !ch.held {
+            // A transfer or a bridge change takes channels off a hold that never was.
+            return;
+        }
+        ch.held = held;
         let body = CallHold {
             call_id: ch.call_id.clone(),
             aor: bounded(stats, endpoint_of(ch.name.as_str())),
@@ -815,22 +904,14 @@ impl Calls {
             ama_flags: bounded(stats, g("AMAFlags")),
             user_field: bounded(stats, g("UserField")),
         };
-        let live = self.calls.iter().any(|c| c.id == cdr.call_id);
-        let held = self.cdrs.pending.iter().any(|c| c.call_id == cdr.call_id);
-        if held || self.cdrs.was_sent(&cdr.call_id) {
-            stats.cdrs_folded += 1;
-        } else if live {
-            if self.cdrs.pending.is_full() {
-                // Sent early, never lost: the oldest held CDR goes out now.
-                let oldest = self.cdrs.pending.remove(0);
-                self.cdrs.mark_sent(&oldest.call_id);
-                emit(Body::CallCdr(oldest));
-            }
-            let _ = self.cdrs.pending.push(cdr);
-        } else {
-            self.cdrs.mark_sent(&cdr.call_id);
-            emit(Body::CallCdr(cdr));
-        }
+        let ended = !self.calls.iter().any(|c| c.id == cdr.call_id);
+        self.cdrs.add(cdr, ended, stats, emit);
+    }
+
+    /// Sends the folded CDRs of calls that ended: called for every message that is not a
+    /// CDR, and every tick.
+    pub fn flush_cdrs(&mut self, emit: &mut dyn FnMut(Body)) {
+        self.cdrs.flush(emit);
     }
 
     /// Blind and attended transfers: `call.rerouted` to the new target.

@@ -176,6 +176,9 @@ impl Normalizer {
             emit(b)
         };
         let stats = &mut self.stats;
+        if event != AmiEvent::Call(names::CallEvent::Cdr) {
+            self.calls.flush_cdrs(&mut out);
+        }
         match event {
             AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, &mut out),
             AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, now, stats, &mut out),
@@ -232,6 +235,7 @@ impl Normalizer {
             emitted += 1;
             emit(b)
         };
+        self.calls.flush_cdrs(&mut out);
         self.endpoints.tick(now, stats, &mut out);
         if self.cfg.queue_sla_secs > 0 {
             self.queues.tick(now, self.cfg.queue_sla_secs, &mut out);

@@ -122,7 +122,11 @@ impl Queues {
                         caller_name: w.caller_name.clone(),
                         position: w.position,
                         reason,
-                        waited: waited_secs(w.joined_at, now),
+                        // Asterisk's own count when it gives one (QueueCallerAbandon).
+                        waited: msg
+                            .get("HoldTime")
+                            .and_then(|h| h.trim().parse().ok())
+                            .unwrap_or_else(|| waited_secs(w.joined_at, now)),
                     }));
                 }
                 if !abandon {
