@@ -12,6 +12,9 @@ pub struct Tap {
     normalizer: Normalizer,
     bus: Arc<Bus>,
     address: event::Text,
+    /// Whether the last attempt logged in: `None` before the first. An outage is one
+    /// `system.ami_disconnected`, not one per failed redial.
+    connected: Option<bool>,
 }
 
 impl Tap {
@@ -20,6 +23,7 @@ impl Tap {
             normalizer,
             bus,
             address: event::text(address),
+            connected: None,
         }
     }
 
@@ -37,6 +41,7 @@ impl Tap {
 
 impl Handler for Tap {
     fn connected(&mut self, version: &str) {
+        self.connected = Some(true);
         self.normalizer.begin_resync();
         let reason = format!("logged in (AMI {version})");
         self.bus
@@ -57,6 +62,10 @@ impl Handler for Tap {
 
     fn disconnected(&mut self, reason: &AmiError) {
         self.normalizer.connection_lost();
+        if self.connected.replace(false) == Some(false) {
+            // Still down: the client logs each failed redial.
+            return;
+        }
         let link = self.link(&reason.to_string());
         self.bus.publish_body(Body::AmiDisconnected(link));
     }

@@ -44,6 +44,10 @@ impl Tap {
         Tap { daemon }
     }
 
+    fn daemon_running(&mut self) -> bool {
+        self.daemon.is_running()
+    }
+
     fn events(&self) -> Vec<Value> {
         self.daemon
             .stdout_lines()
@@ -696,5 +700,218 @@ fn a_call_parked_and_hung_up_in_the_lot() {
             "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
             "call.cdr source=101 destination=102 disposition=ANSWERED",
         ],
+    );
+}
+
+/// The `channel` of the first `call.answered` of `call_id`.
+fn answered_channel(tap: &Tap, call_id: &str) -> String {
+    let events = tap.wait_for("the call's answer", |e| {
+        name(e) == "call.answered" && e["call_id"] == call_id
+    });
+    events
+        .iter()
+        .find(|e| name(e) == "call.answered" && e["call_id"] == call_id)
+        .and_then(|e| e["channel"].as_str())
+        .unwrap()
+        .to_string()
+}
+
+#[test]
+fn an_attended_transfer_by_ami_atxfer() {
+    let pbx = Pbx::start("an_attended_transfer_by_ami_atxfer");
+    let tap = Tap::start(&pbx);
+    pbx.register(102, 120, "t102");
+    pbx.register(103, 120, "t103");
+    let transferor = pbx.callee(
+        102,
+        "uas_answer",
+        &[("ring_ms", "500"), ("talk_ms", "5000")],
+    );
+    let target = pbx.callee(
+        103,
+        "uas_answer",
+        &[("ring_ms", "500"), ("talk_ms", "4000")],
+    );
+    let caller = pbx.caller(101, "102", "uac_call", &[("talk_ms", "0")]);
+    let started = tap.wait_for("the call", |e| {
+        name(e) == "call.started" && e["from"] == "101"
+    });
+    let call = call_from(&started, "101");
+    let channel = answered_channel(&tap, &call);
+    pbx.wait_bridged();
+    // 102 consults 103 (Atxfer, as its phone's transfer key would), then hangs up: 101
+    // and 103 are connected.
+    let mut ami = common::pbx::RawAmi::login(pbx.ami_port, "tap", "tapsecret").unwrap();
+    ami.send(&[
+        ("Action", "Atxfer"),
+        ("Channel", &channel),
+        ("Exten", "103"),
+        ("Context", "lab"),
+    ])
+    .unwrap();
+    caller.passed();
+    let _ = (transferor.wait(), target.wait());
+    pbx.register(102, 0, "t102");
+    pbx.register(103, 0, "t103");
+    let events = tap.fence(&pbx);
+    assert_seq(&of_call_all(&events, &call), &[
+            "call.started from=101 to=102 direction=internal",
+            "target.added target=102",
+            "target.ringing target=102",
+            "call.ringing target=102",
+            "call.answered target=102",
+            "call.held aor=102 peer_aor=101",
+            "target.added target=103",
+            "target.ringing target=103",
+            "call.rerouted target=103",
+            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+            "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+            "call.cdr source=101 destination=102 disposition=ANSWERED",
+        ],
+    );
+}
+
+#[test]
+fn a_call_made_with_ami_originate() {
+    let pbx = Pbx::start("a_call_made_with_ami_originate");
+    let tap = Tap::start(&pbx);
+    pbx.register(102, 120, "o102");
+    pbx.register(103, 120, "o103");
+    let first = pbx.callee(
+        102,
+        "uas_answer",
+        &[("ring_ms", "300"), ("talk_ms", "3000")],
+    );
+    let second = pbx.callee(103, "uas_answer", &[("ring_ms", "300"), ("talk_ms", "0")]);
+    let mut ami = common::pbx::RawAmi::login(pbx.ami_port, "tap", "tapsecret").unwrap();
+    ami.send(&[
+        ("Action", "Originate"),
+        ("Channel", "PJSIP/102"),
+        ("Context", "lab"),
+        ("Exten", "103"),
+        ("Priority", "1"),
+        ("CallerID", "Click2Call <102>"),
+        ("Async", "true"),
+    ])
+    .unwrap();
+    let _ = (first.wait(), second.wait());
+    pbx.register(102, 0, "o102");
+    pbx.register(103, 0, "o103");
+    let events = tap.fence(&pbx);
+    let call = events
+        .iter()
+        .find(|e| name(e) == "call.started")
+        .and_then(|e| e["call_id"].as_str())
+        .unwrap()
+        .to_string();
+    // 102 hangs up, Asterisk hangs 103 up: the two legs end together.
+    let (rest, second) = split_leg(of_call_all(&events, &call), "103");
+    assert_seq(
+        &second,
+        &["target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200"],
+    );
+    assert_seq(&rest, &[
+            "call.started from=102 to=s direction=internal",
+            "target.added target=102",
+            "target.ringing target=102",
+            "call.ringing target=102",
+            "call.answered target=102",
+            "target.added target=103",
+            "target.ringing target=103",
+            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+            "call.ended from=102 to=s cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+            "call.cdr source=102 destination=103 disposition=ANSWERED",
+        ],
+    );
+}
+
+#[test]
+fn asterisk_restarted_in_the_middle_of_a_call_ends_it_once_and_pbxtap_reconnects() {
+    let mut pbx = Pbx::start("asterisk_restarted_in_the_middle_of_a_call");
+    let mut tap = Tap::start(&pbx);
+    pbx.register(102, 120, "x102");
+    let callee = pbx.callee(102, "uas_answer", &[("ring_ms", "300"), ("talk_ms", "0")]);
+    let caller = pbx.caller(101, "102", "uac_call", &[("talk_ms", "20000")]);
+    let started = tap.wait_for("the call", |e| {
+        name(e) == "call.started" && e["from"] == "101"
+    });
+    let call = call_from(&started, "101");
+    answered_channel(&tap, &call);
+    pbx.cli("core restart now");
+    tap.wait_for("the call's end after the restart", |e| {
+        name(e) == "call.ended" && e["call_id"] == call
+    });
+    let events = tap.wait_for("the reconnect", |e| {
+        name(e) == "system.ami_connected" && e["seq"].as_u64() > Some(2)
+    });
+    drop((caller, callee));
+    assert!(tap.daemon_running(), "pbxtap exited");
+    let ended: Vec<&Value> = events
+        .iter()
+        .filter(|e| name(e) == "call.ended" && e["call_id"] == call)
+        .collect();
+    assert_eq!(ended.len(), 1, "{ended:#?}");
+    assert_eq!(ended[0]["cause_name"], "NORMAL_CLEARING", "{}", ended[0]);
+    let system: Vec<String> = events
+        .iter()
+        .filter(|e| e["class"] == "system")
+        .map(name)
+        .collect();
+    assert_eq!(
+        system,
+        [
+            "system.ami_connected",
+            "system.ami_disconnected",
+            "system.ami_connected"
+        ]
+    );
+    // And it goes on: a new registration after the restart is seen.
+    pbx.wait_booted_again();
+    pbx.register(103, 60, "after");
+    tap.wait_for("a registration after the restart", |e| {
+        name(e) == "endpoint.registered" && e["aor"] == "103"
+    });
+}
+
+#[test]
+fn a_manager_reload_keeps_pbxtap_connected_and_loses_nothing() {
+    let pbx = Pbx::start("a_manager_reload_keeps_pbxtap_connected_and_loses_nothing");
+    let tap = Tap::start(&pbx);
+    pbx.register(102, 120, "m102");
+    let callee = pbx.callee(102, "uas_answer", &[("ring_ms", "300"), ("talk_ms", "0")]);
+    let caller = pbx.caller(101, "102", "uac_call", &[("talk_ms", "3000")]);
+    let started = tap.wait_for("the call", |e| {
+        name(e) == "call.started" && e["from"] == "101"
+    });
+    let call = call_from(&started, "101");
+    answered_channel(&tap, &call);
+    pbx.cli("manager reload");
+    caller.passed();
+    let _ = callee.wait();
+    pbx.register(102, 0, "m102");
+    let events = tap.fence(&pbx);
+    assert_seq(
+        &of_call_all(&events, &call),
+        &[
+            "call.started from=101 to=102 direction=internal",
+            "target.added target=102",
+            "target.ringing target=102",
+            "call.ringing target=102",
+            "call.answered target=102",
+            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+            "call.cdr source=101 destination=102 disposition=ANSWERED",
+        ],
+    );
+    let system: Vec<String> = events
+        .iter()
+        .filter(|e| e["class"] == "system")
+        .map(name)
+        .collect();
+    assert_eq!(
+        system,
+        ["system.ami_connected"],
+        "a reload dropped the AMI session"
     );
 }

@@ -71,6 +71,9 @@ struct Channel {
     target: Text,
     /// A dialled leg (the destination of a DialBegin, or a later channel of the call).
     leg: bool,
+    /// The destination of a DialBegin: only these are told as `target.*` (a Local
+    /// channel pair that a transfer or an application creates is plumbing, not a target).
+    dialled: bool,
     ringing: bool,
     up: bool,
     dial_done: bool,
@@ -458,6 +461,7 @@ impl Calls {
                 },
             ),
             leg: !is_new_call,
+            dialled: false,
             ringing: false,
             up: false,
             dial_done: false,
@@ -524,7 +528,7 @@ impl Calls {
             return;
         }
         let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
-        if state == "5" && !ch.ringing {
+        if state == "5" && !ch.ringing && ch.dialled {
             ch.ringing = true;
             emit(Body::TargetRinging(TargetLeg {
                 call_id: call_id.clone(),
@@ -596,6 +600,7 @@ impl Calls {
         let target: Text = bounded(stats, target);
         let ch = &mut self.channels[i];
         ch.leg = true;
+        ch.dialled = true;
         ch.target = target.clone();
         ch.last_activity = now;
         let (call_id, name) = (ch.call_id.clone(), ch.name.clone());
@@ -746,7 +751,7 @@ impl Calls {
         };
         let ch = self.channels.swap_remove(i);
         let cause = parse_u16(msg.get("Cause"));
-        if ch.leg {
+        if ch.leg && ch.dialled {
             let (cause, sip_code) = ch.outcome.unwrap_or((cause, cause::sip_code(cause)));
             emit(Body::TargetEnded(TargetLeg {
                 call_id: ch.call_id.clone(),

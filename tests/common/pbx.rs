@@ -173,6 +173,12 @@ impl Pbx {
         });
     }
 
+    /// After `core restart now`: waits until Asterisk is up again (it re-executes itself
+    /// under the same process id).
+    pub fn wait_booted_again(&mut self) {
+        self.wait_booted();
+    }
+
     /// Waits for `FullyBooted` on a login of our own, or panics with the console's tail.
     fn wait_booted(&mut self) {
         let deadline = Instant::now() + BOOT;
@@ -215,6 +221,17 @@ impl Pbx {
             .output()
             .expect("asterisk -rx");
         String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+
+    /// Waits until two channels have been in one bridge for at least a second (`bridge
+    /// show all`), the point at which a person could press transfer.
+    pub fn wait_bridged(&self) {
+        super::wait_until("two channels bridged for a second", BOOT, || {
+            self.cli("bridge show all").lines().skip(1).any(|l| {
+                let cols: Vec<&str> = l.split_whitespace().collect();
+                cols.len() >= 5 && cols[cols.len() - 4] == "2" && cols[cols.len() - 1] != "00:00:00"
+            })
+        });
     }
 
     /// The `[ami]` table of a pbxtap config for this PBX's `tap` user.
