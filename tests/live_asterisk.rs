@@ -15,6 +15,8 @@ use std::time::Duration;
 
 use common::daemon::Daemon;
 use common::pbx::Pbx;
+use common::scenarios;
+use common::sequence::{assert_seq, call_from, name, of_call, of_call_all, shown, split_leg};
 use serde_json::Value;
 
 /// Longest any event is waited for.
@@ -78,118 +80,12 @@ impl Tap {
     }
 }
 
-fn name(e: &Value) -> String {
-    format!(
-        "{}.{}",
-        e["class"].as_str().unwrap_or("?"),
-        e["event"].as_str().unwrap_or("?")
-    )
-}
-
-/// The fields a consumer reads of each event, as `key=value` after its name.
-fn shown(e: &Value) -> String {
-    let n = name(e);
-    let fields: &[&str] = match n.as_str() {
-        "call.started" => &["from", "to", "direction"],
-        "call.ringing" | "call.answered" | "call.noanswer" | "call.rerouted" => &["target"],
-        "call.failed" => &["target", "cause", "cause_name", "sip_code"],
-        "call.ended" => &["from", "to", "cause", "cause_name", "sip_code", "answered"],
-        "call.held" | "call.unheld" => &["aor", "peer_aor"],
-        "call.cdr" => &["source", "destination", "disposition"],
-        "target.added" | "target.ringing" => &["target"],
-        "target.noanswer" | "target.failed" | "target.ended" => {
-            &["target", "cause", "cause_name", "sip_code"]
-        }
-        "endpoint.registered" | "endpoint.unregistered" => {
-            &["aor", "contact", "expires", "user_agent"]
-        }
-        "queue.caller_joined" => &["queue", "caller"],
-        // `waited` is Asterisk's HoldTime, whole seconds of a wait the test paces: checked
-        // on its own, within a range.
-        "queue.caller_left" => &["queue", "caller", "reason"],
-        "queue.sla_breached" => &["queue", "caller", "waited"],
-        _ => &[],
-    };
-    let mut out = n;
-    for f in fields {
-        let v = &e[*f];
-        let v = v
-            .as_str()
-            .map(str::to_string)
-            .unwrap_or_else(|| v.to_string());
-        out.push_str(&format!(" {f}={v}"));
-    }
-    out
-}
-
-/// The call and target events of the call `call_id`, shown.
-fn of_call(events: &[Value], call_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| matches!(e["class"].as_str(), Some("call" | "target")))
-        .filter(|e| e["call_id"] == call_id)
-        .map(shown)
-        .collect()
-}
-
-/// The `call_id` of the first call started from `from`.
-fn call_from(events: &[Value], from: &str) -> String {
-    events
-        .iter()
-        .find(|e| name(e) == "call.started" && e["from"] == from)
-        .and_then(|e| e["call_id"].as_str())
-        .unwrap_or_else(|| panic!("no call.started from {from} in {events:#?}"))
-        .to_string()
-}
-
 /// The `call.ended` of `call_id`.
 fn ended<'a>(events: &'a [Value], call_id: &str) -> &'a Value {
     events
         .iter()
         .find(|e| name(e) == "call.ended" && e["call_id"] == call_id)
         .unwrap_or_else(|| panic!("no call.ended for {call_id}"))
-}
-
-/// `got` is `want`, line by line; a `*` in a wanted line stands for any text (for what
-/// Asterisk itself varies from run to run, such as a transferred CDR's destination).
-fn assert_seq(got: &[String], want: &[&str]) {
-    let same = got.len() == want.len() && got.iter().zip(want).all(|(g, w)| glob(g, w));
-    assert!(
-        same,
-        "\ngot:\n  {}\nwant:\n  {}",
-        got.join("\n  "),
-        want.join("\n  ")
-    );
-}
-
-fn glob(text: &str, pattern: &str) -> bool {
-    let mut parts = pattern.split('*');
-    let first = parts.next().unwrap_or("");
-    let Some(mut rest) = text.strip_prefix(first) else {
-        return false;
-    };
-    let parts: Vec<&str> = parts.collect();
-    for (i, part) in parts.iter().enumerate() {
-        if i + 1 == parts.len() {
-            return rest.ends_with(part);
-        }
-        match rest.find(part) {
-            Some(at) => rest = &rest[at + part.len()..],
-            None => return false,
-        }
-    }
-    rest.is_empty()
-}
-
-/// `seq` without the events of the leg to `target`, and those events: a leg that lost
-/// (cancelled when another answered) ends concurrently with the rest of the call, so
-/// only its own order is fixed.
-fn split_leg(seq: Vec<String>, target: &str) -> (Vec<String>, Vec<String>) {
-    let mine = format!("target={target}");
-    let (leg, rest): (Vec<String>, Vec<String>) = seq
-        .into_iter()
-        .partition(|l| l.starts_with("target.ended") && l.contains(&mine));
-    (rest, leg)
 }
 
 /// 101 calls `dial` with `uac_call` (hanging up after `talk_ms`, or waiting for BYE at 0),
@@ -282,16 +178,7 @@ fn a_call_answered_and_hung_up_by_the_caller() {
     let call = call_from(&events, "101");
     assert_seq(
         &of_call(&events, &call),
-        &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
+        scenarios::ANSWERED_CALLER_HANGS_UP,
     );
     let end = ended(&events, &call);
     assert!(end["duration"].as_u64().unwrap() >= 2, "{end}");
@@ -315,16 +202,7 @@ fn a_call_answered_and_hung_up_by_the_callee() {
     let call = call_from(&events, "101");
     assert_seq(
         &of_call(&events, &call),
-        &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
+        scenarios::ANSWERED_CALLEE_HANGS_UP,
     );
 }
 
@@ -348,20 +226,9 @@ fn rejected(code: &str, want_cause: &str, dial_disposition: &str) {
         ),
     );
     let call = call_from(&events, "101");
-    assert_seq(
-        &of_call(&events, &call),
-        &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            &format!("target.failed target=102 {want_cause} sip_code={code}"),
-            &format!("call.failed target=102 {want_cause} sip_code={code}"),
-            &format!("target.ended target=102 {want_cause} sip_code={code}"),
-            &format!("call.ended from=101 to=102 {want_cause} sip_code={code} answered=false"),
-            &format!("call.cdr source=101 destination=102 disposition={dial_disposition}"),
-        ],
-    );
+    let want = scenarios::rejected(code, want_cause, dial_disposition);
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    assert_seq(&of_call(&events, &call), &want);
 }
 
 #[test]
@@ -396,18 +263,7 @@ fn a_caller_who_cancels_while_it_rings_ends_the_call_normally() {
     pbx.register(102, 0, "c102");
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
-    assert_seq(
-        &of_call(&events, &call),
-        &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=487",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=487 answered=false",
-            "call.cdr source=101 destination=102 disposition=NO ANSWER",
-        ],
-    );
+    assert_seq(&of_call(&events, &call), scenarios::CALLER_CANCELS);
 }
 
 #[test]
@@ -416,30 +272,7 @@ fn a_call_nobody_answers_ends_at_the_dial_timeout_as_no_answer() {
     let tap = Tap::start(&pbx);
     let events = one_call(&pbx, &tap, "402", "0", ("uas_ring".into(), &[]));
     let call = call_from(&events, "101");
-    assert_seq(
-        &of_call(&events, &call),
-        &[
-            "call.started from=101 to=402 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            // sip_code: what the caller is told for a no-answer (480, RFC 3398).
-            "target.noanswer target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
-            "call.noanswer target=102",
-            "target.ended target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
-            "call.ended from=101 to=402 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false",
-            "call.cdr source=101 destination=402 disposition=NO ANSWER",
-        ],
-    );
-}
-
-/// Every event with a `call_id` of the call from `from` (queue events too), shown.
-fn of_call_all(events: &[Value], call_id: &str) -> Vec<String> {
-    events
-        .iter()
-        .filter(|e| e["call_id"] == call_id)
-        .map(shown)
-        .collect()
+    assert_seq(&of_call(&events, &call), scenarios::NO_ANSWER);
 }
 
 #[test]
@@ -458,23 +291,8 @@ fn a_ring_group_where_one_of_two_phones_answers() {
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
     let (rest, loser) = split_leg(of_call_all(&events, &call), "102");
-    assert_seq(
-        &loser,
-        &["target.ended target=102 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487"],
-    );
-    assert_seq(&rest, &[
-            "call.started from=101 to=600 direction=internal",
-            "target.added target=102",
-            "target.added target=103",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "target.ringing target=103",
-            "call.answered target=103",
-            "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=600 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&loser, scenarios::RING_GROUP_LOSER);
+    assert_seq(&rest, scenarios::RING_GROUP);
 }
 
 #[test]
@@ -493,25 +311,8 @@ fn a_queue_call_answered_after_a_wait() {
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
     let (rest, loser) = split_leg(of_call_all(&events, &call), "103");
-    assert_seq(
-        &loser,
-        &["target.ended target=103 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487"],
-    );
-    assert_seq(&rest, &[
-            "call.started from=101 to=8001 direction=internal",
-            "queue.caller_joined queue=lab-queue caller=101",
-            "target.added target=102",
-            "target.added target=103",
-            "target.ringing target=103",
-            "call.ringing target=103",
-            "target.ringing target=102",
-            "call.answered target=102",
-            "queue.caller_left queue=lab-queue caller=101 reason=answered",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=8001 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&loser, scenarios::QUEUE_LOSER);
+    assert_seq(&rest, scenarios::QUEUE_ANSWERED);
 }
 
 #[test]
@@ -528,22 +329,8 @@ fn a_queue_caller_who_gives_up_and_one_past_the_sla() {
     let call = call_from(&events, "101");
     // The ringing member is cancelled as the caller leaves: concurrent with the rest.
     let (rest, member) = split_leg(of_call_all(&events, &call), "102");
-    assert_seq(
-        &member,
-        &["target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=487"],
-    );
-    assert_seq(&rest, &[
-            "call.started from=101 to=8001 direction=internal",
-            "queue.caller_joined queue=lab-queue caller=101",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "queue.sla_breached queue=lab-queue caller=101 waited=2",
-            "queue.caller_left queue=lab-queue caller=101 reason=abandoned",
-            "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false",
-            "call.cdr source=101 destination=8001 disposition=NO ANSWER",
-        ],
-    );
+    assert_seq(&member, scenarios::QUEUE_ABANDON_MEMBER);
+    assert_seq(&rest, scenarios::QUEUE_ABANDON);
     let left = events
         .iter()
         .find(|e| name(e) == "queue.caller_left" && e["call_id"] == call)
@@ -585,21 +372,9 @@ fn a_blind_transfer_by_refer() {
     pbx.register(103, 0, "b103");
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
-    assert_seq(&of_call_all(&events, &call), &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "call.rerouted target=103",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "target.added target=103",
-            "target.ringing target=103",
-            "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=* disposition=ANSWERED",
-        ],
-    );
+    let (rest, transferor) = split_leg(of_call_all(&events, &call), "102");
+    assert_seq(&transferor, scenarios::BLIND_TRANSFER_TRANSFEROR);
+    assert_seq(&rest, scenarios::BLIND_TRANSFER);
 }
 
 #[test]
@@ -619,19 +394,7 @@ fn hold_and_unhold_by_re_invite() {
     pbx.register(102, 0, "h102");
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
-    assert_seq(&of_call_all(&events, &call), &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "call.held aor=101 peer_aor=102",
-            "call.unheld aor=101 peer_aor=102",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&of_call_all(&events, &call), scenarios::HOLD_UNHOLD);
 }
 
 #[test]
@@ -648,22 +411,8 @@ fn a_confbridge_with_two_callers() {
     let events = tap.fence(&pbx);
     let a = call_from(&events, "101");
     let b = call_from(&events, "104");
-    assert_seq(
-        &of_call_all(&events, &a),
-        &[
-            "call.started from=101 to=700 direction=internal",
-            "call.ended from=101 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=700 disposition=ANSWERED",
-        ],
-    );
-    assert_seq(
-        &of_call_all(&events, &b),
-        &[
-            "call.started from=104 to=700 direction=internal",
-            "call.ended from=104 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=104 destination=700 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&of_call_all(&events, &a), scenarios::CONFBRIDGE_FIRST);
+    assert_seq(&of_call_all(&events, &b), scenarios::CONFBRIDGE_SECOND);
 }
 
 #[test]
@@ -689,18 +438,7 @@ fn a_call_parked_and_hung_up_in_the_lot() {
     pbx.register(102, 0, "p102");
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
-    assert_seq(&of_call_all(&events, &call), &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "call.rerouted target=70",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&of_call_all(&events, &call), scenarios::PARKED);
 }
 
 /// The `channel` of the first `call.answered` of `call_id`.
@@ -754,22 +492,7 @@ fn an_attended_transfer_by_ami_atxfer() {
     pbx.register(102, 0, "t102");
     pbx.register(103, 0, "t103");
     let events = tap.fence(&pbx);
-    assert_seq(&of_call_all(&events, &call), &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "call.held aor=102 peer_aor=101",
-            "target.added target=103",
-            "target.ringing target=103",
-            "call.rerouted target=103",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&of_call_all(&events, &call), scenarios::ATTENDED_TRANSFER);
 }
 
 #[test]
@@ -807,23 +530,8 @@ fn a_call_made_with_ami_originate() {
         .to_string();
     // 102 hangs up, Asterisk hangs 103 up: the two legs end together.
     let (rest, second) = split_leg(of_call_all(&events, &call), "103");
-    assert_seq(
-        &second,
-        &["target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200"],
-    );
-    assert_seq(&rest, &[
-            "call.started from=102 to=s direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "target.added target=103",
-            "target.ringing target=103",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=102 to=s cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=102 destination=103 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&second, scenarios::ORIGINATE_SECOND);
+    assert_seq(&rest, scenarios::ORIGINATE);
 }
 
 #[test]
@@ -891,19 +599,7 @@ fn a_manager_reload_keeps_pbxtap_connected_and_loses_nothing() {
     let _ = callee.wait();
     pbx.register(102, 0, "m102");
     let events = tap.fence(&pbx);
-    assert_seq(
-        &of_call_all(&events, &call),
-        &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&of_call_all(&events, &call), scenarios::MANAGER_RELOAD);
     let system: Vec<String> = events
         .iter()
         .filter(|e| e["class"] == "system")

@@ -101,4 +101,6 @@ pub mod daemon;
 pub mod mqtt;
 pub mod nats;
 pub mod pbx;
+pub mod scenarios;
+pub mod sequence;
 pub mod tls;

@@ -1,0 +1,121 @@
+//! Event sequences as a consumer reads them, for the live suite and its replays: each
+//! event as `class.event key=value ...` with the fields a consumer reads, filtered to one
+//! call, compared line by line.
+
+use serde_json::Value;
+
+/// `class.event` of an event.
+pub fn name(e: &Value) -> String {
+    format!(
+        "{}.{}",
+        e["class"].as_str().unwrap_or("?"),
+        e["event"].as_str().unwrap_or("?")
+    )
+}
+
+/// The fields a consumer reads of each event, as `key=value` after its name.
+pub fn shown(e: &Value) -> String {
+    let n = name(e);
+    let fields: &[&str] = match n.as_str() {
+        "call.started" => &["from", "to", "direction"],
+        "call.ringing" | "call.answered" | "call.noanswer" | "call.rerouted" => &["target"],
+        "call.failed" => &["target", "cause", "cause_name", "sip_code"],
+        "call.ended" => &["from", "to", "cause", "cause_name", "sip_code", "answered"],
+        "call.held" | "call.unheld" => &["aor", "peer_aor"],
+        "call.cdr" => &["source", "destination", "disposition"],
+        "target.added" | "target.ringing" => &["target"],
+        "target.noanswer" | "target.failed" | "target.ended" => {
+            &["target", "cause", "cause_name", "sip_code"]
+        }
+        "endpoint.registered" | "endpoint.unregistered" => {
+            &["aor", "contact", "expires", "user_agent"]
+        }
+        "queue.caller_joined" => &["queue", "caller"],
+        // `waited` is Asterisk's HoldTime, whole seconds of a wait the test paces: checked
+        // on its own, within a range.
+        "queue.caller_left" => &["queue", "caller", "reason"],
+        "queue.sla_breached" => &["queue", "caller", "waited"],
+        _ => &[],
+    };
+    let mut out = n;
+    for f in fields {
+        let v = &e[*f];
+        let v = v
+            .as_str()
+            .map(str::to_string)
+            .unwrap_or_else(|| v.to_string());
+        out.push_str(&format!(" {f}={v}"));
+    }
+    out
+}
+
+/// The `call_id` of the first call started from `from`.
+pub fn call_from(events: &[Value], from: &str) -> String {
+    events
+        .iter()
+        .find(|e| name(e) == "call.started" && e["from"] == from)
+        .and_then(|e| e["call_id"].as_str())
+        .unwrap_or_else(|| panic!("no call.started from {from} in {events:#?}"))
+        .to_string()
+}
+
+/// `got` is `want`, line by line; a `*` in a wanted line stands for any text (for what
+/// Asterisk itself varies from run to run, such as a transferred CDR's destination).
+pub fn assert_seq(got: &[String], want: &[&str]) {
+    let same = got.len() == want.len() && got.iter().zip(want).all(|(g, w)| glob(g, w));
+    assert!(
+        same,
+        "\ngot:\n  {}\nwant:\n  {}",
+        got.join("\n  "),
+        want.join("\n  ")
+    );
+}
+
+pub fn glob(text: &str, pattern: &str) -> bool {
+    let mut parts = pattern.split('*');
+    let first = parts.next().unwrap_or("");
+    let Some(mut rest) = text.strip_prefix(first) else {
+        return false;
+    };
+    let parts: Vec<&str> = parts.collect();
+    for (i, part) in parts.iter().enumerate() {
+        if i + 1 == parts.len() {
+            return rest.ends_with(part);
+        }
+        match rest.find(part) {
+            Some(at) => rest = &rest[at + part.len()..],
+            None => return false,
+        }
+    }
+    rest.is_empty()
+}
+
+/// `seq` without the events of the leg to `target`, and those events: a leg that lost
+/// (cancelled when another answered) ends concurrently with the rest of the call, so
+/// only its own order is fixed.
+pub fn split_leg(seq: Vec<String>, target: &str) -> (Vec<String>, Vec<String>) {
+    let mine = format!("target={target}");
+    let (leg, rest): (Vec<String>, Vec<String>) = seq
+        .into_iter()
+        .partition(|l| l.starts_with("target.ended") && l.contains(&mine));
+    (rest, leg)
+}
+
+/// Every event of the call `call_id` (queue events too), shown.
+pub fn of_call_all(events: &[Value], call_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| e["call_id"] == call_id)
+        .map(shown)
+        .collect()
+}
+
+/// The call and target events of the call `call_id`, shown.
+pub fn of_call(events: &[Value], call_id: &str) -> Vec<String> {
+    events
+        .iter()
+        .filter(|e| matches!(e["class"].as_str(), Some("call" | "target")))
+        .filter(|e| e["call_id"] == call_id)
+        .map(shown)
+        .collect()
+}

@@ -1,0 +1,168 @@
+//! The live suite's scenarios replayed: the AMI streams the live suite recorded from the
+//! real Asterisk (`tests/fixtures/ami/live/`, one per scenario) through the parser and the
+//! normalizer, fast and without Asterisk, so the ordinary suite covers what the live suite
+//! found. The expected sequences are the live suite's, shown the same way
+//! (`common::sequence`); a replay has no contact lists, so registrations are not compared.
+
+mod common;
+
+use common::scenarios;
+use common::sequence::{assert_seq, call_from, of_call, of_call_all, split_leg};
+use pbxtap::ami::frame::{Frame, Limits, Parser};
+use pbxtap::dialect::{native, Encoded};
+use pbxtap::event::{text, Event};
+use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
+use serde_json::Value;
+
+/// Every event the recording `live/<name>.ami` normalizes to, one message per simulated
+/// 100 ms with a tick after each second, as native JSON.
+fn replay(name: &str) -> Vec<Value> {
+    let path = format!(
+        "{}/tests/fixtures/ami/live/{name}.ami",
+        env!("CARGO_MANIFEST_DIR")
+    );
+    let data = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e}"));
+    let mut parser = Parser::new(Limits::default());
+    parser.set_filter(normalize::reads);
+    let mut norm = Normalizer::new(NormalizeConfig::default());
+    let host = text("lab");
+    let mut buf = Encoded::new();
+    let mut out = Vec::new();
+    let mut now = 1_800_000_000_000_000u64;
+    let mut push = |body, now, out: &mut Vec<Value>| {
+        let ev = Event::new(now, &host, body);
+        native::encode(&ev, &mut buf).unwrap();
+        out.push(serde_json::from_slice(&buf).unwrap());
+    };
+    parser.push(&data, &mut |f| {
+        if let Ok(Frame::Message(m)) = f {
+            now += 100_000;
+            norm.handle(&m, now, &mut |b| push(b, now, &mut out));
+            if now.is_multiple_of(1_000_000) {
+                norm.tick(now, &mut |b| push(b, now, &mut out));
+            }
+        }
+    });
+    norm.tick(now + 1_000_000, &mut |b| push(b, now, &mut out));
+    out
+}
+
+/// The call from `from` in the recording `name`: every event with its call id.
+fn call_of(name: &str, from: &str) -> Vec<String> {
+    let events = replay(name);
+    of_call_all(&events, &call_from(&events, from))
+}
+
+/// The call from 101 in the recording `name`: its call and target events.
+fn call_101(name: &str) -> Vec<String> {
+    let events = replay(name);
+    of_call(&events, &call_from(&events, "101"))
+}
+
+#[test]
+fn replayed_answered_calls_hung_up_by_either_side() {
+    assert_seq(
+        &call_101("a_call_answered_and_hung_up_by_the_callee"),
+        scenarios::ANSWERED_CALLEE_HANGS_UP,
+    );
+}
+
+#[test]
+fn replayed_refusals_486_404_603_480() {
+    for (code, cause, disposition) in [
+        ("486", "cause=17 cause_name=USER_BUSY", "BUSY"),
+        ("404", "cause=1 cause_name=UNALLOCATED", "NO ANSWER"),
+        ("603", "cause=21 cause_name=CALL_REJECTED", "NO ANSWER"),
+        ("480", "cause=19 cause_name=NO_ANSWER", "NO ANSWER"),
+    ] {
+        let want = scenarios::rejected(code, cause, disposition);
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        assert_seq(&call_101(&format!("rejected_{code}")), &want);
+    }
+}
+
+#[test]
+fn replayed_cancel_and_no_answer() {
+    assert_seq(
+        &call_101("a_caller_who_cancels_while_it_rings_ends_the_call_normally"),
+        scenarios::CALLER_CANCELS,
+    );
+    assert_seq(
+        &call_101("a_call_nobody_answers_ends_at_the_dial_timeout_as_no_answer"),
+        scenarios::NO_ANSWER,
+    );
+}
+
+#[test]
+fn replayed_ring_group_and_queues() {
+    let (rest, loser) = split_leg(
+        call_of("a_ring_group_where_one_of_two_phones_answers", "101"),
+        "102",
+    );
+    assert_seq(&loser, scenarios::RING_GROUP_LOSER);
+    assert_seq(&rest, scenarios::RING_GROUP);
+    let (rest, loser) = split_leg(call_of("a_queue_call_answered_after_a_wait", "101"), "103");
+    assert_seq(&loser, scenarios::QUEUE_LOSER);
+    assert_seq(&rest, scenarios::QUEUE_ANSWERED);
+    // Replayed with the default SLA (60 s): no breach.
+    let (rest, member) = split_leg(
+        call_of("a_queue_caller_who_gives_up_and_one_past_the_sla", "101"),
+        "102",
+    );
+    assert_seq(&member, scenarios::QUEUE_ABANDON_MEMBER);
+    let want: Vec<&str> = scenarios::QUEUE_ABANDON
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("queue.sla_breached"))
+        .collect();
+    assert_seq(&rest, &want);
+}
+
+#[test]
+fn replayed_transfers_hold_conference_parking_originate_and_reload() {
+    assert_seq(
+        &call_of("a_blind_transfer_by_refer", "101"),
+        scenarios::BLIND_TRANSFER,
+    );
+    assert_seq(
+        &call_of("an_attended_transfer_by_ami_atxfer", "101"),
+        scenarios::ATTENDED_TRANSFER,
+    );
+    assert_seq(
+        &call_of("hold_and_unhold_by_re_invite", "101"),
+        scenarios::HOLD_UNHOLD,
+    );
+    assert_seq(
+        &call_of("a_confbridge_with_two_callers", "101"),
+        scenarios::CONFBRIDGE_FIRST,
+    );
+    assert_seq(
+        &call_of("a_confbridge_with_two_callers", "104"),
+        scenarios::CONFBRIDGE_SECOND,
+    );
+    assert_seq(
+        &call_of("a_call_parked_and_hung_up_in_the_lot", "101"),
+        scenarios::PARKED,
+    );
+    let (rest, second) = split_leg(call_of("a_call_made_with_ami_originate", "102"), "103");
+    assert_seq(&second, scenarios::ORIGINATE_SECOND);
+    assert_seq(&rest, scenarios::ORIGINATE);
+    assert_seq(
+        &call_of(
+            "a_manager_reload_keeps_pbxtap_connected_and_loses_nothing",
+            "101",
+        ),
+        scenarios::MANAGER_RELOAD,
+    );
+}
+
+#[test]
+fn replayed_restart_ends_the_call_once() {
+    let events = replay("asterisk_restarted_in_the_middle_of_a_call");
+    let call = call_from(&events, "101");
+    let ended = events
+        .iter()
+        .filter(|e| e["event"] == "ended" && e["class"] == "call" && e["call_id"] == call)
+        .count();
+    assert_eq!(ended, 1);
+}
