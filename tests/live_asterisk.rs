@@ -611,3 +611,38 @@ fn a_manager_reload_keeps_pbxtap_connected_and_loses_nothing() {
         "a reload dropped the AMI session"
     );
 }
+
+#[test]
+fn a_contact_that_stops_answering_qualify_is_unregistered_as_unreachable() {
+    // Qualify every 2 s (the test PBX's is 30 s); SIPp's phone answers only the first.
+    let pbx = Pbx::start_with("a_contact_that_stops_answering_qualify", |etc| {
+        let path = etc.join("pjsip.conf");
+        let conf = std::fs::read_to_string(&path).unwrap();
+        std::fs::write(
+            &path,
+            conf.replace("qualify_frequency = 30", "qualify_frequency = 2"),
+        )
+        .unwrap();
+    });
+    let tap = Tap::start(&pbx);
+    pbx.register(103, 120, "q1");
+    let events = tap.wait_for("the contact unreachable", |e| {
+        name(e) == "endpoint.unregistered" && e["aor"] == "103"
+    });
+    let got = registrations(&events, "103");
+    let contact = format!("sip:103@127.0.0.1:{};regid=q1", pbx.phone_port(103));
+    assert_eq!(got.len(), 2, "{got:#?}");
+    assert!(
+        got[0].starts_with(&format!("endpoint.registered aor=103 contact={contact} ")),
+        "{got:#?}"
+    );
+    assert_eq!(
+        got[1],
+        format!("endpoint.unregistered aor=103 contact={contact} expires=0 user_agent=")
+    );
+    let gone = events
+        .iter()
+        .find(|e| name(e) == "endpoint.unregistered" && e["aor"] == "103")
+        .unwrap();
+    assert_eq!(gone["status"], "Unreachable", "{gone}");
+}

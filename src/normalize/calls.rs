@@ -131,7 +131,8 @@ pub const RECENT_CDR_CALLS: usize = 64;
 
 /// One `call.cdr` per call. Asterisk writes a record per dialled leg and per application
 /// and sends a call's records together, around its last Hangup. The records of a call are
-/// held and folded into one (the answered record that started first, else the first), which
+/// held and folded into one (the answered record of the caller's channel that started
+/// first, else the first), which
 /// goes out after the call's `call.ended`, at the first message that is not one of them;
 /// records that come after it are folded (counted in `cdrs_folded`, not sent).
 #[derive(Default)]
@@ -168,8 +169,16 @@ impl CdrFold {
             .find(|(c, _)| c.call_id == cdr.call_id)
         {
             stats.cdrs_folded += 1;
-            // The answered record, and of those the earliest (a transfer's starts later).
-            let rank = |c: &Cdr| (c.disposition != "ANSWERED", c.start_time.clone());
+            // The answered record; of those, the caller's (its channel is the call's first:
+            // a consultation's record is another channel's); then the earliest (a
+            // transfer's starts later).
+            let rank = |c: &Cdr| {
+                (
+                    c.disposition != "ANSWERED",
+                    c.unique_id != c.call_id,
+                    c.start_time.clone(),
+                )
+            };
             if rank(&cdr) < rank(held) {
                 *held = cdr;
             }
