@@ -9,7 +9,10 @@ fuzz_target!(|data: &[u8]| {
     let mut parser = Parser::new(Limits::default());
     // As the daemon does: events the normalizer does not read are passed over.
     parser.set_filter(pbxtap::normalize::reads);
-    let mut norm = Normalizer::new(NormalizeConfig { queue_sla_secs: 1 });
+    let mut norm = Normalizer::new(NormalizeConfig {
+        queue_sla_secs: 1,
+        ..Default::default()
+    });
     let mut now = 1_000_000u64;
     parser.push(data, &mut |f| {
         if let Ok(Frame::Message(m)) = f {
