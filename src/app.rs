@@ -123,10 +123,38 @@ async fn termination() {
     }
 }
 
+/// Says once which events the AMI user cannot see (`ami::permissions`).
+fn tell_read_classes(ami: &crate::ami::config::AmiConfig) {
+    if ami.manager_conf.as_os_str().is_empty() {
+        return;
+    }
+    match crate::ami::permissions::check(ami) {
+        Ok(missing) if missing.is_empty() => {
+            tracing::info!(user = %ami.username, "the AMI user may read every class pbxtap uses");
+        }
+        Ok(missing) => {
+            for (class, events) in missing {
+                tracing::warn!(
+                    code = "ami_read_class_missing",
+                    user = %ami.username,
+                    class,
+                    "the AMI user `{}` does not get the `{class}` class (read = in {}, or ami.events): pbxtap will not see {events}",
+                    ami.username,
+                    ami.manager_conf.display()
+                );
+            }
+        }
+        Err(why) => {
+            tracing::info!(user = %ami.username, "cannot tell which AMI classes the user may read: {why}");
+        }
+    }
+}
+
 /// `pbxtap run`: taps AMI and forwards to the configured sinks until SIGTERM/SIGINT;
 /// SIGHUP reloads the config (see `supervise`).
 pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     tracing::info!(config = %path.display(), ami = %cfg.ami.address, sinks = cfg.sinks.len(), "pbxtap starting");
+    tell_read_classes(&cfg.ami);
     let bus = Arc::new(Bus::new(cfg.buffers.per_sink, event::text(&cfg.host)));
     let mut sinks = start_sinks(&cfg, &bus).await?;
     let health = Arc::new(AmiHealth::default());

@@ -646,3 +646,61 @@ fn a_contact_that_stops_answering_qualify_is_unregistered_as_unreachable() {
         .unwrap();
     assert_eq!(gone["status"], "Unreachable", "{gone}");
 }
+
+#[test]
+fn an_ami_user_without_the_cdr_and_agent_classes_is_told_at_start_up() {
+    let pbx = Pbx::start_with("an_ami_user_without_the_cdr_and_agent_classes", |etc| {
+        let path = etc.join("manager.conf");
+        let mut conf = std::fs::read_to_string(&path).unwrap();
+        conf.push_str(
+            "\n[limited]\nsecret = limitedsecret\npermit = 127.0.0.1/255.255.255.255\n\
+             read = system,call,user\nwrite = system,call\n",
+        );
+        std::fs::write(&path, conf).unwrap();
+    });
+    let config = format!(
+        "host = \"lab\"\n[ami]\naddress = \"127.0.0.1:{}\"\nusername = \"limited\"\n\
+         secret = \"limitedsecret\"\nmanager_conf = \"{}\"\n[watchdog]\nenabled = false\n\
+         [[sinks]]\ntype = \"stdout\"\n",
+        pbx.ami_port,
+        pbx.run.path().join("etc/manager.conf").display()
+    );
+    let daemon = Daemon::start(&config, &[], true);
+    daemon.wait_line(WAIT, |l| l.contains("\"event\":\"ami_connected\""));
+    daemon.wait_stderr(WAIT, "does not get the `cdr` class");
+    let stderr = daemon.stderr();
+    let told: Vec<&str> = stderr
+        .lines()
+        .filter(|l| l.contains("ami_read_class_missing"))
+        .collect();
+    assert_eq!(told.len(), 2, "{stderr}");
+    assert!(
+        told.iter()
+            .any(|l| l.contains("`agent`") && l.contains("queue.agent_status")),
+        "{stderr}"
+    );
+    assert!(
+        told.iter()
+            .any(|l| l.contains("`cdr`") && l.contains("call.cdr")),
+        "{stderr}"
+    );
+    // And it is so: a call's events come, its CDR does not.
+    pbx.register(102, 120, "l102");
+    let uas = pbx.callee(102, "uas_answer", &[("ring_ms", "300"), ("talk_ms", "0")]);
+    pbx.caller(101, "102", "uac_call", &[("talk_ms", "1000")])
+        .passed();
+    let _ = uas.wait();
+    let line = daemon.wait_line(WAIT, |l| {
+        l.contains("\"class\":\"call\",\"event\":\"ended\"")
+    });
+    assert!(line.contains("\"from\":\"101\""), "{line}");
+    pbx.register(102, 0, "l102");
+    daemon.wait_line(WAIT, |l| l.contains("\"event\":\"unregistered\""));
+    assert!(
+        !daemon
+            .stdout_lines()
+            .iter()
+            .any(|l| l.contains("\"event\":\"cdr\"")),
+        "a CDR arrived without the cdr class"
+    );
+}

@@ -34,6 +34,9 @@ pub struct AmiConfig {
     /// a registration refresh and a registration's expiry are learnt; 0: only after login
     /// and when a contact appears.
     pub contacts_poll_secs: u64,
+    /// Asterisk's `manager.conf` on this machine: the user's `read =` classes are checked
+    /// against what pbxtap uses, and each missing one is named at start-up. Empty: no check.
+    pub manager_conf: PathBuf,
 }
 
 impl Default for AmiConfig {
@@ -51,6 +54,7 @@ impl Default for AmiConfig {
             max_message_len: 16 * 1024,
             max_headers: 128,
             contacts_poll_secs: 10,
+            manager_conf: "/etc/asterisk/manager.conf".into(),
         }
     }
 }

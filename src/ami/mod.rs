@@ -1,9 +1,10 @@
 //! Asterisk Manager Interface: its settings (`config`), the wire format (`frame`), the
-//! session state machine (`session`), the TCP connection (`client`), and a replaying
-//! stand-in for Asterisk (`replay`).
+//! session state machine (`session`), the TCP connection (`client`), what the manager
+//! user may read (`permissions`), and a replaying stand-in for Asterisk (`replay`).
 
 pub mod client;
 pub mod config;
 pub mod frame;
+pub mod permissions;
 pub mod replay;
 pub mod session;
