@@ -39,6 +39,36 @@ impl Tap {
     }
 }
 
+/// When the event happened: Asterisk's own `Timestamp:` (manager.conf
+/// `timestampevents = yes`, seconds with microseconds) when it is there and sane, else
+/// `received` (µs since the Unix epoch). Asterisk's time keeps an event's time true when
+/// the AMI link lags.
+pub fn event_time(msg: &Message<'_>, received: u64) -> u64 {
+    let Some(ts) = msg.get("Timestamp") else {
+        return received;
+    };
+    let (secs, frac) = ts.trim().split_once('.').unwrap_or((ts.trim(), ""));
+    let digits = |t: &str| !t.is_empty() && t.bytes().all(|b| b.is_ascii_digit());
+    if !digits(secs) || !(frac.is_empty() || digits(frac)) {
+        return received;
+    }
+    let Ok(secs) = secs.parse::<u64>() else {
+        return received;
+    };
+    // Microseconds: the first six digits of the fraction, padded.
+    let micros = frac
+        .bytes()
+        .chain(std::iter::repeat(b'0'))
+        .take(6)
+        .fold(0u64, |n, b| n * 10 + u64::from(b - b'0'));
+    let at = secs.saturating_mul(1_000_000).saturating_add(micros);
+    // A clock a day off is not a timestamp to trust.
+    if at.abs_diff(received) > 86_400 * 1_000_000 {
+        return received;
+    }
+    at
+}
+
 impl Handler for Tap {
     fn connected(&mut self, version: &str) {
         self.connected = Some(true);
@@ -49,7 +79,7 @@ impl Handler for Tap {
     }
 
     fn message(&mut self, msg: &Message<'_>) {
-        let now = event::now_micros();
+        let now = event_time(msg, event::now_micros());
         let bus = &self.bus;
         self.normalizer.handle(msg, now, &mut |body| {
             bus.publish(Event::new(now, bus.host(), body))
@@ -85,5 +115,41 @@ impl Handler for Tap {
             bus.publish(Event::new(now, bus.host(), body))
         });
         bus.report_drops(std::time::Instant::now());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ami::frame::{Frame, Limits, Parser};
+
+    fn time_of(text: &str, received: u64) -> u64 {
+        let mut p = Parser::new(Limits::default());
+        p.push(b"Asterisk Call Manager/11.0.0\r\n", &mut |_| {});
+        let mut out = 0;
+        p.push(text.as_bytes(), &mut |f| {
+            if let Ok(Frame::Message(m)) = f {
+                out = event_time(&m, received);
+            }
+        });
+        out
+    }
+
+    #[test]
+    fn asterisks_timestamp_is_the_event_time_when_sane() {
+        let received = 1_796_424_140_500_000;
+        let ev = "Event: Hangup\r\nTimestamp: 1796424140.232584\r\n\r\n";
+        assert_eq!(time_of(ev, received), 1_796_424_140_232_584);
+        let short = "Event: Hangup\r\nTimestamp: 1796424140.2\r\n\r\n";
+        assert_eq!(time_of(short, received), 1_796_424_140_200_000);
+        for bad in [
+            "Timestamp: soon",
+            "Timestamp: 1000.5",
+            "Other: 1",
+            "Timestamp: 1796424140.é",
+        ] {
+            let ev = format!("Event: Hangup\r\n{bad}\r\n\r\n");
+            assert_eq!(time_of(&ev, received), received, "{bad}");
+        }
     }
 }

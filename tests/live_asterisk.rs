@@ -704,3 +704,87 @@ fn an_ami_user_without_the_cdr_and_agent_classes_is_told_at_start_up() {
         "a CDR arrived without the cdr class"
     );
 }
+
+#[test]
+fn a_queue_caller_who_waits_past_the_sla_and_is_answered() {
+    let pbx = Pbx::start("a_queue_caller_who_waits_past_the_sla_and_is_answered");
+    let tap = Tap::start_with(&pbx, "[normalize]\nqueue_sla_secs = 2\n");
+    pbx.register(102, 120, "s102");
+    let agent = pbx.callee(102, "uas_answer", &[("ring_ms", "4000"), ("talk_ms", "0")]);
+    pbx.caller(101, "8001", "uac_call", &[("talk_ms", "7000")])
+        .passed();
+    let _ = agent.wait();
+    pbx.register(102, 0, "s102");
+    let events = tap.fence(&pbx);
+    let call = call_from(&events, "101");
+    assert_seq(&of_call_all(&events, &call),
+        &[
+            "call.started from=101 to=8001 direction=internal",
+            "queue.caller_joined queue=lab-queue caller=101",
+            "target.added target=102",
+            "target.ringing target=102",
+            "call.ringing target=102",
+            "queue.sla_breached queue=lab-queue caller=101 waited=2",
+            "call.answered target=102",
+            "queue.caller_left queue=lab-queue caller=101 reason=answered",
+            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+            "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+            "call.cdr source=101 destination=8001 disposition=ANSWERED",
+        ],
+    );
+}
+
+#[test]
+fn a_parked_call_retrieved_from_the_lot() {
+    let pbx = Pbx::start("a_parked_call_retrieved_from_the_lot");
+    let tap = Tap::start(&pbx);
+    pbx.register(102, 120, "r102");
+    let pbx_addr = format!("127.0.0.1:{}", pbx.sip_port);
+    let parker = pbx.callee(
+        102,
+        "uas_refer",
+        &[
+            ("ring_ms", "500"),
+            ("talk_ms", "1000"),
+            ("refer_to", "70"),
+            ("me", "102"),
+            ("pbx", &pbx_addr),
+        ],
+    );
+    let parked = pbx.caller(101, "102", "uac_call", &[("talk_ms", "0")]);
+    tap.wait_for("the call parked", |e| {
+        name(e) == "call.rerouted" && e["target"] == "70"
+    });
+    let _ = parker.wait();
+    // 103 picks the call up from the first slot, talks, and hangs up.
+    pbx.caller(103, "71", "uac_call", &[("talk_ms", "1500")])
+        .passed();
+    parked.passed();
+    pbx.register(102, 0, "r102");
+    let events = tap.fence(&pbx);
+    let a = call_from(&events, "101");
+    let b = call_from(&events, "103");
+    assert_seq(&of_call_all(&events, &a),
+        &[
+            "call.started from=101 to=102 direction=internal",
+            "target.added target=102",
+            "target.ringing target=102",
+            "call.ringing target=102",
+            "call.answered target=102",
+            "call.rerouted target=70",
+            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+            // 103 picked it up from slot 71 (UnParkedCall).
+            "call.rerouted target=103",
+            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+            "call.cdr source=101 destination=102 disposition=ANSWERED",
+        ],
+    );
+    assert_seq(
+        &of_call_all(&events, &b),
+        &[
+            "call.started from=103 to=71 direction=internal",
+            "call.ended from=103 to=71 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+            "call.cdr source=103 destination=71 disposition=ANSWERED",
+        ],
+    );
+}

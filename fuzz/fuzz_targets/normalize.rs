@@ -1,4 +1,4 @@
-//! Fuzz target: arbitrary bytes through the frame parser and the normalizer.
+//! Fuzz target: arbitrary bytes through the frame parser, the event time and the normalizer.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
@@ -17,6 +17,8 @@ fuzz_target!(|data: &[u8]| {
     parser.push(data, &mut |f| {
         if let Ok(Frame::Message(m)) = f {
             now += 700_000;
+            // As the tap does: Asterisk's Timestamp, when sane, is the event time.
+            let now = pbxtap::tap::event_time(&m, now);
             norm.handle(&m, now, &mut |b| {
                 let _ = (b.class(), b.name());
             });

@@ -313,7 +313,9 @@ impl Calls {
             E::Hangup => self.hangup(msg, now, stats, emit),
             E::Hold | E::Unhold => self.hold(event == E::Hold, msg, now, stats, emit),
             E::Cdr => self.cdr(msg, stats, emit),
-            E::BlindTransfer | E::AttendedTransfer => self.transfer(event, msg, stats, emit),
+            E::BlindTransfer | E::AttendedTransfer | E::UnParkedCall => {
+                self.transfer(event, msg, stats, emit)
+            }
         }
     }
 
@@ -928,7 +930,8 @@ impl Calls {
         self.cdrs.flush(emit);
     }
 
-    /// Blind and attended transfers: `call.rerouted` to the new target.
+    /// Blind and attended transfers, and a parked call picked up: `call.rerouted` to the
+    /// new target.
     fn transfer(
         &mut self,
         event: CallEvent,
@@ -944,6 +947,13 @@ impl Calls {
                 msg.get("TransfereeLinkedid"),
                 msg.get("Extension"),
                 msg.get("TransfereeChannel"),
+            )
+        } else if event == CallEvent::UnParkedCall {
+            // The parked call goes on with whoever picked it up.
+            (
+                msg.get("ParkeeLinkedid"),
+                msg.get("RetrieverCallerIDNum"),
+                msg.get("RetrieverChannel"),
             )
         } else {
             (

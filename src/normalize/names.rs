@@ -18,6 +18,8 @@ pub enum CallEvent {
     Cdr,
     BlindTransfer,
     AttendedTransfer,
+    /// A parked call was picked up from its lot.
+    UnParkedCall,
     /// One live channel of the list asked for after a (re)connect.
     CoreShowChannel,
     /// The end of that list.
@@ -61,7 +63,7 @@ pub enum AmiEvent {
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 28] = {
+const NAMES: [(&str, AmiEvent); 29] = {
     use AmiEvent::{Call, Endpoint, Queue};
     use CallEvent as C;
     use EndpointEvent as E;
@@ -78,6 +80,7 @@ const NAMES: [(&str, AmiEvent); 28] = {
         ("Cdr", Call(C::Cdr)),
         ("BlindTransfer", Call(C::BlindTransfer)),
         ("AttendedTransfer", Call(C::AttendedTransfer)),
+        ("UnParkedCall", Call(C::UnParkedCall)),
         ("CoreShowChannel", Call(C::CoreShowChannel)),
         (
             "CoreShowChannelsComplete",
