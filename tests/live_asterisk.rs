@@ -717,20 +717,9 @@ fn a_queue_caller_who_waits_past_the_sla_and_is_answered() {
     pbx.register(102, 0, "s102");
     let events = tap.fence(&pbx);
     let call = call_from(&events, "101");
-    assert_seq(&of_call_all(&events, &call),
-        &[
-            "call.started from=101 to=8001 direction=internal",
-            "queue.caller_joined queue=lab-queue caller=101",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "queue.sla_breached queue=lab-queue caller=101 waited=2",
-            "call.answered target=102",
-            "queue.caller_left queue=lab-queue caller=101 reason=answered",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=8001 disposition=ANSWERED",
-        ],
+    assert_seq(
+        &of_call_all(&events, &call),
+        scenarios::QUEUE_PAST_SLA_ANSWERED,
     );
 }
 
@@ -764,27 +753,6 @@ fn a_parked_call_retrieved_from_the_lot() {
     let events = tap.fence(&pbx);
     let a = call_from(&events, "101");
     let b = call_from(&events, "103");
-    assert_seq(&of_call_all(&events, &a),
-        &[
-            "call.started from=101 to=102 direction=internal",
-            "target.added target=102",
-            "target.ringing target=102",
-            "call.ringing target=102",
-            "call.answered target=102",
-            "call.rerouted target=70",
-            "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-            // 103 picked it up from slot 71 (UnParkedCall).
-            "call.rerouted target=103",
-            "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=101 destination=102 disposition=ANSWERED",
-        ],
-    );
-    assert_seq(
-        &of_call_all(&events, &b),
-        &[
-            "call.started from=103 to=71 direction=internal",
-            "call.ended from=103 to=71 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr source=103 destination=71 disposition=ANSWERED",
-        ],
-    );
+    assert_seq(&of_call_all(&events, &a), scenarios::PARKED_RETRIEVED);
+    assert_seq(&of_call_all(&events, &b), scenarios::RETRIEVER);
 }

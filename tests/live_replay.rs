@@ -165,3 +165,28 @@ fn replayed_restart_ends_the_call_once() {
         .count();
     assert_eq!(ended, 1);
 }
+
+#[test]
+fn replayed_queue_wait_past_the_sla_and_parking_retrieval() {
+    // Replayed with the default SLA (60 s): no breach.
+    let want: Vec<&str> = scenarios::QUEUE_PAST_SLA_ANSWERED
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("queue.sla_breached"))
+        .collect();
+    assert_seq(
+        &call_of(
+            "a_queue_caller_who_waits_past_the_sla_and_is_answered",
+            "101",
+        ),
+        &want,
+    );
+    assert_seq(
+        &call_of("a_parked_call_retrieved_from_the_lot", "101"),
+        scenarios::PARKED_RETRIEVED,
+    );
+    assert_seq(
+        &call_of("a_parked_call_retrieved_from_the_lot", "103"),
+        scenarios::RETRIEVER,
+    );
+}

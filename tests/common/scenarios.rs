@@ -215,6 +215,43 @@ pub const MANAGER_RELOAD: &[&str] = &[
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
+/// `a_queue_caller_who_waits_past_the_sla_and_is_answered`.
+pub const QUEUE_PAST_SLA_ANSWERED: &[&str] = &[
+    "call.started from=101 to=8001 direction=internal",
+    "queue.caller_joined queue=lab-queue caller=101",
+    "target.added target=102",
+    "target.ringing target=102",
+    "call.ringing target=102",
+    "queue.sla_breached queue=lab-queue caller=101 waited=2",
+    "call.answered target=102",
+    "queue.caller_left queue=lab-queue caller=101 reason=answered",
+    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=8001 disposition=ANSWERED",
+];
+
+/// `a_parked_call_retrieved_from_the_lot`.
+pub const PARKED_RETRIEVED: &[&str] = &[
+    "call.started from=101 to=102 direction=internal",
+    "target.added target=102",
+    "target.ringing target=102",
+    "call.ringing target=102",
+    "call.answered target=102",
+    "call.rerouted target=70",
+    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    // 103 picked it up from slot 71 (UnParkedCall).
+    "call.rerouted target=103",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=102 disposition=ANSWERED",
+];
+
+/// `a_parked_call_retrieved_from_the_lot`.
+pub const RETRIEVER: &[&str] = &[
+    "call.started from=103 to=71 direction=internal",
+    "call.ended from=103 to=71 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=103 destination=71 disposition=ANSWERED",
+];
+
 /// A callee that refuses with SIP `code`: `cause` as `cause=N cause_name=NAME`, and the
 /// CDR's disposition (Asterisk's, which says NO ANSWER for every refusal but 486).
 pub fn rejected(code: &str, cause: &str, disposition: &str) -> Vec<String> {
