@@ -88,6 +88,15 @@ fn ended<'a>(events: &'a [Value], call_id: &str) -> &'a Value {
         .unwrap_or_else(|| panic!("no call.ended for {call_id}"))
 }
 
+/// The scenario is over: `phones` (extension, contact tag) unregister, and every event
+/// up to the fence.
+fn done(pbx: &Pbx, tap: &Tap, phones: &[(u16, &str)]) -> Vec<Value> {
+    for (ext, tag) in phones {
+        pbx.register(*ext, 0, tag);
+    }
+    tap.fence(pbx)
+}
+
 /// 101 calls `dial` with `uac_call` (hanging up after `talk_ms`, or waiting for BYE at 0),
 /// while 102 answers by `callee`; returns every event once the fence is out.
 fn one_call(
@@ -102,8 +111,7 @@ fn one_call(
     let uac = pbx.caller(101, dial, "uac_call", &[("talk_ms", talk_ms)]);
     let _ = uac.wait();
     let _ = uas.wait();
-    pbx.register(102, 0, "c102");
-    tap.fence(pbx)
+    done(pbx, tap, &[(102, "c102")])
 }
 
 /// The registration events of `aor`, shown.
@@ -131,8 +139,7 @@ fn a_registration_its_refresh_and_its_removal_each_say_so_with_the_real_expiry()
     tap.wait_for("the refresh", |e| {
         name(e) == "endpoint.registered" && e["aor"] == "102" && e["expires"].as_u64() > Some(200)
     });
-    pbx.register(102, 0, "r1");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "r1")]);
     let got = registrations(&events, "102");
     let contact = format!("sip:102@127.0.0.1:{};regid=r1", pbx.phone_port(102));
     let expires = |line: &str| -> u64 {
@@ -260,8 +267,7 @@ fn a_caller_who_cancels_while_it_rings_ends_the_call_normally() {
     let uac = pbx.caller(101, "102", "uac_cancel", &[("cancel_ms", "1500")]);
     uac.passed();
     let _ = uas.wait();
-    pbx.register(102, 0, "c102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "c102")]);
     let call = call_from(&events, "101");
     assert_seq(&of_call(&events, &call), scenarios::CALLER_CANCELS);
 }
@@ -286,9 +292,7 @@ fn a_ring_group_where_one_of_two_phones_answers() {
     pbx.caller(101, "600", "uac_call", &[("talk_ms", "2000")])
         .passed();
     let _ = (ringer.wait(), answerer.wait());
-    pbx.register(102, 0, "g102");
-    pbx.register(103, 0, "g103");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "g102"), (103, "g103")]);
     let call = call_from(&events, "101");
     let (rest, loser) = split_leg(of_call_all(&events, &call), "102");
     assert_seq(&loser, scenarios::RING_GROUP_LOSER);
@@ -306,9 +310,7 @@ fn a_queue_call_answered_after_a_wait() {
     pbx.caller(101, "8001", "uac_call", &[("talk_ms", "6000")])
         .passed();
     let _ = (ringer.wait(), answerer.wait());
-    pbx.register(102, 0, "q102");
-    pbx.register(103, 0, "q103");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "q102"), (103, "q103")]);
     let call = call_from(&events, "101");
     let (rest, loser) = split_leg(of_call_all(&events, &call), "103");
     assert_seq(&loser, scenarios::QUEUE_LOSER);
@@ -324,8 +326,7 @@ fn a_queue_caller_who_gives_up_and_one_past_the_sla() {
     pbx.caller(101, "8001", "uac_call", &[("talk_ms", "4000")])
         .passed();
     let _ = ringer.wait();
-    pbx.register(102, 0, "a102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "a102")]);
     let call = call_from(&events, "101");
     // The ringing member is cancelled as the caller leaves: concurrent with the rest.
     let (rest, member) = split_leg(of_call_all(&events, &call), "102");
@@ -368,9 +369,7 @@ fn a_blind_transfer_by_refer() {
     pbx.caller(101, "102", "uac_call", &[("talk_ms", "0")])
         .passed();
     let _ = (transferor.wait(), target.wait());
-    pbx.register(102, 0, "b102");
-    pbx.register(103, 0, "b103");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "b102"), (103, "b103")]);
     let call = call_from(&events, "101");
     let (rest, transferor) = split_leg(of_call_all(&events, &call), "102");
     assert_seq(&transferor, scenarios::BLIND_TRANSFER_TRANSFEROR);
@@ -391,8 +390,7 @@ fn hold_and_unhold_by_re_invite() {
     )
     .passed();
     let _ = uas.wait();
-    pbx.register(102, 0, "h102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "h102")]);
     let call = call_from(&events, "101");
     assert_seq(&of_call_all(&events, &call), scenarios::HOLD_UNHOLD);
 }
@@ -435,8 +433,7 @@ fn a_call_parked_and_hung_up_in_the_lot() {
     pbx.caller(101, "102", "uac_call", &[("talk_ms", "5000")])
         .passed();
     let _ = parker.wait();
-    pbx.register(102, 0, "p102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "p102")]);
     let call = call_from(&events, "101");
     assert_seq(&of_call_all(&events, &call), scenarios::PARKED);
 }
@@ -489,9 +486,7 @@ fn an_attended_transfer_by_ami_atxfer() {
     .unwrap();
     caller.passed();
     let _ = (transferor.wait(), target.wait());
-    pbx.register(102, 0, "t102");
-    pbx.register(103, 0, "t103");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "t102"), (103, "t103")]);
     assert_seq(&of_call_all(&events, &call), scenarios::ATTENDED_TRANSFER);
 }
 
@@ -519,9 +514,7 @@ fn a_call_made_with_ami_originate() {
     ])
     .unwrap();
     let _ = (first.wait(), second.wait());
-    pbx.register(102, 0, "o102");
-    pbx.register(103, 0, "o103");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "o102"), (103, "o103")]);
     let call = events
         .iter()
         .find(|e| name(e) == "call.started")
@@ -597,8 +590,7 @@ fn a_manager_reload_keeps_pbxtap_connected_and_loses_nothing() {
     pbx.cli("manager reload");
     caller.passed();
     let _ = callee.wait();
-    pbx.register(102, 0, "m102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "m102")]);
     assert_seq(&of_call_all(&events, &call), scenarios::MANAGER_RELOAD);
     let system: Vec<String> = events
         .iter()
@@ -714,8 +706,7 @@ fn a_queue_caller_who_waits_past_the_sla_and_is_answered() {
     pbx.caller(101, "8001", "uac_call", &[("talk_ms", "7000")])
         .passed();
     let _ = agent.wait();
-    pbx.register(102, 0, "s102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "s102")]);
     let call = call_from(&events, "101");
     assert_seq(
         &of_call_all(&events, &call),
@@ -749,8 +740,7 @@ fn a_parked_call_retrieved_from_the_lot() {
     pbx.caller(103, "71", "uac_call", &[("talk_ms", "1500")])
         .passed();
     parked.passed();
-    pbx.register(102, 0, "r102");
-    let events = tap.fence(&pbx);
+    let events = done(&pbx, &tap, &[(102, "r102")]);
     let a = call_from(&events, "101");
     let b = call_from(&events, "103");
     assert_seq(&of_call_all(&events, &a), scenarios::PARKED_RETRIEVED);
