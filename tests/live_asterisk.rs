@@ -487,7 +487,9 @@ fn an_attended_transfer_by_ami_atxfer() {
     caller.passed();
     let _ = (transferor.wait(), target.wait());
     let events = done(&pbx, &tap, &[(102, "t102"), (103, "t103")]);
-    assert_seq(&of_call_all(&events, &call), scenarios::ATTENDED_TRANSFER);
+    let (rest, transferor) = split_leg(of_call_all(&events, &call), "102");
+    assert_seq(&transferor, scenarios::ATTENDED_TRANSFER_TRANSFEROR);
+    assert_seq(&rest, scenarios::ATTENDED_TRANSFER);
 }
 
 #[test]

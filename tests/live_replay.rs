@@ -123,10 +123,9 @@ fn replayed_transfers_hold_conference_parking_originate_and_reload() {
     let (rest, transferor) = split_leg(call_of("a_blind_transfer_by_refer", "101"), "102");
     assert_seq(&transferor, scenarios::BLIND_TRANSFER_TRANSFEROR);
     assert_seq(&rest, scenarios::BLIND_TRANSFER);
-    assert_seq(
-        &call_of("an_attended_transfer_by_ami_atxfer", "101"),
-        scenarios::ATTENDED_TRANSFER,
-    );
+    let (rest, transferor) = split_leg(call_of("an_attended_transfer_by_ami_atxfer", "101"), "102");
+    assert_seq(&transferor, scenarios::ATTENDED_TRANSFER_TRANSFEROR);
+    assert_seq(&rest, scenarios::ATTENDED_TRANSFER);
     assert_seq(
         &call_of("hold_and_unhold_by_re_invite", "101"),
         scenarios::HOLD_UNHOLD,

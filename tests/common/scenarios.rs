@@ -168,7 +168,12 @@ pub const PARKED: &[&str] = &[
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
-/// `an_attended_transfer_by_ami_atxfer`.
+/// `an_attended_transfer_by_ami_atxfer`: the transferor's leg, whose hang-up completes the
+/// transfer, concurrently with the transfer's own events.
+pub const ATTENDED_TRANSFER_TRANSFEROR: &[&str] =
+    &["target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200"];
+
+/// `an_attended_transfer_by_ami_atxfer`: the rest.
 pub const ATTENDED_TRANSFER: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
     "target.added target=102",
@@ -179,7 +184,6 @@ pub const ATTENDED_TRANSFER: &[&str] = &[
     "target.added target=103",
     "target.ringing target=103",
     "call.rerouted target=103",
-    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
     "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
     "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
