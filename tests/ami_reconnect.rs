@@ -58,18 +58,23 @@ async fn replay_with_drop(channels: Vec<ListedChannel>) -> Vec<String> {
         );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The call's CDR is the last event: it goes out a moment after the call's end
+    // (normalize::calls::CDR_GRACE, then the next message or tick).
+    let mut seen = Vec::new();
+    common::until("the call's CDR", Duration::from_secs(10), async || {
+        while let TryRecv::Event(ev) = rx.try_recv() {
+            let name = format!("{}.{}", ev.class().as_str(), ev.name());
+            match &ev.body {
+                Body::CallEnded(e) => seen.push(format!("{name}:{}", e.cause_name)),
+                _ if name.starts_with("call.") || name.starts_with("system.ami") => seen.push(name),
+                _ => {}
+            }
+        }
+        seen.last().is_some_and(|n| n == "call.cdr")
+    })
+    .await;
     stop.send(()).unwrap();
     task.await.unwrap();
-    let mut seen = Vec::new();
-    while let TryRecv::Event(ev) = rx.try_recv() {
-        let name = format!("{}.{}", ev.class().as_str(), ev.name());
-        match &ev.body {
-            Body::CallEnded(e) => seen.push(format!("{name}:{}", e.cause_name)),
-            _ if name.starts_with("call.") || name.starts_with("system.ami") => seen.push(name),
-            _ => {}
-        }
-    }
     seen
 }
 

@@ -7,7 +7,7 @@
 mod common;
 
 use common::scenarios;
-use common::sequence::{assert_seq, call_from, of_call, of_call_all, split_leg};
+use common::sequence::{assert_seq, call_from, of_call, of_call_all, split_leg, split_ringing_leg};
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 use pbxtap::dialect::{native, Encoded};
 use pbxtap::event::{text, Event};
@@ -95,13 +95,14 @@ fn replayed_cancel_and_no_answer() {
 
 #[test]
 fn replayed_ring_group_and_queues() {
-    let (rest, loser) = split_leg(
+    let (rest, loser) = split_ringing_leg(
         call_of("a_ring_group_where_one_of_two_phones_answers", "101"),
         "102",
     );
     assert_seq(&loser, scenarios::RING_GROUP_LOSER);
     assert_seq(&rest, scenarios::RING_GROUP);
-    let (rest, loser) = split_leg(call_of("a_queue_call_answered_after_a_wait", "101"), "103");
+    let (rest, loser) =
+        split_ringing_leg(call_of("a_queue_call_answered_after_a_wait", "101"), "103");
     assert_seq(&loser, scenarios::QUEUE_LOSER);
     assert_seq(&rest, scenarios::QUEUE_ANSWERED);
     // Replayed with the default SLA (60 s): no breach.

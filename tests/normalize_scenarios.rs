@@ -130,8 +130,8 @@ fn call_answered_and_hung_up_normal_clearing() {
             "endpoint.presence extension=101 state=unavailable",
             "target.ended call_id=1795376847.2 target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
             "call.ended call_id=1795376847.2 from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr call_id=1795376847.2 disposition=ANSWERED",
             "endpoint.presence extension=102 state=available",
+            "call.cdr call_id=1795376847.2 disposition=ANSWERED",
             "queue.agent_status queue=lab-queue agent=PJSIP/102 state=ready",
         ],
     );
@@ -162,8 +162,8 @@ fn hold_and_unhold() {
             "endpoint.presence extension=102 state=available",
             "queue.agent_status queue=lab-queue agent=PJSIP/102 state=ready",
             "call.ended call_id=1795376859.4 from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr call_id=1795376859.4 disposition=ANSWERED",
             "endpoint.presence extension=101 state=unavailable",
+            "call.cdr call_id=1795376859.4 disposition=ANSWERED",
         ],
     );
 }
@@ -177,8 +177,8 @@ fn busy_is_cause_17_and_486() {
             "endpoint.presence extension=101 state=busy",
             "call.failed call_id=1795376876.6 target=486 sip_code=486 cause=17 cause_name=USER_BUSY",
             "call.ended call_id=1795376876.6 from=101 to=486 cause=17 cause_name=USER_BUSY sip_code=486 answered=false",
-            "call.cdr call_id=1795376876.6 disposition=BUSY",
             "endpoint.presence extension=101 state=unavailable",
+            "call.cdr call_id=1795376876.6 disposition=BUSY",
         ],
     );
 }
@@ -192,8 +192,8 @@ fn congestion_is_cause_34_and_503() {
             "endpoint.presence extension=101 state=busy",
             "call.failed call_id=1795376891.9 target=503 sip_code=503 cause=34 cause_name=NORMAL_CIRCUIT_CONGESTION",
             "call.ended call_id=1795376891.9 from=101 to=503 cause=34 cause_name=NORMAL_CIRCUIT_CONGESTION sip_code=503 answered=false",
-            "call.cdr call_id=1795376891.9 disposition=CONGESTION",
             "endpoint.presence extension=101 state=unavailable",
+            "call.cdr call_id=1795376891.9 disposition=CONGESTION",
         ],
     );
 }
@@ -215,8 +215,8 @@ fn no_answer() {
             "endpoint.presence extension=101 state=unavailable",
             "target.ended call_id=1795376899.10 target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
             "call.ended call_id=1795376899.10 from=101 to=102 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false",
-            "call.cdr call_id=1795376899.10 disposition=NO ANSWER",
             "queue.agent_status queue=lab-queue agent=PJSIP/102 state=ready",
+            "call.cdr call_id=1795376899.10 disposition=NO ANSWER",
             "endpoint.presence extension=102 state=available",
         ],
     );
@@ -267,8 +267,8 @@ fn queue_call_answered_by_one_agent() {
             "endpoint.presence extension=101 state=unavailable",
             "target.ended call_id=1795376952.15 target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
             "call.ended call_id=1795376952.15 from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr call_id=1795376952.15 disposition=ANSWERED",
             "endpoint.presence extension=102 state=available",
+            "call.cdr call_id=1795376952.15 disposition=ANSWERED",
             "queue.agent_status queue=lab-queue agent=PJSIP/102 state=ready",
         ],
     );
@@ -308,8 +308,8 @@ fn custom_vars_without_x_headers() {
             "queue.agent_status queue=lab-queue agent=PJSIP/102 state=ready",
             "endpoint.presence extension=102 state=available",
             "call.ended call_id=1795376992.22 from=101 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
-            "call.cdr call_id=1795376992.22 disposition=ANSWERED",
             "endpoint.presence extension=101 state=unavailable",
+            "call.cdr call_id=1795376992.22 disposition=ANSWERED",
         ],
     );
 }

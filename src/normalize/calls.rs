@@ -129,16 +129,19 @@ pub const MAX_PENDING_CDRS: usize = 16;
 /// call are folded into it (Asterisk writes one per dialplan application that ran).
 pub const RECENT_CDR_CALLS: usize = 64;
 
-/// One `call.cdr` per call. Asterisk writes a record per dialled leg and per application
-/// and sends a call's records together, around its last Hangup. The records of a call are
-/// held and folded into one (the answered record of the caller's channel that started
-/// first, else the first), which
-/// goes out after the call's `call.ended`, at the first message that is not one of them;
-/// records that come after it are folded (counted in `cdrs_folded`, not sent).
+/// How long after its call ended a held CDR waits for the call's other records.
+pub const CDR_GRACE: u64 = 500_000;
+
+/// One `call.cdr` per call. Asterisk writes a record per dialled leg and per application:
+/// a transferor's when it hangs up, mid-call, the rest around the call's last Hangup,
+/// other events in between. The records of a call are held and folded into one (the
+/// answered record of the caller's channel that started first, else the first), which goes
+/// out [`CDR_GRACE`] after the call's `call.ended`; records that come after it are folded
+/// (counted in `cdrs_folded`, not sent).
 #[derive(Default)]
 struct CdrFold {
-    /// Held records, and whether their call has ended.
-    pending: Vec<(Cdr, bool), MAX_PENDING_CDRS>,
+    /// Held records, and when their call ended (µs), once it has.
+    pending: Vec<(Cdr, Option<u64>), MAX_PENDING_CDRS>,
     /// Calls whose CDR went out, oldest first.
     sent: heapless::Deque<Id, RECENT_CDR_CALLS>,
 }
@@ -159,7 +162,7 @@ impl CdrFold {
     fn add(
         &mut self,
         cdr: Cdr,
-        ended: bool,
+        ended: Option<u64>,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
@@ -197,18 +200,19 @@ impl CdrFold {
         let _ = self.pending.push((cdr, ended));
     }
 
-    /// The call ended: its held record goes out at the next flush.
-    fn call_ended(&mut self, call_id: &str) {
+    /// The call ended at `now`: its held record goes out once the grace has passed.
+    fn call_ended(&mut self, call_id: &str, now: u64) {
         for (c, ended) in self.pending.iter_mut() {
-            if c.call_id == call_id {
-                *ended = true;
+            if c.call_id == call_id && ended.is_none() {
+                *ended = Some(now);
             }
         }
     }
 
-    /// Sends the records of calls that ended.
-    fn flush(&mut self, emit: &mut dyn FnMut(Body)) {
-        while let Some(i) = self.pending.iter().position(|(_, ended)| *ended) {
+    /// Sends the records of calls that ended at least [`CDR_GRACE`] before `now`.
+    fn flush(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
+        let due = |e: &Option<u64>| e.is_some_and(|t| now.saturating_sub(t) >= CDR_GRACE);
+        while let Some(i) = self.pending.iter().position(|(_, ended)| due(ended)) {
             let (cdr, _) = self.pending.remove(i);
             self.mark_sent(&cdr.call_id);
             emit(Body::CallCdr(cdr));
@@ -312,7 +316,7 @@ impl Calls {
             E::HangupRequest => self.hangup_request(msg, now, stats),
             E::Hangup => self.hangup(msg, now, stats, emit),
             E::Hold | E::Unhold => self.hold(event == E::Hold, msg, now, stats, emit),
-            E::Cdr => self.cdr(msg, stats, emit),
+            E::Cdr => self.cdr(msg, now, stats, emit),
             E::BlindTransfer | E::AttendedTransfer | E::UnParkedCall => {
                 self.transfer(event, msg, stats, emit)
             }
@@ -854,7 +858,7 @@ impl Calls {
             answered,
             extra_headers: call.headers,
         }));
-        self.cdrs.call_ended(&id);
+        self.cdrs.call_ended(&id, now);
     }
 
     fn hold(
@@ -891,7 +895,13 @@ impl Calls {
 
     /// A CDR (cdr_manager). It names the caller's Uniqueid, not the Linkedid: the call is
     /// found through the channel while it lives, else the Uniqueid stands for it.
-    fn cdr(&mut self, msg: &Message<'_>, stats: &mut NormalizeStats, emit: &mut dyn FnMut(Body)) {
+    fn cdr(
+        &mut self,
+        msg: &Message<'_>,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
         let uid = msg.get("UniqueID").unwrap_or("");
         let call_id = match self.channel_index(uid) {
             Some(i) => self.channels[i].call_id.clone(),
@@ -920,14 +930,14 @@ impl Calls {
             ama_flags: bounded(stats, g("AMAFlags")),
             user_field: bounded(stats, g("UserField")),
         };
-        let ended = !self.calls.iter().any(|c| c.id == cdr.call_id);
-        self.cdrs.add(cdr, ended, stats, emit);
+        let live = self.calls.iter().any(|c| c.id == cdr.call_id);
+        self.cdrs.add(cdr, (!live).then_some(now), stats, emit);
     }
 
-    /// Sends the folded CDRs of calls that ended: called for every message that is not a
-    /// CDR, and every tick.
-    pub fn flush_cdrs(&mut self, emit: &mut dyn FnMut(Body)) {
-        self.cdrs.flush(emit);
+    /// Sends the folded CDRs of calls that ended long enough ago: after every message,
+    /// and every tick.
+    pub fn flush_cdrs(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
+        self.cdrs.flush(now, emit);
     }
 
     /// Blind and attended transfers, and a parked call picked up: `call.rerouted` to the

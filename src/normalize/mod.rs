@@ -176,9 +176,6 @@ impl Normalizer {
             emit(b)
         };
         let stats = &mut self.stats;
-        if event != AmiEvent::Call(names::CallEvent::Cdr) {
-            self.calls.flush_cdrs(&mut out);
-        }
         match event {
             AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, &mut out),
             AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, now, stats, &mut out),
@@ -199,6 +196,8 @@ impl Normalizer {
                 }
             }
         }
+        // A call's folded CDR, once the call's other records had their time to come.
+        self.calls.flush_cdrs(now, &mut out);
         self.stats.emitted += emitted;
     }
 
@@ -235,7 +234,7 @@ impl Normalizer {
             emitted += 1;
             emit(b)
         };
-        self.calls.flush_cdrs(&mut out);
+        self.calls.flush_cdrs(now, &mut out);
         self.endpoints.tick(now, stats, &mut out);
         if self.cfg.queue_sla_secs > 0 {
             self.queues.tick(now, self.cfg.queue_sla_secs, &mut out);

@@ -53,16 +53,17 @@ pub const NO_ANSWER: &[&str] = &[
 ];
 
 /// `a_ring_group_where_one_of_two_phones_answers`.
-pub const RING_GROUP_LOSER: &[&str] =
-    &["target.ended target=102 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487"];
+pub const RING_GROUP_LOSER: &[&str] = &[
+    "target.ringing target=102",
+    "target.ended target=102 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487",
+];
 
 /// `a_ring_group_where_one_of_two_phones_answers`.
 pub const RING_GROUP: &[&str] = &[
     "call.started from=101 to=600 direction=internal",
     "target.added target=102",
     "target.added target=103",
-    "target.ringing target=102",
-    "call.ringing target=102",
+    "call.ringing target=*",
     "target.ringing target=103",
     "call.answered target=103",
     "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
@@ -71,8 +72,10 @@ pub const RING_GROUP: &[&str] = &[
 ];
 
 /// `a_queue_call_answered_after_a_wait`.
-pub const QUEUE_LOSER: &[&str] =
-    &["target.ended target=103 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487"];
+pub const QUEUE_LOSER: &[&str] = &[
+    "target.ringing target=103",
+    "target.ended target=103 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487",
+];
 
 /// `a_queue_call_answered_after_a_wait`.
 pub const QUEUE_ANSWERED: &[&str] = &[
@@ -80,8 +83,7 @@ pub const QUEUE_ANSWERED: &[&str] = &[
     "queue.caller_joined queue=lab-queue caller=101",
     "target.added target=102",
     "target.added target=103",
-    "target.ringing target=103",
-    "call.ringing target=103",
+    "call.ringing target=*",
     "target.ringing target=102",
     "call.answered target=102",
     "queue.caller_left queue=lab-queue caller=101 reason=answered",

@@ -101,6 +101,17 @@ pub fn split_leg(seq: Vec<String>, target: &str) -> (Vec<String>, Vec<String>) {
     (rest, leg)
 }
 
+/// `seq` without the ringing and end of the leg to `target`, and those two: legs that ring
+/// together (a ring group, a ringall queue) ring in either order, and one that lost ends
+/// concurrently with the rest of the call.
+pub fn split_ringing_leg(seq: Vec<String>, target: &str) -> (Vec<String>, Vec<String>) {
+    let mine = format!(" target={target}");
+    let (leg, rest): (Vec<String>, Vec<String>) = seq.into_iter().partition(|l| {
+        (l.starts_with("target.ringing") || l.starts_with("target.ended")) && l.contains(&mine)
+    });
+    (rest, leg)
+}
+
 /// Every event of the call `call_id` (queue events too), shown.
 pub fn of_call_all(events: &[Value], call_id: &str) -> Vec<String> {
     events
