@@ -17,7 +17,7 @@ use common::daemon::Daemon;
 use common::pbx::Pbx;
 use common::scenarios;
 use common::sequence::{
-    assert_seq, call_from, name, of_call, of_call_all, shown, split_leg, split_ringing_leg,
+    assert_seq, call_from, name, of_call, of_call_all, shown, split_leg, split_legs,
 };
 use serde_json::Value;
 
@@ -305,8 +305,9 @@ fn a_ring_group_where_one_of_two_phones_answers() {
     let _ = (ringer.wait(), answerer.wait());
     let events = done(&pbx, &tap, &[(102, "g102"), (103, "g103")]);
     let call = call_from(&events, "101");
-    let (rest, loser) = split_ringing_leg(of_call_all(&events, &call), "102");
-    assert_seq(&loser, scenarios::RING_GROUP_LOSER);
+    let (rest, legs) = split_legs(of_call_all(&events, &call), &["102", "103"]);
+    assert_seq(&legs[0], scenarios::RING_GROUP_LOSER);
+    assert_seq(&legs[1], scenarios::RING_GROUP_WINNER);
     assert_seq(&rest, scenarios::RING_GROUP);
 }
 
@@ -323,8 +324,9 @@ fn a_queue_call_answered_after_a_wait() {
     let _ = (ringer.wait(), answerer.wait());
     let events = done(&pbx, &tap, &[(102, "q102"), (103, "q103")]);
     let call = call_from(&events, "101");
-    let (rest, loser) = split_ringing_leg(of_call_all(&events, &call), "103");
-    assert_seq(&loser, scenarios::QUEUE_LOSER);
+    let (rest, legs) = split_legs(of_call_all(&events, &call), &["103", "102"]);
+    assert_seq(&legs[0], scenarios::QUEUE_LOSER);
+    assert_seq(&legs[1], scenarios::QUEUE_WINNER);
     assert_seq(&rest, scenarios::QUEUE_ANSWERED);
 }
 

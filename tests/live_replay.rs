@@ -7,7 +7,7 @@
 mod common;
 
 use common::scenarios;
-use common::sequence::{assert_seq, call_from, of_call, of_call_all, split_leg, split_ringing_leg};
+use common::sequence::{assert_seq, call_from, of_call, of_call_all, split_leg, split_legs};
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 use pbxtap::dialect::{native, Encoded};
 use pbxtap::event::{text, Event};
@@ -95,15 +95,19 @@ fn replayed_cancel_and_no_answer() {
 
 #[test]
 fn replayed_ring_group_and_queues() {
-    let (rest, loser) = split_ringing_leg(
+    let (rest, legs) = split_legs(
         call_of("a_ring_group_where_one_of_two_phones_answers", "101"),
-        "102",
+        &["102", "103"],
     );
-    assert_seq(&loser, scenarios::RING_GROUP_LOSER);
+    assert_seq(&legs[0], scenarios::RING_GROUP_LOSER);
+    assert_seq(&legs[1], scenarios::RING_GROUP_WINNER);
     assert_seq(&rest, scenarios::RING_GROUP);
-    let (rest, loser) =
-        split_ringing_leg(call_of("a_queue_call_answered_after_a_wait", "101"), "103");
-    assert_seq(&loser, scenarios::QUEUE_LOSER);
+    let (rest, legs) = split_legs(
+        call_of("a_queue_call_answered_after_a_wait", "101"),
+        &["103", "102"],
+    );
+    assert_seq(&legs[0], scenarios::QUEUE_LOSER);
+    assert_seq(&legs[1], scenarios::QUEUE_WINNER);
     assert_seq(&rest, scenarios::QUEUE_ANSWERED);
     // Replayed with the default SLA (60 s): no breach.
     let (rest, member) = split_leg(

@@ -54,6 +54,7 @@ pub const NO_ANSWER: &[&str] = &[
 
 /// `a_ring_group_where_one_of_two_phones_answers`.
 pub const RING_GROUP_LOSER: &[&str] = &[
+    "target.added target=102",
     "target.ringing target=102",
     "target.ended target=102 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487",
 ];
@@ -61,18 +62,15 @@ pub const RING_GROUP_LOSER: &[&str] = &[
 /// `a_ring_group_where_one_of_two_phones_answers`.
 pub const RING_GROUP: &[&str] = &[
     "call.started from=101 to=600 direction=internal",
-    "target.added target=102",
-    "target.added target=103",
     "call.ringing target=*",
-    "target.ringing target=103",
     "call.answered target=103",
-    "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
     "call.ended from=101 to=600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
     "call.cdr source=101 destination=600 disposition=ANSWERED",
 ];
 
 /// `a_queue_call_answered_after_a_wait`.
 pub const QUEUE_LOSER: &[&str] = &[
+    "target.added target=103",
     "target.ringing target=103",
     "target.ended target=103 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487",
 ];
@@ -81,13 +79,9 @@ pub const QUEUE_LOSER: &[&str] = &[
 pub const QUEUE_ANSWERED: &[&str] = &[
     "call.started from=101 to=8001 direction=internal",
     "queue.caller_joined queue=lab-queue caller=101",
-    "target.added target=102",
-    "target.added target=103",
     "call.ringing target=*",
-    "target.ringing target=102",
     "call.answered target=102",
     "queue.caller_left queue=lab-queue caller=101 reason=answered",
-    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
     "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
     "call.cdr source=101 destination=8001 disposition=ANSWERED",
 ];
@@ -256,6 +250,20 @@ pub const RETRIEVER: &[&str] = &[
     "call.started from=103 to=71 direction=internal",
     "call.ended from=103 to=71 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
     "call.cdr source=103 destination=71 disposition=ANSWERED",
+];
+
+/// `a_ring_group_where_one_of_two_phones_answers`: the leg that answered.
+pub const RING_GROUP_WINNER: &[&str] = &[
+    "target.added target=103",
+    "target.ringing target=103",
+    "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+];
+
+/// `a_queue_call_answered_after_a_wait`: the member who answered.
+pub const QUEUE_WINNER: &[&str] = &[
+    "target.added target=102",
+    "target.ringing target=102",
+    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
 ];
 
 /// A callee that refuses with SIP `code`: `cause` as `cause=N cause_name=NAME`, and the

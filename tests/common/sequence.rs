@@ -101,15 +101,23 @@ pub fn split_leg(seq: Vec<String>, target: &str) -> (Vec<String>, Vec<String>) {
     (rest, leg)
 }
 
-/// `seq` without the ringing and end of the leg to `target`, and those two: legs that ring
-/// together (a ring group, a ringall queue) ring in either order, and one that lost ends
-/// concurrently with the rest of the call.
-pub fn split_ringing_leg(seq: Vec<String>, target: &str) -> (Vec<String>, Vec<String>) {
-    let mine = format!(" target={target}");
-    let (leg, rest): (Vec<String>, Vec<String>) = seq.into_iter().partition(|l| {
-        (l.starts_with("target.ringing") || l.starts_with("target.ended")) && l.contains(&mine)
-    });
-    (rest, leg)
+/// `seq` without the `target.*` events of the legs to `targets`, and each leg's own: legs
+/// that are dialled together (a ring group, a ringall queue) are added, ring and end in
+/// any order among each other, so each leg's order is checked on its own.
+pub fn split_legs(seq: Vec<String>, targets: &[&str]) -> (Vec<String>, Vec<Vec<String>>) {
+    let of = |l: &str, t: &str| {
+        l.starts_with("target.") && l.contains(&format!(" target={t} "))
+            || l.starts_with("target.") && l.ends_with(&format!(" target={t}"))
+    };
+    let legs = targets
+        .iter()
+        .map(|t| seq.iter().filter(|l| of(l, t)).cloned().collect())
+        .collect();
+    let rest = seq
+        .into_iter()
+        .filter(|l| !targets.iter().any(|t| of(l, t)))
+        .collect();
+    (rest, legs)
 }
 
 /// Every event of the call `call_id` (queue events too), shown.
