@@ -91,6 +91,10 @@ impl Handler for Tap {
     }
 
     fn disconnected(&mut self, reason: &AmiError) {
+        let now = event::now_micros();
+        let bus = &self.bus;
+        self.normalizer
+            .flush_cdrs(&mut |body| bus.publish(Event::new(now, bus.host(), body)));
         self.normalizer.connection_lost();
         if self.connected.replace(false) == Some(false) {
             // Still down: the client logs each failed redial.

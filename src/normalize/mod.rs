@@ -220,6 +220,12 @@ impl Normalizer {
         self.endpoints.lists_seen();
     }
 
+    /// The connection ended: the CDRs of calls that ended go out now, since no more of
+    /// their records can come on it.
+    pub fn flush_cdrs(&mut self, emit: &mut dyn FnMut(Body)) {
+        self.calls.flush_cdrs(u64::MAX, emit);
+    }
+
     /// The connection was lost. Calls stay live until the resync tells.
     pub fn connection_lost(&mut self) {
         self.calls.connection_lost();
