@@ -96,11 +96,11 @@ async fn drain(bus: Arc<Bus>, sinks: Vec<(String, JoinHandle<()>)>, deadline: Du
             tracing::info!(code = "sink_drained", sink = %name, delivered = during, "sink drained");
             continue;
         }
-        let left = counters
+        let (left, dropped) = counters
             .iter()
             .find(|c| c.name.as_str() == name)
-            .map_or(0, |c| c.backlog(published));
-        tracing::warn!(code = "sink_drain_timeout", sink = %name, delivered = during, left, "sink did not drain within {deadline:?}: {left} events undelivered; stopping it");
+            .map_or((0, 0), |c| (c.backlog(published), c.lost(published)));
+        tracing::warn!(code = "sink_drain_timeout", sink = %name, delivered = during, left, dropped, "sink did not drain within {deadline:?}: {left} events undelivered left in its ring ({dropped} dropped before, when its ring overflowed); stopping it");
         handle.abort();
         stopped += 1;
     }
@@ -218,9 +218,16 @@ async fn supervise(
             _ = &mut term => return,
             _ = hup.recv() => {
                 tracing::info!(code = "config_reload", config = %path.display(), "SIGHUP: reloading the config");
-                match Config::load(path, &|k| std::env::var(k).ok()) {
-                    Ok(new) => reload(running, new, sinks, bus).await,
-                    Err(e) => tracing::error!(code = "config_reload_rejected", key = %e.key, "SIGHUP: new config rejected, keeping the running one: {e}"),
+                // Files are read on a blocking thread: events keep flowing meanwhile.
+                let file = path.to_path_buf();
+                let loaded = tokio::task::spawn_blocking(move || {
+                    Config::load(&file, &|k| std::env::var(k).ok())
+                })
+                .await;
+                match loaded {
+                    Ok(Ok(new)) => reload(running, new, sinks, bus).await,
+                    Ok(Err(e)) => tracing::error!(code = "config_reload_rejected", key = %e.key, "SIGHUP: new config rejected, keeping the running one: {e}"),
+                    Err(e) => tracing::error!(code = "config_reload_rejected", "SIGHUP: reading the config failed, keeping the running one: {e}"),
                 }
             }
         }

@@ -72,16 +72,29 @@ pub struct SinkCounters {
     reported: AtomicU64,
     /// Events published before the sink subscribed (it never sees those).
     pub subscribed_at: u64,
+    /// Events its ring holds (`buffers.per_sink`).
+    pub capacity: u64,
 }
 
 impl SinkCounters {
-    /// Events published for this sink that it has neither taken nor lost yet, given
-    /// `published` (`Bus::published`): what waits in its ring.
-    pub fn backlog(&self, published: u64) -> u64 {
+    /// Events published for this sink that it has neither taken nor been counted as
+    /// losing, given `published` (`Bus::published`).
+    fn unseen(&self, published: u64) -> u64 {
         published
             .saturating_sub(self.subscribed_at)
             .saturating_sub(self.received.load(Ordering::Relaxed))
             .saturating_sub(self.dropped.load(Ordering::Relaxed))
+    }
+
+    /// What waits in its ring: at most its capacity.
+    pub fn backlog(&self, published: u64) -> u64 {
+        self.unseen(published).min(self.capacity)
+    }
+
+    /// Events lost so far: those counted, and those overwritten in the ring that the sink
+    /// has not come to yet (counted once it reads on).
+    pub fn lost(&self, published: u64) -> u64 {
+        self.dropped.load(Ordering::Relaxed) + self.unseen(published) - self.backlog(published)
     }
 }
 
@@ -90,6 +103,8 @@ impl SinkCounters {
 struct Shared {
     seq: AtomicU64,
     host: Host,
+    /// Events each sink's ring holds.
+    per_sink: usize,
     /// One entry per subscribed sink; bounded by the number of sinks in the config.
     sinks: Mutex<Vec<Arc<SinkCounters>>>,
     last_report: Mutex<Option<Instant>>,
@@ -136,12 +151,14 @@ fn send(tx: &broadcast::Sender<Event>, shared: &Shared, mut ev: Event) {
 impl Bus {
     /// A bus whose rings hold `per_sink` events each (at least 1).
     pub fn new(per_sink: usize, host: Host) -> Self {
-        let (tx, _) = broadcast::channel(per_sink.max(1));
+        let per_sink = per_sink.max(1);
+        let (tx, _) = broadcast::channel(per_sink);
         Bus {
             tx,
             shared: Arc::new(Shared {
                 seq: AtomicU64::new(0),
                 host,
+                per_sink,
                 sinks: Mutex::new(Vec::new()),
                 last_report: Mutex::new(None),
             }),
@@ -181,6 +198,7 @@ impl Bus {
         let counters = Arc::new(SinkCounters {
             name: event::text(name),
             subscribed_at: self.published(),
+            capacity: self.shared.per_sink as u64,
             ..Default::default()
         });
         let mut sinks = self.shared.sinks.lock().expect("bus sink list poisoned");
@@ -390,9 +408,18 @@ mod tests {
             bus.publish_body(body(i));
         }
         let a = rx.counters().clone();
-        assert_eq!(a.backlog(bus.published()), 6);
+        // The ring holds 4; the other 2 are lost, though the sink has not noticed yet.
+        assert_eq!(a.backlog(bus.published()), 4);
+        assert_eq!(a.lost(bus.published()), 2);
         rx.recv().await.unwrap(); // 2 overwritten, 1 taken
         assert_eq!(a.backlog(bus.published()), 3);
+        // Overrun while the sink is stuck: the ring holds 4, the rest are lost, though
+        // the sink has not noticed yet.
+        for i in 7..=16 {
+            bus.publish_body(body(i));
+        }
+        assert_eq!(a.backlog(bus.published()), 4);
+        assert_eq!(a.lost(bus.published()), 2 + 9);
         drop((rx, a));
         let _b = bus.subscribe("b");
         let names: std::vec::Vec<_> = bus.sinks().iter().map(|s| s.name.clone()).collect();

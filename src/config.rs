@@ -18,9 +18,12 @@ use crate::ami::config::AmiConfig;
 use crate::bus::BuffersConfig;
 use crate::logging::LogConfig;
 use crate::normalize::NormalizeConfig;
-use crate::settings::{deserialize_at, read_secret_file, toml_error, ConfigError};
+use crate::settings::{deserialize_at, read_limited, resolve_secret, toml_error, ConfigError};
 use crate::sink::SinkConfig;
 use crate::watchdog::config::WatchdogConfig;
+
+/// Largest config file read; a larger one is refused unread.
+pub const MAX_CONFIG_FILE: u64 = 1024 * 1024;
 
 /// Where `pbxtap run` looks for its config when `--config` is not given.
 pub const DEFAULT_PATH: &str = "/etc/pbxtap/pbxtap.toml";
@@ -90,10 +93,10 @@ impl Config {
     /// Reads and parses the file at `path`, applies environment overrides from `env`,
     /// reads secret files and validates.
     pub fn load(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| {
+        let text = read_limited(path, MAX_CONFIG_FILE).map_err(|why| {
             ConfigError::new(
                 path.display().to_string(),
-                format!("cannot read the config file: {e}"),
+                format!("cannot read the config file: {why}"),
             )
         })?;
         Config::from_text(&text, env)
@@ -147,9 +150,12 @@ impl Config {
         &mut self,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
-        if let Some(file) = self.ami.secret_file.take() {
-            self.ami.secret = Some(read_secret_file("ami.secret_file", &file, env)?);
-        }
+        resolve_secret(
+            "ami.secret_file",
+            &mut self.ami.secret,
+            &mut self.ami.secret_file,
+            env,
+        )?;
         for (i, sink) in self.sinks.iter_mut().enumerate() {
             sink.resolve_secrets(&format!("sinks[{i}]"), env)?;
         }
@@ -174,6 +180,19 @@ impl Config {
         self.normalize.validate()?;
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.validate(&format!("sinks[{i}]"))?;
+        }
+        // One stdout: a second would print every event again, the same line twice on the
+        // same stream.
+        let mut stdout = self
+            .sinks
+            .iter()
+            .enumerate()
+            .filter(|(_, s)| s.kind() == "stdout");
+        if let (Some((first, _)), Some((second, _))) = (stdout.next(), stdout.next()) {
+            return Err(ConfigError::new(
+                format!("sinks[{second}].type"),
+                format!("a second stdout sink (sinks[{first}] is one): every event would be printed twice on the same stream; keep one"),
+            ));
         }
         Ok(())
     }
@@ -289,6 +308,76 @@ mod tests {
             Config::from_text("[ami]\nsecret_file = \"/nonexistent/x\"\n", &no_env).unwrap_err();
         assert_eq!(e.key, "ami.secret_file");
         assert!(e.message.contains("/nonexistent/x"), "{e}");
+    }
+
+    #[test]
+    fn a_secret_file_is_read_bounded_and_must_be_one_line() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = |name: &str| dir.path().join(name).display().to_string();
+        let large = vec![b'k'; crate::settings::MAX_SECRET_FILE as usize + 1];
+        std::fs::write(path("large"), &large).unwrap();
+        std::fs::write(path("two-lines"), "s3cret\nAction: Originate\n").unwrap();
+        std::fs::write(path("nul"), "s3\0cret\n").unwrap();
+        std::fs::write(path("crlf"), "s3cret\r\n").unwrap();
+        // A FIFO never ends: only the bound stops the read (a writer feeds it forever).
+        let fifo = path("fifo");
+        nix::unistd::mkfifo(fifo.as_str(), nix::sys::stat::Mode::S_IRWXU).unwrap();
+        let feeder = {
+            let fifo = fifo.clone();
+            std::thread::spawn(move || {
+                use std::io::Write;
+                let mut w = std::fs::OpenOptions::new().write(true).open(&fifo).unwrap();
+                while w.write_all(&[b'x'; 4096]).is_ok() {}
+            })
+        };
+        for (file, why) in [
+            ("large", "larger than 4096 bytes"),
+            ("fifo", "larger than 4096 bytes"),
+            ("two-lines", "line feed (LF)"),
+            ("nul", "NUL"),
+        ] {
+            let text = format!("[ami]\nsecret_file = \"{}\"\n", path(file));
+            let e = Config::from_text(&text, &no_env).unwrap_err();
+            assert_eq!(e.key, "ami.secret_file", "{file}: {e}");
+            assert!(e.message.contains(why), "{file}: {e}");
+        }
+        feeder.join().unwrap();
+        let text = format!("[ami]\nsecret_file = \"{}\"\n", path("crlf"));
+        let cfg = Config::from_text(&text, &no_env).unwrap();
+        assert_eq!(
+            cfg.ami.secret.as_deref(),
+            Some("s3cret"),
+            "the line end is not the secret"
+        );
+    }
+
+    #[test]
+    fn a_line_break_in_what_the_login_carries_is_refused() {
+        for (text, key) in [
+            (
+                "username = \"tap\\r\\nAction: Originate\"\nsecret = \"s\"",
+                "ami.username",
+            ),
+            ("secret = \"s\\nAction: Originate\"", "ami.secret"),
+            ("secret = \"s\\u0000\"", "ami.secret"),
+            ("secret = \"s\"\nevents = \"on\\r\"", "ami.events"),
+        ] {
+            let e = Config::from_text(&format!("[ami]\n{text}\n"), &no_env).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+            assert!(e.message.contains("one line"), "{text}: {e}");
+        }
+        let env = |k: &str| (k == "PBXTAP_AMI_SECRET").then(|| "s\r\nAction: Logoff".to_string());
+        let e = Config::from_text("", &env).unwrap_err();
+        assert_eq!(e.key, "ami.secret");
+    }
+
+    #[test]
+    fn a_second_stdout_sink_is_refused() {
+        let text = "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"stdout\"\n\
+                    [[sinks]]\ntype = \"stdout\"\n";
+        let e = Config::from_text(text, &no_env).unwrap_err();
+        assert_eq!(e.key, "sinks[1].type");
+        assert!(e.message.contains("sinks[0] is one"), "{e}");
     }
 
     #[test]

@@ -7,8 +7,10 @@
 
 use heapless::{String, Vec};
 
-/// Call and channel identifiers (`Uniqueid`, `Linkedid`: `1795376847.2`).
-pub const ID_LEN: usize = 32;
+/// Call and channel identifiers (`Uniqueid`, `Linkedid`: `1795376847.2`, or
+/// `SYSTEMNAME-1795376847.2` when Asterisk has a `systemname`): room for a systemname of
+/// 40 bytes, or an Originate `ChannelId` UUID. A longer id is cut, and compared as cut.
+pub const ID_LEN: usize = 64;
 /// Numbers, names, AORs, queue and agent names.
 pub const TEXT_LEN: usize = 64;
 /// Channel names, contact URIs, notes, CDR data, reasons.

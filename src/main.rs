@@ -7,7 +7,9 @@ use pbxtap::config::{self, Config};
 
 const USAGE: &str = "\
 usage: pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to the configured sinks
-       pbxtap check-config [FILE]     validate a config file (exit 0 when valid)
+       pbxtap check-config [--bind] [FILE]
+                                      validate a config file (exit 0 when valid); with
+                                      --bind, also listen on each sink's address and let go
        pbxtap demo                    replay a recorded Asterisk session through the pipeline to stdout
        pbxtap --version
 
@@ -16,7 +18,8 @@ NATS_PUBLISHER_*) override the file; see README.md.";
 
 enum Command {
     Run(PathBuf),
-    CheckConfig(PathBuf),
+    /// The file, and whether to try the listening addresses.
+    CheckConfig(PathBuf, bool),
     Demo,
     Version,
     Help,
@@ -34,14 +37,20 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             [f] if f == "--config" || f == "-c" => Err(format!("{f} needs a file name")),
             other => Err(format!("unexpected argument `{}` for run", other[0])),
         },
-        [c, rest @ ..] if c == "check-config" => match rest {
-            [] => Ok(Command::CheckConfig(default())),
-            [file] => Ok(Command::CheckConfig(file.into())),
-            other => Err(format!(
-                "unexpected argument `{}` for check-config",
-                other[1]
-            )),
-        },
+        [c, rest @ ..] if c == "check-config" => {
+            let (bind, rest) = match rest {
+                [b, rest @ ..] if b == "--bind" => (true, rest),
+                rest => (false, rest),
+            };
+            match rest {
+                [] => Ok(Command::CheckConfig(default(), bind)),
+                [file] if !file.starts_with('-') => Ok(Command::CheckConfig(file.into(), bind)),
+                other => Err(format!(
+                    "unexpected argument `{}` for check-config",
+                    other[other.len().min(1)]
+                )),
+            }
+        }
         [c, rest @ ..] if c == "demo" => match rest {
             [] => Ok(Command::Demo),
             other => Err(format!("unexpected argument `{}` for demo", other[0])),
@@ -72,21 +81,8 @@ fn main() -> ExitCode {
             println!("{USAGE}");
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(path) => match Config::load(&path, &env) {
-            Ok(cfg) => {
-                println!(
-                    "{}: valid ({} sink{}: {})",
-                    path.display(),
-                    cfg.sinks.len(),
-                    if cfg.sinks.len() == 1 { "" } else { "s" },
-                    cfg.sinks
-                        .iter()
-                        .map(|s| s.kind())
-                        .collect::<Vec<_>>()
-                        .join(", ")
-                );
-                ExitCode::SUCCESS
-            }
+        Command::CheckConfig(path, bind) => match Config::load(&path, &env) {
+            Ok(cfg) => check_listening(&path, &cfg, bind),
             Err(e) => {
                 eprintln!("pbxtap: invalid config: {e}");
                 ExitCode::from(1)
@@ -110,6 +106,64 @@ fn main() -> ExitCode {
     }
 }
 
+/// `check-config` on a valid file: says so, and what it did not try (the listening
+/// addresses), or, with `bind`, listens on each and lets go.
+fn check_listening(path: &std::path::Path, cfg: &Config, bind: bool) -> ExitCode {
+    let kinds: Vec<&str> = cfg.sinks.iter().map(|s| s.kind()).collect();
+    let listens: Vec<(usize, &str)> = cfg
+        .sinks
+        .iter()
+        .enumerate()
+        .filter_map(|(i, s)| Some((i, s.listen_address()?)))
+        .collect();
+    if bind {
+        for (i, address) in &listens {
+            if let Err(e) = std::net::TcpListener::bind(address) {
+                eprintln!("pbxtap: sinks[{i}].listen: cannot listen on {address}: {e}");
+                return ExitCode::from(1);
+            }
+        }
+    }
+    let mut said = format!(
+        "{}: valid ({} sink{}: {})",
+        path.display(),
+        kinds.len(),
+        if kinds.len() == 1 { "" } else { "s" },
+        kinds.join(", ")
+    );
+    let addresses = listens
+        .iter()
+        .map(|(_, a)| *a)
+        .collect::<Vec<_>>()
+        .join(", ");
+    if !listens.is_empty() && bind {
+        said.push_str(&format!("; listening on {addresses} works"));
+    } else if !listens.is_empty() {
+        said.push_str(&format!(
+            "; listening on {addresses} not tried (--bind tries it)"
+        ));
+    }
+    println!("{said}");
+    ExitCode::SUCCESS
+}
+
+/// An error and its causes on one line, leaving out a cause whose text is already said
+/// (error types that print their source would otherwise repeat it).
+fn describe(e: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        if out.contains(&text) {
+            continue;
+        }
+        if !out.is_empty() {
+            out.push_str(": ");
+        }
+        out.push_str(&text);
+    }
+    out
+}
+
 fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> ExitCode {
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -127,8 +181,9 @@ fn run_async(fut: impl std::future::Future<Output = anyhow::Result<()>>) -> Exit
     match result {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            tracing::error!("{e:#}");
-            eprintln!("pbxtap: {e:#}");
+            let e = describe(&e);
+            tracing::error!("{e}");
+            eprintln!("pbxtap: {e}");
             ExitCode::from(1)
         }
     }

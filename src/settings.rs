@@ -76,8 +76,62 @@ pub fn validate_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
-/// Reads a secret from a file: its first line, trimmed. A relative path is looked up in
-/// `$CREDENTIALS_DIRECTORY` (systemd `LoadCredential=`) when that is set.
+/// Largest PEM file read (a CA bundle, a certificate chain, a key) and NATS `.creds`
+/// file.
+pub const MAX_PEM_FILE: u64 = 1024 * 1024;
+
+/// Largest secret file read (`secret_file`, `authkey_file`, `password_file`, ...): a
+/// secret is a line, and a larger file is a mistake, refused before it is read.
+pub const MAX_SECRET_FILE: u64 = 4096;
+
+/// Reads the file at `path`, at most `max` bytes: a larger file is refused without being
+/// read whole, whatever its size or kind (a FIFO, a device, a file still growing). `Err`
+/// says why, without the path.
+pub fn read_limited(path: &Path, max: u64) -> Result<String, String> {
+    use std::io::Read;
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let too_large = || format!("it is larger than {max} bytes");
+    if file.metadata().is_ok_and(|m| m.is_file() && m.len() > max) {
+        return Err(too_large());
+    }
+    let mut bytes = Vec::new();
+    file.take(max + 1)
+        .read_to_end(&mut bytes)
+        .map_err(|e| e.to_string())?;
+    if bytes.len() as u64 > max {
+        return Err(too_large());
+    }
+    String::from_utf8(bytes).map_err(|_| "it is not UTF-8 text".to_string())
+}
+
+/// [`read_limited`], its errors naming `key` and the path.
+pub fn read_bounded(key: &str, path: &Path, max: u64) -> Result<String, ConfigError> {
+    read_limited(path, max)
+        .map_err(|why| ConfigError::new(key, format!("cannot read {}: {why}", path.display())))
+}
+
+/// Refuses a secret or name that would break the line it is written into (an AMI
+/// action, an HTTP header): CR, LF or NUL in it.
+pub fn check_one_line(key: &str, value: &str) -> Result<(), ConfigError> {
+    match value.chars().find(|c| matches!(c, '\r' | '\n' | '\0')) {
+        None => Ok(()),
+        Some(c) => Err(ConfigError::new(
+            key,
+            format!(
+                "holds a {} character: it must be one line of text",
+                match c {
+                    '\r' => "carriage return (CR)",
+                    '\n' => "line feed (LF)",
+                    _ => "NUL",
+                }
+            ),
+        )),
+    }
+}
+
+/// Reads a secret from a file (at most [`MAX_SECRET_FILE`] bytes): its text, trimmed,
+/// which must be one line. A relative path is looked up in `$CREDENTIALS_DIRECTORY`
+/// (systemd `LoadCredential=`) when that is set.
 pub fn read_secret_file(
     key: &str,
     path: &Path,
@@ -87,27 +141,32 @@ pub fn read_secret_file(
         Some(dir) if path.is_relative() => Path::new(&dir).join(path),
         _ => path.to_path_buf(),
     };
-    let text = std::fs::read_to_string(&full)
-        .map_err(|e| ConfigError::new(key, format!("cannot read {}: {e}", full.display())))?;
-    let secret = text.lines().next().unwrap_or("").trim().to_string();
+    let text = read_bounded(key, &full, MAX_SECRET_FILE)?;
+    let secret = text.trim();
     if secret.is_empty() {
         return Err(ConfigError::new(
             key,
             format!("{} is empty", full.display()),
         ));
     }
-    Ok(secret)
+    check_one_line(key, secret)
+        .map_err(|e| ConfigError::new(key, format!("{}: {}", full.display(), e.message)))?;
+    Ok(secret.to_string())
 }
 
-/// Resolves an optional inline secret / secret file pair into the secret, if any.
+/// Resolves an optional inline secret / secret file pair (`file_key` names the file,
+/// `authkey_file`; the inline key is the same without `_file`) into the secret, if any,
+/// refusing one that is not a single line.
 pub fn resolve_secret(
-    key: &str,
+    file_key: &str,
     inline: &mut Option<String>,
     file: &mut Option<PathBuf>,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<(), ConfigError> {
     if let Some(f) = file.take() {
-        *inline = Some(read_secret_file(key, &f, env)?);
+        *inline = Some(read_secret_file(file_key, &f, env)?);
+    } else if let Some(value) = inline {
+        check_one_line(file_key.strip_suffix("_file").unwrap_or(file_key), value)?;
     }
     Ok(())
 }

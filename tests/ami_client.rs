@@ -10,8 +10,14 @@ use pbxtap::ami::client::{self, AmiHealth};
 use pbxtap::ami::config::AmiAuth;
 use pbxtap::ami::replay::{self, messages_of, ReplayConfig};
 
-/// Runs the client for `limit`, then stops it and returns what its handler saw.
-async fn run_for(cfg: client::ClientConfig, limit: Duration) -> Recorder {
+/// Starts the client; a send on the returned sender stops it, and the task then gives
+/// what its handler saw.
+fn start(
+    cfg: client::ClientConfig,
+) -> (
+    tokio::sync::oneshot::Sender<()>,
+    tokio::task::JoinHandle<Recorder>,
+) {
     let (tx, rx) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(async move {
         let mut rec = Recorder::default();
@@ -22,8 +28,14 @@ async fn run_for(cfg: client::ClientConfig, limit: Duration) -> Recorder {
         .await;
         rec
     });
+    (tx, task)
+}
+
+/// Runs the client for `limit`, then stops it and returns what its handler saw.
+async fn run_for(cfg: client::ClientConfig, limit: Duration) -> Recorder {
+    let (stop, task) = start(cfg);
     tokio::time::sleep(limit).await;
-    tx.send(()).unwrap();
+    stop.send(()).unwrap();
     task.await.unwrap()
 }
 
@@ -131,4 +143,56 @@ async fn nothing_listening_is_a_clear_connect_error() {
         "{:?}",
         rec.seen
     );
+}
+
+/// A peer that accepts TCP and then sends `script` (the banner, say) and nothing more,
+/// whatever pbxtap writes. Says on `connections` each time it is dialled.
+async fn stalling_peer(script: &'static [u8]) -> (String, tokio::sync::mpsc::Receiver<()>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let address = listener.local_addr().unwrap().to_string();
+    let (tx, rx) = tokio::sync::mpsc::channel(16);
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            let _ = tx.send(()).await;
+            tokio::spawn(async move {
+                let _ = s.write_all(script).await;
+                let mut sink = [0u8; 1024];
+                while matches!(s.read(&mut sink).await, Ok(n) if n > 0) {}
+            });
+        }
+    });
+    (address, rx)
+}
+
+#[tokio::test]
+async fn a_peer_that_stalls_before_login_is_dropped_at_the_deadline_and_redialled() {
+    for (script, code) in [
+        (&b""[..], "ami_login_timeout"),
+        (&b"Asterisk Call Manager/9.0.0\r\n"[..], "ami_login_timeout"),
+        (
+            &b"HTTP/1.1 200 OK\r\nServer: not-asterisk\r\n"[..],
+            "ami_login_timeout",
+        ),
+        (&b"SSH-2.0-OpenSSH_9.2\r\n\r\n"[..], "ami_no_banner"),
+    ] {
+        let (address, mut dialled) = stalling_peer(script).await;
+        let mut cfg = client_config(&address, AmiAuth::Md5, "tapsecret");
+        cfg.session.login_timeout = Duration::from_secs(1);
+        let (stop, task) = start(cfg);
+        // Dialled, given up on, and dialled again: the normal disconnect/backoff path.
+        for _ in 0..2 {
+            tokio::time::timeout(Duration::from_secs(10), dialled.recv())
+                .await
+                .unwrap_or_else(|_| panic!("{script:?}: not redialled within 10 s"));
+        }
+        stop.send(()).unwrap();
+        let rec = task.await.unwrap();
+        assert!(
+            rec.count(&Seen::Disconnected(code)) >= 1,
+            "{script:?}: {:?}",
+            rec.seen
+        );
+        assert_eq!(rec.count(&Seen::Connected), 0);
+    }
 }

@@ -104,7 +104,7 @@ fn the_readme_config_example_is_valid() {
     // Its secrets are files read from systemd's credentials directory.
     let dir = tempfile::tempdir().unwrap();
     for name in ["ami.secret", "webhook.key", "ws.key"] {
-        std::fs::write(dir.path().join(name), "s3cret\n").unwrap();
+        std::fs::write(dir.path().join(name), "s3cret-0123456789\n").unwrap();
     }
     let path = dir.path().join("pbxtap.toml");
     std::fs::write(&path, example).unwrap();
@@ -157,4 +157,92 @@ fn a_missing_file_and_bad_arguments_are_clear() {
     let out = pbxtap(&["frobnicate"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(String::from_utf8_lossy(&out.stderr).contains("unknown command `frobnicate`"));
+}
+
+/// Runs pbxtap with `args`, killing it after 10 s: (exit code, stdout and stderr).
+fn pbxtap_within_10s(args: &[&str]) -> (Option<i32>, String) {
+    let mut child = Command::new(common::pbxtap_bin())
+        .args(args)
+        .env_remove("RUST_LOG")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("run pbxtap");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    while child.try_wait().unwrap().is_none() {
+        if std::time::Instant::now() > deadline {
+            child.kill().unwrap();
+            panic!("pbxtap {args:?} still running after 10 s");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let out = child.wait_with_output().unwrap();
+    let msg =
+        String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
+    (out.status.code(), msg)
+}
+
+#[test]
+fn a_secret_file_that_never_ends_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(&path, "[ami]\nsecret_file = \"/dev/zero\"\n").unwrap();
+    let (code, msg) = pbxtap_within_10s(&["check-config", path.to_str().unwrap()]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains("ami.secret_file: cannot read /dev/zero: it is larger than 4096 bytes"),
+        "{msg}"
+    );
+}
+
+#[test]
+fn a_port_in_use_is_said_once_and_check_config_says_what_it_did_not_try() {
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let address = taken.local_addr().unwrap().to_string();
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &path,
+        format!(
+            "[ami]\nsecret = \"s\"\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"websocket\"\n\
+             listen = \"{address}\"\nauthkey = \"0123456789abcdef\"\n"
+        ),
+    )
+    .unwrap();
+    let file = path.to_str().unwrap();
+    let (code, msg) = pbxtap_within_10s(&["run", "--config", file]);
+    assert_eq!(code, Some(1), "{msg}");
+    let line = msg
+        .lines()
+        .find(|l| l.starts_with("pbxtap: "))
+        .unwrap_or_else(|| panic!("no error line: {msg}"));
+    assert_eq!(line.matches("Address already in use").count(), 1, "{line}");
+    assert!(
+        line.contains(&format!("sinks[0] (websocket): cannot listen on {address}")),
+        "{line}"
+    );
+    // check-config does not bind unless asked, and says so.
+    let (code, msg) = pbxtap_within_10s(&["check-config", file]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "listening on {address} not tried (--bind tries it)"
+        )),
+        "{msg}"
+    );
+    let (code, msg) = pbxtap_within_10s(&["check-config", "--bind", file]);
+    assert_eq!(code, Some(1), "{msg}");
+    assert!(
+        msg.contains(&format!(
+            "sinks[0].listen: cannot listen on {address}: Address already in use"
+        )),
+        "{msg}"
+    );
+    drop(taken);
+    let (code, msg) = pbxtap_within_10s(&["check-config", "--bind", file]);
+    assert_eq!(code, Some(0), "{msg}");
+    assert!(
+        msg.contains(&format!("listening on {address} works")),
+        "{msg}"
+    );
 }

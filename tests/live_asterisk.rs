@@ -621,15 +621,12 @@ fn a_manager_reload_keeps_pbxtap_connected_and_loses_nothing() {
 #[test]
 fn a_contact_that_stops_answering_qualify_is_unregistered_as_unreachable() {
     // Qualify every 2 s (the test PBX's is 30 s); SIPp's phone answers only the first.
-    let pbx = Pbx::start_with("a_contact_that_stops_answering_qualify", |etc| {
-        let path = etc.join("pjsip.conf");
-        let conf = std::fs::read_to_string(&path).unwrap();
-        std::fs::write(
-            &path,
-            conf.replace("qualify_frequency = 30", "qualify_frequency = 2"),
-        )
-        .unwrap();
-    });
+    let pbx = Pbx::start_replacing(
+        "a_contact_that_stops_answering_qualify",
+        "pjsip.conf",
+        "qualify_frequency = 30",
+        "qualify_frequency = 2",
+    );
     let tap = Tap::start(&pbx);
     pbx.register(103, 120, "q1");
     let events = tap.wait_for("the contact unreachable", |e| {
@@ -759,4 +756,35 @@ fn a_parked_call_retrieved_from_the_lot() {
     let b = call_from(&events, "103");
     assert_seq(&of_call_all(&events, &a), scenarios::PARKED_RETRIEVED);
     assert_seq(&of_call_all(&events, &b), scenarios::RETRIEVER);
+}
+
+#[test]
+fn a_call_on_an_asterisk_with_a_long_systemname_is_one_call() {
+    // The systemname prefixes every Uniqueid and Linkedid: these are over 32 bytes, which
+    // an id field once held.
+    let pbx = Pbx::start_replacing(
+        "a_call_on_an_asterisk_with_a_long_systemname",
+        "asterisk.conf",
+        "systemname = lab",
+        "systemname = pbx-customer-site0042-rack07",
+    );
+    let tap = Tap::start(&pbx);
+    let events = one_call(
+        &pbx,
+        &tap,
+        "102",
+        "1000",
+        ("uas_answer".into(), &[("ring_ms", "500"), ("talk_ms", "0")]),
+    );
+    let call = call_from(&events, "101");
+    assert!(
+        call.starts_with("pbx-customer-site") && call.len() > 32,
+        "the call id {call} does not carry the long systemname"
+    );
+    let started = events.iter().filter(|e| name(e) == "call.started").count();
+    assert_eq!(started, 1, "one call, one call.started: {events:#?}");
+    assert_seq(
+        &of_call(&events, &call),
+        scenarios::ANSWERED_CALLER_HANGS_UP,
+    );
 }

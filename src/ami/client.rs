@@ -47,6 +47,7 @@ impl ClientConfig {
                 ping_timeout: Duration::from_secs(ami.ping_timeout_secs),
                 contacts_every: (ami.contacts_poll_secs > 0)
                     .then(|| Duration::from_secs(ami.contacts_poll_secs)),
+                login_timeout: Duration::from_secs(ami.login_timeout_secs),
             },
             backoff: Backoff {
                 min: Duration::from_millis(ami.reconnect_min_ms),
@@ -95,6 +96,7 @@ impl AmiError {
             AmiError::Session(SessionError::LoginRejected { .. }) => "ami_login_rejected",
             AmiError::Session(SessionError::PingTimeout(_)) => "ami_ping_timeout",
             AmiError::Session(SessionError::NoBanner) => "ami_no_banner",
+            AmiError::Session(SessionError::LoginTimeout { .. }) => "ami_login_timeout",
         }
     }
 }
@@ -225,7 +227,7 @@ async fn serve<H: Handler>(
         source,
     };
     parser.reset();
-    let mut session = Session::new(cfg.session.clone());
+    let mut session = Session::new(cfg.session.clone(), Instant::now());
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Actions to write after a read: at most the login steps and one ping at a time.

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
-use crate::settings::{validate_host_port, ConfigError};
+use crate::settings::{check_one_line, validate_host_port, ConfigError};
 
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -23,6 +23,9 @@ pub struct AmiConfig {
     pub events: String,
     /// Seconds without an answer to Ping before the connection is dropped and redialled.
     pub ping_timeout_secs: u64,
+    /// Seconds from the TCP connect to a successful login (banner, Challenge, Login):
+    /// a peer that stalls before is dropped and redialled, like any failed link.
+    pub login_timeout_secs: u64,
     /// First reconnect delay in milliseconds; doubles up to `reconnect_max_secs`, with jitter.
     pub reconnect_min_ms: u64,
     pub reconnect_max_secs: u64,
@@ -49,6 +52,7 @@ impl Default for AmiConfig {
             auth: AmiAuth::Md5,
             events: "system,call,agent,user,cdr".into(),
             ping_timeout_secs: 5,
+            login_timeout_secs: 10,
             reconnect_min_ms: 500,
             reconnect_max_secs: 30,
             max_message_len: 16 * 1024,
@@ -73,6 +77,12 @@ impl AmiConfig {
         if self.username.is_empty() {
             return Err(ConfigError::new("ami.username", "must not be empty"));
         }
+        // Written into the Login action: a line break would end a header and start another.
+        check_one_line("ami.username", &self.username)?;
+        check_one_line("ami.events", &self.events)?;
+        if let Some(secret) = &self.secret {
+            check_one_line("ami.secret", secret)?;
+        }
         match &self.secret {
             None => {
                 return Err(ConfigError::new(
@@ -89,6 +99,12 @@ impl AmiConfig {
             return Err(ConfigError::new(
                 "ami.ping_timeout_secs",
                 "must be at least 1",
+            ));
+        }
+        if !(1..=300).contains(&self.login_timeout_secs) {
+            return Err(ConfigError::new(
+                "ami.login_timeout_secs",
+                "must be between 1 and 300 seconds",
             ));
         }
         if self.reconnect_min_ms == 0 || self.reconnect_max_secs * 1000 < self.reconnect_min_ms {

@@ -6,8 +6,6 @@
 //! which events it will not see. `read_classes` and `missing` are pure; `check` reads the
 //! file, bounded.
 
-use std::io::Read;
-
 use super::config::AmiConfig;
 
 /// The read classes pbxtap uses, and what each brings.
@@ -92,17 +90,8 @@ pub fn missing(read: &[String], events: &str) -> Vec<(&'static str, &'static str
 /// cannot be told (no file, too large, no section for the user).
 pub fn check(cfg: &AmiConfig) -> Result<Vec<(&'static str, &'static str)>, String> {
     let path = &cfg.manager_conf;
-    let file = std::fs::File::open(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let mut text = String::new();
-    file.take(MAX_MANAGER_CONF + 1)
-        .read_to_string(&mut text)
-        .map_err(|e| format!("{}: {e}", path.display()))?;
-    if text.len() as u64 > MAX_MANAGER_CONF {
-        return Err(format!(
-            "{} is larger than {MAX_MANAGER_CONF} bytes",
-            path.display()
-        ));
-    }
+    let text = crate::settings::read_limited(path, MAX_MANAGER_CONF)
+        .map_err(|why| format!("{}: {why}", path.display()))?;
     let read = read_classes(&text, &cfg.username).ok_or_else(|| {
         format!(
             "{} has no [{}] section (included files are not read)",

@@ -23,6 +23,9 @@ pub struct SessionConfig {
     /// refresh shows, since Asterisk sends no event for one. Also right after login and
     /// whenever the handler asks. `None`: only then.
     pub contacts_every: Option<Duration>,
+    /// Time from the TCP connect to a successful login: a peer that stalls before (no
+    /// banner, no answer to Challenge or Login) is dropped then, like any failed link.
+    pub login_timeout: Duration,
 }
 
 /// Why a session ended (or never started).
@@ -34,6 +37,11 @@ pub enum SessionError {
     PingTimeout(Duration),
     #[error("the peer did not send an AMI banner (`Asterisk Call Manager/...`): is ami.address really Asterisk's manager port?")]
     NoBanner,
+    #[error("no {waiting_for} within {after:?} of connecting (ami.login_timeout_secs): is ami.address really Asterisk's manager port, and is Asterisk responsive?")]
+    LoginTimeout {
+        waiting_for: &'static str,
+        after: Duration,
+    },
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -61,6 +69,8 @@ pub struct Step {
 pub struct Session {
     cfg: SessionConfig,
     state: State,
+    /// When the connection was made: the login must succeed by `login_timeout` after.
+    connected_at: Instant,
     next_ping: Option<Instant>,
     /// ActionID and send time of the Ping awaiting its answer.
     ping_out: Option<(u64, Instant)>,
@@ -91,10 +101,12 @@ pub fn md5_key(challenge: &str, secret: &str) -> String {
 }
 
 impl Session {
-    pub fn new(cfg: SessionConfig) -> Self {
+    /// A session on a connection made at `now`.
+    pub fn new(cfg: SessionConfig, now: Instant) -> Self {
         Session {
             cfg,
             state: State::AwaitBanner,
+            connected_at: now,
             next_ping: None,
             ping_out: None,
             seq: 0,
@@ -239,10 +251,19 @@ impl Session {
     }
 
     /// Called now and then: what to send (a Ping, the periodic contact list), or the error
-    /// of a Ping that was not answered.
+    /// of a Ping that was not answered or of a login not done in time.
     pub fn poll(&mut self, now: Instant) -> Result<Option<String>, SessionError> {
         if self.state != State::Up {
-            return Ok(None);
+            let after = self.cfg.login_timeout;
+            if now.saturating_duration_since(self.connected_at) < after {
+                return Ok(None);
+            }
+            let waiting_for = match self.state {
+                State::AwaitBanner => "AMI banner",
+                State::AwaitChallenge => "answer to the MD5 Challenge",
+                _ => "answer to the Login",
+            };
+            return Err(SessionError::LoginTimeout { waiting_for, after });
         }
         let mut out = String::new();
         if let Some((_, sent)) = self.ping_out {
@@ -282,6 +303,7 @@ mod tests {
             ping_interval: Duration::from_secs(5),
             ping_timeout: Duration::from_secs(3),
             contacts_every: Some(Duration::from_secs(10)),
+            login_timeout: Duration::from_secs(10),
         }
     }
 
@@ -310,7 +332,7 @@ mod tests {
     #[test]
     fn plain_login_then_resync_then_pings() {
         let t0 = Instant::now();
-        let mut s = Session::new(cfg(AmiAuth::Plain));
+        let mut s = Session::new(cfg(AmiAuth::Plain), t0);
         let login = s.on_banner();
         assert!(
             login.contains("Secret: tapsecret\r\nEvents: system,call\r\n"),
@@ -343,7 +365,7 @@ mod tests {
     #[test]
     fn md5_login_uses_the_challenge() {
         let t0 = Instant::now();
-        let mut s = Session::new(cfg(AmiAuth::Md5));
+        let mut s = Session::new(cfg(AmiAuth::Md5), t0);
         assert!(s
             .on_banner()
             .starts_with("Action: Challenge\r\nAuthType: MD5"));
@@ -362,7 +384,7 @@ mod tests {
 
     #[test]
     fn rejected_login_names_the_user() {
-        let mut s = Session::new(cfg(AmiAuth::Plain));
+        let mut s = Session::new(cfg(AmiAuth::Plain), Instant::now());
         s.on_banner();
         let err = with_msg(
             "Response: Error\r\nActionID: pbxtap-login\r\nMessage: Authentication failed\r\n\r\n",
@@ -377,9 +399,9 @@ mod tests {
 
     #[test]
     fn events_are_delivered_and_replies_to_us_are_not() {
-        let mut s = Session::new(cfg(AmiAuth::Plain));
-        s.on_banner();
         let now = Instant::now();
+        let mut s = Session::new(cfg(AmiAuth::Plain), now);
+        s.on_banner();
         with_msg("Response: Success\r\nActionID: pbxtap-login\r\n\r\n", |m| {
             s.on_message(m, now)
         })
@@ -397,5 +419,40 @@ mod tests {
             .unwrap()
             .deliver
         );
+    }
+
+    #[test]
+    fn a_login_stalled_at_any_step_fails_at_its_deadline() {
+        let t0 = Instant::now();
+        let late = t0 + Duration::from_secs(10);
+        let just_before = late - Duration::from_millis(1);
+        let timeout = |waiting_for| SessionError::LoginTimeout {
+            waiting_for,
+            after: Duration::from_secs(10),
+        };
+        // No banner.
+        let mut s = Session::new(cfg(AmiAuth::Md5), t0);
+        assert_eq!(s.poll(just_before), Ok(None));
+        assert_eq!(s.poll(late), Err(timeout("AMI banner")));
+        // A banner, then no answer to the Challenge.
+        let mut s = Session::new(cfg(AmiAuth::Md5), t0);
+        s.on_banner();
+        assert_eq!(s.poll(late), Err(timeout("answer to the MD5 Challenge")));
+        // A banner, then no answer to the Login (or only garbage, which is no answer).
+        let mut s = Session::new(cfg(AmiAuth::Plain), t0);
+        s.on_banner();
+        with_msg("Response: Success\r\nActionID: someone-else\r\n\r\n", |m| {
+            s.on_message(m, t0)
+        })
+        .unwrap();
+        assert_eq!(s.poll(late), Err(timeout("answer to the Login")));
+        // Logged in in time: the deadline no longer applies.
+        let mut s = Session::new(cfg(AmiAuth::Plain), t0);
+        s.on_banner();
+        with_msg("Response: Success\r\nActionID: pbxtap-login\r\n\r\n", |m| {
+            s.on_message(m, just_before)
+        })
+        .unwrap();
+        assert!(s.poll(late + Duration::from_secs(60)).is_ok());
     }
 }

@@ -8,7 +8,7 @@ use heapless::Vec;
 
 use super::cause;
 use super::names::CallEvent;
-use super::{bounded, clean, NormalizeStats};
+use super::{bounded, clean, id, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{
     Body, CallEnded, CallFailed, CallHold, CallStarted, CallTarget, Cdr, Headers, Id, LongText,
@@ -325,7 +325,7 @@ impl Calls {
 
     /// A VarSet of an `X-` variable: the call's extra header.
     pub fn var_set(&mut self, msg: &Message<'_>, var: &str, now: u64, stats: &mut NormalizeStats) {
-        let Some(uid) = msg.get("Uniqueid") else {
+        let Some(uid) = id(msg, "Uniqueid", stats) else {
             return;
         };
         let Some(i) = self.channel_index(uid) else {
@@ -404,7 +404,7 @@ impl Calls {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let Some(uid) = msg.get("Uniqueid") else {
+        let Some(uid) = id(msg, "Uniqueid", stats) else {
             stats.unmatched += 1;
             return;
         };
@@ -413,7 +413,7 @@ impl Calls {
             self.channels[i].seen = true;
             return;
         }
-        let linkedid = msg.get("Linkedid").unwrap_or(uid);
+        let linkedid = id(msg, "Linkedid", stats).unwrap_or(uid);
         let number = clean(msg.get("CallerIDNum"));
         let channel = msg.get("Channel").unwrap_or("");
         let is_new_call = !self.calls.iter().any(|c| c.id == linkedid);
@@ -525,7 +525,7 @@ impl Calls {
         if state != "5" && state != "6" {
             return;
         }
-        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+        let Some(i) = id(msg, "Uniqueid", stats).and_then(|u| self.channel_index(u)) else {
             stats.unmatched += 1;
             return;
         };
@@ -591,8 +591,8 @@ impl Calls {
 
     /// The dialled leg of a DialBegin/DialEnd, and its call (Originate dials have no
     /// `Channel:`, only the `Dest*` headers).
-    fn leg_of(&self, msg: &Message<'_>) -> Option<usize> {
-        msg.get("DestUniqueid").and_then(|u| self.channel_index(u))
+    fn leg_of(&self, msg: &Message<'_>, stats: &mut NormalizeStats) -> Option<usize> {
+        id(msg, "DestUniqueid", stats).and_then(|u| self.channel_index(u))
     }
 
     fn dial_begin(
@@ -602,7 +602,7 @@ impl Calls {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let Some(i) = self.leg_of(msg) else {
+        let Some(i) = self.leg_of(msg, stats) else {
             stats.unmatched += 1;
             return;
         };
@@ -646,7 +646,7 @@ impl Calls {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let Some(i) = self.leg_of(msg) else {
+        let Some(i) = self.leg_of(msg, stats) else {
             stats.unmatched += 1;
             return;
         };
@@ -728,7 +728,7 @@ impl Calls {
     /// A `HangupRequest`: a far end refusing a leg says why here, before the DialEnd
     /// (`Cause`, and the SIP code as `TechCause`); a caller's CANCEL shows as 487.
     fn hangup_request(&mut self, msg: &Message<'_>, now: u64, stats: &mut NormalizeStats) {
-        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+        let Some(i) = id(msg, "Uniqueid", stats).and_then(|u| self.channel_index(u)) else {
             stats.unmatched += 1;
             return;
         };
@@ -760,7 +760,7 @@ impl Calls {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+        let Some(i) = id(msg, "Uniqueid", stats).and_then(|u| self.channel_index(u)) else {
             stats.unmatched += 1;
             return;
         };
@@ -869,7 +869,7 @@ impl Calls {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let Some(i) = msg.get("Uniqueid").and_then(|u| self.channel_index(u)) else {
+        let Some(i) = id(msg, "Uniqueid", stats).and_then(|u| self.channel_index(u)) else {
             stats.unmatched += 1;
             return;
         };
@@ -902,7 +902,7 @@ impl Calls {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let uid = msg.get("UniqueID").unwrap_or("");
+        let uid = id(msg, "UniqueID", stats).unwrap_or("");
         let call_id = match self.channel_index(uid) {
             Some(i) => self.channels[i].call_id.clone(),
             None => bounded(stats, uid),
@@ -954,20 +954,20 @@ impl Calls {
         }
         let (call, target, channel) = if event == CallEvent::BlindTransfer {
             (
-                msg.get("TransfereeLinkedid"),
+                id(msg, "TransfereeLinkedid", stats),
                 msg.get("Extension"),
                 msg.get("TransfereeChannel"),
             )
         } else if event == CallEvent::UnParkedCall {
             // The parked call goes on with whoever picked it up.
             (
-                msg.get("ParkeeLinkedid"),
+                id(msg, "ParkeeLinkedid", stats),
                 msg.get("RetrieverCallerIDNum"),
                 msg.get("RetrieverChannel"),
             )
         } else {
             (
-                msg.get("OrigTransfererLinkedid"),
+                id(msg, "OrigTransfererLinkedid", stats),
                 msg.get("SecondTransfererConnectedLineNum"),
                 msg.get("SecondTransfererChannel"),
             )

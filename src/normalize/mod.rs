@@ -113,6 +113,22 @@ pub(crate) fn bounded<const N: usize>(stats: &mut NormalizeStats, src: &str) -> 
     out
 }
 
+/// An id header (`Uniqueid`, `Linkedid`, `TransfereeLinkedid`, ...) as the tables store
+/// it: cut to `event::ID_LEN` at a character boundary (and the cut counted), so an id
+/// longer than that still finds its own call and channel.
+pub(crate) fn id<'m>(msg: &Message<'m>, key: &str, stats: &mut NormalizeStats) -> Option<&'m str> {
+    let v = msg.get(key)?;
+    if v.len() <= event::ID_LEN {
+        return Some(v);
+    }
+    stats.truncated += 1;
+    let mut end = event::ID_LEN;
+    while !v.is_char_boundary(end) {
+        end -= 1;
+    }
+    Some(&v[..end])
+}
+
 /// A caller-ID value, with Asterisk's `<unknown>` placeholder read as empty.
 pub(crate) fn clean(v: Option<&str>) -> &str {
     match v {
@@ -307,6 +323,33 @@ mod tests {
         assert_eq!(started.call_id, "2.1");
         let out = feed(&mut n, "Event: Hangup\nUniqueid: 1.1\nCause: 16\n\n", 9);
         assert_eq!(names(&out), ["call.ended"]);
+    }
+
+    #[test]
+    fn ids_longer_than_their_field_still_make_one_call() {
+        // The same call with short ids and with ids longer than any systemname makes
+        // them: every long id is cut, and compared cut.
+        let run = |sys: &str| {
+            let (a, b) = (format!("{sys}1796415325.1"), format!("{sys}1796415325.2"));
+            let mut n = Normalizer::new(NormalizeConfig::default());
+            let mut out = names(&feed(
+                &mut n,
+                &(newchannel(&a, &a, "101") + &newchannel(&b, &a, "102")),
+                1,
+            ));
+            let hangups = format!(
+                "Event: Hangup\nUniqueid: {b}\nLinkedid: {a}\nCause: 16\n\n\
+                 Event: Hangup\nUniqueid: {a}\nLinkedid: {a}\nCause: 16\n\n"
+            );
+            out.extend(names(&feed(&mut n, &hangups, 3)));
+            (out, n.stats().truncated)
+        };
+        let (short, cut) = run("");
+        assert_eq!(cut, 0);
+        assert_eq!(short, ["call.started", "call.ended"]);
+        let (long, cut) = run(&format!("{}-", "x".repeat(event::ID_LEN)));
+        assert_eq!(long, short);
+        assert!(cut > 0, "the cuts are counted");
     }
 
     #[test]

@@ -3,7 +3,7 @@
 use heapless::Vec;
 
 use super::names::QueueEvent;
-use super::{bounded, clean, NormalizeStats};
+use super::{bounded, clean, id, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{Body, Id, QueueAgent, QueueCaller, QueueSla, Text};
 
@@ -57,7 +57,7 @@ impl Queues {
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
-        let uid = msg.get("Uniqueid").unwrap_or("");
+        let uid = id(msg, "Uniqueid", stats).unwrap_or("");
         use QueueEvent as E;
         match event {
             E::QueueCallerJoin => {

@@ -93,6 +93,14 @@ impl SinkConfig {
         }
     }
 
+    /// The address the sink listens on, for a sink that serves clients.
+    pub fn listen_address(&self) -> Option<&str> {
+        match self {
+            SinkConfig::Websocket(c) => Some(c.listen()),
+            _ => None,
+        }
+    }
+
     /// Checks the sink's settings; `key` is its place in the file (`sinks[2]`).
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         match self {
@@ -130,14 +138,15 @@ pub fn apply_env(
 
 /// A sink that could not start.
 #[derive(Debug, thiserror::Error)]
+/// (The caller names the sink and its type: `sinks[0] (websocket): ...`.)
 pub enum SinkError {
-    #[error("nats sink: {0}")]
+    #[error(transparent)]
     Nats(#[from] nats::NatsSinkError),
-    #[error("mqtt sink: {0}")]
+    #[error(transparent)]
     Mqtt(#[from] mqtt::MqttSinkError),
-    #[error("webhook sink: {0}")]
+    #[error(transparent)]
     Webhook(#[from] webhook::WebhookSinkError),
-    #[error("websocket sink: {0}")]
+    #[error(transparent)]
     Websocket(#[from] websocket::WebsocketSinkError),
 }
 

@@ -28,6 +28,7 @@ pub fn client_config(address: &str, auth: AmiAuth, secret: &str) -> ClientConfig
             ping_interval: Duration::from_secs(1),
             ping_timeout: Duration::from_secs(1),
             contacts_every: None,
+            login_timeout: Duration::from_secs(2),
         },
         backoff: Backoff {
             min: Duration::from_millis(100),

@@ -97,6 +97,16 @@ impl Pbx {
         Pbx::start_with(name, |_| {})
     }
 
+    /// Boots the test PBX with `from` replaced by `to` in its rendered config `file`.
+    pub fn start_replacing(name: &str, file: &str, from: &str, to: &str) -> Pbx {
+        Pbx::start_with(name, |etc| {
+            let path = etc.join(file);
+            let conf = std::fs::read_to_string(&path).unwrap();
+            assert!(conf.contains(from), "{file} has no `{from}`");
+            std::fs::write(&path, conf.replace(from, to)).unwrap();
+        })
+    }
+
     /// Boots the test PBX after `edit` has changed its rendered configs (in the run dir's
     /// `etc/`), e.g. a longer `systemname` or another AMI user.
     pub fn start_with(name: &str, edit: impl FnOnce(&Path)) -> Pbx {

@@ -298,8 +298,9 @@ fn tls_config(ca_file: Option<&std::path::Path>) -> Result<TlsConfiguration, Mqt
                 path: path.to_path_buf(),
                 error,
             };
-            let pem = std::fs::read(path).map_err(|e| bad(e.to_string()))?;
-            for cert in CertificateDer::pem_slice_iter(&pem) {
+            let pem =
+                crate::settings::read_limited(path, crate::settings::MAX_PEM_FILE).map_err(bad)?;
+            for cert in CertificateDer::pem_slice_iter(pem.as_bytes()) {
                 let cert = cert.map_err(|e| bad(format!("not a PEM certificate: {e}")))?;
                 roots
                     .add(cert)

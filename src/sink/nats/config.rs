@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use async_nats::{ConnectOptions, ServerAddr};
 use serde::Deserialize;
 
-use crate::settings::{resolve_secret, ConfigError};
+use crate::settings::{read_bounded, resolve_secret, ConfigError, MAX_PEM_FILE};
 use crate::sink::SinkConfig;
 
 /// Longest base subject: the whole subject (`<base>.<class>.<event>`) stays under
@@ -180,12 +180,7 @@ impl NatsSinkConfig {
             }
         }
         if let Some(path) = &self.creds_file {
-            let text = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    format!("{key}.creds_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let text = read_bounded(&format!("{key}.creds_file"), path, MAX_PEM_FILE)?;
             ConnectOptions::new().credentials(&text).map_err(|e| {
                 ConfigError::new(
                     format!("{key}.creds_file"),
@@ -194,12 +189,7 @@ impl NatsSinkConfig {
             })?;
         }
         if let Some(path) = &self.tls_ca_file {
-            let pem = std::fs::read_to_string(path).map_err(|e| {
-                ConfigError::new(
-                    format!("{key}.tls_ca_file"),
-                    format!("cannot read {}: {e}", path.display()),
-                )
-            })?;
+            let pem = read_bounded(&format!("{key}.tls_ca_file"), path, MAX_PEM_FILE)?;
             if !pem.contains("-----BEGIN CERTIFICATE-----") {
                 return Err(ConfigError::new(
                     format!("{key}.tls_ca_file"),

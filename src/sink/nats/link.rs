@@ -62,10 +62,12 @@ pub(super) fn connect_options(
         o = o.nkey(seed.clone());
     }
     if let Some(path) = &cfg.creds_file {
-        let text = std::fs::read_to_string(path).map_err(|e| NatsSinkError::Credentials {
-            path: path.clone(),
-            error: e.to_string(),
-        })?;
+        let text = crate::settings::read_limited(path, crate::settings::MAX_PEM_FILE).map_err(
+            |error| NatsSinkError::Credentials {
+                path: path.clone(),
+                error,
+            },
+        )?;
         o = o
             .credentials(&text)
             .map_err(|e| NatsSinkError::Credentials {
