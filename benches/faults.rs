@@ -60,7 +60,7 @@ const PER_SINK: usize = 4096;
 const MQTT_INFLIGHT: u64 = 64;
 /// The webhook sink's `max_in_flight` (its default): at most this many repeats per outage.
 const HOOK_IN_FLIGHT: u64 = 4;
-const WS_KEY: &str = "faultkey";
+const WS_KEY: &str = "fault-run-key-0123";
 /// Names of the sinks as pbxtap calls them (`<type>#<index in the file>`).
 const SINKS: [&str; 5] = ["stdout#0", "nats#1", "mqtt#2", "webhook#3", "websocket#4"];
 

@@ -287,3 +287,48 @@ fn sighup_with_a_sink_that_cannot_start_keeps_its_previous_settings() {
     d.signal(Signal::SIGTERM);
     assert!(d.wait_exit(Duration::from_secs(10)).success());
 }
+
+#[test]
+fn sighup_that_restarts_a_websocket_sink_closes_its_clients_with_a_reason() {
+    use futures_util::StreamExt;
+    use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+    use tokio_tungstenite::tungstenite::Message;
+    // Asterisk down: nothing but the reload happens.
+    let ami = common::free_port();
+    let ws = common::free_port();
+    let key = "0123456789abcdef0123456789abcdef";
+    let cfg = |queue: usize| {
+        format!(
+            "[ami]\naddress = \"127.0.0.1:{ami}\"\nsecret = \"s\"\n[watchdog]\nenabled = false\n\
+             [[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{ws}\"\nauthkey = \"{key}\"\nclient_queue = {queue}\n"
+        )
+    };
+    let d = Daemon::start(&cfg(64), &[], true);
+    d.wait_stderr(Duration::from_secs(10), "websocket feed listening");
+    let url = format!("ws://127.0.0.1:{ws}/events/websocket/?authkey={key}");
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let (mut client, _) = rt.block_on(tokio_tungstenite::connect_async(&url)).unwrap();
+    d.wait_stderr(Duration::from_secs(5), "client connected");
+    std::fs::write(&d.config, cfg(128)).unwrap();
+    d.signal(Signal::SIGHUP);
+    d.wait_stderr(Duration::from_secs(5), "config reloaded");
+    // The old sink's client is told, with 1012 (service restart) and why.
+    let frame = rt
+        .block_on(async {
+            loop {
+                match tokio::time::timeout(Duration::from_secs(5), client.next()).await {
+                    Err(_) => break None,
+                    Ok(Some(Ok(Message::Close(frame)))) => break frame,
+                    Ok(Some(Ok(_))) => continue,
+                    Ok(other) => panic!("no close frame: {other:?}"),
+                }
+            }
+        })
+        .unwrap_or_else(|| panic!("no close frame within 5 s:\n{}", d.stderr()));
+    assert_eq!(frame.code, CloseCode::Restart);
+    assert!(frame.reason.contains("reconnect"), "{frame:?}");
+    // And reconnecting reaches the new sink.
+    rt.block_on(tokio_tungstenite::connect_async(&url))
+        .unwrap_or_else(|e| panic!("reconnect after the reload: {e}\n{}", d.stderr()));
+    d.signal(Signal::SIGTERM);
+}

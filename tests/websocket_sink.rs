@@ -941,3 +941,87 @@ async fn portsip_hold_unhold_and_noanswer_from_recordings() {
     assert_eq!(noanswer["caller"], "sip:101@pbx.local");
     assert_eq!(noanswer["callee"], "sip:102@pbx.local");
 }
+
+/// A TCP connection to `to` from the loopback address `from` (all of 127/8 is this host).
+async fn tcp_from(from: [u8; 4], to: SocketAddr) -> std::io::Result<tokio::net::TcpStream> {
+    let socket = tokio::net::TcpSocket::new_v4()?;
+    socket.bind(SocketAddr::from((from, 0)))?;
+    socket.connect(to).await
+}
+
+/// The HTTP status of an Enswitch upgrade with `key` from `from`; 101 when upgraded.
+async fn upgrade_from(from: [u8; 4], f: &Feed, key: &str) -> u16 {
+    let stream = tcp_from(from, f.addr).await.unwrap();
+    let url = f.url(&format!("/events/websocket/?authkey={key}"));
+    match tokio_tungstenite::client_async(url, stream).await {
+        Ok(_) => 101,
+        Err(tungstenite::Error::Http(resp)) => resp.status().as_u16(),
+        Err(e) => panic!("{from:?}: {e}"),
+    }
+}
+
+#[tokio::test]
+async fn guesses_from_many_addresses_stop_at_the_global_budget() {
+    let f = feed(enswitch()).await;
+    let start = tokio::time::Instant::now();
+    // 300 addresses, more than the limiter tracks, three guesses each.
+    let (mut checked, mut refused) = (0u32, 0u32);
+    for i in 0..300u32 {
+        let from = [127, 1, (i / 250) as u8, (i % 250 + 1) as u8];
+        for _ in 0..3 {
+            match upgrade_from(from, &f, "guess-guess-guess").await {
+                403 => checked += 1,
+                429 => refused += 1,
+                other => panic!("{from:?}: {other}"),
+            }
+        }
+    }
+    let took = start.elapsed();
+    // The global burst, and one more per refill while the test ran.
+    let refills = (took.as_secs_f64() / 2.0).ceil() as u32;
+    assert!(
+        checked <= 30 + refills,
+        "{checked} guesses checked in {took:?} ({refused} refused)"
+    );
+    assert_eq!(checked + refused, 900);
+    // The right key gets in once the budget has a token again (one refill at most).
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match upgrade_from([127, 0, 0, 1], &f, KEY).await {
+            101 => break,
+            429 if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(200)).await
+            }
+            other => panic!("the right key: {other}"),
+        }
+    }
+}
+
+#[tokio::test]
+async fn idle_sockets_from_one_address_do_not_lock_others_out() {
+    let f = feed(enswitch()).await;
+    // 40 connections from 127.0.0.2 that never send a byte.
+    let mut idle = Vec::new();
+    for _ in 0..40 {
+        idle.push(tcp_from([127, 0, 0, 2], f.addr).await.unwrap());
+    }
+    // Another address gets in at once, and gets events.
+    let stream = tcp_from([127, 0, 0, 1], f.addr).await.unwrap();
+    let url = f.url(&format!("/events/websocket/?authkey={KEY}"));
+    let (mut ws, _) = tokio::time::timeout(
+        Duration::from_secs(1),
+        tokio_tungstenite::client_async(url, stream),
+    )
+    .await
+    .expect("locked out by another address's idle sockets")
+    .unwrap();
+    f.publish("02-call-answered.ami", 1).await;
+    until(&mut ws, |v| v["class"] == "call").await;
+    // The idle ones are closed within the first-byte deadline (2 s), not held 10 s.
+    use tokio::io::AsyncReadExt;
+    let mut byte = [0u8; 1];
+    let closed = tokio::time::timeout(Duration::from_secs(4), idle[0].read(&mut byte))
+        .await
+        .expect("an idle socket still open after 4 s");
+    assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
+}

@@ -27,7 +27,7 @@ pub struct Client<S> {
     addr: SocketAddr,
     id: u64,
     rx: mpsc::Receiver<Utf8Bytes>,
-    kick: oneshot::Receiver<&'static str>,
+    kick: oneshot::Receiver<CloseFrame>,
 }
 
 /// Releases the client's slot however its task ends.
@@ -58,7 +58,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
     async fn send(&mut self, msg: Message, sink: &str) -> Result<(), Option<CloseFrame>> {
         tokio::select! {
             biased;
-            r = &mut self.kick => Err(close(r.unwrap_or("closed"), CloseCode::Policy)),
+            r = &mut self.kick => Err(r.ok()),
             sent = self.ws.send(msg) => sent.map_err(|e| {
                 tracing::debug!(sink, client = %self.addr, error = %e, "send failed");
                 None
@@ -86,9 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         let reason = loop {
             tokio::select! {
                 biased;
-                r = &mut self.kick => {
-                    break close(r.unwrap_or("closed"), CloseCode::Policy);
-                }
+                r = &mut self.kick => break r.ok(),
                 _ = tokio::time::sleep_until(login_by), if !logged_in => {
                     break close("no auth within 30 seconds", CloseCode::Policy);
                 }

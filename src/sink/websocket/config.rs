@@ -20,6 +20,10 @@ pub const MAX_CLIENT_QUEUE: usize = 4096;
 pub const DEFAULT_MAX_FRAME: usize = 4096;
 /// Longest `authkey` accepted (and compared).
 pub const MAX_AUTHKEY_LEN: usize = 256;
+/// Shortest `authkey` accepted: the key is all that guards the feed from the network,
+/// and the login limits (`limit`) bound guesses, not their odds. 12 random characters
+/// outlast any guessing those limits allow.
+pub const MIN_AUTHKEY_LEN: usize = 12;
 /// Most `[[sinks.users]]`.
 pub const MAX_USERS: usize = 1024;
 
@@ -145,10 +149,15 @@ impl WebsocketSinkConfig {
                     format!("{key}.authkey"),
                     "missing: set authkey, or authkey_file to a file holding it",
                 )),
-                Some(k) if k.is_empty() || k.len() > MAX_AUTHKEY_LEN => Err(ConfigError::new(
-                    format!("{key}.authkey"),
-                    format!("must be 1 to {MAX_AUTHKEY_LEN} bytes"),
-                )),
+                Some(k) if k.len() < MIN_AUTHKEY_LEN || k.len() > MAX_AUTHKEY_LEN => {
+                    Err(ConfigError::new(
+                        format!("{key}.authkey"),
+                        format!(
+                            "must be {MIN_AUTHKEY_LEN} to {MAX_AUTHKEY_LEN} bytes (it is {}): anyone who guesses it reads every event; `openssl rand -hex 16` makes a good one",
+                            k.len()
+                        ),
+                    ))
+                }
                 Some(_) => Ok(()),
             },
             Protocol::Portsip => {
@@ -229,7 +238,7 @@ mod tests {
 
     #[test]
     fn defaults_per_protocol() {
-        let text = "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"websocket\"\nauthkey = \"k\"\n\
+        let text = "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"websocket\"\nauthkey = \"0123456789ab\"\n\
                     [[sinks]]\ntype = \"websocket\"\nprotocol = \"portsip\"\ntls_cert = \"c\"\ntls_key = \"k\"\n\
                     [[sinks.users]]\nusername = \"101\"\ndomain = \"pbx.local\"\npassword = \"p\"\nqueues = [\"8001\"]\n";
         let cfg = Config::from_text(text, &no_env).unwrap();
@@ -248,13 +257,15 @@ mod tests {
     fn bad_settings_name_their_key() {
         let cases: &[(&str, &str, &str)] = &[
             ("", "sinks[0].authkey", "missing"),
-            ("authkey = \"\"\n", "sinks[0].authkey", "1 to 256"),
+            ("authkey = \"\"\n", "sinks[0].authkey", "12 to 256 bytes (it is 0)"),
+            ("authkey = \"abc\"\n", "sinks[0].authkey", "12 to 256 bytes (it is 3)"),
+            ("authkey = \"0123456789a\\nb\"\n", "sinks[0].authkey", "one line"),
             ("protocol = \"sip\"\n", "sinks[0].protocol", "unknown variant `sip`, expected `enswitch` or `portsip`"),
-            ("authkey = \"k\"\nlisten = \"4875\"\n", "sinks[0].listen", "no port"),
-            ("authkey = \"k\"\nmax_clients = 0\n", "sinks[0].max_clients", "between"),
-            ("authkey = \"k\"\nclient_queue = 100000\n", "sinks[0].client_queue", "between"),
-            ("authkey = \"k\"\nmax_frame = 10\n", "sinks[0].max_frame", "between"),
-            ("authkey = \"k\"\ntls = true\n", "sinks[0].tls_cert", "tls = false"),
+            ("authkey = \"0123456789ab\"\nlisten = \"4875\"\n", "sinks[0].listen", "no port"),
+            ("authkey = \"0123456789ab\"\nmax_clients = 0\n", "sinks[0].max_clients", "between"),
+            ("authkey = \"0123456789ab\"\nclient_queue = 100000\n", "sinks[0].client_queue", "between"),
+            ("authkey = \"0123456789ab\"\nmax_frame = 10\n", "sinks[0].max_frame", "between"),
+            ("authkey = \"0123456789ab\"\ntls = true\n", "sinks[0].tls_cert", "tls = false"),
             ("protocol = \"portsip\"\ntls = false\n", "sinks[0].users", "[[sinks.users]]"),
             (
                 "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"1\"\ndomain = \"d\"\n",
@@ -282,7 +293,7 @@ mod tests {
     #[test]
     fn secrets_come_from_files() {
         let dir = tempfile::tempdir().unwrap();
-        std::fs::write(dir.path().join("key"), "k3y\n").unwrap();
+        std::fs::write(dir.path().join("key"), "k3y-0123456789\n").unwrap();
         std::fs::write(dir.path().join("pw"), "pw101\n").unwrap();
         let text = format!(
             "[ami]\nsecret = \"s\"\n[[sinks]]\ntype = \"websocket\"\nauthkey_file = \"{d}/key\"\n\
@@ -296,7 +307,7 @@ mod tests {
         else {
             panic!()
         };
-        assert_eq!(e.authkey.as_deref(), Some("k3y"));
+        assert_eq!(e.authkey.as_deref(), Some("k3y-0123456789"));
         assert_eq!(p.users[0].password.as_deref(), Some("pw101"));
     }
 }

@@ -23,6 +23,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 
 use tokio::sync::{mpsc, oneshot};
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 use crate::bus::{Publisher, SinkRx};
@@ -74,9 +76,10 @@ struct Slot {
     id: u64,
     addr: SocketAddr,
     tx: mpsc::Sender<Utf8Bytes>,
-    /// Tells the client's task to close with this reason (its queue is full). Taken when
-    /// used: the slot then gets no more events, and stays taken until the task ends.
-    kick: Option<oneshot::Sender<&'static str>>,
+    /// Tells the client's task to close with this frame (its queue is full, or the sink
+    /// is gone). Taken when used: the slot then gets no more events, and stays taken
+    /// until the task ends.
+    kick: Option<oneshot::Sender<CloseFrame>>,
     session: Session,
 }
 
@@ -84,8 +87,20 @@ struct Slot {
 struct Admitted {
     id: u64,
     rx: mpsc::Receiver<Utf8Bytes>,
-    kick: oneshot::Receiver<&'static str>,
+    kick: oneshot::Receiver<CloseFrame>,
 }
+
+/// A close frame with a fixed reason.
+fn close_frame(reason: &'static str, code: CloseCode) -> CloseFrame {
+    CloseFrame {
+        code,
+        reason: Utf8Bytes::from_static(reason),
+    }
+}
+
+/// Why the clients of a sink that ended without closing them (stopped by a config reload,
+/// or by a drain deadline) are closed: 1012, come back.
+const SINK_GONE: &str = "feed restarted (pbxtap reloaded its config or is stopping); reconnect";
 
 impl Shared {
     fn new(cfg: &WebsocketSinkConfig, host: &str) -> Self {
@@ -112,7 +127,7 @@ impl Shared {
                 slots: (0..cfg.max_clients).map(|_| None).collect(),
                 next_id: 0,
                 portsip: Box::default(),
-                limiter: limit::AuthLimiter::default(),
+                limiter: limit::AuthLimiter::new(std::time::Instant::now()),
                 closing: false,
             }),
             released: tokio::sync::Notify::new(),
@@ -225,7 +240,8 @@ impl Shared {
                         "client too slow: its queue is full; disconnecting it"
                     );
                     if let Some(kick) = s.kick.take() {
-                        let _ = kick.send("too slow: event queue full");
+                        let _ =
+                            kick.send(close_frame("too slow: event queue full", CloseCode::Policy));
                     }
                 }
                 // Its task has ended and will release the slot.
@@ -246,9 +262,9 @@ impl Shared {
         };
         let out = slot.session.handle(text, &self.users, allowed);
         if out.auth_failed {
-            let failures = hub.limiter.failed(addr.ip(), now);
-            if failures == 1 || failures == limit::MAX_FAILURES {
-                tracing::warn!(sink, client = %addr, failures, "PortSIP login failed");
+            let left = hub.limiter.failed(addr.ip(), now);
+            if left == limit::ADDRESS_BURST - 1 || left == 0 {
+                tracing::warn!(sink, client = %addr, tries_left = left, "PortSIP login failed");
             }
         } else if let (portsip::Reply::Ok, Some(u)) = (&out.reply, slot.session.user()) {
             // Never the command text: an auth command holds a password.
@@ -292,6 +308,19 @@ impl Shared {
             }
         }
         frames
+    }
+
+    /// Closes every client at once with `frame` and takes no new ones, unless the sink
+    /// is closing them already.
+    fn kick_all(&self, frame: &CloseFrame) {
+        let mut hub = self.lock();
+        if hub.closing {
+            return;
+        }
+        hub.closing = true;
+        for kick in hub.slots.iter_mut().flatten().filter_map(|s| s.kick.take()) {
+            let _ = kick.send(frame.clone());
+        }
     }
 
     /// Ends every client: each drains its queue, then closes (`pbxtap is stopping`).
@@ -353,21 +382,25 @@ impl WebsocketSink {
     /// to finish its queue and close.
     pub async fn run(self, mut rx: SinkRx) {
         let sink = rx.counters().name.to_string();
-        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let server = tokio::spawn(server::accept_loop(
-            self.listener,
-            self.tls,
-            self.shared.clone(),
-            sink.clone(),
-            stop_rx,
-        ));
+        // Stopped before the bus closed (a reload replaced it, or a drain deadline passed):
+        // the clients, served by tasks of their own, are closed with a reason, not left
+        // connected to a feed that sends nothing.
+        let _abandoned = Abandoned(self.shared.clone());
+        // Accepting runs in this task, not one of its own: when the task ends, however it
+        // ends, the listening socket is closed with it and a restarted sink can bind.
+        let accept =
+            server::accept_loop(self.listener, self.tls, self.shared.clone(), sink.clone());
         let mut buf = Encoded::new();
-        while let Some(ev) = rx.recv().await {
-            self.shared.fan_out(&ev, &mut buf, &sink);
-            rx.delivered(1);
+        let fan_out = async {
+            while let Some(ev) = rx.recv().await {
+                self.shared.fan_out(&ev, &mut buf, &sink);
+                rx.delivered(1);
+            }
+        };
+        tokio::select! {
+            () = fan_out => {}
+            never = accept => match never {},
         }
-        let _ = stop_tx.send(true);
-        let _ = server.await;
         tracing::info!(
             sink,
             clients = self.shared.clients(),
@@ -390,6 +423,16 @@ impl WebsocketSink {
                 break;
             }
         }
+    }
+}
+
+/// Kicks every client when the sink's task ends, with [`SINK_GONE`], unless the sink
+/// closed them itself (`close_all`).
+struct Abandoned(Arc<Shared>);
+
+impl Drop for Abandoned {
+    fn drop(&mut self) {
+        self.0.kick_all(&close_frame(SINK_GONE, CloseCode::Restart));
     }
 }
 
@@ -428,7 +471,10 @@ mod tests {
             let frame = fast.rx.try_recv().unwrap();
             assert!(frame.starts_with(r#"{"class":"system","event":"ami_connected""#));
         }
-        assert_eq!(slow.kick.try_recv(), Ok("too slow: event queue full"));
+        assert_eq!(
+            slow.kick.try_recv().map(|f| f.reason),
+            Ok(Utf8Bytes::from_static("too slow: event queue full"))
+        );
         let mut queued = 0;
         while slow.rx.try_recv().is_ok() {
             queued += 1;

@@ -11,18 +11,15 @@ use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::{TcpListener, TcpStream};
-use tokio::sync::{watch, Semaphore};
 use tokio_rustls::TlsAcceptor;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
+use super::limit::Pending;
 use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
 use crate::logging::LogLimit;
 
-/// Connections between TCP accept and the end of the WebSocket handshake; more are
-/// closed at once. Bounds what slow or idle openers can hold.
-pub const MAX_PENDING_HANDSHAKES: usize = 32;
 /// Kernel send buffer of each client connection (Linux doubles it). Fixed instead of
 /// auto-tuned (up to 4 MiB), so a stalled client holds little kernel memory and is
 /// found out once its `client_queue` fills, not megabytes later.
@@ -32,6 +29,9 @@ pub const SOCKET_SEND_BUFFER: usize = 32 * 1024;
 pub const KEEPALIVE: Duration = Duration::from_secs(60);
 /// Time allowed for the TLS and WebSocket handshakes together.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a new connection has to send its first byte: an idle opener gives its
+/// handshake slot back after this, not after `HANDSHAKE_TIMEOUT`.
+pub const FIRST_BYTE_TIMEOUT: Duration = Duration::from_secs(2);
 /// Most often a refused-connection warning is logged (the others are counted into it).
 const REFUSAL_LOG_INTERVAL: Duration = Duration::from_secs(10);
 
@@ -41,14 +41,18 @@ pub fn tls_acceptor(cert: &Path, key: &Path) -> Result<TlsAcceptor, WebsocketSin
         path: path.to_path_buf(),
         message: e.to_string(),
     };
-    let certs = CertificateDer::pem_file_iter(cert)
-        .map_err(|e| file_err(cert, &e))?
+    let read = |path: &Path| {
+        crate::settings::read_limited(path, crate::settings::MAX_PEM_FILE)
+            .map_err(|e| file_err(path, &e))
+    };
+    let certs = CertificateDer::pem_slice_iter(read(cert)?.as_bytes())
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| file_err(cert, &e))?;
     if certs.is_empty() {
         return Err(file_err(cert, &"no PEM certificate in it"));
     }
-    let key_der = PrivateKeyDer::from_pem_file(key).map_err(|e| file_err(key, &e))?;
+    let key_der =
+        PrivateKeyDer::from_pem_slice(read(key)?.as_bytes()).map_err(|e| file_err(key, &e))?;
     let config = rustls::ServerConfig::builder_with_provider(Arc::new(
         rustls::crypto::ring::default_provider(),
     ))
@@ -81,39 +85,37 @@ impl RefusalLog {
     }
 }
 
+/// Accepts clients until dropped (it never returns): each gets a task of its own for the
+/// handshake and then its connection.
 pub async fn accept_loop(
     listener: TcpListener,
     tls: Option<TlsAcceptor>,
     shared: Arc<Shared>,
     sink: String,
-    mut stop: watch::Receiver<bool>,
-) {
-    let pending = Arc::new(Semaphore::new(MAX_PENDING_HANDSHAKES));
+) -> std::convert::Infallible {
+    let pending = Arc::new(std::sync::Mutex::new(Pending::default()));
     let refusals = Arc::new(std::sync::Mutex::new(RefusalLog(LogLimit::new(
         REFUSAL_LOG_INTERVAL,
     ))));
     let mut accept_errors = RefusalLog(LogLimit::new(REFUSAL_LOG_INTERVAL));
     tracing::info!(sink, address = ?listener.local_addr().ok(), protocol = ?shared.protocol, tls = tls.is_some(), "websocket feed listening");
     loop {
-        let (stream, addr) = tokio::select! {
-            _ = stop.changed() => return,
-            r = listener.accept() => match r {
-                Ok(c) => c,
-                Err(e) => {
-                    // Out of file descriptors and the like: back off a little.
-                    accept_errors.note(&sink, &"(accept)", &e.to_string());
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    continue;
-                }
-            },
+        let (stream, addr) = match listener.accept().await {
+            Ok(c) => c,
+            Err(e) => {
+                // Out of file descriptors and the like: back off a little.
+                accept_errors.note(&sink, &"(accept)", &e.to_string());
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
         };
-        let Ok(permit) = pending.clone().try_acquire_owned() else {
-            refusals.lock().unwrap_or_else(|e| e.into_inner()).note(
-                &sink,
-                &addr,
-                "too many handshakes in progress",
-            );
-            continue;
+        let slot = match PendingSlot::take(&pending, addr.ip()) {
+            Ok(slot) => slot,
+            Err(why) => {
+                let mut log = refusals.lock().unwrap_or_else(|e| e.into_inner());
+                log.note(&sink, &addr, why);
+                continue;
+            }
         };
         let (shared, tls, sink, refusals) =
             (shared.clone(), tls.clone(), sink.clone(), refusals.clone());
@@ -127,6 +129,13 @@ pub async fn accept_loop(
                     .with_interval(KEEPALIVE / 6),
             );
             let handshake = async {
+                // An opener that sends nothing gives its slot back soon.
+                let mut first = [0u8; 1];
+                match tokio::time::timeout(FIRST_BYTE_TIMEOUT, stream.peek(&mut first)).await {
+                    Ok(Ok(n)) if n > 0 => {}
+                    Ok(_) => return Err("closed before the handshake".to_string()),
+                    Err(_) => return Err(format!("nothing sent within {FIRST_BYTE_TIMEOUT:?}")),
+                }
                 match tls {
                     Some(tls) => match tls.accept(stream).await {
                         Ok(s) => upgrade(s, addr, &shared).await,
@@ -136,7 +145,7 @@ pub async fn accept_loop(
                 }
             };
             let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
-            drop(permit);
+            drop(slot);
             match result {
                 Ok(Ok(run)) => run.serve(&shared, &sink).await,
                 Ok(Err(why)) => refusals
@@ -150,6 +159,34 @@ pub async fn accept_loop(
                 ),
             }
         });
+    }
+}
+
+/// A handshake slot of one address ([`Pending`]), given back when dropped.
+struct PendingSlot {
+    table: Arc<std::sync::Mutex<Pending>>,
+    ip: std::net::IpAddr,
+}
+
+impl PendingSlot {
+    fn take(
+        table: &Arc<std::sync::Mutex<Pending>>,
+        ip: std::net::IpAddr,
+    ) -> Result<Self, &'static str> {
+        table.lock().unwrap_or_else(|e| e.into_inner()).begin(ip)?;
+        Ok(PendingSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .end(self.ip);
     }
 }
 
