@@ -463,6 +463,31 @@ bodies! {
     SinkUp(SinkStatus) = System, "sink_up";
 }
 
+impl Body {
+    /// The call the body is about: call, target and queue-caller events.
+    pub fn call_id(&self) -> Option<&str> {
+        match self {
+            Body::CallStarted(b) => Some(&b.call_id),
+            Body::CallRinging(b)
+            | Body::CallAnswered(b)
+            | Body::CallRerouted(b)
+            | Body::CallNoAnswer(b) => Some(&b.call_id),
+            Body::CallHeld(b) | Body::CallUnheld(b) => Some(&b.call_id),
+            Body::CallFailed(b) => Some(&b.call_id),
+            Body::CallEnded(b) => Some(&b.call_id),
+            Body::CallCdr(b) => Some(&b.call_id),
+            Body::TargetAdded(b)
+            | Body::TargetRinging(b)
+            | Body::TargetNoAnswer(b)
+            | Body::TargetFailed(b)
+            | Body::TargetEnded(b) => Some(&b.call_id),
+            Body::QueueCallerJoined(b) | Body::QueueCallerLeft(b) => Some(&b.call_id),
+            Body::QueueSlaBreached(b) => Some(&b.call_id),
+            _ => None,
+        }
+    }
+}
+
 /// Appliance name carried in every event.
 pub type Host = Text;
 

@@ -324,7 +324,14 @@ impl Calls {
     }
 
     /// A VarSet of an `X-` variable: the call's extra header.
-    pub fn var_set(&mut self, msg: &Message<'_>, var: &str, now: u64, stats: &mut NormalizeStats) {
+    pub fn var_set(
+        &mut self,
+        msg: &Message<'_>,
+        var: &str,
+        now: u64,
+        stats: &mut NormalizeStats,
+        held: &mut super::held::Held,
+    ) {
         let Some(uid) = id(msg, "Uniqueid", stats) else {
             return;
         };
@@ -337,6 +344,9 @@ impl Calls {
             call.last_activity = now;
             if call.headers.insert(var, msg.get("Value").unwrap_or("")) {
                 stats.truncated += 1;
+            }
+            if let Some(start) = held.headers(&call_id) {
+                start.clone_from(&call.headers);
             }
         }
     }

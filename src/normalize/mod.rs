@@ -9,6 +9,7 @@
 mod calls;
 pub mod cause;
 mod endpoint;
+pub mod held;
 pub mod names;
 mod queue;
 
@@ -99,6 +100,8 @@ pub struct NormalizeStats {
 pub struct Normalizer {
     cfg: NormalizeConfig,
     calls: Box<calls::Calls>,
+    /// `call.started` waiting for the dialplan's first steps (`held`).
+    held: Box<held::Held>,
     endpoints: Box<endpoint::Endpoints>,
     queues: Box<queue::Queues>,
     stats: NormalizeStats,
@@ -162,6 +165,7 @@ impl Normalizer {
             calls,
             endpoints: Box::default(),
             queues: Box::default(),
+            held: Box::default(),
             stats: NormalizeStats::default(),
         }
     }
@@ -186,10 +190,32 @@ impl Normalizer {
             self.stats.ignored += 1;
             return;
         };
+        // X- channel variables set in the dialplan arrive as VarSet: the only VarSet we
+        // read. Any other is passed over here as the parser's filter would, before any
+        // timer runs, so what the normalizer emits never depends on it.
+        let x_var = match event {
+            AmiEvent::VarSet => msg
+                .get("Variable")
+                .map(|v| v.trim_start_matches('_'))
+                .filter(|b| b.len() > 2 && b.as_bytes()[..2].eq_ignore_ascii_case(b"x-")),
+            _ => None,
+        };
+        if event == AmiEvent::VarSet && x_var.is_none() {
+            self.stats.ignored += 1;
+            return;
+        }
         let mut emitted = 0u64;
-        let mut out = |b: Body| {
+        let mut counted = |b: Body| {
             emitted += 1;
             emit(b)
+        };
+        // A new channel's call.started is held for the dialplan's X- variables; anything
+        // else about a call lets its held start out first.
+        let holding = event == AmiEvent::Call(names::CallEvent::Newchannel);
+        let held = &mut self.held;
+        let mut out = |b: Body| match b {
+            Body::CallStarted(start) if holding => held.hold(start, now, &mut counted),
+            b => held.before(b, &mut counted),
         };
         let stats = &mut self.stats;
         match event {
@@ -200,20 +226,15 @@ impl Normalizer {
                 let answered = |call_id: &str| calls.is_answered(call_id);
                 self.queues.handle(e, msg, now, &answered, stats, &mut out)
             }
-            // X- channel variables set in the dialplan arrive as VarSet: the only VarSet
-            // we read.
             AmiEvent::VarSet => {
-                let bare = msg.get("Variable").map(|v| v.trim_start_matches('_'));
-                match bare {
-                    Some(b) if b.len() > 2 && b.as_bytes()[..2].eq_ignore_ascii_case(b"x-") => {
-                        self.calls.var_set(msg, b, now, stats)
-                    }
-                    _ => stats.ignored += 1,
+                if let Some(var) = x_var {
+                    self.calls.var_set(msg, var, now, stats, held)
                 }
             }
         }
+        held.due(now, &mut counted);
         // A call's folded CDR, once the call's other records had their time to come.
-        self.calls.flush_cdrs(now, &mut out);
+        self.calls.flush_cdrs(now, &mut counted);
         self.stats.emitted += emitted;
     }
 
@@ -236,9 +257,10 @@ impl Normalizer {
         self.endpoints.lists_seen();
     }
 
-    /// The connection ended: the CDRs of calls that ended go out now, since no more of
-    /// their records can come on it.
+    /// The connection ended: held starts, and the CDRs of calls that ended, go out now,
+    /// since nothing more about them can come on it.
     pub fn flush_cdrs(&mut self, emit: &mut dyn FnMut(Body)) {
+        self.held.due(u64::MAX, emit);
         self.calls.flush_cdrs(u64::MAX, emit);
     }
 
@@ -256,6 +278,7 @@ impl Normalizer {
             emitted += 1;
             emit(b)
         };
+        self.held.due(now, &mut out);
         self.calls.flush_cdrs(now, &mut out);
         self.endpoints.tick(now, stats, &mut out);
         if self.cfg.queue_sla_secs > 0 {
@@ -303,10 +326,11 @@ mod tests {
     #[test]
     fn resync_keeps_announced_calls_without_duplicates() {
         let mut n = Normalizer::new(NormalizeConfig::default());
-        assert_eq!(
-            names(&feed(&mut n, &newchannel("1.1", "1.1", "101"), 1)),
-            ["call.started"]
-        );
+        // Held for the dialplan's variables; the lost connection lets it out.
+        assert!(feed(&mut n, &newchannel("1.1", "1.1", "101"), 1).is_empty());
+        let mut out = std::vec::Vec::new();
+        n.flush_cdrs(&mut |b| out.push(b));
+        assert_eq!(names(&out), ["call.started"]);
         n.connection_lost();
         n.begin_resync();
         let resync = format!(
@@ -353,6 +377,35 @@ mod tests {
     }
 
     #[test]
+    fn a_start_waits_for_the_dialplans_x_variables_and_goes_out_before_its_call_moves_on() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let var = |name: &str, value: &str| {
+            format!("Event: VarSet\nChannel: PJSIP/101-1\nUniqueid: 1.1\nLinkedid: 1.1\nVariable: {name}\nValue: {value}\n\n")
+        };
+        let text = newchannel("1.1", "1.1", "101")
+            + &var("X-Access-Key-Id", "AK1")
+            + &var("__X-Call-Ref", "ref-7")
+            + "Event: Hangup\nUniqueid: 1.1\nLinkedid: 1.1\nCause: 16\n\n";
+        let out = feed(&mut n, &text, 1);
+        assert_eq!(names(&out), ["call.started", "call.ended"]);
+        let Body::CallStarted(started) = &out[0] else {
+            panic!("{:?}", names(&out))
+        };
+        let headers: std::vec::Vec<_> = started.extra_headers.iter().collect();
+        assert_eq!(
+            headers,
+            [("X-Access-Key-Id", "AK1"), ("X-Call-Ref", "ref-7")]
+        );
+        // A call whose dialplan says nothing for a second is announced then.
+        assert!(feed(&mut n, &newchannel("2.1", "2.1", "103"), 10).is_empty());
+        let mut out = std::vec::Vec::new();
+        n.tick(10_999_999, &mut |b| out.push(b));
+        assert!(out.is_empty());
+        n.tick(11_000_000, &mut |b| out.push(b));
+        assert_eq!(names(&out), ["call.started"]);
+    }
+
+    #[test]
     fn calls_that_vanished_while_disconnected_end_with_a_clear_cause() {
         let mut n = Normalizer::new(NormalizeConfig::default());
         feed(
@@ -360,6 +413,8 @@ mod tests {
             &(newchannel("1.1", "1.1", "101") + &newchannel("1.2", "1.1", "102")),
             1,
         );
+        // As the tap does when the connection ends.
+        n.flush_cdrs(&mut |_| {});
         n.connection_lost();
         n.begin_resync();
         let out = feed(&mut n, COMPLETE, 30);
@@ -382,6 +437,8 @@ mod tests {
             let uid = format!("{i}.0");
             started += feed(&mut n, &newchannel(&uid, &uid, "101"), i).len();
         }
+        // A second apart: each start goes out, held a second, with the next call's.
+        n.flush_cdrs(&mut |_| started += 1);
         assert_eq!(started, 100_000);
         assert_eq!(n.live_calls(), calls::MAX_CALLS);
         assert_eq!(n.stats().evicted as usize, 100_000 - calls::MAX_CALLS);
