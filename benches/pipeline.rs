@@ -14,6 +14,9 @@ use pbxtap::dialect::{enswitch, native, portsip, routr, Encoded};
 use pbxtap::event::{text, Body, Event};
 use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
 
+/// The SIP domain of the Routr payloads.
+const ROUTR: routr::Context<'static> = routr::Context { domain: "pbx1" };
+
 /// The recordings' messages, parsed.
 fn messages(stream: &[u8]) -> Vec<OwnedMessage> {
     let mut parser = Parser::new(Limits::default());
@@ -193,7 +196,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             routed
                 .iter()
-                .map(|e| routr::encode(e, &mut buf).map_or(0, |_| buf.len()))
+                .map(|e| routr::encode(e, &ROUTR, &mut buf).map_or(0, |_| buf.len()))
                 .sum::<usize>()
         })
     });

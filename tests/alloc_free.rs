@@ -77,7 +77,7 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
                 native::encode(ev, a).unwrap();
                 enswitch::encode_form(ev, b).unwrap();
                 enswitch::encode_json(ev, c).unwrap();
-                routr::encode(ev, d).unwrap();
+                routr::encode(ev, &routr::Context { domain: "pbx1" }, d).unwrap();
                 let _ = portsip::encode(ev, &portsip_state, &ctx, a).unwrap();
                 bytes += a.len() + b.len() + c.len() + d.len();
                 events += 1;

@@ -376,10 +376,15 @@ fn logs_reach_the_journal_with_structured_fields() {
     );
     // A sink named in its own field: add a sink and reload.
     let cfg = std::fs::read_to_string(&d.config).unwrap();
-    std::fs::write(&d.config, format!("{cfg}[[sinks]]\ntype = \"stdout\"\n")).unwrap();
+    let ws = common::free_port();
+    std::fs::write(
+        &d.config,
+        format!("{cfg}[[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{ws}\"\nauthkey = \"0123456789abcdef\"\n"),
+    )
+    .unwrap();
     d.signal(Signal::SIGHUP);
     let started = journal_until(&sock, &d, wait, |e| e.get("CODE") == Some("sink_started"));
-    assert_eq!(started.get("SINK"), Some("stdout#1"), "{:?}", started.0);
+    assert_eq!(started.get("SINK"), Some("websocket#1"), "{:?}", started.0);
     let reloaded = journal_until(&sock, &d, wait, |e| {
         e.get("CODE") == Some("config_reloaded")
     });

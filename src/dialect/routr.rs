@@ -3,7 +3,11 @@
 //!
 //! Routr publishes three subjects, `<base>.call.started`, `<base>.call.ended` and
 //! `<base>.endpoint.registered`; every other event has no Routr subject and is not sent
-//! in this dialect ([`encode`] returns `None`). Times are ISO 8601 UTC with milliseconds.
+//! in this dialect ([`encode`] returns `None`). As Routr's code writes them: keys in the
+//! order of a Java `HashMap`, `from`/`to`/`aor` as `sip:<user>@<domain>`, times as Java's
+//! `Instant` at millisecond precision (`...:27.493Z`, `...:27Z` at an exact second), a
+//! de-registration as `endpoint.registered` with `expires: 0`, and `X-Call-Direction`
+//! set as Routr's router sets it (docs/nats.md has the table).
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
@@ -11,13 +15,22 @@ use super::{write_json, EncodeError, Encoded, JsonStr};
 use crate::event::{Body, Event, Headers};
 use crate::normalize::cause;
 
+/// What Routr's payloads need besides the event.
+#[derive(Debug, Clone, Copy)]
+pub struct Context<'a> {
+    /// The host of the SIP URIs: `sip:101@<domain>`.
+    pub domain: &'a str,
+}
+
 /// Length of an ISO 8601 UTC time with milliseconds: `2025-01-01T00:00:00.123Z`.
 pub const ISO_LEN: usize = 24;
 
 /// An ISO 8601 time, as written in the payloads.
 pub type IsoTime = heapless::String<ISO_LEN>;
 
-/// Writes `micros` (microseconds since the Unix epoch) as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
+/// Writes `micros` (microseconds since the Unix epoch) as Java's `Instant.toString()` of
+/// an instant truncated to milliseconds: `YYYY-MM-DDTHH:MM:SS.mmmZ`, and
+/// `YYYY-MM-DDTHH:MM:SSZ` when the milliseconds are 0.
 pub fn iso8601(micros: u64) -> IsoTime {
     let millis = micros / 1000;
     let secs = millis / 1000;
@@ -29,16 +42,19 @@ pub fn iso8601(micros: u64) -> IsoTime {
     let _ = core::fmt::write(
         &mut out,
         format_args!(
-            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}.{:03}Z",
+            "{:04}-{:02}-{:02}T{:02}:{:02}:{:02}",
             y.clamp(0, 9999),
             m,
             d,
             day_secs / 3600,
             day_secs / 60 % 60,
             day_secs % 60,
-            millis % 1000
         ),
     );
+    let _ = match millis % 1000 {
+        0 => out.push('Z').map_err(|_| core::fmt::Error),
+        ms => core::fmt::write(&mut out, format_args!(".{ms:03}Z")),
+    };
     out
 }
 
@@ -86,58 +102,92 @@ fn ended_sip_code(sip_code: u16, q850: u16) -> u16 {
 
 /// The subject suffix (after `<base>.`) Routr uses for `ev`, or `None` when Routr has none.
 pub fn subject_suffix(ev: &Event) -> Option<&'static str> {
-    match ev.body {
+    match &ev.body {
         Body::CallStarted(_) => Some("call.started"),
         Body::CallEnded(_) => Some("call.ended"),
         Body::EndpointRegistered(_) => Some("endpoint.registered"),
+        Body::EndpointUnregistered(r) if r.status == "Removed" => Some("endpoint.registered"),
+        _ => None,
+    }
+}
+
+/// The `X-Call-Direction` Routr's router would set for pbxtap's `direction`; `None` when
+/// the direction is unknown (Fonoster's consumer rejects a value it does not know).
+pub fn call_direction(direction: &str) -> Option<&'static str> {
+    match direction {
+        "internal" => Some("agent-to-agent"),
+        "inbound" => Some("from-pstn"),
+        "outbound" => Some("agent-to-pstn"),
         _ => None,
     }
 }
 
 /// Encodes `ev` as Routr's JSON into `out` (cleared first) and returns its subject suffix;
 /// `Ok(None)` (and `out` empty) for events Routr has no subject for.
-pub fn encode(ev: &Event, out: &mut Encoded) -> Result<Option<&'static str>, EncodeError> {
+pub fn encode(
+    ev: &Event,
+    ctx: &Context<'_>,
+    out: &mut Encoded,
+) -> Result<Option<&'static str>, EncodeError> {
     out.clear();
     let Some(suffix) = subject_suffix(ev) else {
         return Ok(None);
     };
-    write_json(&Routr(ev), out)?;
+    write_json(&Routr(ev, ctx), out)?;
     Ok(Some(suffix))
 }
 
-struct Routr<'a>(&'a Event);
+struct Routr<'a>(&'a Event, &'a Context<'a>);
+
+/// `sip:<user>@<domain>`, as Routr builds its URIs; an empty user (a withheld caller ID)
+/// is `anonymous`.
+struct SipUri<'a>(&'a str, &'a str);
+
+impl Serialize for SipUri<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let mut uri = heapless::String::<{ crate::event::TEXT_LEN * 2 + 8 }>::new();
+        let user = if self.0.is_empty() {
+            "anonymous"
+        } else {
+            self.0
+        };
+        // Cannot fail: both parts are bounded text.
+        let _ = core::fmt::write(&mut uri, format_args!("sip:{user}@{}", self.1));
+        s.serialize_str(&uri)
+    }
+}
 
 impl Serialize for Routr<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let ev = self.0;
+        let (ev, domain) = (self.0, self.1.domain);
         let time = iso8601(ev.time);
         let mut map = s.serialize_map(None)?;
         match &ev.body {
             Body::CallStarted(c) => {
                 map.serialize_entry(&JsonStr("callId"), &JsonStr(c.call_id.as_str()))?;
-                map.serialize_entry(&JsonStr("from"), &JsonStr(c.from.as_str()))?;
-                map.serialize_entry(&JsonStr("to"), &JsonStr(c.to.as_str()))?;
+                map.serialize_entry(&JsonStr("from"), &SipUri(&c.from, domain))?;
                 map.serialize_entry(&JsonStr("startTime"), &JsonStr(time.as_str()))?;
-                map.serialize_entry(
-                    &JsonStr("extraHeaders"),
-                    &ExtraHeaders(Some(&c.extra_headers)),
-                )?;
+                let headers = ExtraHeaders(Some(&c.extra_headers), call_direction(c.direction));
+                map.serialize_entry(&JsonStr("extraHeaders"), &headers)?;
+                map.serialize_entry(&JsonStr("to"), &SipUri(&c.to, domain))?;
             }
             Body::CallEnded(c) => {
                 map.serialize_entry(&JsonStr("callId"), &JsonStr(c.call_id.as_str()))?;
+                map.serialize_entry(
+                    &JsonStr("extraHeaders"),
+                    &ExtraHeaders(Some(&c.extra_headers), None),
+                )?;
                 map.serialize_entry(&JsonStr("endTime"), &JsonStr(time.as_str()))?;
                 let sip = ended_sip_code(c.sip_code, c.cause);
                 map.serialize_entry(&JsonStr("hangupCause"), &JsonStr(hangup_cause(sip)))?;
-                map.serialize_entry(
-                    &JsonStr("extraHeaders"),
-                    &ExtraHeaders(Some(&c.extra_headers)),
-                )?;
             }
-            Body::EndpointRegistered(r) => {
-                map.serialize_entry(&JsonStr("aor"), &JsonStr(r.aor.as_str()))?;
-                map.serialize_entry(&JsonStr("registeredAt"), &JsonStr(time.as_str()))?;
+            // Routr publishes a de-registration (a REGISTER with expires 0) as a
+            // registration with `expires: 0`; Asterisk tells it as the contact `Removed`.
+            Body::EndpointRegistered(r) | Body::EndpointUnregistered(r) => {
                 map.serialize_entry(&JsonStr("expires"), &r.expires)?;
-                map.serialize_entry(&JsonStr("extraHeaders"), &ExtraHeaders(None))?;
+                map.serialize_entry(&JsonStr("aor"), &SipUri(&r.aor, domain))?;
+                map.serialize_entry(&JsonStr("registeredAt"), &JsonStr(time.as_str()))?;
+                map.serialize_entry(&JsonStr("extraHeaders"), &ExtraHeaders(None, None))?;
             }
             // `encode` only serializes events that have a subject.
             _ => {}
@@ -146,16 +196,22 @@ impl Serialize for Routr<'_> {
     }
 }
 
-/// The `X-` headers (any case) as a JSON object; `{}` when there are none.
-struct ExtraHeaders<'a>(Option<&'a Headers>);
+/// The `X-` headers (any case) as a JSON object, with `X-Call-Direction` set to the
+/// second value when there is one (replacing one the call carried, as Routr's router
+/// does); `{}` when there are none.
+struct ExtraHeaders<'a>(Option<&'a Headers>, Option<&'static str>);
 
 impl Serialize for ExtraHeaders<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
         for (k, v) in self.0.into_iter().flat_map(|h| h.iter()) {
-            if k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-") {
+            let x = k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-");
+            if x && !(self.1.is_some() && k.eq_ignore_ascii_case("X-Call-Direction")) {
                 map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
             }
+        }
+        if let Some(direction) = self.1 {
+            map.serialize_entry(&JsonStr("X-Call-Direction"), &JsonStr(direction))?;
         }
         map.end()
     }
@@ -169,14 +225,19 @@ mod tests {
     #[test]
     fn the_largest_possible_events_fit() {
         let mut out = Encoded::new();
+        let long = "d".repeat(crate::event::TEXT_LEN);
         for ev in largest_events() {
-            encode(&ev, &mut out).unwrap();
+            encode(&ev, &Context { domain: &long }, &mut out).unwrap();
         }
     }
 
+    const CTX: Context<'static> = Context {
+        domain: "pbx.local",
+    };
+
     fn json(ev: &Event) -> (Option<&'static str>, std::string::String) {
         let mut out = Encoded::new();
-        let suffix = encode(ev, &mut out).unwrap();
+        let suffix = encode(ev, &CTX, &mut out).unwrap();
         (
             suffix,
             std::string::String::from_utf8(out.to_vec()).unwrap(),
@@ -188,15 +249,18 @@ mod tests {
 
     #[test]
     fn iso8601_of_known_dates() {
-        assert_eq!(iso8601(0), "1970-01-01T00:00:00.000Z");
+        // Java's Instant: no fraction at an exact second, else three digits.
+        assert_eq!(iso8601(0), "1970-01-01T00:00:00Z");
+        assert_eq!(iso8601(490_000), "1970-01-01T00:00:00.490Z");
+        assert_eq!(iso8601(999), "1970-01-01T00:00:00Z");
         assert_eq!(iso8601(NEW_YEAR_2025), "2025-01-01T00:00:00.123Z");
         // A leap day, the last millisecond of a day, and a century that is not a leap year.
-        assert_eq!(iso8601(951_782_400_000_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(iso8601(951_782_400_000_000), "2000-02-29T00:00:00Z");
         assert_eq!(iso8601(1_709_251_199_999_999), "2024-02-29T23:59:59.999Z");
-        assert_eq!(iso8601(4_107_542_400_000_000), "2100-03-01T00:00:00.000Z");
-        assert_eq!(iso8601(1_795_376_847_000_000), "2026-11-22T19:47:27.000Z");
+        assert_eq!(iso8601(4_107_542_400_000_000), "2100-03-01T00:00:00Z");
+        assert_eq!(iso8601(1_795_376_847_000_000), "2026-11-22T19:47:27Z");
         assert_eq!(iso8601(253_402_300_799_999_000), "9999-12-31T23:59:59.999Z");
-        assert_eq!(iso8601(u64::MAX).len(), ISO_LEN);
+        assert!(iso8601(u64::MAX).len() <= ISO_LEN);
     }
 
     #[test]
@@ -233,28 +297,46 @@ mod tests {
     }
 
     #[test]
-    fn call_started_has_exactly_routrs_fields() {
+    fn call_started_has_exactly_routrs_fields_in_routrs_order() {
         let mut h = Headers::default();
         h.insert("X-Tenant", "acme");
         h.insert("x-lab-trace", "t\"1");
-        let ev = Event::new(
-            NEW_YEAR_2025,
-            &text("pbx1"),
-            Body::CallStarted(CallStarted {
-                call_id: text("1795376847.2"),
-                from: text("101"),
-                to: text("102"),
-                from_name: text("Alice"),
-                extra_headers: h,
-                ..Default::default()
-            }),
-        );
+        h.insert("X-Call-Direction", "made-up");
+        let started = |direction, from: &str| {
+            Event::new(
+                NEW_YEAR_2025,
+                &text("pbx1"),
+                Body::CallStarted(CallStarted {
+                    call_id: text("1795376847.2"),
+                    from: text(from),
+                    to: text("102"),
+                    from_name: text("Alice"),
+                    direction,
+                    extra_headers: h.clone(),
+                    ..Default::default()
+                }),
+            )
+        };
         assert_eq!(
-            json(&ev),
+            json(&started("internal", "101")),
             (
                 Some("call.started"),
-                r#"{"callId":"1795376847.2","from":"101","to":"102","startTime":"2025-01-01T00:00:00.123Z","extraHeaders":{"X-Tenant":"acme","x-lab-trace":"t\"1"}}"#.into()
+                r#"{"callId":"1795376847.2","from":"sip:101@pbx.local","startTime":"2025-01-01T00:00:00.123Z","extraHeaders":{"X-Tenant":"acme","x-lab-trace":"t\"1","X-Call-Direction":"agent-to-agent"},"to":"sip:102@pbx.local"}"#.into()
             )
+        );
+        for (direction, routr) in [("inbound", "from-pstn"), ("outbound", "agent-to-pstn")] {
+            let (_, json) = json(&started(direction, "101"));
+            assert!(
+                json.contains(&format!(r#""X-Call-Direction":"{routr}"}}"#)),
+                "{json}"
+            );
+        }
+        // Unknown: no direction of pbxtap's (the call's own header stays); no caller ID.
+        let (_, json) = json(&started("unknown", ""));
+        assert!(json.contains(r#""X-Call-Direction":"made-up"}"#), "{json}");
+        assert!(
+            json.contains(r#""from":"sip:anonymous@pbx.local""#),
+            "{json}"
         );
     }
 
@@ -277,7 +359,7 @@ mod tests {
             ended(200, 16),
             (
                 Some("call.ended"),
-                r#"{"callId":"1.2","endTime":"2025-01-01T00:00:00.123Z","hangupCause":"NORMAL_CLEARING","extraHeaders":{}}"#.into()
+                r#"{"callId":"1.2","extraHeaders":{},"endTime":"2025-01-01T00:00:00.123Z","hangupCause":"NORMAL_CLEARING"}"#.into()
             )
         );
         // Without a SIP code, the Q.850 cause is mapped to one first.
@@ -361,31 +443,37 @@ mod tests {
     }
 
     #[test]
-    fn registration_and_events_without_a_subject() {
-        let reg = Event::new(
-            NEW_YEAR_2025,
-            &text("pbx1"),
-            Body::EndpointRegistered(Registration {
-                aor: text("101"),
-                contact: text("sip:101@127.0.0.1:5071"),
-                expires: 3600,
-                ..Default::default()
-            }),
-        );
+    fn registration_removal_and_events_without_a_subject() {
+        let reg = |status: &str, expires| Registration {
+            aor: text("101"),
+            contact: text("sip:101@127.0.0.1:5071"),
+            expires,
+            status: text(status),
+            ..Default::default()
+        };
+        let ev = |body| Event::new(NEW_YEAR_2025, &text("pbx1"), body);
         assert_eq!(
-            json(&reg),
+            json(&ev(Body::EndpointRegistered(reg("Reachable", 3600)))),
             (
                 Some("endpoint.registered"),
-                r#"{"aor":"101","registeredAt":"2025-01-01T00:00:00.123Z","expires":3600,"extraHeaders":{}}"#.into()
+                r#"{"expires":3600,"aor":"sip:101@pbx.local","registeredAt":"2025-01-01T00:00:00.123Z","extraHeaders":{}}"#.into()
+            )
+        );
+        // A de-registration: Routr's registration with expires 0.
+        assert_eq!(
+            json(&ev(Body::EndpointUnregistered(reg("Removed", 0)))),
+            (
+                Some("endpoint.registered"),
+                r#"{"expires":0,"aor":"sip:101@pbx.local","registeredAt":"2025-01-01T00:00:00.123Z","extraHeaders":{}}"#.into()
             )
         );
         for body in [
-            Body::EndpointUnregistered(Registration::default()),
+            // Unreachable is no REGISTER: Routr says nothing.
+            Body::EndpointUnregistered(reg("Unreachable", 0)),
             Body::CallAnswered(CallTarget::default()),
             Body::SinkDown(SinkStatus::default()),
         ] {
-            let ev = Event::new(1, &text("pbx1"), body);
-            assert_eq!(json(&ev), (None, std::string::String::new()));
+            assert_eq!(json(&ev(body)), (None, std::string::String::new()));
         }
     }
 }

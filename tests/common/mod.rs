@@ -98,6 +98,7 @@ pub fn pbxtap_bin() -> PathBuf {
 pub mod ami;
 pub mod bench;
 pub mod daemon;
+pub mod fonoster;
 pub mod mqtt;
 pub mod nats;
 pub mod pbx;

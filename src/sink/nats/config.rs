@@ -40,12 +40,16 @@ impl NatsDialect {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct NatsSinkConfig {
-    /// `nats://host:port`, `tls://host:port`, or `host:port` (Routr's `nats:4222`).
+    /// `nats://host:port`, `tls://`, `ws://`, `wss://`, or `host:port` (Routr's
+    /// `nats:4222`); several separated by commas; credentials may be in the URL.
     pub url: String,
     /// `routr` or `native`.
     pub dialect: String,
     /// Base subject: events go to `<subject>.call.started` and so on.
     pub subject: String,
+    /// The host of the SIP URIs of the `routr` dialect (`sip:101@<sip_domain>`); the
+    /// appliance's `host` when unset.
+    pub sip_domain: Option<String>,
     /// Connection name shown by the server (`nats server report connections`).
     pub name: String,
     pub user: Option<String>,
@@ -72,6 +76,7 @@ impl Default for NatsSinkConfig {
             url: "nats://127.0.0.1:4222".into(),
             dialect: "routr".into(),
             subject: ROUTR_DEFAULT_SUBJECT.into(),
+            sip_domain: None,
             name: "pbxtap".into(),
             user: None,
             password: None,
@@ -88,33 +93,141 @@ impl Default for NatsSinkConfig {
     }
 }
 
-/// Checks a NATS server address; `key` names it in the error.
-pub(super) fn validate_url(key: &str, url: &str) -> Result<ServerAddr, ConfigError> {
-    let addr: ServerAddr = url.parse().map_err(|e| {
-        ConfigError::new(
-            key,
-            format!("`{url}` is not a NATS server address: {e} (expected nats://host:4222, tls://host:4222 or host:4222)"),
-        )
-    })?;
-    let u = addr.clone().into_inner();
-    if !matches!(u.scheme(), "nats" | "tls") {
-        return Err(ConfigError::new(
-            key,
-            format!(
-                "`{url}`: only nats:// and tls:// are supported, not {}://",
-                u.scheme()
-            ),
-        ));
+/// Most servers in one `url` (a comma-separated list, as Routr's client takes).
+pub const MAX_SERVERS: usize = 16;
+
+/// A `url` setting read: the servers to dial, without credentials, and the login the
+/// URLs carried (`nats://user:pass@host`, or `nats://token@host`), if any.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Servers {
+    pub addrs: Vec<ServerAddr>,
+    pub login: Option<UrlLogin>,
+}
+
+/// Credentials written into a server URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UrlLogin {
+    UserPassword(String, String),
+    Token(String),
+}
+
+/// Reads a NATS server address or a comma-separated list of them, as Routr's client
+/// (jnats) takes them: `host:port` (nats:// assumed), `nats://`, `tls://`, `ws://`,
+/// `wss://`, credentials in the URL. `key` names it in errors.
+pub fn parse_servers(key: &str, url: &str) -> Result<Servers, ConfigError> {
+    let bad = |why: String| ConfigError::new(key, why);
+    let parts: Vec<&str> = url.split(',').map(str::trim).collect();
+    if parts.len() > MAX_SERVERS {
+        return Err(bad(format!(
+            "at most {MAX_SERVERS} servers, comma-separated"
+        )));
     }
-    if u.host_str().is_none_or(str::is_empty) {
-        return Err(ConfigError::new(key, format!("`{url}` has no host")));
+    let mut servers = Servers {
+        addrs: Vec::with_capacity(parts.len()),
+        login: None,
+    };
+    for part in parts {
+        if part.is_empty() {
+            return Err(bad(format!("`{url}` has an empty server in its list")));
+        }
+        if let Some(rest) = part.strip_prefix("opentls://") {
+            return Err(bad(format!(
+                "`{part}`: opentls:// (TLS without checking the server's certificate) is not supported; write tls://{rest} and, for a private CA, tls_ca_file"
+            )));
+        }
+        let addr: ServerAddr = part.parse().map_err(|e| {
+            bad(format!(
+                "`{part}` is not a NATS server address: {e} (expected nats://host:4222, tls://, ws://, wss:// or host:4222; several separated by commas)"
+            ))
+        })?;
+        let mut u = addr.into_inner();
+        if u.host_str().is_none_or(str::is_empty) {
+            return Err(bad(format!("`{part}` has no host")));
+        }
+        let login = match (u.username(), u.password()) {
+            ("", _) => None,
+            (user, Some(pass)) => Some(UrlLogin::UserPassword(decode(user), decode(pass))),
+            (token, None) => Some(UrlLogin::Token(decode(token))),
+        };
+        if let Some(login) = login {
+            match &servers.login {
+                Some(l) if *l != login => {
+                    return Err(bad(format!(
+                        "`{}`: the servers carry different credentials; pbxtap logs in one way",
+                        redacted(url)
+                    )))
+                }
+                _ => servers.login = Some(login),
+            }
+        }
+        let _ = u.set_username("");
+        let _ = u.set_password(None);
+        let addr = ServerAddr::from_url(u).map_err(|e| bad(e.to_string()))?;
+        servers.addrs.push(addr);
     }
-    Ok(addr)
+    let ws = servers.addrs.iter().filter(|a| a.is_websocket()).count();
+    if ws != 0 && ws != servers.addrs.len() {
+        return Err(bad(format!(
+            "`{}` mixes ws(s):// with nats:// or tls:// servers; use one kind",
+            redacted(url)
+        )));
+    }
+    Ok(servers)
+}
+
+/// A URL's user or password as written, percent-decoded.
+fn decode(s: &str) -> String {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = |b: u8| (b as char).to_digit(16);
+        match (
+            bytes[i],
+            bytes.get(i + 1).copied().and_then(hex),
+            bytes.get(i + 2).copied().and_then(hex),
+        ) {
+            (b'%', Some(h), Some(l)) => {
+                out.push((h * 16 + l) as u8);
+                i += 3;
+            }
+            (b, _, _) => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `url` (one server or a list) with any credentials taken out, for logs and errors.
+pub fn redacted(url: &str) -> String {
+    url.split(',')
+        .map(|part| match part.trim().parse::<ServerAddr>() {
+            Ok(addr) => {
+                let mut u = addr.into_inner();
+                let _ = u.set_username("");
+                let _ = u.set_password(None);
+                u.to_string()
+            }
+            Err(_) => match part.rsplit_once('@') {
+                Some((_, host)) => format!("***@{host}"),
+                None => part.trim().to_string(),
+            },
+        })
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 /// Checks a base subject: dot-separated tokens without spaces or wildcards.
 fn validate_subject(key: &str, subject: &str) -> Result<(), ConfigError> {
-    if subject.is_empty() || subject.len() > MAX_BASE_SUBJECT_LEN {
+    if subject.is_empty() {
+        return Err(ConfigError::new(
+            key,
+            "is empty: the subjects would be `.call.started` and so on, which NATS refuses (Routr, given it, loses every event); leave it unset for `routr`",
+        ));
+    }
+    if subject.len() > MAX_BASE_SUBJECT_LEN {
         return Err(ConfigError::new(
             key,
             format!("must be 1 to {MAX_BASE_SUBJECT_LEN} bytes"),
@@ -134,13 +247,28 @@ fn validate_subject(key: &str, subject: &str) -> Result<(), ConfigError> {
 
 impl NatsSinkConfig {
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
-        validate_url(&format!("{key}.url"), &self.url)?;
+        let servers = parse_servers(&format!("{key}.url"), &self.url)?;
         NatsDialect::parse(&format!("{key}.dialect"), &self.dialect)?;
         validate_subject(&format!("{key}.subject"), &self.subject)?;
         if self.name.is_empty() {
             return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
         }
+        if let Some(domain) = &self.sip_domain {
+            let bad = domain.is_empty()
+                || domain.len() > crate::event::TEXT_LEN
+                || domain.contains(|c: char| c.is_whitespace() || "@:;<>\"".contains(c));
+            if bad {
+                return Err(ConfigError::new(
+                    format!("{key}.sip_domain"),
+                    format!(
+                        "`{domain}` is not a SIP domain: 1 to {} bytes, a host name or address without spaces, `@`, `:` or `;` (e.g. pbx.example.com)",
+                        crate::event::TEXT_LEN
+                    ),
+                ));
+            }
+        }
         let methods = [
+            ("url", servers.login.is_some()),
             ("user", self.user.is_some() || self.password.is_some()),
             ("token", self.token.is_some()),
             ("nkey", self.nkey.is_some()),
@@ -242,7 +370,7 @@ pub fn apply_routr_env(
     }
     let url = env("NATS_PUBLISHER_URL");
     if let Some(u) = &url {
-        validate_url("NATS_PUBLISHER_URL", u)?;
+        parse_servers("NATS_PUBLISHER_URL", u)?;
     }
     let subject = env("NATS_PUBLISHER_SUBJECT");
     if let Some(s) = &subject {
@@ -311,7 +439,37 @@ mod tests {
     fn bad_values_name_their_key() {
         let cases = [
             ("url = \"http://x:4222\"", "sinks[0].url", "invalid scheme"),
-            ("url = \"ws://x:4222\"", "sinks[0].url", "only nats://"),
+            (
+                "url = \"opentls://x:4222\"",
+                "sinks[0].url",
+                "write tls://x:4222",
+            ),
+            (
+                "url = \"nats://a:4222,ws://b:8080\"",
+                "sinks[0].url",
+                "mixes ws(s)://",
+            ),
+            ("url = \"nats://a:4222,,b\"", "sinks[0].url", "empty server"),
+            (
+                "url = \"nats://u:p@a:4222,nats://v:q@b:4222\"",
+                "sinks[0].url",
+                "different credentials",
+            ),
+            (
+                "url = \"nats://u:p@a:4222\"\ntoken = \"t\"",
+                "sinks[0].token",
+                "only one way",
+            ),
+            (
+                "sip_domain = \"pbx local\"",
+                "sinks[0].sip_domain",
+                "not a SIP domain",
+            ),
+            (
+                "sip_domain = \"a@b\"",
+                "sinks[0].sip_domain",
+                "not a SIP domain",
+            ),
             ("url = \"nats://\"", "sinks[0].url", "no host"),
             (
                 "url = \"nats://a b:4222\"",
@@ -320,7 +478,7 @@ mod tests {
             ),
             ("subject = \"a..b\"", "sinks[0].subject", "not a subject"),
             ("subject = \"a.>\"", "sinks[0].subject", "not a subject"),
-            ("subject = \"\"", "sinks[0].subject", "1 to"),
+            ("subject = \"\"", "sinks[0].subject", "is empty"),
             (
                 "dialect = \"enswitch\"",
                 "sinks[0].dialect",
@@ -361,6 +519,40 @@ mod tests {
             assert_eq!(e.key, key, "{extra}: {e}");
             assert!(e.message.contains(words), "{extra}: {e}");
         }
+    }
+
+    #[test]
+    fn server_lists_as_routrs_client_takes_them() {
+        let s = parse_servers(
+            "k",
+            "nats:4222, tls://alice:s%40cret@n2.example:4443,nats://alice:s%40cret@10.0.0.3",
+        )
+        .unwrap();
+        let urls: Vec<String> = s.addrs.iter().map(|a| a.as_url_str().to_string()).collect();
+        assert_eq!(
+            urls,
+            [
+                "nats://nats:4222",
+                "tls://n2.example:4443",
+                "nats://10.0.0.3"
+            ]
+        );
+        assert_eq!(
+            s.login,
+            Some(UrlLogin::UserPassword("alice".into(), "s@cret".into()))
+        );
+        let s = parse_servers("k", "wss://tok3n@nats.example,ws://127.0.0.1:8080").unwrap();
+        assert_eq!(s.login, Some(UrlLogin::Token("tok3n".into())));
+        assert!(s.addrs.iter().all(ServerAddr::is_websocket));
+        assert_eq!(parse_servers("k", "nats://a:4222").unwrap().login, None);
+        // Logs and errors never show the credentials.
+        assert_eq!(
+            redacted("nats://u:secret@h:4222,tok@h2:1"),
+            "nats://h:4222,nats://h2:1"
+        );
+        assert_eq!(redacted("h:4222"), "nats://h:4222");
+        let e = parse_servers("k", "nats://u:secret@a:1,nats://v:other@b:1").unwrap_err();
+        assert!(!e.message.contains("secret"), "{e}");
     }
 
     #[test]
@@ -460,5 +652,16 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(e.key, "NATS_PUBLISHER_SUBJECT");
+        // Empty: Routr would publish to `.call.started`, which NATS refuses.
+        let e = Config::from_text(
+            "[ami]\nsecret = \"s\"\n",
+            &env_of(&[
+                ("NATS_PUBLISHER_ENABLED", "true"),
+                ("NATS_PUBLISHER_SUBJECT", ""),
+            ]),
+        )
+        .unwrap_err();
+        assert_eq!(e.key, "NATS_PUBLISHER_SUBJECT");
+        assert!(e.message.contains("empty"), "{e}");
     }
 }

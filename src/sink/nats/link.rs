@@ -6,9 +6,9 @@
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use async_nats::{ConnectOptions, ServerAddr};
+use async_nats::ConnectOptions;
 
-use super::config::NatsSinkConfig;
+use super::config::{NatsSinkConfig, UrlLogin};
 use super::{NatsSinkError, PUBLISH_WINDOW};
 use crate::backoff::Backoff;
 use crate::logging::LogLimit;
@@ -37,6 +37,7 @@ pub const ERROR_LOG_INTERVAL: Duration = Duration::from_secs(30);
 /// The client options: credentials, TLS, bounded client buffers, reconnect forever.
 pub(super) fn connect_options(
     cfg: &NatsSinkConfig,
+    url_login: Option<&UrlLogin>,
     link: Arc<Link>,
 ) -> Result<ConnectOptions, NatsSinkError> {
     let mut o = ConnectOptions::new()
@@ -52,6 +53,11 @@ pub(super) fn connect_options(
             let link = link.clone();
             async move { link.on_client_event(e, Instant::now()) }
         });
+    match url_login {
+        Some(UrlLogin::UserPassword(u, p)) => o = o.user_and_password(u.clone(), p.clone()),
+        Some(UrlLogin::Token(t)) => o = o.token(t.clone()),
+        None => {}
+    }
     if let (Some(u), Some(p)) = (&cfg.user, &cfg.password) {
         o = o.user_and_password(u.clone(), p.clone());
     }
@@ -177,19 +183,6 @@ impl Link {
     }
 }
 
-/// `url` without a user name or password, for logs.
-pub(super) fn redacted(url: &str) -> String {
-    match url.parse::<ServerAddr>() {
-        Ok(addr) => {
-            let mut u = addr.into_inner();
-            let _ = u.set_username("");
-            let _ = u.set_password(None);
-            u.to_string()
-        }
-        Err(_) => url.to_string(),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -222,11 +215,5 @@ mod tests {
             let full = backoff(attempts as u32 - 2);
             assert!(d <= full && d >= full.mul_f64(0.75), "{attempts}: {d:?}");
         }
-    }
-
-    #[test]
-    fn urls_in_logs_carry_no_credentials() {
-        assert_eq!(redacted("nats://u:secret@h:4222"), "nats://h:4222");
-        assert_eq!(redacted("h:4222"), "nats://h:4222");
     }
 }

@@ -27,8 +27,9 @@ use crate::dialect::{native, routr, Encoded};
 use crate::event::{self, Event};
 use crate::settings::ConfigError;
 use crate::sink::health::HealthReporter;
-pub use config::{apply_routr_env, NatsDialect, NatsSinkConfig};
-use link::{backoff, connect_options, redacted, Link, ACK_TIMEOUT};
+use config::Servers;
+pub use config::{apply_routr_env, parse_servers, redacted, NatsDialect, NatsSinkConfig};
+use link::{backoff, connect_options, Link, ACK_TIMEOUT};
 use wire::{msg_id, write_subject, MSG_ID_HEADER, SUBJECT_LEN};
 
 /// Events handed to async-nats before the sink waits for them to be flushed. It bounds
@@ -48,6 +49,7 @@ pub enum NatsSinkError {
 
 pub struct NatsSink {
     cfg: NatsSinkConfig,
+    servers: Servers,
     dialect: NatsDialect,
     publisher: Publisher,
     /// Start time in microseconds: makes JetStream message ids of this run unique, since
@@ -61,11 +63,13 @@ impl NatsSink {
     pub async fn new(cfg: &NatsSinkConfig, publisher: Publisher) -> Result<Self, NatsSinkError> {
         cfg.validate("nats")?;
         let dialect = NatsDialect::parse("nats.dialect", &cfg.dialect)?;
+        let servers = parse_servers("nats.url", &cfg.url)?;
         // async-nats builds its rustls config (for tls://, `tls`, or a server that asks for
         // TLS) with the process-wide provider: ring, as everywhere in pbxtap.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(NatsSink {
             cfg: cfg.clone(),
+            servers,
             dialect,
             publisher,
             run_id: event::now_micros(),
@@ -126,12 +130,23 @@ impl NatsSink {
     }
 
     async fn connect(&self, link: &Arc<Link>) -> Result<async_nats::Client, NatsSinkError> {
-        let options = connect_options(&self.cfg, link.clone())?;
+        let options = connect_options(&self.cfg, self.servers.login.as_ref(), link.clone())?;
         // With retry_on_initial_connect this returns at once; it fails only on a bad URL.
         options
-            .connect(self.cfg.url.as_str())
+            .connect(self.servers.addrs.clone())
             .await
             .map_err(|e| NatsSinkError::ClientGone(e.to_string()))
+    }
+
+    /// What Routr's payloads need: the SIP domain (`sip_domain`, else the host).
+    fn routr(&self) -> routr::Context<'_> {
+        routr::Context {
+            domain: self
+                .cfg
+                .sip_domain
+                .as_deref()
+                .unwrap_or(self.publisher.host().as_str()),
+        }
     }
 
     /// The subject and payload of `ev` in this sink's dialect; `None` when the dialect
@@ -144,7 +159,7 @@ impl NatsSink {
     ) -> Option<heapless::String<SUBJECT_LEN>> {
         let mut subject = heapless::String::<SUBJECT_LEN>::new();
         let encoded = match self.dialect {
-            NatsDialect::Routr => routr::encode(ev, buf).map(|s| {
+            NatsDialect::Routr => routr::encode(ev, &self.routr(), buf).map(|s| {
                 s.map(|suffix| {
                     let _ = write_subject(&mut subject, &[&self.cfg.subject, suffix]);
                 })
