@@ -60,6 +60,8 @@ pub struct WebsocketSinkConfig {
     pub max_frame: usize,
     /// PortSIP: who may log in.
     pub users: Vec<UserConfig>,
+    /// Enswitch: `machine` in every event, which machine of the cluster this is.
+    pub machine: u32,
 }
 
 impl Default for WebsocketSinkConfig {
@@ -77,6 +79,7 @@ impl Default for WebsocketSinkConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             client_queue: DEFAULT_CLIENT_QUEUE,
             max_frame: DEFAULT_MAX_FRAME,
+            machine: 1,
             users: Vec::new(),
         }
     }

@@ -49,6 +49,7 @@ pub enum WebsocketSinkError {
 /// What every connection shares: settings, and the hub behind one lock.
 struct Shared {
     protocol: Protocol,
+    enswitch: enswitch_dialect::Context,
     authkey: String,
     users: Vec<User>,
     domain: String,
@@ -117,6 +118,9 @@ impl Shared {
             .collect();
         Shared {
             protocol: cfg.protocol,
+            enswitch: enswitch_dialect::Context {
+                machine: cfg.machine,
+            },
             authkey: cfg.authkey.clone().unwrap_or_default(),
             users,
             domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
@@ -203,7 +207,7 @@ impl Shared {
         }
         let (frame, route) = match self.protocol {
             Protocol::Enswitch => {
-                if let Err(e) = enswitch_dialect::encode_json(ev, buf) {
+                if let Err(e) = enswitch_dialect::encode_json(ev, &self.enswitch, buf) {
                     tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
                     return 0;
                 }
