@@ -75,6 +75,7 @@ fn wscat_as_enswitchs_guide_runs_it_shows_a_real_calls_events() {
         }
     }
     let _ = child.kill();
+    let _ = child.wait();
     let events: Vec<&str> = calls.iter().map(|e| e["event"].as_str().unwrap()).collect();
     assert_eq!(events.first(), Some(&"start"), "{events:?}");
     assert!(events.contains(&"answer"), "{events:?}");
