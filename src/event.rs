@@ -169,6 +169,12 @@ body! {
         /// `inbound`, `outbound`, `internal` or `unknown`.
         direction: &'static str,
         channel: LongText,
+        /// The first channel's `AccountCode`, `Context` (the dialplan context the call
+        /// came into) and `TenantID` (Asterisk 21+, where set): what tells one customer's
+        /// calls from another's (`sink::filter`).
+        account_code: Text,
+        context: Text,
+        tenant_id: Text,
         extra_headers: Headers,
     }
 }
@@ -595,6 +601,9 @@ pub fn largest_events() -> [Event; 2] {
             to: text(&long),
             direction: "internal",
             channel: text(&long),
+            account_code: text(&long),
+            context: text(&long),
+            tenant_id: text(&long),
             extra_headers: h,
         }),
     );

@@ -16,6 +16,7 @@ use core::fmt::Write as _;
 
 use serde::ser::{Serialize, SerializeMap, Serializer};
 
+use super::native::HeadersObject;
 use super::{write_json, EncodeError, Encoded, JsonStr};
 use crate::event::{Body, Event, EventId, Headers, Value};
 
@@ -117,19 +118,6 @@ pub fn for_each_field<'a>(ev: &'a Event, common: &'a Common, f: &mut dyn FnMut(&
     });
 }
 
-/// The extra headers as a JSON object.
-struct HeadersJson<'a>(&'a Headers);
-
-impl Serialize for HeadersJson<'_> {
-    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        let mut map = s.serialize_map(None)?;
-        for (k, v) in self.0.iter() {
-            map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
-        }
-        map.end()
-    }
-}
-
 /// Writes `h` as JSON text, piece by piece, into `put`.
 fn headers_json_text(h: &Headers, put: &mut dyn FnMut(&str)) {
     put("{");
@@ -189,7 +177,7 @@ impl Serialize for Json<'_> {
                     Flat::Str(s) => map.serialize_entry(&JsonStr(k), &JsonStr(s)),
                     Flat::U64(n) => map.serialize_entry(&JsonStr(k), &n),
                     Flat::Bool(b) => map.serialize_entry(&JsonStr(k), &b),
-                    Flat::Headers(h) => map.serialize_entry(&JsonStr(k), &HeadersJson(h)),
+                    Flat::Headers(h) => map.serialize_entry(&JsonStr(k), &HeadersObject(h)),
                 };
             }
         });
@@ -280,7 +268,9 @@ mod tests {
                 to: text("102"),
                 direction: "internal",
                 channel: text("PJSIP/101-00000000"),
+                context: text("lab"),
                 extra_headers: h,
+                ..Default::default()
             }),
         );
         ev.seq = 7;
@@ -306,7 +296,7 @@ mod tests {
         assert_eq!(
             core::str::from_utf8(&out).unwrap(),
             format!(
-                r#"{{"class":"call","event":"start","timestamp":"1234567890.000042","machine":3,"event_id":"{}","host":"pbx1","callid":"1234567890.100000","uniqueid":"1234567890.100000","asteriskid":"1234567890.100001","call_id":"1234567890.100000","session_id":"1234567890.100001","from":"+44 20","from_name":"Zoë","to":"102","direction":"internal","channel":"PJSIP/101-00000000","extra_headers":{{"X-Account":"acme & co","X-Quote":"say \"hi\"\u0001"}}}}"#,
+                r#"{{"class":"call","event":"start","timestamp":"1234567890.000042","machine":3,"event_id":"{}","host":"pbx1","callid":"1234567890.100000","uniqueid":"1234567890.100000","asteriskid":"1234567890.100001","call_id":"1234567890.100000","session_id":"1234567890.100001","from":"+44 20","from_name":"Zoë","to":"102","direction":"internal","channel":"PJSIP/101-00000000","account_code":"","context":"lab","tenant_id":"","extra_headers":{{"X-Account":"acme & co","X-Quote":"say \"hi\"\u0001"}}}}"#,
                 id(&ev)
             )
         );
@@ -326,7 +316,7 @@ mod tests {
                  &callid=1234567890.100000&uniqueid=1234567890.100000&asteriskid=1234567890.100001\
                  &call_id=1234567890.100000&session_id=1234567890.100001&from=%2B44+20\
                  &from_name=Zo%C3%AB&to=102&direction=internal&channel=PJSIP%2F101-00000000\
-                 &extra_headers=%7B%22X-Account%22%3A%22acme+%26+co%22%2C%22X-Quote%22%3A%22say+%5C%22hi%5C%22%5Cu0001%22%7D",
+                 &account_code=&context=lab&tenant_id=&extra_headers=%7B%22X-Account%22%3A%22acme+%26+co%22%2C%22X-Quote%22%3A%22say+%5C%22hi%5C%22%5Cu0001%22%7D",
                 id(&ev)
             )
         );

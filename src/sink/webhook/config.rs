@@ -7,6 +7,7 @@ use hyper::Uri;
 use serde::Deserialize;
 
 use crate::settings::{resolve_secret, ConfigError};
+use crate::sink::filter::FilterConfig;
 
 /// Most requests in flight `max_in_flight` may ask for.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -52,6 +53,8 @@ pub struct WebhookSinkConfig {
     /// (retried until answered 2xx or too old; receivers drop copies by event id).
     /// Default: `once` for the enswitch dialect, `at_least_once` for native.
     pub delivery: Option<Delivery>,
+    /// `[sinks.filter]`: only one customer's events (`sink::filter`).
+    pub filter: Option<FilterConfig>,
 }
 
 /// What the sink promises a receiver.
@@ -83,6 +86,7 @@ impl Default for WebhookSinkConfig {
             max_age_secs: 120,
             machine: 1,
             delivery: None,
+            filter: None,
         }
     }
 }
@@ -98,6 +102,9 @@ impl WebhookSinkConfig {
 
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         self.uri(key)?;
+        if let Some(f) = &self.filter {
+            f.validate(&format!("{key}.filter"))?;
+        }
         for (name, value) in [("authkey", &self.authkey), ("secret", &self.secret)] {
             if value.as_deref() == Some("") {
                 return Err(ConfigError::new(format!("{key}.{name}"), "is empty"));

@@ -37,6 +37,7 @@ use crate::dialect::{enswitch, native, Encoded};
 use crate::event::{self, Event};
 use crate::logging::LogLimit;
 use crate::settings::ConfigError;
+use crate::sink::filter::{Filter, FilterConfig};
 pub use config::{Delivery, WebhookDialect, WebhookSinkConfig, AUTHKEY_PARAM, MAX_IN_FLIGHT};
 use http::{attempt, Attempt, AttemptError, Endpoint};
 pub use http::{IDEMPOTENCY_HEADER, IDLE_TIMEOUT, MAX_RESPONSE_DRAIN, RESPONSE_BUFFER};
@@ -63,6 +64,7 @@ pub struct WebhookSink {
     dialect: WebhookDialect,
     enswitch: enswitch::Context,
     delivery: Delivery,
+    filter: Option<FilterConfig>,
     max_in_flight: usize,
     retry: RetryPolicy,
     publisher: Publisher,
@@ -84,6 +86,7 @@ impl WebhookSink {
                 machine: cfg.machine,
             },
             delivery: cfg.delivery(),
+            filter: cfg.filter.clone(),
             max_in_flight: cfg.max_in_flight,
             retry: RetryPolicy {
                 backoff: Backoff {
@@ -119,6 +122,7 @@ impl WebhookSink {
         };
         tracing::info!(sink = %run.name, endpoint = %self.endpoint.shown, "webhook sink started");
         let mut buf = Encoded::new();
+        let mut filter = self.filter.clone().map(Filter::new);
         let mut open = true;
         loop {
             while let Some(i) = run.slots.start_next() {
@@ -137,6 +141,8 @@ impl WebhookSink {
                 }
                 ev = rx.recv(), if can_take => match ev {
                     None => open = false,
+                    // Another customer's event: not this feed's (taken off the ring all the same).
+                    Some(ev) if filter.as_mut().is_some_and(|f| !f.admits(&ev)) => {}
                     Some(ev) => {
                         if let Some(item) = run.prepare(&ev, &mut buf) {
                             let queued = run.slots.push(slots::ordering_key(&ev), item);
