@@ -16,6 +16,8 @@ use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
 
 /// The SIP domain of the Routr payloads.
 const ROUTR: routr::Context<'static> = routr::Context { domain: "pbx1" };
+/// The machine number of the Enswitch payloads.
+const ENSWITCH: enswitch::Context = enswitch::Context { machine: 1 };
 
 /// The recordings' messages, parsed.
 fn messages(stream: &[u8]) -> Vec<OwnedMessage> {
@@ -156,7 +158,7 @@ fn bench(c: &mut Criterion) {
     g.bench_function("enswitch_json", |b| {
         b.iter(|| {
             evs.iter()
-                .map(|e| enswitch::encode_json(e, &mut buf).map_or(0, |_| buf.len()))
+                .map(|e| enswitch::encode_json(e, &ENSWITCH, &mut buf).map_or(0, |_| buf.len()))
                 .sum::<usize>()
         })
     });
@@ -179,7 +181,7 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             evs.iter()
                 .map(|e| {
-                    enswitch::encode_form(e, &mut buf)
+                    enswitch::encode_form(e, &ENSWITCH, &mut buf)
                         .map(|_| buf.len())
                         .unwrap_or(0)
                 })

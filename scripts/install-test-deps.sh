@@ -48,6 +48,18 @@ if [ -z "${PBXTAP_ASTERISK_PREFIX:-}" ] && [ -x "$lab" ]; then
   fi
 fi
 
+# tests/enswitch_live.rs: wscat, the client Enswitch's guide says to watch the feed with
+# (npm; Debian's npm package only where the machine has none).
+if ! command -v wscat >/dev/null 2>&1; then
+  sudo=""
+  [ "$(id -u)" -eq 0 ] || sudo="sudo"
+  if ! command -v npm >/dev/null 2>&1; then
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq npm
+  fi
+  $sudo npm install -g --no-fund --no-audit wscat@6.1.0 >/dev/null
+fi
+
 # For the user running the tests (~/.local/bin, which the tests also search).
 pip_missing=()
 for p in "${pip_packages[@]}"; do

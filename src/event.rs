@@ -169,6 +169,12 @@ body! {
         /// `inbound`, `outbound`, `internal` or `unknown`.
         direction: &'static str,
         channel: LongText,
+        /// The first channel's `AccountCode`, `Context` (the dialplan context the call
+        /// came into) and `TenantID` (Asterisk 21+, where set): what tells one customer's
+        /// calls from another's (`sink::filter`).
+        account_code: Text,
+        context: Text,
+        tenant_id: Text,
         extra_headers: Headers,
     }
 }
@@ -541,6 +547,31 @@ impl Event {
     }
 }
 
+/// An event's id: `<host>.<boot>.<seq>`.
+pub type EventId = String<{ TEXT_LEN + 42 }>;
+
+/// When this process first needed an event id (µs since the Unix epoch). `seq` starts at 1
+/// on every start; with this, ids never repeat across restarts.
+pub fn boot_id() -> u64 {
+    static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *BOOT.get_or_init(now_micros)
+}
+
+impl Event {
+    /// The event's stable id, `<host>.<boot>.<seq>`: the same in every sink and on every
+    /// retry, so a receiver can drop a copy it already has (JetStream's `Nats-Msg-Id`, the
+    /// webhook's `Idempotency-Key`, Enswitch's `event_id`).
+    pub fn id(&self) -> EventId {
+        let mut id = EventId::new();
+        // Cannot fail: a host of TEXT_LEN and two u64 of 20 digits fit.
+        let _ = core::fmt::write(
+            &mut id,
+            format_args!("{}.{}.{}", self.host, boot_id(), self.seq),
+        );
+        id
+    }
+}
+
 /// Microseconds since the Unix epoch, now.
 pub fn now_micros() -> u64 {
     std::time::SystemTime::now()
@@ -570,6 +601,9 @@ pub fn largest_events() -> [Event; 2] {
             to: text(&long),
             direction: "internal",
             channel: text(&long),
+            account_code: text(&long),
+            context: text(&long),
+            tenant_id: text(&long),
             extra_headers: h,
         }),
     );

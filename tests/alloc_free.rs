@@ -75,8 +75,8 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
                 portsip_state.observe(ev);
                 let [a, b, c, d] = &mut *out;
                 native::encode(ev, a).unwrap();
-                enswitch::encode_form(ev, b).unwrap();
-                enswitch::encode_json(ev, c).unwrap();
+                enswitch::encode_form(ev, &enswitch::Context::default(), b).unwrap();
+                enswitch::encode_json(ev, &enswitch::Context::default(), c).unwrap();
                 routr::encode(ev, &routr::Context { domain: "pbx1" }, d).unwrap();
                 let _ = portsip::encode(ev, &portsip_state, &ctx, a).unwrap();
                 bytes += a.len() + b.len() + c.len() + d.len();

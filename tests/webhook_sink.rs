@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::convert::Infallible;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -22,6 +21,8 @@ use pbxtap::ami::replay::{self, ReplayConfig, ReplayPeer};
 use sha2::Sha256;
 use tokio::net::TcpListener;
 
+/// The header an event's id travels in.
+const IDEMPOTENCY: &str = pbxtap::sink::webhook::IDEMPOTENCY_HEADER;
 /// The call in 02-call-answered.ami (its Linkedid).
 const CALL: &str = "1795376847.2";
 /// Events the normalizer makes of 02-call-answered.ami (tests/normalize_scenarios.rs).
@@ -35,6 +36,8 @@ enum Reply {
     Status(u16),
     /// Never answer (the connection stays open).
     Hang,
+    /// Close the connection without answering.
+    Drop,
 }
 
 /// One request the server got.
@@ -98,14 +101,14 @@ async fn serve(
                     body: String::from_utf8(body.to_vec()).unwrap(),
                     reply: match reply {
                         Reply::Status(s) => Some(s),
-                        Reply::Hang => None,
+                        Reply::Hang | Reply::Drop => None,
                     },
                     at: Instant::now(),
                 });
                 reply
             };
             match reply {
-                Reply::Status(s) => Ok::<_, Infallible>(
+                Reply::Status(s) => Ok::<_, std::io::Error>(
                     Response::builder()
                         .status(s)
                         .header("content-type", "text/plain")
@@ -113,6 +116,8 @@ async fn serve(
                         .unwrap(),
                 ),
                 Reply::Hang => std::future::pending().await,
+                // An error ends hyper's connection without a response.
+                Reply::Drop => Err(std::io::Error::other("dropped")),
             }
         }
     });
@@ -572,7 +577,8 @@ async fn a_400_is_not_retried_and_logged_once() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
     // Three recorded sessions, paced as a live PBX would send them, to two webhooks: one
-    // where nothing listens, one whose server never answers. Every ring holds 32 events.
+    // where nothing listens, one whose server never answers; both retrying (at least
+    // once), so their rings fill. Every ring holds 32 events.
     // Events are given up after 1 s, so each webhook sink reads its ring again and
     // learns (and reports) what it dropped meanwhile.
     let recordings = [
@@ -588,9 +594,9 @@ async fn a_dead_and_a_hanging_endpoint_leave_the_other_sinks_output_complete() {
     let pbxtap = start_pbxtap(
         &peer,
         &format!(
-            "url = \"{dead}\"\nretry_min_ms = 100\nmax_age_secs = 1\n\
-             [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\ntimeout_ms = 500\n\
-             retry_min_ms = 100\nmax_age_secs = 1\n",
+            "url = \"{dead}\"\ndelivery = \"at_least_once\"\nretry_min_ms = 100\nmax_age_secs = 1\n\
+             [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\ndelivery = \"at_least_once\"\n\
+             timeout_ms = 500\nretry_min_ms = 100\nmax_age_secs = 1\n",
             hanging.url("/")
         ),
         "per_sink = 32",
@@ -872,6 +878,95 @@ async fn a_thousand_events_of_ten_calls_are_each_delivered_once_in_call_order() 
                 order.windows(2).all(|w| w[0] < w[1]),
                 "call {id}: {order:?}"
             );
+        }
+    });
+}
+
+/// The script of the delivery tests: the first requests meet a 500, a server too slow
+/// for the timeout, and a dropped connection; the rest 200.
+fn troubled(n: usize) -> Reply {
+    match n {
+        0 => Reply::Status(500),
+        1 => Reply::Hang,
+        2 => Reply::Drop,
+        _ => Reply::Status(200),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn enswitch_delivery_is_one_attempt_per_event_whatever_the_answer() {
+    let server = Server::start(troubled).await;
+    let peer = peer(&["02-call-answered.ami"], Some(Duration::from_millis(2))).await;
+    let pbxtap = start_pbxtap(
+        &peer,
+        &format!("url = \"{}\"\ntimeout_ms = 300\n", server.url("/")),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    common::until("every event POSTed", PATIENCE, async || {
+        let stdout = pbxtap.stdout_lines();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && server.with(|got| got.len() >= seqs(&stdout).len())
+    })
+    .await;
+    let (stdout, stderr) = pbxtap.stop(STOP).await;
+    server.with(|got| {
+        // One request per event, none resent: the 500, the slow and the dropped ones too.
+        let mut ids: Vec<&str> = got.iter().map(|g| g.header(IDEMPOTENCY)).collect();
+        assert_eq!(ids.len(), seqs(&stdout).len(), "{ids:?}");
+        ids.sort();
+        ids.dedup();
+        assert_eq!(ids.len(), got.len(), "an event was sent twice");
+        for g in got {
+            assert_eq!(g.form_field("event_id"), g.header(IDEMPOTENCY));
+            assert_eq!(g.form_field("machine"), "1");
+        }
+    });
+    assert!(stderr.contains("its one attempt failed"), "{stderr}");
+    assert!(!stderr.contains("retrying"), "{stderr}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn at_least_once_resends_with_the_same_key_until_answered() {
+    let server = Server::start(troubled).await;
+    let peer = peer(&["02-call-answered.ami"], Some(Duration::from_millis(2))).await;
+    let pbxtap = start_pbxtap(
+        &peer,
+        &format!(
+            "url = \"{}\"\ndelivery = \"at_least_once\"\nmachine = 7\ntimeout_ms = 300\nretry_min_ms = 20\n",
+            server.url("/")
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    let answered_ok = |got: &[Got]| -> std::collections::BTreeSet<String> {
+        got.iter()
+            .filter(|g| g.reply == Some(200))
+            .map(|g| g.header(IDEMPOTENCY).to_string())
+            .collect()
+    };
+    common::until("every event answered 200", PATIENCE, async || {
+        let stdout = pbxtap.stdout_lines();
+        pbx_events(&stdout).len() == EVENTS_OF_02
+            && server.with(|got| answered_ok(got).len() == seqs(&stdout).len())
+    })
+    .await;
+    let (stdout, _) = pbxtap.stop(STOP).await;
+    server.with(|got| {
+        // A receiver that keeps the keys it saw has each event once.
+        assert_eq!(answered_ok(got).len(), seqs(&stdout).len());
+        // The three troubled requests were sent again, with the same key and event_id.
+        for g in &got[..3] {
+            let key = g.header(IDEMPOTENCY);
+            let copies: Vec<&Got> = got
+                .iter()
+                .filter(|c| c.header(IDEMPOTENCY) == key)
+                .collect();
+            assert!(copies.len() >= 2, "{key} not resent");
+            assert!(copies
+                .iter()
+                .all(|c| c.form_field("event_id") == key && c.body == g.body));
+            assert_eq!(g.form_field("machine"), "7");
         }
     });
 }

@@ -86,7 +86,9 @@ mod tests {
                 to: text("102"),
                 direction: "internal",
                 channel: text("PJSIP/101-00000000"),
+                context: text("lab"),
                 extra_headers: h,
+                ..Default::default()
             }),
         );
         ev.seq = 7;
@@ -94,7 +96,7 @@ mod tests {
         encode(&ev, &mut out).unwrap();
         assert_eq!(
             core::str::from_utf8(&out).unwrap(),
-            r#"{"v":1,"seq":7,"class":"call","event":"started","time":1700000000123456,"host":"pbx1","call_id":"1795376847.2","session_id":"1795376847.2","from":"101","from_name":"Alice","to":"102","direction":"internal","channel":"PJSIP/101-00000000","extra_headers":{"X-Trace":"a\"b"}}"#
+            r#"{"v":1,"seq":7,"class":"call","event":"started","time":1700000000123456,"host":"pbx1","call_id":"1795376847.2","session_id":"1795376847.2","from":"101","from_name":"Alice","to":"102","direction":"internal","channel":"PJSIP/101-00000000","account_code":"","context":"lab","tenant_id":"","extra_headers":{"X-Trace":"a\"b"}}"#
         );
     }
 

@@ -439,6 +439,9 @@ impl Calls {
                 to: bounded(stats, clean(msg.get("Exten"))),
                 direction: self.direction.of(channel, clean(msg.get("Exten"))),
                 channel: bounded(stats, channel),
+                account_code: bounded(stats, msg.get("AccountCode").unwrap_or("")),
+                context: bounded(stats, msg.get("Context").unwrap_or("")),
+                tenant_id: bounded(stats, msg.get("TenantID").unwrap_or("")),
                 extra_headers: headers.clone(),
             };
             let call = Call {

@@ -11,6 +11,7 @@
 //! `system.sink_down`/`sink_up`, and a `dialect` for the bytes. It holds at most a fixed
 //! window beyond its bus ring, documented as a named constant, and never blocks the tap.
 
+pub mod filter;
 pub mod health;
 pub mod mqtt;
 pub mod nats;

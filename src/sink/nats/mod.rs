@@ -24,13 +24,13 @@ use async_nats::HeaderMap;
 
 use crate::bus::{Publisher, SinkRx, TryRecv};
 use crate::dialect::{native, routr, Encoded};
-use crate::event::{self, Event};
+use crate::event::Event;
 use crate::settings::ConfigError;
 use crate::sink::health::HealthReporter;
 use config::Servers;
 pub use config::{apply_routr_env, parse_servers, redacted, NatsDialect, NatsSinkConfig};
 use link::{backoff, connect_options, Link, ACK_TIMEOUT};
-use wire::{msg_id, write_subject, MSG_ID_HEADER, SUBJECT_LEN};
+use wire::{write_subject, MSG_ID_HEADER, SUBJECT_LEN};
 
 /// Events handed to async-nats before the sink waits for them to be flushed. It bounds
 /// what can sit in the client (and be lost if the connection breaks at that instant)
@@ -52,9 +52,6 @@ pub struct NatsSink {
     servers: Servers,
     dialect: NatsDialect,
     publisher: Publisher,
-    /// Start time in microseconds: makes JetStream message ids of this run unique, since
-    /// bus sequence numbers start again at 1 on every start.
-    run_id: u64,
 }
 
 impl NatsSink {
@@ -72,7 +69,6 @@ impl NatsSink {
             servers,
             dialect,
             publisher,
-            run_id: event::now_micros(),
         })
     }
 
@@ -226,7 +222,7 @@ impl NatsSink {
                 continue;
             };
             let payload = buf.to_vec();
-            let id = msg_id(&ev.host, self.run_id, ev.seq);
+            let id = ev.id();
             let mut retries = 0;
             loop {
                 let mut headers = HeaderMap::new();

@@ -1,7 +1,5 @@
-//! The NATS sink's wire details: subjects (`<base>.<suffix>`, bounded) and JetStream
-//! message ids (`<host>.<run>.<seq>`, which the stream deduplicates on).
-
-use crate::event;
+//! The NATS sink's wire details: subjects (`<base>.<suffix>`, bounded) and the header
+//! JetStream deduplicates on (the event's id, `Event::id`).
 
 /// Longest subject published.
 pub const SUBJECT_LEN: usize = 128;
@@ -23,24 +21,13 @@ pub(super) fn write_subject<const N: usize>(
     Ok(())
 }
 
-/// The JetStream message id of an event: `<host>.<run>.<seq>`.
-pub(super) fn msg_id(
-    host: &str,
-    run_id: u64,
-    seq: u64,
-) -> heapless::String<{ event::TEXT_LEN + 42 }> {
-    let mut id = heapless::String::new();
-    let _ = core::fmt::write(&mut id, format_args!("{host}.{run_id}.{seq}"));
-    id
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::sink::nats::config::MAX_BASE_SUBJECT_LEN;
 
     #[test]
-    fn subjects_and_ids() {
+    fn subjects() {
         let mut s = heapless::String::<SUBJECT_LEN>::new();
         write_subject(&mut s, &["routr", "call.started"]).unwrap();
         assert_eq!(s, "routr.call.started");
@@ -49,10 +36,5 @@ mod tests {
         // The longest base subject and event name fit.
         let base = "b".repeat(MAX_BASE_SUBJECT_LEN);
         write_subject(&mut s, &[&base, "system", "asterisk_restarted"]).unwrap();
-        assert_eq!(msg_id("pbx1", 17, 42), "pbx1.17.42");
-        assert_eq!(
-            msg_id(&"h".repeat(event::TEXT_LEN), u64::MAX, u64::MAX).len(),
-            event::TEXT_LEN + 42
-        );
     }
 }

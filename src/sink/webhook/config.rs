@@ -7,6 +7,7 @@ use hyper::Uri;
 use serde::Deserialize;
 
 use crate::settings::{resolve_secret, ConfigError};
+use crate::sink::filter::FilterConfig;
 
 /// Most requests in flight `max_in_flight` may ask for.
 pub const MAX_IN_FLIGHT: usize = 64;
@@ -46,6 +47,26 @@ pub struct WebhookSinkConfig {
     pub retry_max_secs: u64,
     /// Seconds after its first attempt an event is given up (counted and logged).
     pub max_age_secs: u64,
+    /// Enswitch: `machine` in every event, which machine of the cluster this is.
+    pub machine: u32,
+    /// `once` (one attempt, the answer ignored, as Enswitch sends) or `at_least_once`
+    /// (retried until answered 2xx or too old; receivers drop copies by event id).
+    /// Default: `once` for the enswitch dialect, `at_least_once` for native.
+    pub delivery: Option<Delivery>,
+    /// `[sinks.filter]`: only one customer's events (`sink::filter`).
+    pub filter: Option<FilterConfig>,
+}
+
+/// What the sink promises a receiver.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Delivery {
+    /// One attempt per event; whatever the endpoint answers, the event is done. A
+    /// failure (no answer, a broken connection) is counted and logged, never resent.
+    Once,
+    /// Resent on 5xx, timeouts and broken connections until answered or `max_age_secs`
+    /// old, each copy with the same `Idempotency-Key` header (and `event_id` field).
+    AtLeastOnce,
 }
 
 impl Default for WebhookSinkConfig {
@@ -63,13 +84,27 @@ impl Default for WebhookSinkConfig {
             retry_min_ms: 250,
             retry_max_secs: 30,
             max_age_secs: 120,
+            machine: 1,
+            delivery: None,
+            filter: None,
         }
     }
 }
 
 impl WebhookSinkConfig {
+    /// The delivery in force: `delivery`, else the dialect's default.
+    pub fn delivery(&self) -> Delivery {
+        self.delivery.unwrap_or(match self.dialect {
+            WebhookDialect::Enswitch => Delivery::Once,
+            WebhookDialect::Native => Delivery::AtLeastOnce,
+        })
+    }
+
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         self.uri(key)?;
+        if let Some(f) = &self.filter {
+            f.validate(&format!("{key}.filter"))?;
+        }
         for (name, value) in [("authkey", &self.authkey), ("secret", &self.secret)] {
             if value.as_deref() == Some("") {
                 return Err(ConfigError::new(format!("{key}.{name}"), "is empty"));

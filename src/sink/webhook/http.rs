@@ -114,9 +114,15 @@ fn error_chain(e: &dyn std::error::Error) -> String {
 }
 
 /// One POST of `body`: the endpoint's status, or why there was none.
-pub(super) async fn attempt(endpoint: &Endpoint, body: Bytes) -> Attempt {
+/// The header an event's id travels in (`Event::id`), the same on every copy: a receiver
+/// that keeps the ids it has seen drops repeats.
+pub const IDEMPOTENCY_HEADER: &str = "Idempotency-Key";
+
+/// One POST of `body`, the event `id`'s.
+pub(super) async fn attempt(endpoint: &Endpoint, body: Bytes, id: HeaderValue) -> Attempt {
     let mut req = hyper::Request::post(endpoint.uri.clone())
         .header(CONTENT_TYPE, endpoint.content_type.clone())
+        .header(IDEMPOTENCY_HEADER, id)
         .header(
             USER_AGENT,
             HeaderValue::from_static(concat!("pbxtap/", env!("CARGO_PKG_VERSION"))),

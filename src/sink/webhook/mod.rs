@@ -5,8 +5,11 @@
 //! Flow: events wait in the sink's bus ring. At most `max_in_flight` are in flight, one
 //! per call (or endpoint) at a time, so a call's events arrive in order while different
 //! calls go in parallel; up to `max_in_flight` more, of busy calls, wait in a short line
-//! and let other calls' events overtake them. A slot's request is retried with capped exponential backoff on 5xx,
-//! timeouts and connection errors until the event is `max_age_secs` old; 4xx is final.
+//! and let other calls' events overtake them. With `delivery = "once"` (Enswitch's way, the
+//! enswitch dialect's default) each event gets one attempt and the answer is ignored; with
+//! `"at_least_once"` a slot's request is retried with capped exponential backoff on 5xx,
+//! timeouts and connection errors until the event is `max_age_secs` old (4xx is final),
+//! every copy carrying the event's id in `Idempotency-Key`.
 //! The tap never waits on this sink: while the endpoint is slow or dead the ring fills and
 //! drops its oldest events, counted by the bus.
 //!
@@ -34,9 +37,10 @@ use crate::dialect::{enswitch, native, Encoded};
 use crate::event::{self, Event};
 use crate::logging::LogLimit;
 use crate::settings::ConfigError;
-pub use config::{WebhookDialect, WebhookSinkConfig, AUTHKEY_PARAM, MAX_IN_FLIGHT};
+use crate::sink::filter::{Filter, FilterConfig};
+pub use config::{Delivery, WebhookDialect, WebhookSinkConfig, AUTHKEY_PARAM, MAX_IN_FLIGHT};
 use http::{attempt, Attempt, AttemptError, Endpoint};
-pub use http::{IDLE_TIMEOUT, MAX_RESPONSE_DRAIN, RESPONSE_BUFFER};
+pub use http::{IDEMPOTENCY_HEADER, IDLE_TIMEOUT, MAX_RESPONSE_DRAIN, RESPONSE_BUFFER};
 use policy::{RetryPolicy, StatusesSeen, Verdict, DOWN_AFTER_FAILURES, LOG_INTERVAL};
 pub use sign::{sign, SIGNATURE_HEADER, TIMESTAMP_HEADER};
 use slots::Slots;
@@ -58,6 +62,9 @@ pub enum WebhookSinkError {
 pub struct WebhookSink {
     endpoint: Arc<Endpoint>,
     dialect: WebhookDialect,
+    enswitch: enswitch::Context,
+    delivery: Delivery,
+    filter: Option<FilterConfig>,
     max_in_flight: usize,
     retry: RetryPolicy,
     publisher: Publisher,
@@ -75,6 +82,11 @@ impl WebhookSink {
         Ok(WebhookSink {
             endpoint: Arc::new(endpoint),
             dialect: cfg.dialect,
+            enswitch: enswitch::Context {
+                machine: cfg.machine,
+            },
+            delivery: cfg.delivery(),
+            filter: cfg.filter.clone(),
             max_in_flight: cfg.max_in_flight,
             retry: RetryPolicy {
                 backoff: Backoff {
@@ -110,6 +122,7 @@ impl WebhookSink {
         };
         tracing::info!(sink = %run.name, endpoint = %self.endpoint.shown, "webhook sink started");
         let mut buf = Encoded::new();
+        let mut filter = self.filter.clone().map(Filter::new);
         let mut open = true;
         loop {
             while let Some(i) = run.slots.start_next() {
@@ -128,6 +141,8 @@ impl WebhookSink {
                 }
                 ev = rx.recv(), if can_take => match ev {
                     None => open = false,
+                    // Another customer's event: not this feed's (taken off the ring all the same).
+                    Some(ev) if filter.as_mut().is_some_and(|f| !f.admits(&ev)) => {}
                     Some(ev) => {
                         if let Some(item) = run.prepare(&ev, &mut buf) {
                             let queued = run.slots.push(slots::ordering_key(&ev), item);
@@ -152,6 +167,8 @@ impl WebhookSink {
 /// One event being delivered.
 struct InFlight {
     body: Bytes,
+    /// The event's id, sent with every copy.
+    id: hyper::header::HeaderValue,
     seq: u64,
     first: Instant,
     attempts: u32,
@@ -177,7 +194,7 @@ impl Run<'_> {
     /// Encodes `ev` into a request body.
     fn prepare(&mut self, ev: &Event, buf: &mut Encoded) -> Option<InFlight> {
         let encoded = match self.sink.dialect {
-            WebhookDialect::Enswitch => enswitch::encode_form(ev, buf),
+            WebhookDialect::Enswitch => enswitch::encode_form(ev, &self.sink.enswitch, buf),
             WebhookDialect::Native => native::encode(ev, buf),
         };
         if let Err(e) = encoded {
@@ -187,6 +204,9 @@ impl Run<'_> {
         }
         Some(InFlight {
             body: Bytes::copy_from_slice(buf),
+            // Cannot fail: an id is a host name, dots and digits.
+            id: hyper::header::HeaderValue::from_str(&ev.id())
+                .unwrap_or(hyper::header::HeaderValue::from_static("")),
             seq: ev.seq,
             first: Instant::now(),
             attempts: 0,
@@ -200,12 +220,12 @@ impl Run<'_> {
             return;
         };
         let endpoint = self.sink.endpoint.clone();
-        let body = item.body.clone();
+        let (body, id) = (item.body.clone(), item.id.clone());
         let handle = self.tasks.spawn(async move {
             if !delay.is_zero() {
                 tokio::time::sleep(delay).await;
             }
-            (i, attempt(&endpoint, body).await)
+            (i, attempt(&endpoint, body, id).await)
         });
         item.task = Some(handle.id());
     }
@@ -235,7 +255,16 @@ impl Run<'_> {
         };
         item.attempts += 1;
         let (seq, attempts, first) = (item.seq, item.attempts, item.first);
+        let once = self.sink.delivery == Delivery::Once;
         let error = match outcome {
+            // Enswitch's way: whatever the endpoint answers, the event is done.
+            Ok(_) if once => {
+                self.reporter
+                    .report(self.health.reached(), "endpoint answers again");
+                rx.delivered(1);
+                self.slots.release(i);
+                return;
+            }
             Ok(status) => match policy::verdict(status) {
                 Verdict::Delivered => {
                     self.reporter
@@ -267,11 +296,14 @@ impl Run<'_> {
         };
         self.reporter
             .report(self.health.failed(), &error.to_string());
-        match self
-            .sink
-            .retry
-            .next_delay(attempts, first, now, fastrand::f64())
-        {
+        let retry = match once {
+            true => None,
+            false => self
+                .sink
+                .retry
+                .next_delay(attempts, first, now, fastrand::f64()),
+        };
+        match retry {
             Some(delay) => {
                 if let Some(suppressed) = self.failure_log.allow(now) {
                     tracing::warn!(
@@ -298,7 +330,12 @@ impl Run<'_> {
                         attempts,
                         given_up = self.given_up,
                         suppressed,
-                        "event given up: still failing after max_age_secs"
+                        "{}",
+                        if once {
+                            "event lost: its one attempt failed (delivery = \"once\")"
+                        } else {
+                            "event given up: still failing after max_age_secs"
+                        }
                     );
                 }
                 self.slots.release(i);

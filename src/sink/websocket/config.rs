@@ -7,6 +7,7 @@ use serde::Deserialize;
 
 use super::portsip::{self, Role};
 use crate::settings::{self, ConfigError};
+use crate::sink::filter::FilterConfig;
 
 /// Default `max_clients`.
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
@@ -60,6 +61,10 @@ pub struct WebsocketSinkConfig {
     pub max_frame: usize,
     /// PortSIP: who may log in.
     pub users: Vec<UserConfig>,
+    /// Enswitch: `machine` in every event, which machine of the cluster this is.
+    pub machine: u32,
+    /// `[sinks.filter]`: only one customer's events (`sink::filter`).
+    pub filter: Option<FilterConfig>,
 }
 
 impl Default for WebsocketSinkConfig {
@@ -77,6 +82,8 @@ impl Default for WebsocketSinkConfig {
             max_clients: DEFAULT_MAX_CLIENTS,
             client_queue: DEFAULT_CLIENT_QUEUE,
             max_frame: DEFAULT_MAX_FRAME,
+            machine: 1,
+            filter: None,
             users: Vec::new(),
         }
     }
@@ -115,6 +122,9 @@ impl WebsocketSinkConfig {
 
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         settings::validate_host_port(&format!("{key}.listen"), self.listen())?;
+        if let Some(f) = &self.filter {
+            f.validate(&format!("{key}.filter"))?;
+        }
         if !(1..=MAX_CLIENTS).contains(&self.max_clients) {
             return Err(ConfigError::new(
                 format!("{key}.max_clients"),

@@ -30,6 +30,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 use crate::bus::{Publisher, SinkRx};
 use crate::dialect::{self, enswitch as enswitch_dialect, portsip as portsip_dialect, Encoded};
 use crate::event::Event;
+use crate::sink::filter::Filter;
 pub use config::{Protocol, UserConfig, WebsocketSinkConfig};
 use portsip::{Session, User};
 
@@ -49,6 +50,7 @@ pub enum WebsocketSinkError {
 /// What every connection shares: settings, and the hub behind one lock.
 struct Shared {
     protocol: Protocol,
+    enswitch: enswitch_dialect::Context,
     authkey: String,
     users: Vec<User>,
     domain: String,
@@ -70,6 +72,8 @@ struct Hub {
     limiter: limit::AuthLimiter,
     /// The bus has closed: no new clients.
     closing: bool,
+    /// `[sinks.filter]`: only one customer's events reach this feed.
+    filter: Option<Filter>,
 }
 
 struct Slot {
@@ -117,6 +121,9 @@ impl Shared {
             .collect();
         Shared {
             protocol: cfg.protocol,
+            enswitch: enswitch_dialect::Context {
+                machine: cfg.machine,
+            },
             authkey: cfg.authkey.clone().unwrap_or_default(),
             users,
             domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
@@ -129,6 +136,7 @@ impl Shared {
                 portsip: Box::default(),
                 limiter: limit::AuthLimiter::new(std::time::Instant::now()),
                 closing: false,
+                filter: cfg.filter.clone().map(Filter::new),
             }),
             released: tokio::sync::Notify::new(),
         }
@@ -195,6 +203,9 @@ impl Shared {
     fn fan_out(&self, ev: &Event, buf: &mut Encoded, sink: &str) -> usize {
         let mut hub = self.lock();
         let hub = &mut *hub;
+        if hub.filter.as_mut().is_some_and(|f| !f.admits(ev)) {
+            return 0;
+        }
         if self.protocol == Protocol::Portsip {
             hub.portsip.observe(ev);
         }
@@ -203,7 +214,7 @@ impl Shared {
         }
         let (frame, route) = match self.protocol {
             Protocol::Enswitch => {
-                if let Err(e) = enswitch_dialect::encode_json(ev, buf) {
+                if let Err(e) = enswitch_dialect::encode_json(ev, &self.enswitch, buf) {
                     tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
                     return 0;
                 }
