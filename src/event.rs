@@ -180,7 +180,8 @@ body! {
 }
 
 body! {
-    /// `call.ringing`, `call.answered`, `call.noanswer`, `call.rerouted`: a call and one target.
+    /// `call.routed` (the dialplan first dials a destination), `call.ringing`,
+    /// `call.answered`, `call.noanswer`, `call.rerouted`: a call and one target.
     CallTarget {
         call_id: Id,
         /// The number or endpoint dialled (or who answered).
@@ -437,6 +438,7 @@ macro_rules! bodies {
 
 bodies! {
     CallStarted(CallStarted) = Call, "started";
+    CallRouted(CallTarget) = Call, "routed";
     CallRinging(CallTarget) = Call, "ringing";
     CallAnswered(CallTarget) = Call, "answered";
     CallHeld(CallHold) = Call, "held";
@@ -474,7 +476,8 @@ impl Body {
     pub fn call_id(&self) -> Option<&str> {
         match self {
             Body::CallStarted(b) => Some(&b.call_id),
-            Body::CallRinging(b)
+            Body::CallRouted(b)
+            | Body::CallRinging(b)
             | Body::CallAnswered(b)
             | Body::CallRerouted(b)
             | Body::CallNoAnswer(b) => Some(&b.call_id),

@@ -118,6 +118,7 @@ fn call_answered_and_hung_up_normal_clearing() {
         "02-call-answered.ami",
         &[
             "call.started call_id=1795376847.2 from=101 to=102",
+            "call.routed call_id=1795376847.2 target=102",
             "target.added call_id=1795376847.2 target=102 cause=0 sip_code=0",
             "target.ringing call_id=1795376847.2 target=102 cause=0 sip_code=0",
             "call.ringing call_id=1795376847.2 target=102",
@@ -143,6 +144,7 @@ fn hold_and_unhold() {
         "03-call-hold-unhold.ami",
         &[
             "call.started call_id=1795376859.4 from=101 to=102",
+            "call.routed call_id=1795376859.4 target=102",
             "target.added call_id=1795376859.4 target=102 cause=0 sip_code=0",
             "target.ringing call_id=1795376859.4 target=102 cause=0 sip_code=0",
             "call.ringing call_id=1795376859.4 target=102",
@@ -204,6 +206,7 @@ fn no_answer() {
         "07-call-noanswer-timeout.ami",
         &[
             "call.started call_id=1795376899.10 from=101 to=102",
+            "call.routed call_id=1795376899.10 target=102",
             "target.added call_id=1795376899.10 target=102 cause=0 sip_code=0",
             "target.ringing call_id=1795376899.10 target=102 cause=0 sip_code=0",
             "call.ringing call_id=1795376899.10 target=102",
@@ -248,6 +251,7 @@ fn queue_call_answered_by_one_agent() {
             "call.started call_id=1795376952.15 from=101 to=8001",
             "endpoint.presence extension=101 state=in_use",
             "queue.caller_joined queue=lab-queue call_id=1795376952.15 caller=101",
+            "call.routed call_id=1795376952.15 target=102",
             "target.added call_id=1795376952.15 target=102 cause=0 sip_code=0",
             "target.added call_id=1795376952.15 target=103 cause=0 sip_code=0",
             "target.ringing call_id=1795376952.15 target=102 cause=0 sip_code=0",
@@ -280,6 +284,7 @@ fn originate_of_a_local_channel() {
         "13-ami-originate-local.ami",
         &[
             "call.started call_id=1795376977.20 to=tone",
+            "call.routed call_id=1795376977.20 target=5550001",
             "target.added call_id=1795376977.20 target=5550001 cause=0 sip_code=0",
             "call.answered call_id=1795376977.20 target=tone@lab-originate",
             "target.ended call_id=1795376977.20 target=5550001 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
@@ -295,6 +300,7 @@ fn custom_vars_without_x_headers() {
         "14-custom-vars-headers.ami",
         &[
             "call.started call_id=1795376992.22 from=101 to=700",
+            "call.routed call_id=1795376992.22 target=102",
             "target.added call_id=1795376992.22 target=102 cause=0 sip_code=0",
             "endpoint.presence extension=101 state=in_use",
             "target.ringing call_id=1795376992.22 target=102 cause=0 sip_code=0",

@@ -26,7 +26,7 @@ const IDEMPOTENCY: &str = pbxtap::sink::webhook::IDEMPOTENCY_HEADER;
 /// The call in 02-call-answered.ami (its Linkedid).
 const CALL: &str = "1795376847.2";
 /// Events the normalizer makes of 02-call-answered.ami (tests/normalize_scenarios.rs).
-const EVENTS_OF_02: usize = 16;
+const EVENTS_OF_02: usize = 17;
 /// Longest a test waits for something that should take well under a second.
 const PATIENCE: Duration = Duration::from_secs(20);
 
@@ -305,6 +305,7 @@ async fn enswitch_form_fields_of_a_recorded_call_and_the_auth_key_reach_the_serv
             call,
             [
                 "call.start",
+                "call.route",
                 "target.added",
                 "target.ringing",
                 "call.ringing",

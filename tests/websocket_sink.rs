@@ -263,7 +263,7 @@ async fn enswitch_a_recorded_call_arrives_field_by_field() {
         .filter(|v| v["class"] == "call")
         .map(|v| v["event"].as_str().unwrap())
         .collect();
-    assert_eq!(calls, ["start", "ringing", "answer", "end", "cdr"]);
+    assert_eq!(calls, ["start", "route", "ringing", "answer", "end", "cdr"]);
     for v in &frames {
         let ts = v["timestamp"].as_str().expect("timestamp is a string");
         let (secs, micros) = ts.split_once('.').expect("timestamp has a point");
@@ -756,7 +756,7 @@ async fn a_stalled_client_is_disconnected_while_another_gets_every_event() {
             let v = next(&mut reader).await;
             frames += 1;
             if v["class"] == "call" && v["event"] == "end" {
-                ends.push(v["X-Account"].clone());
+                ends.push(v["extra_headers"]["X-Account"].clone());
             }
         }
         (ends, frames)

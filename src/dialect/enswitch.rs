@@ -3,7 +3,8 @@
 //! webhook POST ([`encode_form`]), one JSON object per WebSocket frame ([`encode_json`]).
 //!
 //! Names: the call events Enswitch itself sends keep its verbs (`call.started` → `start`,
-//! `call.rerouted` → `route`, `call.answered` → `answer`, `call.ended` → `end`). Every
+//! `call.routed` and `call.rerouted` → `route`, `call.answered` → `answer`, `call.ended` →
+//! `end`). Every
 //! event carries `machine` (which machine of the cluster, a number) and `event_id`; every
 //! event about a call also Enswitch's `callid`, `uniqueid` and `asteriskid`. Other events
 //! keep pbxtap's names; Enswitch consumers are required to ignore events they do not know.
@@ -53,7 +54,7 @@ pub fn timestamp(time_micros: u64) -> Timestamp {
 pub fn event_name(body: &Body) -> &'static str {
     match body {
         Body::CallStarted(_) => "start",
-        Body::CallRerouted(_) => "route",
+        Body::CallRouted(_) | Body::CallRerouted(_) => "route",
         Body::CallAnswered(_) => "answer",
         Body::CallEnded(_) => "end",
         other => other.name(),

@@ -742,7 +742,8 @@ pub fn encode(
             )?;
             Ok(Some(queue_route(&s.queue)))
         }
-        Body::CallRinging(_)
+        Body::CallRouted(_)
+        | Body::CallRinging(_)
         | Body::AsteriskUp(_)
         | Body::AsteriskDown(_)
         | Body::AsteriskDegraded(_)

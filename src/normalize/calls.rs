@@ -634,8 +634,17 @@ impl Calls {
         let (call_id, name) = (ch.call_id.clone(), ch.name.clone());
         if let Some(call) = self.call(&call_id) {
             call.last_activity = now;
+            let first = !call.dialled;
             call.dialled = true;
-            if call.dial_ended_unanswered && call.outcome != Outcome::Answered {
+            if first {
+                // The dialplan sends the call to its first destination (a ring group's or
+                // a queue's other legs are the same destination).
+                emit(Body::CallRouted(CallTarget {
+                    call_id: call_id.clone(),
+                    target: target.clone(),
+                    channel: name.clone(),
+                }));
+            } else if call.dial_ended_unanswered && call.outcome != Outcome::Answered {
                 call.dial_ended_unanswered = false;
                 emit(Body::CallRerouted(CallTarget {
                     call_id: call_id.clone(),

@@ -6,6 +6,7 @@
 /// `a_call_answered_and_hung_up_by_the_caller`.
 pub const ANSWERED_CALLER_HANGS_UP: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -18,6 +19,7 @@ pub const ANSWERED_CALLER_HANGS_UP: &[&str] = &[
 /// `a_call_answered_and_hung_up_by_the_callee`.
 pub const ANSWERED_CALLEE_HANGS_UP: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -30,6 +32,7 @@ pub const ANSWERED_CALLEE_HANGS_UP: &[&str] = &[
 /// `a_caller_who_cancels_while_it_rings_ends_the_call_normally`.
 pub const CALLER_CANCELS: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -41,6 +44,7 @@ pub const CALLER_CANCELS: &[&str] = &[
 /// `a_call_nobody_answers_ends_at_the_dial_timeout_as_no_answer`.
 pub const NO_ANSWER: &[&str] = &[
     "call.started from=101 to=402 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -62,6 +66,7 @@ pub const RING_GROUP_LOSER: &[&str] = &[
 /// `a_ring_group_where_one_of_two_phones_answers`.
 pub const RING_GROUP: &[&str] = &[
     "call.started from=101 to=600 direction=internal",
+    "call.routed target=*",
     "call.ringing target=*",
     "call.answered target=103",
     "call.ended from=101 to=600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
@@ -79,6 +84,7 @@ pub const QUEUE_LOSER: &[&str] = &[
 pub const QUEUE_ANSWERED: &[&str] = &[
     "call.started from=101 to=8001 direction=internal",
     "queue.caller_joined queue=lab-queue caller=101",
+    "call.routed target=*",
     "call.ringing target=*",
     "call.answered target=102",
     "queue.caller_left queue=lab-queue caller=101 reason=answered",
@@ -94,6 +100,7 @@ pub const QUEUE_ABANDON_MEMBER: &[&str] =
 pub const QUEUE_ABANDON: &[&str] = &[
     "call.started from=101 to=8001 direction=internal",
     "queue.caller_joined queue=lab-queue caller=101",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -111,6 +118,7 @@ pub const BLIND_TRANSFER_TRANSFEROR: &[&str] =
 /// `a_blind_transfer_by_refer`: the rest.
 pub const BLIND_TRANSFER: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -126,6 +134,7 @@ pub const BLIND_TRANSFER: &[&str] = &[
 /// `hold_and_unhold_by_re_invite`.
 pub const HOLD_UNHOLD: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -154,6 +163,7 @@ pub const CONFBRIDGE_SECOND: &[&str] = &[
 /// `a_call_parked_and_hung_up_in_the_lot`.
 pub const PARKED: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -172,6 +182,7 @@ pub const ATTENDED_TRANSFER_TRANSFEROR: &[&str] =
 /// `an_attended_transfer_by_ami_atxfer`: the rest.
 pub const ATTENDED_TRANSFER: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -192,6 +203,7 @@ pub const ORIGINATE_SECOND: &[&str] =
 /// `a_call_made_with_ami_originate`.
 pub const ORIGINATE: &[&str] = &[
     "call.started from=102 to=s direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -206,6 +218,7 @@ pub const ORIGINATE: &[&str] = &[
 /// `a_manager_reload_keeps_pbxtap_connected_and_loses_nothing`.
 pub const MANAGER_RELOAD: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -219,6 +232,7 @@ pub const MANAGER_RELOAD: &[&str] = &[
 pub const QUEUE_PAST_SLA_ANSWERED: &[&str] = &[
     "call.started from=101 to=8001 direction=internal",
     "queue.caller_joined queue=lab-queue caller=101",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -233,6 +247,7 @@ pub const QUEUE_PAST_SLA_ANSWERED: &[&str] = &[
 /// `a_parked_call_retrieved_from_the_lot`.
 pub const PARKED_RETRIEVED: &[&str] = &[
     "call.started from=101 to=102 direction=internal",
+    "call.routed target=102",
     "target.added target=102",
     "target.ringing target=102",
     "call.ringing target=102",
@@ -271,6 +286,7 @@ pub const QUEUE_WINNER: &[&str] = &[
 pub fn rejected(code: &str, cause: &str, disposition: &str) -> Vec<String> {
     vec![
         "call.started from=101 to=102 direction=internal".into(),
+        "call.routed target=102".into(),
         "target.added target=102".into(),
         "target.ringing target=102".into(),
         "call.ringing target=102".into(),

@@ -18,7 +18,9 @@ pub fn shown(e: &Value) -> String {
     let n = name(e);
     let fields: &[&str] = match n.as_str() {
         "call.started" => &["from", "to", "direction"],
-        "call.ringing" | "call.answered" | "call.noanswer" | "call.rerouted" => &["target"],
+        "call.routed" | "call.ringing" | "call.answered" | "call.noanswer" | "call.rerouted" => {
+            &["target"]
+        }
         "call.failed" => &["target", "cause", "cause_name", "sip_code"],
         "call.ended" => &["from", "to", "cause", "cause_name", "sip_code", "answered"],
         "call.held" | "call.unheld" => &["aor", "peer_aor"],
