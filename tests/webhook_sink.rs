@@ -971,3 +971,56 @@ async fn at_least_once_resends_with_the_same_key_until_answered() {
         }
     });
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn each_customers_webhook_gets_only_its_calls_and_phones() {
+    let (mine, theirs) = (
+        Server::start(|_| Reply::Status(200)).await,
+        Server::start(|_| Reply::Status(200)).await,
+    );
+    let peer = peer(
+        &["01-register-unregister.ami", "02-call-answered.ami"],
+        None,
+    )
+    .await;
+    // Customer A has 101 (the caller); customer B has phones this recording never uses.
+    let pbxtap = start_pbxtap(
+        &peer,
+        &format!(
+            "url = \"{}\"\n[sinks.filter]\nextensions = [\"101\"]\n\
+             [[sinks]]\ntype = \"webhook\"\nurl = \"{}\"\n[sinks.filter]\nextensions = [\"201\", \"202\"]\n",
+            mine.url("/a"),
+            theirs.url("/b")
+        ),
+        "",
+        tempfile::tempdir().unwrap(),
+    );
+    common::until("customer A's call and its CDR", PATIENCE, async || {
+        mine.with(|got| got.iter().any(|g| g.form_field("event") == "cdr"))
+            && pbx_events(&pbxtap.stdout_lines())
+                .iter()
+                .any(|l| common::daemon::name(l) == "call.cdr")
+    })
+    .await;
+    let (stdout, _) = pbxtap.stop(STOP).await;
+    mine.with(|got| {
+        for g in got {
+            let (callid, aor) = (g.form_field("callid"), g.form_field("aor"));
+            let mine = callid == CALL || aor == "101" || g.form_field("extension") == "101";
+            assert!(mine, "not customer A's: {}", g.body);
+        }
+        assert!(
+            got.iter().any(|g| g.form_field("aor") == "101"),
+            "A's phone"
+        );
+    });
+    // Everything was published and read (stdout has the CDR), and nothing was B's.
+    assert!(stdout.iter().any(|l| common::daemon::name(l) == "call.cdr"));
+    theirs.with(|got| {
+        assert!(
+            got.is_empty(),
+            "customer B got {:?}",
+            got.iter().map(|g| &g.body).collect::<Vec<_>>()
+        )
+    });
+}
