@@ -224,7 +224,8 @@ async fn mqtt(c: &Counts) {
     );
 }
 
-/// `(callid, uniqueid)` of each form the server got, in arrival order.
+/// `(callid, asteriskid)` of each form the server got, in arrival order (a call start's
+/// `asteriskid` is its `session_id`).
 type Forms = Arc<Mutex<Vec<(String, u64)>>>;
 
 async fn webhook(c: &Counts) {
@@ -246,7 +247,7 @@ async fn webhook(c: &Counts) {
                         for (k, v) in form_urlencoded::parse(&body) {
                             match &*k {
                                 "callid" => call = v.into_owned(),
-                                "uniqueid" => unique = v.parse().unwrap(),
+                                "asteriskid" => unique = v.parse().unwrap(),
                                 _ => {}
                             }
                         }

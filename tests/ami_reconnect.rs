@@ -90,6 +90,7 @@ async fn a_call_that_survives_the_outage_is_not_announced_twice() {
         [
             "system.ami_connected",
             "call.started",
+            "call.routed",
             "call.ringing",
             "call.answered",
             "system.ami_disconnected",
@@ -109,6 +110,7 @@ async fn a_call_that_vanished_during_the_outage_ends_with_a_clear_cause() {
         [
             "system.ami_connected",
             "call.started",
+            "call.routed",
             "call.ringing",
             "call.answered",
             "system.ami_disconnected",
