@@ -19,7 +19,7 @@ use serde::ser::{Serialize, SerializeMap, Serializer};
 
 use super::native::HeadersObject;
 use super::{write_json, EncodeError, Encoded, JsonStr};
-use crate::event::{Body, Event, EventId, Headers, Value};
+use crate::event::{Body, Event, EventId, Headers, Value, HEADER_NAME_LEN, HEADER_VALUE_LEN};
 
 /// What Enswitch's payloads need besides the event.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -119,47 +119,10 @@ pub fn for_each_field<'a>(ev: &'a Event, common: &'a Common, f: &mut dyn FnMut(&
     });
 }
 
-/// Writes `h` as JSON text, piece by piece, into `put`.
-fn headers_json_text(h: &Headers, put: &mut dyn FnMut(&str)) {
-    put("{");
-    for (i, (k, v)) in h.iter().enumerate() {
-        if i > 0 {
-            put(",");
-        }
-        json_string(k, put);
-        put(":");
-        json_string(v, put);
-    }
-    put("}");
-}
-
-/// A JSON string literal of `s`, piece by piece.
-fn json_string(s: &str, put: &mut dyn FnMut(&str)) {
-    put("\"");
-    let mut start = 0;
-    for (i, c) in s.char_indices() {
-        let escaped = match c {
-            '"' => "\\\"",
-            '\\' => "\\\\",
-            '\n' => "\\n",
-            '\r' => "\\r",
-            '\t' => "\\t",
-            c if (c as u32) < 0x20 => "",
-            _ => continue,
-        };
-        put(&s[start..i]);
-        if escaped.is_empty() {
-            let mut u = heapless::String::<6>::new();
-            let _ = write!(u, "\\u{:04x}", c as u32);
-            put(&u);
-        } else {
-            put(escaped);
-        }
-        start = i + c.len_utf8();
-    }
-    put(&s[start..]);
-    put("\"");
-}
+/// Longest JSON text of a call's extra headers: every character escaped to six bytes
+/// (`\u0001`), with quotes, colons and commas.
+const HEADERS_JSON_LEN: usize =
+    2 + crate::event::MAX_EXTRA_HEADERS * ((HEADER_NAME_LEN + HEADER_VALUE_LEN) * 6 + 6);
 
 /// Encodes `ev` as one JSON object into `out` (cleared first).
 pub fn encode_json(ev: &Event, ctx: &Context, out: &mut Encoded) -> Result<(), EncodeError> {
@@ -212,13 +175,11 @@ pub fn encode_form(ev: &Event, ctx: &Context, out: &mut Encoded) -> Result<(), E
                 }
                 Flat::Bool(b) => percent_encode(if b { "1" } else { "0" }, out),
                 Flat::Headers(h) => {
-                    let mut r = Ok(());
-                    headers_json_text(h, &mut |piece| {
-                        if r.is_ok() {
-                            r = percent_encode(piece, out);
-                        }
-                    });
-                    r
+                    let mut json = [0u8; HEADERS_JSON_LEN];
+                    let len = serde_json_core::to_slice(&HeadersObject(h), &mut json)
+                        .map_err(|_| EncodeError::TooLarge)?;
+                    // serde-json-core writes UTF-8.
+                    percent_encode(core::str::from_utf8(&json[..len]).unwrap_or("{}"), out)
                 }
             }
         })();
@@ -322,23 +283,13 @@ mod tests {
             )
         );
         // The headers field decodes to the same object the JSON frame carries.
-        let decoded: std::string::String = form
+        let decoded = form
             .rsplit_once("extra_headers=")
             .map(|(_, v)| v.replace('+', " "))
             .map(|v| {
-                let b = v.as_bytes();
-                let mut out = std::vec::Vec::new();
-                let mut i = 0;
-                while i < b.len() {
-                    if b[i] == b'%' {
-                        out.push(u8::from_str_radix(&v[i + 1..i + 3], 16).unwrap());
-                        i += 3;
-                    } else {
-                        out.push(b[i]);
-                        i += 1;
-                    }
-                }
-                std::string::String::from_utf8(out).unwrap()
+                percent_encoding::percent_decode_str(&v)
+                    .decode_utf8_lossy()
+                    .into_owned()
             })
             .unwrap();
         assert_eq!(
