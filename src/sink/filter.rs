@@ -85,12 +85,11 @@ impl Filter {
     }
 
     fn extension(&self, ext: &str) -> bool {
-        !ext.is_empty() && self.cfg.extensions.iter().any(|e| e == ext)
+        listed(&self.cfg.extensions, ext)
     }
 
     /// Whether `ev` belongs to this feed.
     pub fn admits(&mut self, ev: &Event) -> bool {
-        let listed = |list: &[String], v: &str| !v.is_empty() && list.iter().any(|x| x == v);
         match &ev.body {
             Body::CallStarted(c) => {
                 let mine = listed(&self.cfg.account_codes, &c.account_code)
@@ -120,6 +119,11 @@ impl Filter {
             },
         }
     }
+}
+
+/// Whether `value` (not empty) is in `list`.
+fn listed(list: &[String], value: &str) -> bool {
+    !value.is_empty() && list.iter().any(|x| x == value)
 }
 
 #[cfg(test)]
