@@ -30,17 +30,23 @@ pub type LongText = String<LONG_TEXT_LEN>;
 /// Returns `true` when the value was cut, so the caller can count it.
 pub fn set<const N: usize>(dst: &mut String<N>, src: &str) -> bool {
     dst.clear();
-    if src.len() <= N {
-        // Cannot fail: the length was checked.
-        let _ = dst.push_str(src);
-        return false;
+    let kept = cut(src, N);
+    // Cannot fail: `cut` keeps at most N bytes.
+    let _ = dst.push_str(kept);
+    kept.len() < src.len()
+}
+
+/// `src`'s longest prefix of at most `n` bytes that ends at a character boundary: what a
+/// field of capacity `n` keeps of it.
+pub fn cut(src: &str, n: usize) -> &str {
+    if src.len() <= n {
+        return src;
     }
-    let mut end = N;
+    let mut end = n;
     while !src.is_char_boundary(end) {
         end -= 1;
     }
-    let _ = dst.push_str(&src[..end]);
-    true
+    &src[..end]
 }
 
 /// Builds a bounded string from `src`, cutting it when it does not fit.

@@ -121,15 +121,11 @@ pub(crate) fn bounded<const N: usize>(stats: &mut NormalizeStats, src: &str) -> 
 /// longer than that still finds its own call and channel.
 pub(crate) fn id<'m>(msg: &Message<'m>, key: &str, stats: &mut NormalizeStats) -> Option<&'m str> {
     let v = msg.get(key)?;
-    if v.len() <= event::ID_LEN {
-        return Some(v);
+    let kept = event::cut(v, event::ID_LEN);
+    if kept.len() < v.len() {
+        stats.truncated += 1;
     }
-    stats.truncated += 1;
-    let mut end = event::ID_LEN;
-    while !v.is_char_boundary(end) {
-        end -= 1;
-    }
-    Some(&v[..end])
+    Some(kept)
 }
 
 /// A caller-ID value, with Asterisk's `<unknown>` placeholder read as empty.
