@@ -165,16 +165,25 @@ fn bench(c: &mut Criterion) {
     g.bench_function("portsip_json", |b| {
         let mut state = portsip::State::default();
         let ctx = portsip::Context {
+            version: portsip::Version::V22,
             domain: "pbx.example.com",
             tenant_id: "1",
+            tenant_name: "one",
         };
         b.iter(|| {
-            evs.iter()
-                .map(|e| {
-                    state.observe(e);
-                    portsip::encode(e, &state, &ctx, &mut buf).map_or(0, |_| buf.len())
-                })
-                .sum::<usize>()
+            let mut bytes = 0;
+            for e in &evs {
+                let seen = state.observe(e);
+                let mut emit = |_: &portsip::Route, m: &[u8]| bytes += m.len();
+                let _ = portsip::encode(
+                    e,
+                    &seen,
+                    &state,
+                    &ctx,
+                    &mut portsip::Out::new(&mut buf, &mut emit),
+                );
+            }
+            bytes
         })
     });
     g.bench_function("enswitch_form", |b| {

@@ -199,6 +199,7 @@ async fn mqtt(c: &Counts) {
             extension: text(&i.to_string()),
             state: "available",
             note: text("bench"),
+            source: "device",
         })
     })
     .await;

@@ -239,6 +239,10 @@ body! {
         /// Seconds from answer to end; 0 when never answered.
         billsec: u32,
         answered: bool,
+        /// Whose side asked for the end: `caller` (a BYE or CANCEL from the caller),
+        /// `callee` (an answered call the caller did not end), or empty when unknown
+        /// (the PBX ended it, or the call was never answered and the caller stayed).
+        hangup_by: &'static str,
         extra_headers: Headers,
     }
 }
@@ -310,6 +314,9 @@ body! {
         state: &'static str,
         /// Free text: the presence note or Asterisk's own state word.
         note: LongText,
+        /// What changed: `device` (the phone's device or extension state: in use,
+        /// ringing...) or `user` (the presence the user set: available, away, dnd).
+        source: &'static str,
     }
 }
 
@@ -335,7 +342,8 @@ body! {
         /// The member's interface (`PJSIP/102`).
         agent: Text,
         name: Text,
-        /// `ready`, `in_call`, `ringing`, `paused`, `unavailable`, `removed`, `unknown`.
+        /// `ready`, `in_call`, `wrap_up` (the queue's after-call time, `wrapuptime`),
+        /// `ringing`, `paused`, `unavailable`, `removed`, `unknown`.
         state: &'static str,
         paused: bool,
     }

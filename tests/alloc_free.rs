@@ -51,9 +51,11 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
     let bus = Bus::new(1024, text("pbx1"));
     let mut sink = bus.subscribe("counted");
     let mut portsip_state = portsip::State::default();
-    let ctx = portsip::Context {
+    let ctx = |version| portsip::Context {
+        version,
         domain: "pbx1.example",
         tenant_id: "1",
+        tenant_name: "one",
     };
     // Boxed: four 16 KiB buffers are too much for a test thread's stack.
     let mut out: Box<[Encoded; 4]> = Box::default();
@@ -72,14 +74,19 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
             });
             while let TryRecv::Event(ev) = sink.try_recv() {
                 let ev: &Event = &ev;
-                portsip_state.observe(ev);
+                let seen = portsip_state.observe(ev);
                 let [a, b, c, d] = &mut *out;
                 native::encode(ev, a).unwrap();
                 enswitch::encode_form(ev, &enswitch::Context::default(), b).unwrap();
                 enswitch::encode_json(ev, &enswitch::Context::default(), c).unwrap();
                 routr::encode(ev, &routr::Context { domain: "pbx1" }, d).unwrap();
-                let _ = portsip::encode(ev, &portsip_state, &ctx, a).unwrap();
                 bytes += a.len() + b.len() + c.len() + d.len();
+                // Both PortSIP generations, each message written into the same buffer.
+                for version in [portsip::Version::V16, portsip::Version::V22] {
+                    let mut emit = |_: &portsip::Route, m: &[u8]| bytes += m.len();
+                    let mut to = portsip::Out::new(a, &mut emit);
+                    portsip::encode(ev, &seen, &portsip_state, &ctx(version), &mut to).unwrap();
+                }
                 events += 1;
             }
         }

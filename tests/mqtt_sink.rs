@@ -51,6 +51,7 @@ fn presence(i: u64) -> Body {
         extension: text(&i.to_string()),
         state: "available",
         note: text("stream"),
+        source: "device",
     })
 }
 

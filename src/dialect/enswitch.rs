@@ -314,7 +314,10 @@ mod tests {
             "{form}"
         );
         assert!(form.contains("&cause=16&cause_name=NORMAL_CLEARING&"));
-        assert!(form.ends_with("&answered=1&extra_headers=%7B%7D"), "{form}");
+        assert!(
+            form.ends_with("&answered=1&hangup_by=&extra_headers=%7B%7D"),
+            "{form}"
+        );
     }
 
     #[test]

@@ -878,6 +878,13 @@ impl Calls {
             duration: secs(call.started_at, now),
             billsec: if answered { secs(answered_at, now) } else { 0 },
             answered,
+            hangup_by: if call.caller_hung_up {
+                "caller"
+            } else if call.outcome == Outcome::Answered {
+                "callee"
+            } else {
+                ""
+            },
             extra_headers: call.headers,
         }));
         self.cdrs.call_ended(&id, now);

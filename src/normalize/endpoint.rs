@@ -177,6 +177,7 @@ impl Endpoints {
                     extension: bounded(stats, ext),
                     state: device_state(state),
                     note: bounded(stats, state),
+                    source: "device",
                 }));
             }
             E::ExtensionStatus => {
@@ -185,6 +186,7 @@ impl Endpoints {
                     extension: bounded(stats, msg.get("Exten").unwrap_or("")),
                     state: device_state(text),
                     note: bounded(stats, text),
+                    source: "device",
                 }));
             }
             E::PresenceStateChange => {
@@ -196,6 +198,7 @@ impl Endpoints {
                     extension: bounded(stats, ext),
                     state: presence_state(status),
                     note: bounded(stats, if message.is_empty() { status } else { message }),
+                    source: "user",
                 }));
             }
         }

@@ -29,12 +29,21 @@ pub struct Queues {
     waiting: Vec<Waiting, MAX_QUEUE_CALLERS>,
 }
 
-/// Normalized agent state from QueueMemberStatus's `Status` (Asterisk's device states).
-fn member_state(status: &str, paused: bool) -> &'static str {
+/// Normalized agent state from a QueueMember event: `Status` (Asterisk's device state)
+/// and `LastCall` + `Wrapuptime` (the queue's after-call work, in Unix seconds;
+/// `now_secs` likewise). A busy member is `in_call` whichever call it is on: Asterisk's
+/// `InCall` stays 0 through a queue call's events, so it cannot tell the two apart.
+fn member_state(msg: &Message<'_>, paused: bool, now_secs: u64) -> &'static str {
     if paused {
         return "paused";
     }
-    match status {
+    let secs = |k| msg.get(k).and_then(|v| v.trim().parse::<u64>().ok());
+    let wrapping_up = match (secs("LastCall"), secs("Wrapuptime")) {
+        (Some(last), Some(wrap)) => last > 0 && wrap > 0 && now_secs < last + wrap,
+        _ => false,
+    };
+    match msg.get("Status").unwrap_or("") {
+        "1" if wrapping_up => "wrap_up",
         "1" => "ready",
         "2" | "3" | "7" | "8" => "in_call",
         "6" => "ringing",
@@ -141,7 +150,7 @@ impl Queues {
                 let state = if event == E::QueueMemberRemoved {
                     "removed"
                 } else {
-                    member_state(msg.get("Status").unwrap_or(""), paused)
+                    member_state(msg, paused, now / 1_000_000)
                 };
                 emit(Body::QueueAgentStatus(QueueAgent {
                     queue: bounded(stats, msg.get("Queue").unwrap_or("")),

@@ -113,8 +113,13 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                         logged_in = logged_in || shared.is_logged_in(self.id);
                     }
                     Some(Ok(Message::Binary(_))) if shared.protocol == Protocol::Portsip => {
-                        let reply = super::portsip::Reply::Error("send commands as text frames".into());
-                        if let Err(reason) = self.reply(Message::text(reply.to_json()), sink).await {
+                        let reply = super::portsip::Reply {
+                            command: String::new(),
+                            id: 0,
+                            error: Some("send commands as text frames".into()),
+                        };
+                        let json = reply.to_json(shared.version);
+                        if let Err(reason) = self.reply(Message::text(json), sink).await {
                             break reason;
                         }
                     }

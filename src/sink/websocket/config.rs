@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use serde::Deserialize;
 
 use super::portsip::{self, Role};
+use crate::dialect::portsip::Version;
 use crate::settings::{self, ConfigError};
 use crate::sink::filter::FilterConfig;
 
@@ -38,9 +39,13 @@ pub enum Protocol {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct WebsocketSinkConfig {
-    /// `host:port`; default `0.0.0.0:4875` (enswitch) or `0.0.0.0:8885` (portsip).
+    /// `host:port`; default `0.0.0.0:4875` (enswitch), or for portsip `0.0.0.0:8887`
+    /// (v22) or `0.0.0.0:8885` (v16).
     pub listen: Option<String>,
     pub protocol: Protocol,
+    /// PortSIP: which generation of the protocol, `v22` (default: path `/wsi`, replies
+    /// with `command` and `id`) or `v16` (path `/`, the seed's replies and messages).
+    pub version: Version,
     /// Enswitch: the key clients pass as `?authkey=`.
     pub authkey: Option<String>,
     pub authkey_file: Option<PathBuf>,
@@ -53,6 +58,8 @@ pub struct WebsocketSinkConfig {
     pub domain: Option<String>,
     /// PortSIP: `tenant_id` in every message; default the `host`.
     pub tenant_id: Option<String>,
+    /// PortSIP: `tenant_name` in CDRs; default the `tenant_id`.
+    pub tenant_name: Option<String>,
     /// Clients connected at once; more are refused with HTTP 503.
     pub max_clients: usize,
     /// Events queued per client; a client that falls this far behind is disconnected.
@@ -72,6 +79,7 @@ impl Default for WebsocketSinkConfig {
         WebsocketSinkConfig {
             listen: None,
             protocol: Protocol::Enswitch,
+            version: Version::default(),
             authkey: None,
             authkey_file: None,
             tls: None,
@@ -79,6 +87,7 @@ impl Default for WebsocketSinkConfig {
             tls_key: None,
             domain: None,
             tenant_id: None,
+            tenant_name: None,
             max_clients: DEFAULT_MAX_CLIENTS,
             client_queue: DEFAULT_CLIENT_QUEUE,
             max_frame: DEFAULT_MAX_FRAME,
@@ -94,7 +103,11 @@ impl Default for WebsocketSinkConfig {
 #[serde(deny_unknown_fields)]
 pub struct UserConfig {
     pub username: String,
+    /// The SIP domain the user logs in with; none for a `system` administrator.
+    #[serde(default)]
     pub domain: String,
+    /// An extension's number, for v22's `extension_number` logins.
+    pub extension_number: Option<String>,
     pub password: Option<String>,
     pub password_file: Option<PathBuf>,
     #[serde(default = "default_role")]
@@ -112,7 +125,8 @@ impl WebsocketSinkConfig {
         match (&self.listen, self.protocol) {
             (Some(l), _) => l,
             (None, Protocol::Enswitch) => "0.0.0.0:4875",
-            (None, Protocol::Portsip) => "0.0.0.0:8885",
+            (None, Protocol::Portsip) if self.version == Version::V16 => "0.0.0.0:8885",
+            (None, Protocol::Portsip) => "0.0.0.0:8887",
         }
     }
 
@@ -179,10 +193,35 @@ impl WebsocketSinkConfig {
                 }
                 for (i, u) in self.users.iter().enumerate() {
                     let k = format!("{key}.users[{i}]");
-                    if u.username.is_empty() || u.domain.is_empty() {
+                    if u.username.is_empty() {
+                        return Err(ConfigError::new(format!("{k}.username"), "is empty"));
+                    }
+                    // A system administrator logs in without a domain; everyone else with.
+                    match (u.role, u.domain.is_empty()) {
+                        (Role::System, false) => {
+                            return Err(ConfigError::new(
+                                format!("{k}.domain"),
+                                "a system administrator logs in without a domain: remove it, or choose role admin",
+                            ))
+                        }
+                        (Role::System, true) if self.version == Version::V16 => {
+                            return Err(ConfigError::new(
+                                format!("{k}.role"),
+                                "PortSIP v16 has no system administrator logins: use admin, or version = \"v22\"",
+                            ))
+                        }
+                        (Role::Extension | Role::Admin, true) => {
+                            return Err(ConfigError::new(
+                                format!("{k}.domain"),
+                                "missing: the SIP domain this user logs in with",
+                            ))
+                        }
+                        _ => {}
+                    }
+                    if u.extension_number.as_deref() == Some("") {
                         return Err(ConfigError::new(
-                            format!("{k}.username"),
-                            "username and domain must not be empty",
+                            format!("{k}.extension_number"),
+                            "is empty",
                         ));
                     }
                     match &u.password {
@@ -258,7 +297,8 @@ mod tests {
             panic!("{:?}", cfg.sinks)
         };
         assert_eq!((e.listen(), e.tls()), ("0.0.0.0:4875", false));
-        assert_eq!((p.listen(), p.tls()), ("0.0.0.0:8885", true));
+        assert_eq!((p.listen(), p.tls()), ("0.0.0.0:8887", true));
+        assert_eq!(p.version, crate::dialect::portsip::Version::V22);
         assert_eq!(p.users[0].role, super::Role::Extension);
         assert_eq!(p.max_clients, super::DEFAULT_MAX_CLIENTS);
     }
@@ -285,7 +325,27 @@ mod tests {
             (
                 "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"1\"\ndomain = \"d\"\npassword = \"p\"\nrole = \"root\"\n",
                 "sinks[0].users[0].role",
-                "unknown variant `root`, expected `extension` or `admin`",
+                "unknown variant `root`, expected one of `extension`, `admin`, `system`",
+            ),
+            (
+                "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"1\"\npassword = \"p\"\n",
+                "sinks[0].users[0].domain",
+                "missing",
+            ),
+            (
+                "protocol = \"portsip\"\ntls = false\n[[sinks.users]]\nusername = \"a\"\ndomain = \"d\"\npassword = \"p\"\nrole = \"system\"\n",
+                "sinks[0].users[0].domain",
+                "without a domain",
+            ),
+            (
+                "protocol = \"portsip\"\nversion = \"v16\"\ntls = false\n[[sinks.users]]\nusername = \"a\"\npassword = \"p\"\nrole = \"system\"\n",
+                "sinks[0].users[0].role",
+                "v16 has no system",
+            ),
+            (
+                "protocol = \"portsip\"\nversion = \"v20\"\n",
+                "sinks[0].version",
+                "unknown variant `v20`, expected `v16` or `v22`",
             ),
             (
                 "authkey_file = \"/nonexistent/key\"\n",

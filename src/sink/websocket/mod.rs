@@ -32,7 +32,7 @@ use crate::dialect::{self, enswitch as enswitch_dialect, portsip as portsip_dial
 use crate::event::Event;
 use crate::sink::filter::Filter;
 pub use config::{Protocol, UserConfig, WebsocketSinkConfig};
-use portsip::{Session, User};
+use portsip::{Session, User, Users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebsocketSinkError {
@@ -50,11 +50,13 @@ pub enum WebsocketSinkError {
 /// What every connection shares: settings, and the hub behind one lock.
 struct Shared {
     protocol: Protocol,
+    version: portsip_dialect::Version,
     enswitch: enswitch_dialect::Context,
     authkey: String,
     users: Vec<User>,
     domain: String,
     tenant_id: String,
+    tenant_name: String,
     client_queue: usize,
     max_frame: usize,
     hub: Mutex<Hub>,
@@ -114,20 +116,24 @@ impl Shared {
             .map(|u| User {
                 username: u.username.clone(),
                 domain: u.domain.clone(),
+                extension_number: u.extension_number.clone(),
                 password: u.password.clone().unwrap_or_default(),
                 role: u.role,
                 queues: u.queues.clone(),
             })
             .collect();
+        let tenant_id = cfg.tenant_id.clone().unwrap_or_else(|| host.to_string());
         Shared {
             protocol: cfg.protocol,
+            version: cfg.version,
             enswitch: enswitch_dialect::Context {
                 machine: cfg.machine,
             },
             authkey: cfg.authkey.clone().unwrap_or_default(),
             users,
             domain: cfg.domain.clone().unwrap_or_else(|| host.to_string()),
-            tenant_id: cfg.tenant_id.clone().unwrap_or_else(|| host.to_string()),
+            tenant_name: cfg.tenant_name.clone().unwrap_or_else(|| tenant_id.clone()),
+            tenant_id,
             client_queue: cfg.client_queue,
             max_frame: cfg.max_frame,
             hub: Mutex::new(Hub {
@@ -150,7 +156,17 @@ impl Shared {
 
     fn context(&self) -> portsip_dialect::Context<'_> {
         portsip_dialect::Context {
+            version: self.version,
             domain: &self.domain,
+            tenant_id: &self.tenant_id,
+            tenant_name: &self.tenant_name,
+        }
+    }
+
+    fn users(&self) -> Users<'_> {
+        Users {
+            users: &self.users,
+            version: self.version,
             tenant_id: &self.tenant_id,
         }
     }
@@ -199,47 +215,58 @@ impl Shared {
         self.lock().slots.iter().flatten().count()
     }
 
-    /// Offers one event to every client that wants it. Returns how many took it.
+    /// Offers one event to every client that wants it: the Enswitch event, or each
+    /// PortSIP message it leads to. Returns how many frames clients took.
     fn fan_out(&self, ev: &Event, buf: &mut Encoded, sink: &str) -> usize {
         let mut hub = self.lock();
         let hub = &mut *hub;
         if hub.filter.as_mut().is_some_and(|f| !f.admits(ev)) {
             return 0;
         }
-        if self.protocol == Protocol::Portsip {
-            hub.portsip.observe(ev);
-        }
-        if hub.slots.iter().all(Option::is_none) {
-            return 0;
-        }
-        let (frame, route) = match self.protocol {
+        let mut sent = 0;
+        match self.protocol {
             Protocol::Enswitch => {
+                if hub.slots.iter().all(Option::is_none) {
+                    return 0;
+                }
                 if let Err(e) = enswitch_dialect::encode_json(ev, &self.enswitch, buf) {
                     tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
                     return 0;
                 }
-                (frame(buf), None)
+                sent += self.offer(&mut hub.slots, &frame(buf), None, sink);
             }
             Protocol::Portsip => {
-                match portsip_dialect::encode(ev, &hub.portsip, &self.context(), buf) {
-                    Ok(Some(route)) => (frame(buf), Some(route)),
-                    Ok(None) => return 0,
-                    Err(e) => {
-                        tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
-                        return 0;
-                    }
+                let seen = hub.portsip.observe(ev);
+                if hub.slots.iter().all(Option::is_none) {
+                    return 0;
+                }
+                let slots = &mut hub.slots;
+                let mut emit = |route: &portsip_dialect::Route, bytes: &[u8]| {
+                    sent += self.offer(slots, &portsip::frame(bytes), Some(route), sink);
+                };
+                let mut out = portsip_dialect::Out::new(buf, &mut emit);
+                let ctx = self.context();
+                if let Err(e) = portsip_dialect::encode(ev, &seen, &hub.portsip, &ctx, &mut out) {
+                    tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
                 }
             }
-        };
+        }
+        sent
+    }
+
+    /// Offers `frame` to each client (that wants `route`, for PortSIP). Returns how many
+    /// took it; a client whose queue is full is kicked.
+    fn offer(
+        &self,
+        slots: &mut [Option<Slot>],
+        frame: &Utf8Bytes,
+        route: Option<&portsip_dialect::Route>,
+        sink: &str,
+    ) -> usize {
         let mut sent = 0;
-        for s in hub.slots.iter_mut().flatten() {
-            if s.kick.is_none() {
+        for s in slots.iter_mut().flatten() {
+            if s.kick.is_none() || route.is_some_and(|r| !s.session.wants(r, &self.users)) {
                 continue;
-            }
-            if let Some(route) = &route {
-                if !s.session.wants(route, &self.users) {
-                    continue;
-                }
             }
             match s.tx.try_send(frame.clone()) {
                 Ok(()) => sent += 1,
@@ -262,7 +289,8 @@ impl Shared {
         sent
     }
 
-    /// Handles a PortSIP client's text frame: the reply, then any `queue_status` snapshots.
+    /// Handles a PortSIP client's text frame: the reply, then the statuses and snapshots
+    /// a subscribe is owed (`portsip::answer`).
     fn command(&self, id: u64, addr: SocketAddr, text: &str, sink: &str) -> Vec<Utf8Bytes> {
         let now = std::time::Instant::now();
         let mut hub = self.lock();
@@ -271,54 +299,24 @@ impl Shared {
         let Some(slot) = hub.slots.iter_mut().flatten().find(|s| s.id == id) else {
             return Vec::new();
         };
-        let out = slot.session.handle(text, &self.users, allowed);
+        let out = slot.session.handle(text, &self.users(), allowed);
         if out.auth_failed {
             let left = hub.limiter.failed(addr.ip(), now);
             if left == limit::ADDRESS_BURST - 1 || left == 0 {
                 tracing::warn!(sink, client = %addr, tries_left = left, "PortSIP login failed");
             }
-        } else if let (portsip::Reply::Ok, Some(u)) = (&out.reply, slot.session.user()) {
+        } else if let (true, Some(u)) = (out.reply.ok(), slot.session.user()) {
             // Never the command text: an auth command holds a password.
-            tracing::debug!(sink, client = %addr, user = %self.users[u].username, snapshot = out.queue_snapshot, "PortSIP command accepted");
+            tracing::debug!(sink, client = %addr, user = %self.users[u].username, command = %out.reply.command, "PortSIP command accepted");
         }
-        let mut frames = vec![Utf8Bytes::from(out.reply.to_json())];
-        if out.queue_snapshot {
-            let mut names: Vec<&str> = hub.portsip.queues().map(|q| q.name.as_str()).collect();
-            if let Some(u) = slot.session.user() {
-                for q in &self.users[u].queues {
-                    if !names.contains(&q.as_str()) {
-                        names.push(q);
-                    }
-                }
-            }
-            let mut buf = Vec::new();
-            for name in names {
-                if !slot.session.wants_queue(name, &self.users) {
-                    continue;
-                }
-                let empty;
-                let q = match hub.portsip.queues().find(|q| q.name == name) {
-                    Some(q) => q,
-                    None => {
-                        empty = portsip_dialect::Queue {
-                            name: crate::event::text(name),
-                            ..Default::default()
-                        };
-                        &empty
-                    }
-                };
-                match portsip_dialect::encode_queue_status(q, &self.context(), &mut buf) {
-                    Ok(()) => frames.push(
-                        Utf8Bytes::try_from(std::mem::take(&mut buf))
-                            .unwrap_or_else(|_| Utf8Bytes::from_static("{}")),
-                    ),
-                    Err(e) => {
-                        tracing::error!(sink, error = %e, queue = name, "queue_status not encoded")
-                    }
-                }
-            }
-        }
-        frames
+        portsip::answer(
+            &out,
+            &slot.session,
+            &self.users,
+            &hub.portsip,
+            &self.context(),
+            crate::event::now_micros(),
+        )
     }
 
     /// Closes every client at once with `frame` and takes no new ones, unless the sink
@@ -348,8 +346,7 @@ impl Shared {
 
 /// An encoded event as a frame shared by every client's queue (one copy, reference counted).
 fn frame(buf: &Encoded) -> Utf8Bytes {
-    // Encoders write UTF-8 JSON; the fallback cannot happen.
-    Utf8Bytes::try_from(buf.to_vec()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
+    portsip::frame(buf)
 }
 
 pub struct WebsocketSink {
@@ -453,7 +450,7 @@ const _: () = assert!(dialect::MAX_ENCODED_LEN <= portsip_dialect::MAX_SNAPSHOT_
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::event::{text, AmiLink, Body, Presence, QueueCaller};
+    use crate::event::{text, AmiLink, Body, QueueCaller, Registration};
 
     fn ev(body: Body) -> Event {
         Event::new(1_000_000, &text("h"), body)
@@ -509,6 +506,7 @@ mod tests {
             users: vec![UserConfig {
                 username: "101".into(),
                 domain: "d".into(),
+                extension_number: None,
                 password: Some("pw".into()),
                 password_file: None,
                 role: portsip::Role::Extension,
@@ -520,23 +518,45 @@ mod tests {
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut a = shared.admit(addr).unwrap();
         let mut buf = Encoded::new();
-        let presence = |ext: &str| {
-            ev(Body::EndpointPresence(Presence {
-                extension: text(ext),
-                state: "available",
+        let registered = |ext: &str| {
+            ev(Body::EndpointRegistered(Registration {
+                aor: text(ext),
+                contact: text("sip:x@192.0.2.1"),
                 ..Default::default()
             }))
         };
         // Not logged in: nothing.
-        shared.fan_out(&presence("102"), &mut buf, "t");
+        shared.fan_out(&registered("102"), &mut buf, "t");
         assert!(a.rx.try_recv().is_err());
         let auth = r#"{"command":"auth","username":"101","domain":"d","password":"pw"}"#;
-        assert_eq!(shared.command(a.id, addr, auth, "t"), [r#"{"status":0}"#]);
+        assert_eq!(
+            shared.command(a.id, addr, auth, "t"),
+            [r#"{"command":"auth","id":"1","status":0}"#]
+        );
+        // The subscribe's reply, then the extension's status (online since before).
         let sub = r#"{"command":"subscribe","topics":["extension_events"],"extensions":["102"]}"#;
-        shared.command(a.id, addr, sub, "t");
-        shared.fan_out(&presence("103"), &mut buf, "t");
-        shared.fan_out(&presence("102"), &mut buf, "t");
-        assert!(a.rx.try_recv().unwrap().contains("sip:102@h"));
+        let frames = shared.command(a.id, addr, sub, "t");
+        assert_eq!(frames.len(), 2, "{frames:?}");
+        assert!(
+            frames[1].contains(r#""extension":"sip:102@h""#)
+                && frames[1].contains(r#""online":true"#)
+        );
+        shared.fan_out(&registered("103"), &mut buf, "t");
+        shared.fan_out(&registered("104"), &mut buf, "t");
+        assert!(a.rx.try_recv().is_err(), "not subscribed to 103 or 104");
+        shared.fan_out(
+            &ev(Body::EndpointUnregistered(Registration {
+                aor: text("102"),
+                ..Default::default()
+            })),
+            &mut buf,
+            "t",
+        );
+        let frame = a.rx.try_recv().unwrap();
+        assert!(
+            frame.contains(r#""extension_status""#) && frame.contains(r#""online":false"#),
+            "{frame}"
+        );
         assert!(a.rx.try_recv().is_err());
         // Queue state is kept while nobody listens, and sent as a snapshot on subscribe.
         shared.fan_out(

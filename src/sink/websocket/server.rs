@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::limit::Pending;
 use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
+use crate::dialect::portsip::Version;
 use crate::logging::LogLimit;
 
 /// Kernel send buffer of each client connection (Linux doubles it). Fixed instead of
@@ -235,6 +236,20 @@ where
     let mut refused: Option<&'static str> = None;
     let callback = |req: &Request, resp: Response| {
         let now = Instant::now();
+        if shared.protocol == Protocol::Portsip {
+            let path = req.uri().path();
+            let served = shared.version.path();
+            if path != served && path.strip_suffix('/') != Some(served) {
+                refused = Some("wrong path");
+                return Err(refuse(
+                    404,
+                    match shared.version {
+                        Version::V16 => "not found: PortSIP v16 Pub/Sub is served at /",
+                        Version::V22 => "not found: PortSIP Pub/Sub is served at /wsi",
+                    },
+                ));
+            }
+        }
         if shared.protocol == Protocol::Enswitch {
             let target = req.uri().path_and_query().map_or("/", |p| p.as_str());
             let mut hub = shared.lock();

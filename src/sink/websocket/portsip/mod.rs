@@ -1,0 +1,118 @@
+//! PortSIP Pub/Sub for the websocket sink: who may log in ([`User`]), a connection's
+//! session (`session`), the commands and replies as written on the wire (`command`),
+//! and [`answer`], the frames a command is answered with (the reply, then the
+//! `extension_status` and `queue_status` a subscribe is owed).
+
+mod command;
+mod session;
+
+use tokio_tungstenite::tungstenite::Utf8Bytes;
+
+pub use command::{Reply, MAX_FILTER};
+pub use session::{Outcome, Session, Users};
+
+use crate::dialect::portsip::{self as dialect, Context, Out, State};
+use crate::dialect::Encoded;
+
+/// A user allowed to subscribe (`[[sinks.users]]`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct User {
+    pub username: String,
+    /// The SIP domain; empty for the system administrator.
+    pub domain: String,
+    /// An extension's number, for `extension_number` logins (v22).
+    pub extension_number: Option<String>,
+    pub password: String,
+    pub role: Role,
+    /// Queues an extension belongs to (member, agent or manager); ignored for admins.
+    pub queues: Vec<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Role {
+    /// A tenant user: extension events, and the queues it belongs to.
+    Extension,
+    /// The tenant administrator: everything of the tenant, CDRs and every queue included.
+    Admin,
+    /// The system administrator (v22, logs in without a domain): the `global_*` topics.
+    System,
+}
+
+impl User {
+    /// Whether this user may see queue `name`'s events.
+    pub fn may_see_queue(&self, name: &str) -> bool {
+        self.role != Role::Extension || self.queues.iter().any(|q| q == name)
+    }
+}
+
+/// The frames that answer a command: its reply, then for a subscribe the
+/// `extension_status` of the extensions named (or every one known), then the
+/// `queue_status` of each queue the session now follows. `now` in microseconds since the
+/// Unix epoch stamps the statuses.
+pub fn answer(
+    out: &Outcome,
+    session: &Session,
+    users: &[User],
+    state: &State,
+    ctx: &Context,
+    now: u64,
+) -> Vec<Utf8Bytes> {
+    let mut frames = vec![Utf8Bytes::from(out.reply.to_json(ctx.version))];
+    if let Some(named) = &out.status_for {
+        let numbers: Vec<&str> = if named.is_empty() {
+            state.extensions().map(|e| e.number.as_str()).collect()
+        } else {
+            named.iter().map(|n| n.as_str()).collect()
+        };
+        let mut buf = Box::new(Encoded::new());
+        let mut emit = |_: &dialect::Route, bytes: &[u8]| frames.push(frame(bytes));
+        if let Err(e) = dialect::encode_status(
+            &numbers,
+            state,
+            ctx,
+            now,
+            &mut Out::new(&mut buf, &mut emit),
+        ) {
+            tracing::error!(error = %e, "extension_status not encoded");
+        }
+    }
+    if out.queue_snapshot {
+        let mut names: Vec<&str> = state.queues().map(|q| q.name.as_str()).collect();
+        if let Some(u) = session.user() {
+            for q in &users[u].queues {
+                if !names.contains(&q.as_str()) {
+                    names.push(q);
+                }
+            }
+        }
+        let mut buf = Vec::new();
+        for name in names {
+            if !session.wants_queue(name, users) {
+                continue;
+            }
+            let empty;
+            let q = match state.queues().find(|q| q.name == name) {
+                Some(q) => q,
+                None => {
+                    empty = dialect::Queue {
+                        name: crate::event::text(name),
+                        ..Default::default()
+                    };
+                    &empty
+                }
+            };
+            match dialect::encode_queue_status(q, ctx, &mut buf) {
+                Ok(()) => frames.push(frame(&buf)),
+                Err(e) => tracing::error!(error = %e, queue = name, "queue_status not encoded"),
+            }
+        }
+    }
+    frames
+}
+
+/// Encoded JSON as a text frame.
+pub fn frame(bytes: &[u8]) -> Utf8Bytes {
+    // Encoders write UTF-8 JSON; the fallback cannot happen.
+    Utf8Bytes::try_from(bytes.to_vec()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
+}
