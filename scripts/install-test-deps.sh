@@ -23,6 +23,7 @@ packages=(
 pip_packages=(
   oelint-adv==9.11.2  # tests/packaging.rs: lints yocto/meta-pbxtap
   ziglang==0.17.1     # tests/cross_qemu.rs (cross/build-here.sh): C compiler and linker with musl
+  websocket-client==1.8.0  # tests/portsip_conformance.rs: the PortSIP clients' WebSocket library
 )
 
 missing=()
