@@ -162,30 +162,30 @@ fn bench(c: &mut Criterion) {
                 .sum::<usize>()
         })
     });
-    g.bench_function("portsip_json", |b| {
-        let mut state = portsip::State::default();
-        let ctx = portsip::Context {
-            version: portsip::Version::V22,
-            domain: "pbx.example.com",
-            tenant_id: "1",
-            tenant_name: "one",
-        };
-        b.iter(|| {
-            let mut bytes = 0;
-            for e in &evs {
-                let seen = state.observe(e);
-                let mut emit = |_: &portsip::Route, m: &[u8]| bytes += m.len();
-                let _ = portsip::encode(
-                    e,
-                    &seen,
-                    &state,
-                    &ctx,
-                    &mut portsip::Out::new(&mut buf, &mut emit),
-                );
-            }
-            bytes
-        })
-    });
+    for (name, version) in [
+        ("portsip_v22_json", portsip::Version::V22),
+        ("portsip_v16_json", portsip::Version::V16),
+    ] {
+        g.bench_function(name, |b| {
+            let mut state = portsip::State::default();
+            let ctx = portsip::Context {
+                version,
+                domain: "pbx.example.com",
+                tenant_id: "1",
+                tenant_name: "one",
+            };
+            b.iter(|| {
+                let mut bytes = 0;
+                for e in &evs {
+                    let seen = state.observe(e);
+                    let mut emit = |_: &portsip::Route, m: &[u8]| bytes += m.len();
+                    let mut out = portsip::Out::new(&mut buf, &mut emit);
+                    let _ = portsip::encode(e, &seen, &state, &ctx, &mut out);
+                }
+                bytes
+            })
+        });
+    }
     g.bench_function("enswitch_form", |b| {
         b.iter(|| {
             evs.iter()

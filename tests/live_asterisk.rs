@@ -201,6 +201,7 @@ fn a_call_answered_and_hung_up_by_the_caller() {
     let end = ended(&events, &call);
     assert!(end["duration"].as_u64().unwrap() >= 2, "{end}");
     assert!((1..=4).contains(&end["billsec"].as_u64().unwrap()), "{end}");
+    assert_eq!(end["hangup_by"], "caller", "{end}");
 }
 
 #[test]
@@ -222,6 +223,8 @@ fn a_call_answered_and_hung_up_by_the_callee() {
         &of_call(&events, &call),
         scenarios::ANSWERED_CALLEE_HANGS_UP,
     );
+    let end = ended(&events, &call);
+    assert_eq!(end["hangup_by"], "callee", "{end}");
 }
 
 /// A callee that answers `code`: the call fails with the cause Asterisk maps the SIP code
@@ -281,6 +284,12 @@ fn a_caller_who_cancels_while_it_rings_ends_the_call_normally() {
     let events = done(&pbx, &tap, &[(102, "c102")]);
     let call = call_from(&events, "101");
     assert_seq(&of_call(&events, &call), scenarios::CALLER_CANCELS);
+    let end = ended(&events, &call);
+    assert_eq!(
+        (end["hangup_by"].as_str(), end["sip_code"].as_u64()),
+        (Some("caller"), Some(487)),
+        "{end}"
+    );
 }
 
 #[test]
