@@ -7,9 +7,7 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
@@ -43,16 +41,7 @@ fn wscat_as_enswitchs_guide_runs_it_shows_a_real_calls_events() {
         .stderr(Stdio::piped())
         .spawn()
         .expect("run wscat");
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = child.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::lines_of(child.stdout.take().unwrap());
     let deadline = Instant::now() + WAIT;
     let next = |what: &str| -> String {
         rx.recv_timeout(deadline.saturating_duration_since(Instant::now()))

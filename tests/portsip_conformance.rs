@@ -14,10 +14,8 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Output, Stdio};
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use common::daemon::Daemon;
@@ -128,16 +126,7 @@ fn v16_monitoring_check_and_v22_client_against_a_live_pbx() {
     )
     .spawn()
     .expect("run the v22 client");
-    let (tx, rx) = mpsc::channel::<String>();
-    let stdout = client.stdout.take().unwrap();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stdout).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::lines_of(client.stdout.take().unwrap());
     let deadline = Instant::now() + WAIT;
     let mut lines = Vec::new();
     let mut next = |what: &str| -> Value {

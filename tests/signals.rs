@@ -120,17 +120,7 @@ fn sigterm_with_a_slow_sink_drains_within_the_deadline_and_exits_0() {
 fn sigterm_with_a_sink_that_keeps_up_delivers_everything_and_exits_0() {
     let peer = Peer::start(&DEMO, 40, None);
     let mut d = Daemon::start(&config(&peer, 5), &[], false);
-    let out = d.take_stdout();
-    let (tx, rx) = mpsc::channel::<String>();
-    std::thread::spawn(move || {
-        use std::io::BufRead;
-        for line in std::io::BufReader::new(out).lines() {
-            let Ok(line) = line else { break };
-            if tx.send(line).is_err() {
-                break;
-            }
-        }
-    });
+    let rx = common::lines_of(d.take_stdout());
     // SIGTERM in mid-stream, once events flow.
     let mut all = Vec::new();
     while all.len() < 300 {

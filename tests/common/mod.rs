@@ -105,3 +105,19 @@ pub mod pbx;
 pub mod scenarios;
 pub mod sequence;
 pub mod tls;
+
+/// The lines a child process writes to `stdout`, as they come, read by a thread of their own
+/// (so a test can wait for one with a deadline).
+pub fn lines_of(stdout: impl std::io::Read + Send + 'static) -> std::sync::mpsc::Receiver<String> {
+    use std::io::BufRead;
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stdout).lines() {
+            let Ok(line) = line else { break };
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}

@@ -2,7 +2,11 @@
 //! ([`super::Call`], its targets) and its `call.ended`: PortSIP's status, SIP code, end
 //! reason, direction and the per-target outcomes.
 
-use super::{endpoint_of, num, secs, Call, Num, Target};
+use heapless::Vec;
+use serde::Serialize;
+
+use super::{endpoint_of, num, secs, Call, Num, Out, Route, Target, Topic, MAX_TARGETS};
+use crate::dialect::EncodeError;
 use crate::event::CallEnded;
 
 /// The call as a whole.
@@ -134,4 +138,39 @@ pub fn leg(call: &Call, t: &Target, whole: &Summary, now: u64) -> Leg {
         )),
         talk_duration: num(span(t.answered, ended)),
     }
+}
+
+/// Every target's outcome, in the call's order.
+pub fn legs(call: &Call, whole: &Summary, now: u64) -> Vec<Leg, MAX_TARGETS> {
+    call.targets
+        .iter()
+        .map(|t| leg(call, t, whole, now))
+        .collect()
+}
+
+/// Sends the CDR `msg(n)` writes with the call's first `n` targets: all of them, or fewer
+/// until it fits (only strings escaped at worst make it too large; then a warning says so).
+pub fn send<M: Serialize>(
+    out: &mut Out,
+    call: &Call,
+    msg: impl Fn(usize) -> M,
+) -> Result<(), EncodeError> {
+    let route = Route::new(Topic::CdrEvents).with(&[
+        &call.caller,
+        &call.callee,
+        call.targets.first().map_or("", |t| &t.callee),
+    ]);
+    let all = call.targets.len();
+    for n in (0..=all).rev() {
+        match out.send(&route, &msg(n)) {
+            Err(EncodeError::TooLarge) if n > 0 => continue,
+            sent => {
+                if n < all {
+                    tracing::warn!(call = %call.call_id, targets = all, sent = n, "call_cdr too large with every target: the last ones left out");
+                }
+                return sent;
+            }
+        }
+    }
+    Ok(())
 }

@@ -331,11 +331,7 @@ fn call_cdr(
     out: &mut Out,
 ) -> Result<(), EncodeError> {
     let whole: Summary = cdr::summary(call, end, now);
-    let legs: Vec<cdr::Leg, MAX_TARGETS> = call
-        .targets
-        .iter()
-        .map(|t| cdr::leg(call, t, &whole, now))
-        .collect();
+    let legs = cdr::legs(call, &whole, now);
     let mut targets: Vec<TargetMsg, MAX_TARGETS> = Vec::new();
     for (t, l) in call.targets.iter().zip(&legs) {
         let _ = targets.push(TargetMsg {
@@ -358,53 +354,33 @@ fn call_cdr(
             trunk_name: whole.trunk_name,
         });
     }
-    let route = Route::new(Topic::CdrEvents).with(&[
-        &call.caller,
-        &call.callee,
-        call.targets.first().map_or("", |t| &t.callee),
-    ]);
-    // Fewer targets until it fits: only strings escaped at worst make it too large.
-    for n in (0..=targets.len()).rev() {
-        let sent = out.send(
-            &route,
-            &CdrMsg {
-                answered_time: &whole.answered_time,
-                call_id: &call.call_id,
-                call_status: whole.call_status,
-                call_targets: &targets[..n],
-                callee: &call.callee,
-                callee_domain: ctx.domain,
-                caller: &call.caller,
-                caller_display_name: JsonStr(&call.caller_name),
-                caller_domain: ctx.domain,
-                cdr_id: &call.call_id,
-                did: whole.did,
-                direction: whole.direction,
-                ended_reason: whole.ended_reason,
-                ended_time: &whole.ended_time,
-                event_type: "call_cdr",
-                outbound_caller_id: "",
-                ring_duration: &num(whole.ring_duration),
-                ring_time: &whole.ring_time,
-                session_id: &call.session_id,
-                start_time: &whole.start_time,
-                status_code: &num(whole.status_code.into()),
-                talk_duration: whole.talk_duration,
-                tenant_id: ctx.tenant_id,
-                tenant_name: ctx.tenant_name,
-                trunk_name: whole.trunk_name,
-                user_data: "",
-            },
-        );
-        match sent {
-            Err(EncodeError::TooLarge) if n > 0 => continue,
-            sent => {
-                if n < targets.len() {
-                    tracing::warn!(call = %call.call_id, targets = targets.len(), sent = n, "call_cdr too large with every target: the last ones left out");
-                }
-                return sent;
-            }
-        }
-    }
-    Ok(())
+    let (ring_duration, status_code) = (num(whole.ring_duration), num(whole.status_code.into()));
+    cdr::send(out, call, |n| CdrMsg {
+        answered_time: &whole.answered_time,
+        call_id: &call.call_id,
+        call_status: whole.call_status,
+        call_targets: &targets[..n],
+        callee: &call.callee,
+        callee_domain: ctx.domain,
+        caller: &call.caller,
+        caller_display_name: JsonStr(&call.caller_name),
+        caller_domain: ctx.domain,
+        cdr_id: &call.call_id,
+        did: whole.did,
+        direction: whole.direction,
+        ended_reason: whole.ended_reason,
+        ended_time: &whole.ended_time,
+        event_type: "call_cdr",
+        outbound_caller_id: "",
+        ring_duration: &ring_duration,
+        ring_time: &whole.ring_time,
+        session_id: &call.session_id,
+        start_time: &whole.start_time,
+        status_code: &status_code,
+        talk_duration: whole.talk_duration,
+        tenant_id: ctx.tenant_id,
+        tenant_name: ctx.tenant_name,
+        trunk_name: whole.trunk_name,
+        user_data: "",
+    })
 }
