@@ -7,6 +7,9 @@
 //!   event's `time`, which pbxtap stamps when it normalizes), CPU seconds of pbxtap per
 //!   million events, peak RSS. Checks that every seq arrived once, in order, or was counted
 //!   as dropped in a `system.events_dropped` event.
+//! - `metrics`: what the metrics endpoint costs: resident memory of two idle daemons
+//!   (one NATS sink), without and with `[metrics]`, the second after 1,000 scrapes; and the
+//!   time a scrape takes (connect, request, whole page read), p50 / p99 / max.
 //! - `soak`: every sink down (NATS, MQTT and webhook at closed ports) under a continuous
 //!   flood for `PBXTAP_SOAK_SECS` (600 in a `--bench` run): RSS sampled every 10 s must stay
 //!   within 1 MiB of its value at the first minute.
@@ -179,6 +182,46 @@ fn idle(rt: &tokio::runtime::Runtime) {
     println!("figure: idle, one NATS sink, AMI connected: RSS {rss} KiB, peak {peak} KiB");
 }
 
+fn metrics(rt: &tokio::runtime::Runtime, bench: bool) {
+    let nats = NatsServer::start(common::free_port(), &[]);
+    // A fake Asterisk each: one serves one connection at a time.
+    let peer = || {
+        let mut cfg = ReplayConfig::new(common::bench::recording_files());
+        cfg.repeat = 0;
+        rt.block_on(replay::start(cfg)).unwrap()
+    };
+    let (peer, peer2) = (peer(), peer());
+    let address = format!("127.0.0.1:{}", common::free_port());
+    let with = format!("[metrics]\nenabled = true\nlisten = \"{address}\"\n");
+    let plain = Daemon::start(&config(&peer.address, &nats_sink(nats.port)), &[], false);
+    let served = Daemon::start(
+        &config(&peer2.address, &format!("{with}{}", nats_sink(nats.port))),
+        &[],
+        false,
+    );
+    plain.wait_stderr(Duration::from_secs(10), "AMI connected");
+    served.wait_stderr(Duration::from_secs(10), "AMI connected");
+    let scrapes = if bench { 1000 } else { 20 };
+    let mut took = Vec::with_capacity(scrapes);
+    for _ in 0..scrapes {
+        let t = Instant::now();
+        let page = pbxtap::metrics::fetch(&address, Duration::from_secs(5)).expect("scrape");
+        took.push(t.elapsed().as_micros() as u64);
+        assert!(page.get("pbxtap_ami_connected").is_some());
+    }
+    took.sort_unstable();
+    // Both settle as idle does before their memory is read.
+    std::thread::sleep(Duration::from_secs(3));
+    let (rss_plain, _) = rss_kib(plain.child.id());
+    let (rss_served, peak_served) = rss_kib(served.child.id());
+    println!(
+        "figure: metrics: idle RSS {rss_plain} KiB without, {rss_served} KiB with the endpoint after {scrapes} scrapes (peak {peak_served} KiB); a scrape p50 {} µs, p99 {} µs, max {} µs",
+        pct(&took, 0.50),
+        pct(&took, 0.99),
+        took.last().unwrap()
+    );
+}
+
 fn soak(rt: &tokio::runtime::Runtime, bench: bool) {
     let secs: u64 = std::env::var("PBXTAP_SOAK_SECS")
         .ok()
@@ -250,6 +293,9 @@ fn main() {
             Some(Duration::from_micros(200)),
             "paced",
         );
+    }
+    if run("metrics") {
+        metrics(&rt, bench);
     }
     if run("soak") {
         soak(&rt, bench);

@@ -24,6 +24,7 @@ pip_packages=(
   oelint-adv==9.11.2  # tests/packaging.rs: lints yocto/meta-pbxtap
   ziglang==0.17.1     # tests/cross_qemu.rs (cross/build-here.sh): C compiler and linker with musl
   websocket-client==1.8.0  # tests/portsip_conformance.rs: the PortSIP clients' WebSocket library
+  prometheus-client==0.21.1  # tests/metrics.rs: Prometheus' own text-format parser
 )
 
 missing=()

@@ -14,6 +14,7 @@ use crate::ami::replay::{self, ReplayConfig};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::event;
+use crate::metrics::{self, MetricsConfig, MetricsServer, Sources};
 use crate::normalize::Normalizer;
 use crate::sink::websocket::{WebsocketSink, WebsocketSinkConfig};
 use crate::sink::{self, SinkConfig};
@@ -164,6 +165,7 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         bus.clone(),
         &cfg.ami.address,
     );
+    let metrics = start_metrics(&cfg.metrics, &bus, &health, &tap).await?;
     let deadline = Duration::from_secs(cfg.buffers.drain_secs);
     let mut running = cfg.clone();
     client::run(
@@ -177,11 +179,37 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
     )
     .await;
     watchdog.stopping();
+    if let Some(m) = metrics {
+        m.abort();
+    }
     exit_after(deadline + EXIT_GRACE);
     drop(tap);
     let stopped = drain(bus, sinks, deadline).await;
     tracing::info!(stopped, "pbxtap stopped");
     Ok(())
+}
+
+/// Serves the metrics page when `[metrics]` is enabled, until its task is aborted.
+async fn start_metrics(
+    cfg: &MetricsConfig,
+    bus: &Arc<Bus>,
+    ami: &Arc<AmiHealth>,
+    tap: &Tap,
+) -> anyhow::Result<Option<JoinHandle<()>>> {
+    if !cfg.enabled {
+        return Ok(None);
+    }
+    let server = MetricsServer::bind(cfg)
+        .await
+        .with_context(|| format!("metrics.listen: cannot listen on {}", cfg.listen))?;
+    let at = server.local_addr()?;
+    tracing::info!(code = "metrics_serving", address = %at, "metrics served at http://{at}/metrics");
+    let src = Sources {
+        bus: bus.clone(),
+        ami: ami.clone(),
+        tap: tap.gauges(),
+    };
+    Ok(Some(tokio::spawn(metrics::serve(server, src))))
 }
 
 /// Time allowed beyond `buffers.drain_secs` before the process exits regardless.
@@ -315,6 +343,7 @@ async fn reload(
             format!("{:?}", running.watchdog) != format!("{:?}", new.watchdog),
         ),
         ("log", running.log.level != new.log.level),
+        ("metrics", running.metrics != new.metrics),
     ]
     .into_iter()
     .filter_map(|(k, changed)| changed.then_some(k))

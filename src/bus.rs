@@ -15,7 +15,7 @@ use tokio::sync::broadcast;
 
 use serde::Deserialize;
 
-use crate::event::{self, Body, Dropped, Event, Host};
+use crate::event::{self, Body, Class, Dropped, Event, Host};
 use crate::settings::ConfigError;
 
 /// Events held per sink while it is slow or down, unless `buffers.per_sink` says otherwise.
@@ -74,6 +74,8 @@ pub struct SinkCounters {
     pub subscribed_at: u64,
     /// Events its ring holds (`buffers.per_sink`).
     pub capacity: u64,
+    /// The sink cannot reach its destination (set by its `sink::health::HealthReporter`).
+    pub down: std::sync::atomic::AtomicBool,
 }
 
 impl SinkCounters {
@@ -102,6 +104,8 @@ impl SinkCounters {
 #[derive(Debug)]
 struct Shared {
     seq: AtomicU64,
+    /// Events published, per class (`Class::index`).
+    classes: [AtomicU64; Class::ALL.len()],
     host: Host,
     /// Events each sink's ring holds.
     per_sink: usize,
@@ -144,6 +148,7 @@ impl Publisher {
 
 fn send(tx: &broadcast::Sender<Event>, shared: &Shared, mut ev: Event) {
     ev.seq = shared.seq.fetch_add(1, Ordering::Relaxed) + 1;
+    shared.classes[ev.body.class().index()].fetch_add(1, Ordering::Relaxed);
     // Err means no sink is subscribed: nothing to deliver to.
     let _ = tx.send(ev);
 }
@@ -157,6 +162,7 @@ impl Bus {
             tx,
             shared: Arc::new(Shared {
                 seq: AtomicU64::new(0),
+                classes: Default::default(),
                 host,
                 per_sink,
                 sinks: Mutex::new(Vec::new()),
@@ -189,6 +195,11 @@ impl Bus {
     /// Events published since start.
     pub fn published(&self) -> u64 {
         self.shared.seq.load(Ordering::Relaxed)
+    }
+
+    /// Events published since start in `class`.
+    pub fn published_in(&self, class: Class) -> u64 {
+        self.shared.classes[class.index()].load(Ordering::Relaxed)
     }
 
     /// A new sink's ring. Events published before this call are not seen. The counters of

@@ -17,6 +17,7 @@ use serde::Deserialize;
 use crate::ami::config::AmiConfig;
 use crate::bus::BuffersConfig;
 use crate::logging::LogConfig;
+use crate::metrics::MetricsConfig;
 use crate::normalize::NormalizeConfig;
 use crate::settings::{deserialize_at, read_limited, resolve_secret, toml_error, ConfigError};
 use crate::sink::SinkConfig;
@@ -41,6 +42,8 @@ pub struct Config {
     pub watchdog: WatchdogConfig,
     pub log: LogConfig,
     pub normalize: NormalizeConfig,
+    /// `[metrics]`: the Prometheus endpoint, off by default.
+    pub metrics: MetricsConfig,
 }
 
 impl Default for Config {
@@ -53,6 +56,7 @@ impl Default for Config {
             watchdog: WatchdogConfig::default(),
             log: LogConfig::default(),
             normalize: NormalizeConfig::default(),
+            metrics: MetricsConfig::default(),
         }
     }
 }
@@ -178,6 +182,7 @@ impl Config {
         self.watchdog.validate()?;
         self.log.validate()?;
         self.normalize.validate()?;
+        self.metrics.validate()?;
         for (i, sink) in self.sinks.iter().enumerate() {
             sink.validate(&format!("sinks[{i}]"))?;
         }

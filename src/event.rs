@@ -417,6 +417,18 @@ pub enum Class {
 }
 
 impl Class {
+    pub const ALL: [Class; 5] = [
+        Class::Call,
+        Class::Target,
+        Class::Endpoint,
+        Class::Queue,
+        Class::System,
+    ];
+
+    pub fn index(self) -> usize {
+        self as usize
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Class::Call => "call",

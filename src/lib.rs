@@ -18,6 +18,7 @@ pub mod config;
 pub mod dialect;
 pub mod event;
 pub mod logging;
+pub mod metrics;
 pub mod normalize;
 pub mod settings;
 pub mod sink;

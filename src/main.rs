@@ -1,4 +1,4 @@
-//! The `pbxtap` command: `run`, `check-config`, `demo`, `--version`.
+//! The `pbxtap` command: `run`, `check-config`, `status`, `demo`, `--version`.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -10,6 +10,9 @@ usage: pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to t
        pbxtap check-config [--bind] [FILE]
                                       validate a config file (exit 0 when valid); with
                                       --bind, also listen on each sink's address and let go
+       pbxtap status [--address HOST:PORT] [FILE]
+                                      a running daemon's state, read from its metrics
+                                      endpoint ([metrics] in FILE, or the address given)
        pbxtap demo                    replay a recorded Asterisk session through the pipeline to stdout
        pbxtap --version
 
@@ -20,6 +23,8 @@ enum Command {
     Run(PathBuf),
     /// The file, and whether to try the listening addresses.
     CheckConfig(PathBuf, bool),
+    /// The metrics address given, or the config file naming it.
+    Status(Result<String, PathBuf>),
     Demo,
     Version,
     Help,
@@ -51,6 +56,13 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
                 )),
             }
         }
+        [c, rest @ ..] if c == "status" => match rest {
+            [] => Ok(Command::Status(Err(default()))),
+            [a, addr] if a == "--address" => Ok(Command::Status(Ok(addr.clone()))),
+            [a] if a == "--address" => Err("--address needs HOST:PORT".into()),
+            [file] if !file.starts_with('-') => Ok(Command::Status(Err(file.into()))),
+            other => Err(format!("unexpected argument `{}` for status", other[0])),
+        },
         [c, rest @ ..] if c == "demo" => match rest {
             [] => Ok(Command::Demo),
             other => Err(format!("unexpected argument `{}` for demo", other[0])),
@@ -88,6 +100,7 @@ fn main() -> ExitCode {
                 ExitCode::from(1)
             }
         },
+        Command::Status(at) => status(at),
         Command::Run(path) => {
             let cfg = match Config::load(&path, &env) {
                 Ok(cfg) => cfg,
@@ -102,6 +115,38 @@ fn main() -> ExitCode {
         Command::Demo => {
             pbxtap::logging::init_demo();
             run_async(pbxtap::app::demo())
+        }
+    }
+}
+
+/// `status`: fetches the metrics page and prints its summary; exit 1 when it cannot.
+fn status(at: Result<String, PathBuf>) -> ExitCode {
+    let address = match at {
+        Ok(a) => a,
+        // Only `[metrics]` is read: no secrets, so an admin who may not read them can ask.
+        Err(path) => match pbxtap::settings::read_limited(&path, config::MAX_CONFIG_FILE)
+            .map_err(|e| format!("{}: {e}", path.display()))
+            .and_then(|text| Config::parse(&text).map_err(|e| e.to_string()))
+        {
+            Ok(cfg) if cfg.metrics.enabled => cfg.metrics.listen,
+            Ok(_) => {
+                eprintln!("pbxtap: metrics.enabled is false in {}: status reads the metrics endpoint; set [metrics] enabled = true (and restart), or pass --address", path.display());
+                return ExitCode::from(1);
+            }
+            Err(e) => {
+                eprintln!("pbxtap: {e}");
+                return ExitCode::from(1);
+            }
+        },
+    };
+    match pbxtap::metrics::fetch(&address, std::time::Duration::from_secs(5)) {
+        Ok(scrape) => {
+            print!("{}", scrape.summary());
+            ExitCode::SUCCESS
+        }
+        Err(e) => {
+            eprintln!("pbxtap: {e}");
+            ExitCode::from(1)
         }
     }
 }

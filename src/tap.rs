@@ -1,5 +1,6 @@
 //! The tap: what the AMI connection reports, normalized and published on the bus.
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::ami::client::{AmiError, Handler};
@@ -8,8 +9,18 @@ use crate::bus::Bus;
 use crate::event::{self, AmiLink, Body, Event};
 use crate::normalize::{self, Normalizer};
 
+/// The normalizer's figures for the metrics page, stored at each tick (about once a
+/// second).
+#[derive(Debug, Default)]
+pub struct TapGauges {
+    pub live_calls: AtomicU64,
+    pub truncated: AtomicU64,
+    pub evicted: AtomicU64,
+}
+
 pub struct Tap {
     normalizer: Normalizer,
+    gauges: Arc<TapGauges>,
     bus: Arc<Bus>,
     address: event::Text,
     /// Whether the last attempt logged in: `None` before the first. An outage is one
@@ -21,6 +32,7 @@ impl Tap {
     pub fn new(normalizer: Normalizer, bus: Arc<Bus>, address: &str) -> Self {
         Tap {
             normalizer,
+            gauges: Arc::default(),
             bus,
             address: event::text(address),
             connected: None,
@@ -29,6 +41,10 @@ impl Tap {
 
     pub fn normalizer(&self) -> &Normalizer {
         &self.normalizer
+    }
+
+    pub fn gauges(&self) -> Arc<TapGauges> {
+        self.gauges.clone()
     }
 
     fn link(&self, reason: &str) -> AmiLink {
@@ -119,6 +135,12 @@ impl Handler for Tap {
             bus.publish(Event::new(now, bus.host(), body))
         });
         bus.report_drops(std::time::Instant::now());
+        let stats = self.normalizer.stats();
+        let g = &self.gauges;
+        g.live_calls
+            .store(self.normalizer.live_calls() as u64, Ordering::Relaxed);
+        g.truncated.store(stats.truncated, Ordering::Relaxed);
+        g.evicted.store(stats.evicted, Ordering::Relaxed);
     }
 }
 

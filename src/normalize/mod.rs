@@ -7,6 +7,8 @@
 //! table evicts its oldest entry and counts it.
 
 mod calls;
+/// Calls the normalizer follows at once.
+pub use calls::MAX_CALLS;
 pub mod cause;
 mod endpoint;
 pub mod held;

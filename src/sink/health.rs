@@ -4,7 +4,10 @@
 //!
 //! `LinkHealth` is the pure judgement (failures in, changes out); `HealthReporter` tells.
 
-use crate::bus::Publisher;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use crate::bus::{Publisher, SinkCounters};
 use crate::event::{self, Body, SinkStatus, Text};
 
 /// A change worth telling everyone about.
@@ -65,15 +68,22 @@ impl LinkHealth {
 #[derive(Clone)]
 pub struct HealthReporter {
     sink: Text,
+    /// The sink's counters: `down` is kept there for the metrics.
+    counters: Arc<SinkCounters>,
     /// The destination as shown in logs (a URL without credentials, `host:port`).
     target: String,
     publisher: Publisher,
 }
 
 impl HealthReporter {
-    pub fn new(sink: Text, target: String, publisher: Publisher) -> HealthReporter {
+    pub fn new(
+        counters: Arc<SinkCounters>,
+        target: String,
+        publisher: Publisher,
+    ) -> HealthReporter {
         HealthReporter {
-            sink,
+            sink: counters.name.clone(),
+            counters,
             target,
             publisher,
         }
@@ -102,8 +112,14 @@ impl HealthReporter {
             reason: event::text(reason),
         };
         match change {
-            Some(Change::Down) => self.publisher.publish_body(Body::SinkDown(status)),
-            Some(Change::Up) => self.publisher.publish_body(Body::SinkUp(status)),
+            Some(Change::Down) => {
+                self.counters.down.store(true, Ordering::Relaxed);
+                self.publisher.publish_body(Body::SinkDown(status))
+            }
+            Some(Change::Up) => {
+                self.counters.down.store(false, Ordering::Relaxed);
+                self.publisher.publish_body(Body::SinkUp(status))
+            }
             None => {}
         }
     }

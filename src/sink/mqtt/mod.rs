@@ -138,7 +138,7 @@ impl MqttSink {
             shared: shared.clone(),
             counters: rx.counters().clone(),
             reporter: HealthReporter::new(
-                name.clone(),
+                rx.counters().clone(),
                 self.broker.clone(),
                 self.publisher.clone(),
             ),

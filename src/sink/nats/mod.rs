@@ -75,7 +75,7 @@ impl NatsSink {
     /// Delivers events until the bus closes and the ring is drained.
     pub async fn run(self, mut rx: SinkRx) {
         let link = Arc::new(Link::new(HealthReporter::new(
-            rx.counters().name.clone(),
+            rx.counters().clone(),
             redacted(&self.cfg.url),
             self.publisher.clone(),
         )));

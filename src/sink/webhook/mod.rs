@@ -110,7 +110,7 @@ impl WebhookSink {
             tasks: JoinSet::new(),
             health: LinkHealth::new(DOWN_AFTER_FAILURES),
             reporter: HealthReporter::new(
-                rx.counters().name.clone(),
+                rx.counters().clone(),
                 self.endpoint.shown.clone(),
                 self.publisher.clone(),
             ),
