@@ -15,6 +15,7 @@ pub mod app;
 pub mod backoff;
 pub mod bus;
 pub mod config;
+pub mod demo;
 pub mod dialect;
 pub mod event;
 pub mod logging;

@@ -13,7 +13,11 @@ usage: pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to t
        pbxtap status [--address HOST:PORT] [FILE]
                                       a running daemon's state, read from its metrics
                                       endpoint ([metrics] in FILE, or the address given)
-       pbxtap demo                    replay a recorded Asterisk session through the pipeline to stdout
+       pbxtap demo [--fast] [--portsip]
+                                      recorded calls through the pipeline to stdout and a
+                                      WebSocket feed, at their recorded pace until Ctrl-C
+                                      (--fast: once, at full speed); --portsip adds the
+                                      PortSIP feed
        pbxtap --version
 
 FILE defaults to /etc/pbxtap/pbxtap.toml. Environment variables (PBXTAP_AMI_ADDRESS, ...,
@@ -25,7 +29,7 @@ enum Command {
     CheckConfig(PathBuf, bool),
     /// The metrics address given, or the config file naming it.
     Status(Result<String, PathBuf>),
-    Demo,
+    Demo(pbxtap::demo::Options),
     Version,
     Help,
 }
@@ -63,10 +67,17 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             [file] if !file.starts_with('-') => Ok(Command::Status(Err(file.into()))),
             other => Err(format!("unexpected argument `{}` for status", other[0])),
         },
-        [c, rest @ ..] if c == "demo" => match rest {
-            [] => Ok(Command::Demo),
-            other => Err(format!("unexpected argument `{}` for demo", other[0])),
-        },
+        [c, rest @ ..] if c == "demo" => {
+            let mut opts = pbxtap::demo::Options::default();
+            for a in rest {
+                match a.as_str() {
+                    "--fast" => opts.fast = true,
+                    "--portsip" => opts.portsip = true,
+                    other => return Err(format!("unexpected argument `{other}` for demo")),
+                }
+            }
+            Ok(Command::Demo(opts))
+        }
         [other, ..] => Err(format!("unknown command `{other}`")),
     }
 }
@@ -112,9 +123,9 @@ fn main() -> ExitCode {
             pbxtap::logging::init(&cfg.log);
             run_async(pbxtap::app::run(cfg, path))
         }
-        Command::Demo => {
+        Command::Demo(opts) => {
             pbxtap::logging::init_demo();
-            run_async(pbxtap::app::demo())
+            run_async(pbxtap::demo::run(opts))
         }
     }
 }

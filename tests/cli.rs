@@ -34,7 +34,7 @@ fn version_names_the_program() {
 
 #[test]
 fn demo_shows_every_kind_of_call_and_registration() {
-    let out = pbxtap(&["demo"]);
+    let out = pbxtap(&["demo", "--fast"]);
     assert!(
         out.status.success(),
         "{}",

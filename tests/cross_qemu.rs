@@ -87,12 +87,12 @@ fn the_static_aarch64_build_runs_under_qemu() {
 
     let arm = Command::new(&qemu)
         .arg(&bin)
-        .arg("demo")
+        .args(["demo", "--fast"])
         .env_remove("RUST_LOG")
         .output()
         .unwrap();
     let host = Command::new(common::pbxtap_bin())
-        .arg("demo")
+        .args(["demo", "--fast"])
         .env_remove("RUST_LOG")
         .output()
         .unwrap();

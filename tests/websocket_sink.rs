@@ -901,25 +901,6 @@ async fn pbxtap_run_serves_the_feed_with_asterisk_down_and_then_up() {
     assert_eq!(reason.as_deref(), Some("pbxtap is stopping"));
 }
 
-#[test]
-fn the_demo_announces_its_websocket_feed() {
-    let out = std::process::Command::new(common::pbxtap_bin())
-        .arg("demo")
-        .env_remove("RUST_LOG")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    let url = stderr
-        .lines()
-        .find_map(|l| l.strip_prefix("demo: WebSocket feed at "))
-        .unwrap_or_else(|| panic!("no feed announced: {stderr}"));
-    assert!(
-        url.starts_with("ws://127.0.0.1:") && url.ends_with("/events/websocket/?authkey=demo"),
-        "{url}"
-    );
-}
-
 #[tokio::test]
 async fn portsip_hold_unhold_and_noanswer_from_recordings() {
     let f = feed(portsip()).await;

@@ -5,6 +5,7 @@
 pub mod client;
 pub mod config;
 pub mod frame;
+pub mod pace;
 pub mod permissions;
 pub mod replay;
 pub mod session;

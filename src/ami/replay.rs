@@ -55,6 +55,9 @@ pub struct ReplayConfig {
     /// Pause between messages (none: as fast as the socket takes them, written in batches
     /// of up to `BATCH` bytes).
     pub pace: Option<Duration>,
+    /// Pause between messages as the recordings were made (`ami::pace`), with
+    /// [`BETWEEN_RECORDINGS`] before each recording but the first; instead of `pace`.
+    pub recorded_pace: bool,
     /// Times the whole stream is played, back to back (a flood for the benches: the
     /// recordings are held once, whatever the count).
     pub repeat: usize,
@@ -72,6 +75,7 @@ impl ReplayConfig {
             channels: Vec::new(),
             close_after_replay: false,
             pace: None,
+            recorded_pace: false,
             repeat: 1,
         }
     }
@@ -80,6 +84,9 @@ impl ReplayConfig {
 /// Most bytes the peer writes at once when it is not pacing: enough messages per write that
 /// the peer, not the socket calls, keeps up with a fast client.
 const BATCH: usize = 64 * 1024;
+
+/// With `recorded_pace`: the pause before each recording but the first.
+pub const BETWEEN_RECORDINGS: Duration = Duration::from_secs(1);
 
 /// What the peer saw, for the tests.
 #[derive(Debug, Default)]
@@ -154,15 +161,29 @@ pub async fn start(cfg: ReplayConfig) -> std::io::Result<ReplayPeer> {
         .iter()
         .flat_map(|r| messages_of(r).into_iter().map(<[u8]>::to_vec))
         .collect();
+    // The wait before each message of the stream, when paced as recorded.
+    let waits: Vec<Duration> = if cfg.recorded_pace {
+        let mut all = Vec::with_capacity(stream.len());
+        for r in &cfg.recordings {
+            let mut d = super::pace::delays(&messages_of(r));
+            if let Some(first) = d.first_mut() {
+                *first = BETWEEN_RECORDINGS;
+            }
+            all.extend(d);
+        }
+        all
+    } else {
+        Vec::new()
+    };
     let total = stream.len().saturating_mul(cfg.repeat);
     let stats = Arc::new(PeerStats::default());
-    let shared = Arc::new((cfg, stream));
+    let shared = Arc::new((cfg, stream, waits));
     let st = stats.clone();
     let task = tokio::spawn(async move {
         while let Ok((sock, _)) = listener.accept().await {
             let n = st.connections.fetch_add(1, Ordering::Relaxed);
             // One connection at a time, like a client that redials.
-            let _ = serve(sock, &shared.0, &shared.1, &st, n == 0).await;
+            let _ = serve(sock, &shared.0, &shared.1, &shared.2, &st, n == 0).await;
         }
     });
     Ok(ReplayPeer {
@@ -177,9 +198,11 @@ async fn serve(
     mut sock: TcpStream,
     cfg: &ReplayConfig,
     stream: &[Vec<u8>],
+    waits: &[Duration],
     stats: &PeerStats,
     first: bool,
 ) -> std::io::Result<()> {
+    let one_by_one = cfg.pace.is_some() || !waits.is_empty();
     sock.write_all(BANNER).await?;
     let mut parser = Parser::new(Limits::default());
     parser.push(BANNER, &mut |_| {});
@@ -208,7 +231,7 @@ async fn serve(
                 batch.clear();
                 loop {
                     let msg = &stream[next % stream.len()];
-                    if next > at && (batch.len() + msg.len() > BATCH || cfg.pace.is_some()) {
+                    if next > at && (batch.len() + msg.len() > BATCH || one_by_one) {
                         break;
                     }
                     batch.extend_from_slice(msg);
@@ -216,6 +239,10 @@ async fn serve(
                     if next == total || next == drop_at {
                         break;
                     }
+                }
+                // The very first message goes at once; the others wait as recorded.
+                if let Some(w) = waits.get(at % stream.len()).filter(|_| at > 0) {
+                    tokio::time::sleep(*w).await;
                 }
                 sock.write_all(&batch).await?;
                 stats.sent.store(next, Ordering::Relaxed);
