@@ -8,6 +8,7 @@
 #   TARGET   aarch64-unknown-linux-musl (default; Pi 3/4/5, 64-bit)
 #            armv7-unknown-linux-musleabihf (Pi 2/3, 32-bit)
 #            arm-unknown-linux-musleabihf (Pi Zero/1)
+#            x86_64-unknown-linux-musl (amd64 hosts and the .deb's amd64 build)
 #   PROFILE  release (default; what you ship) or qemu-test (quick, for tests)
 # The binary lands in target/cross/TARGET/PROFILE/pbxtap (CARGO_TARGET_DIR overrides
 # target/cross); its path is the last line printed.
@@ -24,7 +25,8 @@ case "$target" in
   aarch64-unknown-linux-musl)     zig_target=aarch64-linux-musl;     zig_cpu="" ;;
   armv7-unknown-linux-musleabihf) zig_target=arm-linux-musleabihf;   zig_cpu="-mcpu=generic+v7a+vfp3d16+thumb2-neon" ;;
   arm-unknown-linux-musleabihf)   zig_target=arm-linux-musleabihf;   zig_cpu="-mcpu=arm1176jzf_s" ;;
-  *) echo "build-here.sh: unsupported target \`$target\` (aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf or arm-unknown-linux-musleabihf)" >&2; exit 2 ;;
+  x86_64-unknown-linux-musl)      zig_target=x86_64-linux-musl;      zig_cpu="" ;;
+  *) echo "build-here.sh: unsupported target \`$target\` (aarch64-unknown-linux-musl, armv7-unknown-linux-musleabihf, arm-unknown-linux-musleabihf or x86_64-unknown-linux-musl)" >&2; exit 2 ;;
 esac
 case "$profile" in
   release|qemu-test) ;;

@@ -15,7 +15,9 @@ packages=(
   python3       # tests/packaging.rs: yocto/meta-pbxtap/scripts/gen-crates-inc.py
   python3-pip   # the pip packages below
   file          # tests/cross_qemu.rs: is the aarch64 binary static?
-  qemu-user     # tests/cross_qemu.rs: runs the aarch64 binary
+  qemu-user     # tests/cross_qemu.rs, deb.rs: runs the aarch64 binary
+  debootstrap   # tests/deb.rs: a fresh Debian 12 to install the .deb into
+  lintian       # tests/deb.rs: the .debs pass Debian's checks
   rustc-web     # tests/cross_qemu.rs (cross/build-here.sh): rustc that builds std for the target
   cargo-web     #   its matching cargo
   rust-web-src  #   the standard library's source for -Zbuild-std

@@ -8,29 +8,10 @@
 mod common;
 
 use std::collections::BTreeSet;
-use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 fn text(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-}
-
-fn build_aarch64() -> PathBuf {
-    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
-    let out = Command::new(root.join("cross/build-here.sh"))
-        .args(["aarch64-unknown-linux-musl", "qemu-test"])
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("run cross/build-here.sh");
-    assert!(
-        out.status.success(),
-        "build-here.sh failed:\n{}",
-        text(&out)
-    );
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    let bin = PathBuf::from(stdout.lines().last().expect("the binary's path").trim());
-    assert!(bin.is_file(), "no binary at {}", bin.display());
-    bin
 }
 
 /// The kinds of event (`class.event`) the demo printed. Their order and timing depend on
@@ -64,7 +45,7 @@ fn demo_kinds(out: &Output) -> BTreeSet<String> {
 fn the_static_aarch64_build_runs_under_qemu() {
     let qemu = common::require("qemu-aarch64", "qemu-user");
     let file = common::require("file", "file");
-    let bin = build_aarch64();
+    let bin = common::build_static("aarch64-unknown-linux-musl");
 
     let described = Command::new(file).arg(&bin).output().unwrap();
     let described = String::from_utf8_lossy(&described.stdout).to_string();

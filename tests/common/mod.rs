@@ -121,3 +121,25 @@ pub fn lines_of(stdout: impl std::io::Read + Send + 'static) -> std::sync::mpsc:
     });
     rx
 }
+
+/// A static pbxtap for `target` (`aarch64-unknown-linux-musl`, `x86_64-unknown-linux-musl`,
+/// ...), built by `cross/build-here.sh` with [profile.qemu-test] into target/cross: minutes
+/// from scratch, seconds when nothing changed. Panics with the script's output on failure.
+pub fn build_static(target: &str) -> PathBuf {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    let out = std::process::Command::new(root.join("cross/build-here.sh"))
+        .args([target, "qemu-test"])
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("run cross/build-here.sh");
+    assert!(
+        out.status.success(),
+        "build-here.sh {target} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    let bin = PathBuf::from(stdout.lines().last().expect("the binary's path").trim());
+    assert!(bin.is_file(), "no binary at {}", bin.display());
+    bin
+}
