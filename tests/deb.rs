@@ -1,10 +1,11 @@
 //! The .deb as a Debian or Raspberry Pi OS user meets it, as far as this machine allows
-//! (no systemd runs here): `deb/build.sh` packages the static amd64 and arm64 builds;
+//! (no systemd runs here): `deb/build.sh` packages the static amd64, arm64 and armhf
+//! (ARMv6) builds;
 //! lintian passes them (`--pedantic`, each override explained in deb/lintian-overrides);
 //! in a fresh Debian 12 chroot (debootstrap minbase), `dpkg -i` installs and enables the
 //! unit without starting it (no AMI secret yet) and says what to do; the default config
 //! passes check-config through the unit's credential; the installed binary runs (the
-//! arm64 one under qemu-aarch64); `apt-get remove` keeps the config; `apt-get purge`
+//! arm64 one under qemu-aarch64, the armhf one under qemu-arm as a Pi Zero's ARM1176); `apt-get remove` keeps the config; `apt-get purge`
 //! leaves the system as it was before, file for file (what piuparts checks).
 //!
 //! Needs root (chroot), debootstrap with a Debian mirror (deb.debian.org, or
@@ -104,11 +105,13 @@ fn the_deb_installs_is_enabled_runs_and_purges_clean() {
     require_root();
     let lintian = common::require("lintian", "lintian");
     let qemu = common::require("qemu-aarch64", "qemu-user");
+    let qemu_arm = common::require("qemu-arm", "qemu-user");
     let dir = tempfile::tempdir().unwrap();
     let debs = dir.path().join("debs");
     let amd64 = build_deb("amd64", "x86_64-unknown-linux-musl", &debs);
     let arm64 = build_deb("arm64", "aarch64-unknown-linux-musl", &debs);
-    for deb in [&amd64, &arm64] {
+    let armhf = build_deb("armhf", "arm-unknown-linux-musleabihf", &debs);
+    for deb in [&amd64, &arm64, &armhf] {
         let out = Command::new(&lintian)
             .args(["--pedantic", "--fail-on", "error,warning,info,pedantic"])
             .arg(deb)
@@ -166,22 +169,21 @@ fn the_deb_installs_is_enabled_runs_and_purges_clean() {
     assert!(demo.status.success(), "{}", text(&demo));
     assert!(String::from_utf8_lossy(&demo.stdout).contains("\"event\":\"ended\""));
 
-    // The arm64 package's binary, installed over it, runs under qemu.
-    std::fs::copy(&arm64, root.join("pkg/pbxtap-arm64.deb")).unwrap();
-    let out = chroot(
-        &root,
-        &[
-            "dpkg",
-            "-i",
-            "--force-architecture",
-            "/pkg/pbxtap-arm64.deb",
-        ],
-    );
-    assert!(out.status.success(), "dpkg -i arm64:\n{}", text(&out));
-    let v = run(Command::new(&qemu)
-        .arg(root.join("usr/bin/pbxtap"))
-        .arg("--version"));
-    assert!(text(&v).starts_with("pbxtap "), "{}", text(&v));
+    // The ARM packages' binaries, each installed over it, run under qemu (the armhf one
+    // as a Pi Zero's ARM1176).
+    for (deb, emulator, cpu) in [(&arm64, &qemu, None), (&armhf, &qemu_arm, Some("arm1176"))] {
+        let name = deb.file_name().unwrap().to_str().unwrap();
+        std::fs::copy(deb, root.join("pkg").join(name)).unwrap();
+        let pkg = format!("/pkg/{name}");
+        let out = chroot(&root, &["dpkg", "-i", "--force-architecture", &pkg]);
+        assert!(out.status.success(), "dpkg -i {name}:\n{}", text(&out));
+        let mut cmd = Command::new(emulator);
+        if let Some(cpu) = cpu {
+            cmd.args(["-cpu", cpu]);
+        }
+        let v = run(cmd.arg(root.join("usr/bin/pbxtap")).arg("--version"));
+        assert!(text(&v).starts_with("pbxtap "), "{name}: {}", text(&v));
+    }
     let out = chroot(&root, &["dpkg", "-i", "/pkg/pbxtap.deb"]);
     assert!(out.status.success(), "back to amd64:\n{}", text(&out));
 
