@@ -13,7 +13,8 @@ use crate::normalize::{self, Normalizer};
 /// second).
 #[derive(Debug, Default)]
 pub struct TapGauges {
-    pub live_calls: AtomicU64,
+    /// Entries in use in each of `normalize::TABLES`.
+    pub tables: [AtomicU64; normalize::TABLES.len()],
     pub truncated: AtomicU64,
     pub evicted: AtomicU64,
 }
@@ -137,8 +138,9 @@ impl Handler for Tap {
         bus.report_drops(std::time::Instant::now());
         let stats = self.normalizer.stats();
         let g = &self.gauges;
-        g.live_calls
-            .store(self.normalizer.live_calls() as u64, Ordering::Relaxed);
+        for (slot, n) in g.tables.iter().zip(self.normalizer.tables_in_use()) {
+            slot.store(n as u64, Ordering::Relaxed);
+        }
         g.truncated.store(stats.truncated, Ordering::Relaxed);
         g.evicted.store(stats.evicted, Ordering::Relaxed);
     }

@@ -98,7 +98,24 @@ fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
     assert_eq!(value(&page, "pbxtap_sink_backlog{sink=stdout#0}"), 0);
     assert_eq!(value(&page, "pbxtap_sink_capacity{sink=stdout#0}"), 1024);
     assert_eq!(value(&page, "pbxtap_sink_dropped_total{sink=stdout#0}"), 0);
-    assert_eq!(value(&page, "pbxtap_normalizer_calls_capacity{}"), 256);
+    for (table, capacity) in [
+        ("calls", 256),
+        ("channels", 512),
+        ("contacts", 256),
+        ("queue_callers", 128),
+    ] {
+        let key = |m: &str| format!("{m}{{table={table}}}");
+        assert_eq!(
+            value(&page, &key("pbxtap_normalizer_table_capacity")),
+            capacity
+        );
+        assert!(value(&page, &key("pbxtap_normalizer_table_entries")) <= capacity);
+    }
+    // The recordings end with every call over.
+    assert_eq!(
+        value(&page, "pbxtap_normalizer_table_entries{table=calls}"),
+        0
+    );
     let rss = value(&page, "process_resident_memory_bytes{}");
     assert!((1 << 20..256 << 20).contains(&rss), "{rss}");
 

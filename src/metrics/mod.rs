@@ -21,6 +21,7 @@ pub use status::{fetch, Scrape};
 use crate::ami::client::AmiHealth;
 use crate::bus::{Bus, SinkCounters};
 use crate::event::Class;
+use crate::normalize::TABLES;
 use crate::tap::TapGauges;
 
 /// What the page is made from: shared with the parts that count.
@@ -127,7 +128,32 @@ pub fn render(src: &Sources, out: &mut String) {
     }
     let ami = &src.ami;
     let tap = &src.tap;
-    let gauges: [(&str, &str, &str, u64); 9] = [
+    header(
+        out,
+        "pbxtap_normalizer_table_entries",
+        "gauge",
+        "Entries in use in each of the normalizer's fixed tables.",
+    );
+    for ((table, _), n) in TABLES.iter().zip(&tap.tables) {
+        let _ = writeln!(
+            out,
+            "pbxtap_normalizer_table_entries{{table=\"{table}\"}} {}",
+            n.load(Ordering::Relaxed)
+        );
+    }
+    header(
+        out,
+        "pbxtap_normalizer_table_capacity",
+        "gauge",
+        "Entries each of the normalizer's fixed tables holds.",
+    );
+    for (table, capacity) in TABLES {
+        let _ = writeln!(
+            out,
+            "pbxtap_normalizer_table_capacity{{table=\"{table}\"}} {capacity}"
+        );
+    }
+    let gauges: [(&str, &str, &str, u64); 7] = [
         (
             "pbxtap_ami_connected",
             "gauge",
@@ -151,18 +177,6 @@ pub fn render(src: &Sources, out: &mut String) {
             "counter",
             "AMI messages skipped as too large or with too many headers.",
             ami.frame_errors.load(Ordering::Relaxed),
-        ),
-        (
-            "pbxtap_normalizer_calls",
-            "gauge",
-            "Calls the normalizer follows now.",
-            tap.live_calls.load(Ordering::Relaxed),
-        ),
-        (
-            "pbxtap_normalizer_calls_capacity",
-            "gauge",
-            "Calls the normalizer can follow at once.",
-            crate::normalize::MAX_CALLS as u64,
         ),
         (
             "pbxtap_normalizer_truncated_total",

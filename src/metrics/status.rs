@@ -92,8 +92,8 @@ impl Scrape {
         out += &format!(
             "events: {} published; live calls {} of {}\n",
             n("pbxtap_events_published_total"),
-            n("pbxtap_normalizer_calls"),
-            n("pbxtap_normalizer_calls_capacity"),
+            n("pbxtap_normalizer_table_entries{table=\"calls\"}"),
+            n("pbxtap_normalizer_table_capacity{table=\"calls\"}"),
         );
         for sink in self.sinks() {
             let of = |metric: &str| n(&format!("{metric}{{sink=\"{sink}\"}}"));

@@ -271,6 +271,10 @@ impl Calls {
         self.calls.len()
     }
 
+    pub fn live_channels(&self) -> usize {
+        self.channels.len()
+    }
+
     pub fn is_answered(&self, call_id: &str) -> bool {
         self.calls
             .iter()

@@ -81,6 +81,11 @@ fn presence_state(s: &str) -> &'static str {
 }
 
 impl Endpoints {
+    /// Contacts known now.
+    pub fn contacts(&self) -> usize {
+        self.contacts.len()
+    }
+
     /// The connection was (re)established: whether lists come is learnt again.
     pub fn connected(&mut self) {
         self.lists_seen = false;

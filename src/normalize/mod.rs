@@ -9,6 +9,14 @@
 mod calls;
 /// Calls the normalizer follows at once.
 pub use calls::MAX_CALLS;
+
+/// The normalizer's fixed tables, by name, with their capacities.
+pub const TABLES: [(&str, usize); 4] = [
+    ("calls", calls::MAX_CALLS),
+    ("channels", calls::MAX_CHANNELS),
+    ("contacts", endpoint::MAX_CONTACTS),
+    ("queue_callers", queue::MAX_QUEUE_CALLERS),
+];
 pub mod cause;
 mod endpoint;
 pub mod held;
@@ -175,6 +183,16 @@ impl Normalizer {
     /// Calls being tracked now.
     pub fn live_calls(&self) -> usize {
         self.calls.live_calls()
+    }
+
+    /// Each fixed table's entries in use now, in the order of [`TABLES`].
+    pub fn tables_in_use(&self) -> [usize; TABLES.len()] {
+        [
+            self.calls.live_calls(),
+            self.calls.live_channels(),
+            self.endpoints.contacts(),
+            self.queues.waiting(),
+        ]
     }
 
     /// One AMI message received at `now` (µs since the Unix epoch); emits 0..n bodies in order.

@@ -57,6 +57,11 @@ fn waited_secs(from: u64, now: u64) -> u32 {
 }
 
 impl Queues {
+    /// Queue callers waiting now.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+
     pub fn handle(
         &mut self,
         event: QueueEvent,
