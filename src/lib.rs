@@ -15,7 +15,6 @@ pub mod app;
 pub mod backoff;
 pub mod bus;
 pub mod config;
-pub mod demo;
 pub mod dialect;
 pub mod event;
 pub mod logging;

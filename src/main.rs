@@ -29,7 +29,7 @@ enum Command {
     CheckConfig(PathBuf, bool),
     /// The metrics address given, or the config file naming it.
     Status(Result<String, PathBuf>),
-    Demo(pbxtap::demo::Options),
+    Demo(pbxtap::app::demo::Options),
     Version,
     Help,
 }
@@ -68,7 +68,7 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             other => Err(format!("unexpected argument `{}` for status", other[0])),
         },
         [c, rest @ ..] if c == "demo" => {
-            let mut opts = pbxtap::demo::Options::default();
+            let mut opts = pbxtap::app::demo::Options::default();
             for a in rest {
                 match a.as_str() {
                     "--fast" => opts.fast = true,
@@ -125,7 +125,7 @@ fn main() -> ExitCode {
         }
         Command::Demo(opts) => {
             pbxtap::logging::init_demo();
-            run_async(pbxtap::demo::run(opts))
+            run_async(pbxtap::app::demo::run(opts))
         }
     }
 }

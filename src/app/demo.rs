@@ -12,10 +12,10 @@ use std::time::Duration;
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
+use super::{drain, start_sinks, termination};
 use crate::ami::client::{self, AmiHealth, ClientConfig};
 use crate::ami::config::AmiAuth;
 use crate::ami::replay::{self, ReplayConfig};
-use crate::app::{drain, start_sinks, termination};
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::dialect::portsip::Version;
@@ -28,12 +28,12 @@ use crate::tap::Tap;
 /// The recorded Asterisk session the demo replays: registrations, an answered call,
 /// hold/unhold, a busy call, a call nobody answers, and a queue call.
 const RECORDINGS: &[&[u8]] = &[
-    include_bytes!("../tests/fixtures/ami/01-register-unregister.ami"),
-    include_bytes!("../tests/fixtures/ami/02-call-answered.ami"),
-    include_bytes!("../tests/fixtures/ami/03-call-hold-unhold.ami"),
-    include_bytes!("../tests/fixtures/ami/04-call-busy-dialplan.ami"),
-    include_bytes!("../tests/fixtures/ami/07-call-noanswer-timeout.ami"),
-    include_bytes!("../tests/fixtures/ami/11-queue-answered.ami"),
+    include_bytes!("../../tests/fixtures/ami/01-register-unregister.ami"),
+    include_bytes!("../../tests/fixtures/ami/02-call-answered.ami"),
+    include_bytes!("../../tests/fixtures/ami/03-call-hold-unhold.ami"),
+    include_bytes!("../../tests/fixtures/ami/04-call-busy-dialplan.ami"),
+    include_bytes!("../../tests/fixtures/ami/07-call-noanswer-timeout.ami"),
+    include_bytes!("../../tests/fixtures/ami/11-queue-answered.ami"),
 ];
 
 /// Where the feeds are served (any free loopback port when one is taken), and how a

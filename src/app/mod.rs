@@ -1,4 +1,7 @@
-//! The daemon's top level: wires config, AMI tap, bus and sinks; `run` and `demo`.
+//! The daemon's top level: wires config, AMI tap, bus and sinks; `run` here, `demo` in
+//! its own file.
+
+pub mod demo;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
