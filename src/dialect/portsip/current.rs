@@ -153,6 +153,41 @@ fn direction(d: &'static str) -> &'static str {
     }
 }
 
+/// `call_start` (with `user_data`) or `call_update_info` of `call`, naming `callee` (the
+/// number first dialled, or the one now dialled or answering).
+fn call_info(
+    call: &Call,
+    event_type: &str,
+    callee: &str,
+    time: &str,
+    ctx: &Context,
+    out: &mut Out,
+) -> Result<(), EncodeError> {
+    out.send(
+        &Route::new(Topic::CdrEvents).with(&[&call.caller, &call.callee, callee]),
+        &CallInfoMsg {
+            event_type,
+            time,
+            session_id: &call.session_id,
+            cdr_id: &call.call_id,
+            direction: direction(call.direction),
+            user_data: (event_type == "call_start").then_some(""),
+            call_id: &call.call_id,
+            caller_display_name: JsonStr(&call.caller_name),
+            caller: &call.caller,
+            callee_display_name: "",
+            callee,
+            tenant_id: ctx.tenant_id,
+            did: if call.direction == "inbound" {
+                &call.callee
+            } else {
+                ""
+            },
+            outbound_caller_id: "",
+        },
+    )
+}
+
 pub fn encode(
     ev: &Event,
     seen: &Observed,
@@ -162,53 +197,18 @@ pub fn encode(
 ) -> Result<(), EncodeError> {
     let time = secs(ev.time);
     match &ev.body {
-        Body::CallStarted(c) => out.send(
-            &Route::new(Topic::CdrEvents).with(&[&c.from, &c.to]),
-            &CallInfoMsg {
-                event_type: "call_start",
-                time: &time,
-                session_id: &c.session_id,
-                cdr_id: &c.call_id,
-                direction: direction(c.direction),
-                user_data: Some(""),
-                call_id: &c.call_id,
-                caller_display_name: JsonStr(&c.from_name),
-                caller: &c.from,
-                callee_display_name: "",
-                callee: &c.to,
-                tenant_id: ctx.tenant_id,
-                did: if c.direction == "inbound" { &c.to } else { "" },
-                outbound_caller_id: "",
-            },
-        ),
+        Body::CallStarted(c) => match state.call(&c.call_id) {
+            Some(call) => call_info(call, "call_start", &call.callee, &time, ctx, out),
+            None => Ok(()),
+        },
         Body::CallRouted(c) | Body::CallAnswered(c) | Body::CallRerouted(c) => {
-            let Some(call) = state.call(&c.call_id) else {
-                return Ok(());
-            };
-            let callee = extension_number(&c.target);
-            out.send(
-                &Route::new(Topic::CdrEvents).with(&[&call.caller, &call.callee, callee]),
-                &CallInfoMsg {
-                    event_type: "call_update_info",
-                    time: &time,
-                    session_id: &call.session_id,
-                    cdr_id: &call.call_id,
-                    direction: direction(call.direction),
-                    user_data: None,
-                    call_id: &call.call_id,
-                    caller_display_name: JsonStr(&call.caller_name),
-                    caller: &call.caller,
-                    callee_display_name: "",
-                    callee,
-                    tenant_id: ctx.tenant_id,
-                    did: if call.direction == "inbound" {
-                        &call.callee
-                    } else {
-                        ""
-                    },
-                    outbound_caller_id: "",
-                },
-            )
+            match state.call(&c.call_id) {
+                Some(call) => {
+                    let callee = extension_number(&c.target);
+                    call_info(call, "call_update_info", callee, &time, ctx, out)
+                }
+                None => Ok(()),
+            }
         }
         Body::CallEnded(c) => match &seen.ended {
             Some(call) => call_cdr(call, c, ev.time, ctx, out),
