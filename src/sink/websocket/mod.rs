@@ -242,7 +242,7 @@ impl Shared {
                 }
                 let slots = &mut hub.slots;
                 let mut emit = |route: &portsip_dialect::Route, bytes: &[u8]| {
-                    sent += self.offer(slots, &portsip::frame(bytes), Some(route), sink);
+                    sent += self.offer(slots, &frame(bytes), Some(route), sink);
                 };
                 let mut out = portsip_dialect::Out::new(buf, &mut emit);
                 let ctx = self.context();
@@ -344,9 +344,11 @@ impl Shared {
     }
 }
 
-/// An encoded event as a frame shared by every client's queue (one copy, reference counted).
-fn frame(buf: &Encoded) -> Utf8Bytes {
-    portsip::frame(buf)
+/// Encoded JSON as a text frame, shared by every client's queue (one copy, reference
+/// counted).
+fn frame(bytes: &[u8]) -> Utf8Bytes {
+    // Encoders write UTF-8 JSON; the fallback cannot happen.
+    Utf8Bytes::try_from(bytes.to_vec()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
 }
 
 pub struct WebsocketSink {

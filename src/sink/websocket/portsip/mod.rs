@@ -11,6 +11,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use command::{Reply, MAX_FILTER};
 pub use session::{Outcome, Session, Users};
 
+use super::frame;
 use crate::dialect::portsip::{self as dialect, Context, Out, State};
 use crate::dialect::Encoded;
 
@@ -109,10 +110,4 @@ pub fn answer(
         }
     }
     frames
-}
-
-/// Encoded JSON as a text frame.
-pub fn frame(bytes: &[u8]) -> Utf8Bytes {
-    // Encoders write UTF-8 JSON; the fallback cannot happen.
-    Utf8Bytes::try_from(bytes.to_vec()).unwrap_or_else(|_| Utf8Bytes::from_static("{}"))
 }
