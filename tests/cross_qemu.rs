@@ -10,9 +10,7 @@ mod common;
 use std::collections::BTreeSet;
 use std::process::{Command, Output};
 
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-}
+use common::output_text as text;
 
 /// The kinds of event (`class.event`) the demo printed. Their order and timing depend on
 /// scheduling, so the builds are compared by what they report, not line by line.

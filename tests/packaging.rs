@@ -12,9 +12,7 @@ fn repo(path: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join(path)
 }
 
-fn text(out: &Output) -> String {
-    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
-}
+use common::output_text as text;
 
 /// A program installed with pip (scripts/install-test-deps.sh): on PATH or in the user's
 /// `~/.local/bin`. Panics, naming the pip package, when it is missing.

@@ -143,3 +143,8 @@ pub fn build_static(target: &str) -> PathBuf {
     assert!(bin.is_file(), "no binary at {}", bin.display());
     bin
 }
+
+/// A finished command's stdout then stderr, as text (for assertion messages).
+pub fn output_text(out: &std::process::Output) -> String {
+    String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr)
+}
