@@ -19,7 +19,9 @@ use crate::bus::BuffersConfig;
 use crate::logging::LogConfig;
 use crate::metrics::MetricsConfig;
 use crate::normalize::NormalizeConfig;
-use crate::settings::{deserialize_at, read_limited, resolve_secret, toml_error, ConfigError};
+use crate::settings::{
+    deserialize_at, is_identity, read_limited, resolve_secret, toml_error, ConfigError,
+};
 use crate::sink::SinkConfig;
 use crate::watchdog::config::WatchdogConfig;
 
@@ -32,7 +34,9 @@ pub const DEFAULT_PATH: &str = "/etc/pbxtap/pbxtap.toml";
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct Config {
-    /// Appliance name carried in every event.
+    /// The appliance's identity: carried in every event (`host`, and the event id
+    /// `<host>.<boot>.<seq>`), and what `{host}` in a sink's subject or topic stands for.
+    /// ASCII letters, digits, `-` and `_`; default: the machine's short host name.
     pub host: String,
     pub ami: AmiConfig,
     pub buffers: BuffersConfig,
@@ -63,10 +67,28 @@ impl Default for Config {
 
 fn default_host() -> String {
     std::fs::read_to_string("/proc/sys/kernel/hostname")
-        .map(|s| s.trim().to_string())
+        .map(|s| identity_of_hostname(s.trim()))
         .ok()
-        .filter(|s| !s.is_empty())
+        .filter(|s| is_identity(s, crate::event::TEXT_LEN))
         .unwrap_or_else(|| "pbx".to_string())
+}
+
+/// The identity a host name gives: its first label (`pbx1` of `pbx1.example.com`), with
+/// any byte an identity cannot hold written as `-`, cut to an event's text length.
+fn identity_of_hostname(name: &str) -> String {
+    let label = name.split('.').next().unwrap_or_default();
+    let mut id: String = label
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '_' {
+                c
+            } else {
+                '-'
+            }
+        })
+        .collect();
+    id.truncate(crate::event::TEXT_LEN);
+    id
 }
 
 impl Config {
@@ -168,11 +190,12 @@ impl Config {
 
     /// Checks values that parse but cannot work, naming the key and what to do.
     pub fn validate(&self) -> Result<(), ConfigError> {
-        if self.host.is_empty() || self.host.len() > crate::event::TEXT_LEN {
+        if !is_identity(&self.host, crate::event::TEXT_LEN) {
             return Err(ConfigError::new(
                 "host",
                 format!(
-                    "must be 1 to {} bytes (it is carried in every event)",
+                    "`{}` cannot name this appliance: use 1 to {} ASCII letters, digits, `-` or `_` (it is one token of NATS subjects, one MQTT topic level and part of every event id; dots would split it)",
+                    self.host,
                     crate::event::TEXT_LEN
                 ),
             ));
@@ -220,6 +243,25 @@ mod tests {
         assert_eq!(cfg.ami.address, "127.0.0.1:5038");
         assert_eq!(cfg.buffers.per_sink, 1024);
         assert!(matches!(cfg.sinks[..], [SinkConfig::Stdout(_)]));
+    }
+
+    #[test]
+    fn host_is_one_subject_token() {
+        for good in ["pbx1", "site-7_b", &"a".repeat(64)] {
+            let text = format!("host = \"{good}\"\n{MINIMAL}");
+            assert_eq!(Config::from_text(&text, &no_env).unwrap().host, good);
+        }
+        for bad in ["", "pbx1.example.com", "a b", "pbx*", "pbx>", "x/y", "zoë", &"a".repeat(65)] {
+            let text = format!("host = \"{bad}\"\n{MINIMAL}");
+            let e = Config::from_text(&text, &no_env).unwrap_err();
+            assert_eq!(e.key, "host", "{bad}");
+            assert!(e.message.contains("letters, digits"), "{e}");
+        }
+        let env = |k: &str| (k == "PBXTAP_HOST").then(|| "a.b".to_string());
+        assert_eq!(Config::from_text(MINIMAL, &env).unwrap_err().key, "host");
+        assert!(is_identity(&default_host(), crate::event::TEXT_LEN));
+        assert_eq!(identity_of_hostname("pbx1.example.com"), "pbx1");
+        assert_eq!(identity_of_hostname("Büro 2"), "B-ro-2");
     }
 
     #[test]

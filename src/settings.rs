@@ -53,6 +53,25 @@ pub fn toml_error(key: &str, e: toml::de::Error) -> ConfigError {
     )
 }
 
+/// In a sink's subject or topic, what stands for the appliance's identity (the top-level
+/// `host`), so that a fleet's boxes publish under their own name: `fleet.{host}`.
+pub const HOST_PLACEHOLDER: &str = "{host}";
+
+/// `template` with every [`HOST_PLACEHOLDER`] replaced by `host`.
+pub fn with_host(template: &str, host: &str) -> String {
+    template.replace(HOST_PLACEHOLDER, host)
+}
+
+/// Whether `name` is usable as an appliance identity: 1 to `max` bytes of ASCII letters,
+/// digits, `-` and `_`, so that it is one NATS subject token, one MQTT topic level and one
+/// part of a dotted event id without quoting.
+pub fn is_identity(name: &str, max: usize) -> bool {
+    (1..=max).contains(&name.len())
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+}
+
 /// Checks a `host:port` address: a port number after the last colon, a host before it.
 pub fn validate_host_port(key: &str, value: &str) -> Result<(), ConfigError> {
     let bad = |why: &str| {

@@ -1,5 +1,7 @@
 //! The `native` dialect: one flat JSON object per event,
-//! `{"v":1,"seq":..,"class":"call","event":"started","time":..,"host":"pbx1",<fields>}`.
+//! `{"v":1,"seq":..,"class":"call","event":"started","time":..,"host":"pbx1",
+//! "id":"pbx1.<boot>.<seq>",<fields>}`: `id` is `Event::id`, unique across restarts, so an
+//! MQTT or NATS consumer can drop a copy it already has.
 //!
 //! Written with serde-json-core straight into a fixed buffer: no allocation per event.
 
@@ -28,6 +30,7 @@ impl Serialize for Native<'_> {
         map.serialize_entry(&JsonStr("event"), &JsonStr(ev.name()))?;
         map.serialize_entry(&JsonStr("time"), &ev.time)?;
         map.serialize_entry(&JsonStr("host"), &JsonStr(ev.host.as_str()))?;
+        map.serialize_entry(&JsonStr("id"), &JsonStr(ev.id().as_str()))?;
         let mut result = Ok(());
         ev.body.fields().for_each_field(&mut |k, v| {
             if result.is_ok() {
@@ -94,9 +97,12 @@ mod tests {
         ev.seq = 7;
         let mut out = Encoded::new();
         encode(&ev, &mut out).unwrap();
+        let id = format!("pbx1.{}.7", crate::event::boot_id());
         assert_eq!(
             core::str::from_utf8(&out).unwrap(),
-            r#"{"v":1,"seq":7,"class":"call","event":"started","time":1700000000123456,"host":"pbx1","call_id":"1795376847.2","session_id":"1795376847.2","from":"101","from_name":"Alice","to":"102","direction":"internal","channel":"PJSIP/101-00000000","account_code":"","context":"lab","tenant_id":"","extra_headers":{"X-Trace":"a\"b"}}"#
+            r#"{"v":1,"seq":7,"class":"call","event":"started","time":1700000000123456,"host":"pbx1","id":""#.to_string()
+                + &id
+                + r#"","call_id":"1795376847.2","session_id":"1795376847.2","from":"101","from_name":"Alice","to":"102","direction":"internal","channel":"PJSIP/101-00000000","account_code":"","context":"lab","tenant_id":"","extra_headers":{"X-Trace":"a\"b"}}"#
         );
     }
 

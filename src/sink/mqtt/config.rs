@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use rumqttc::QoS;
 use serde::Deserialize;
 
-use crate::settings::ConfigError;
+use crate::settings::{with_host, ConfigError};
 
 /// Longest `topic` prefix accepted.
 pub const MAX_TOPIC_LEN: usize = 128;
@@ -17,7 +17,8 @@ pub const MAX_CLIENT_ID_LEN: usize = 128;
 pub struct MqttSinkConfig {
     /// `mqtt://host[:port]` (default port 1883) or `mqtts://host[:port]` (TLS, 8883).
     pub url: String,
-    /// Topic prefix: events go to `<topic>/<class>/<event>`.
+    /// Topic prefix: events go to `<topic>/<class>/<event>`; `{host}` in it is replaced by
+    /// the appliance's identity (`fleet/{host}` gives `fleet/pbx1/call/started`).
     pub topic: String,
     /// MQTT client id; empty: `pbxtap-<host>`.
     pub client_id: String,
@@ -129,10 +130,21 @@ pub fn parse_url(url: &str) -> Result<BrokerUrl, String> {
     })
 }
 
-/// Checks a topic prefix: something to publish under, not a filter.
-pub fn validate_topic(topic: &str) -> Result<(), String> {
-    if topic.is_empty() || topic.len() > MAX_TOPIC_LEN {
-        return Err(format!("must be 1 to {MAX_TOPIC_LEN} bytes"));
+/// Checks a topic prefix: something to publish under, not a filter; `{host}` in it stands
+/// for the appliance's identity.
+pub fn validate_topic(template: &str) -> Result<(), String> {
+    // `{host}` counts as the longest identity, so that every appliance's topic fits.
+    let topic = &with_host(template, &"h".repeat(crate::event::TEXT_LEN));
+    if template.is_empty() || topic.len() > MAX_TOPIC_LEN {
+        return Err(format!(
+            "must be 1 to {MAX_TOPIC_LEN} bytes, `{{host}}` counted as {} (the longest `host`)",
+            crate::event::TEXT_LEN
+        ));
+    }
+    if topic.contains(['{', '}']) {
+        return Err(format!(
+            "`{template}` has a brace that is not `{{host}}`, the only name replaced (e.g. fleet/{{host}})"
+        ));
     }
     if topic.contains(['+', '#', '\0']) {
         return Err(format!(
@@ -278,10 +290,12 @@ mod tests {
     fn topics_must_be_publishable() {
         validate_topic("pbxtap").unwrap();
         validate_topic("site/pbx1").unwrap();
-        for bad in ["", "a/+", "a/#", "$SYS", "/a", "a/", "a//b"] {
+        validate_topic("fleet/{host}").unwrap();
+        for bad in ["", "a/+", "a/#", "$SYS", "/a", "a/", "a//b", "a/{hostname}", "a}"] {
             assert!(validate_topic(bad).is_err(), "{bad}");
         }
         assert!(validate_topic(&"x".repeat(MAX_TOPIC_LEN + 1)).is_err());
+        assert!(validate_topic(&format!("{}/{{host}}", "x".repeat(MAX_TOPIC_LEN - 64))).is_err());
     }
 
     #[test]

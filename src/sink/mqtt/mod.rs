@@ -22,7 +22,7 @@ use super::health::HealthReporter;
 use crate::bus::{Publisher, SinkRx};
 use crate::dialect::{native, Encoded, MAX_ENCODED_LEN};
 use crate::event::{Body, Event};
-use crate::settings::ConfigError;
+use crate::settings::{with_host, ConfigError};
 pub use config::{parse_url, validate_topic, BrokerUrl, MqttSinkConfig};
 use outbox::{Kind, Outbox};
 
@@ -82,6 +82,7 @@ impl MqttSink {
         } else {
             cfg.client_id.clone()
         };
+        let topic = with_host(&cfg.topic, publisher.host());
         let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
         options
             .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
@@ -91,7 +92,7 @@ impl MqttSink {
             .set_request_channel_capacity(cfg.inflight + 1)
             .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
             .set_last_will(LastWill::new(
-                status_topic(&cfg.topic),
+                status_topic(&topic),
                 OFFLINE,
                 QoS::AtLeastOnce,
                 true,
@@ -104,7 +105,7 @@ impl MqttSink {
         }
         Ok(MqttSink {
             options,
-            topic: cfg.topic.clone(),
+            topic,
             qos: cfg.qos_level(),
             window: cfg.inflight,
             extension_topics: cfg.extension_topics,

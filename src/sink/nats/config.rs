@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use async_nats::{ConnectOptions, ServerAddr};
 use serde::Deserialize;
 
-use crate::settings::{read_bounded, resolve_secret, ConfigError, MAX_PEM_FILE};
+use crate::settings::{read_bounded, resolve_secret, with_host, ConfigError, MAX_PEM_FILE};
 use crate::sink::SinkConfig;
 
 /// Longest base subject: the whole subject (`<base>.<class>.<event>`) stays under
@@ -45,7 +45,8 @@ pub struct NatsSinkConfig {
     pub url: String,
     /// `routr` or `native`.
     pub dialect: String,
-    /// Base subject: events go to `<subject>.call.started` and so on.
+    /// Base subject: events go to `<subject>.call.started` and so on; `{host}` in it is
+    /// replaced by the appliance's identity (`fleet.{host}` gives `fleet.pbx1.call.started`).
     pub subject: String,
     /// The host of the SIP URIs of the `routr` dialect (`sip:101@<sip_domain>`); the
     /// appliance's `host` when unset.
@@ -201,7 +202,8 @@ pub fn redacted(url: &str) -> String {
         .join(",")
 }
 
-/// Checks a base subject: dot-separated tokens without spaces or wildcards.
+/// Checks a base subject: dot-separated tokens without spaces or wildcards, where
+/// `{host}` stands for the appliance's identity.
 fn validate_subject(key: &str, subject: &str) -> Result<(), ConfigError> {
     if subject.is_empty() {
         return Err(ConfigError::new(
@@ -209,13 +211,21 @@ fn validate_subject(key: &str, subject: &str) -> Result<(), ConfigError> {
             "is empty: the subjects would be `.call.started` and so on, which NATS refuses (Routr, given it, loses every event); leave it unset for `routr`",
         ));
     }
-    if subject.len() > MAX_BASE_SUBJECT_LEN {
+    // `{host}` counts as the longest identity, so that every appliance's subject fits.
+    let longest = with_host(subject, &"h".repeat(crate::event::TEXT_LEN));
+    if longest.len() > MAX_BASE_SUBJECT_LEN {
         return Err(ConfigError::new(
             key,
-            format!("must be 1 to {MAX_BASE_SUBJECT_LEN} bytes"),
+            format!("must be 1 to {MAX_BASE_SUBJECT_LEN} bytes, `{{host}}` counted as {} (the longest `host`)", crate::event::TEXT_LEN),
         ));
     }
-    if subject
+    if longest.contains(['{', '}']) {
+        return Err(ConfigError::new(
+            key,
+            format!("`{subject}` has a brace that is not `{{host}}`, the only name replaced (e.g. fleet.{{host}})"),
+        ));
+    }
+    if longest
         .split('.')
         .any(|t| t.is_empty() || t.contains(|c: char| c.is_whitespace() || c == '*' || c == '>'))
     {
@@ -460,6 +470,13 @@ mod tests {
             ),
             ("subject = \"a..b\"", "sinks[0].subject", "not a subject"),
             ("subject = \"a.>\"", "sinks[0].subject", "not a subject"),
+            ("subject = \"a.{hostname}\"", "sinks[0].subject", "only name replaced"),
+            ("subject = \"a}\"", "sinks[0].subject", "only name replaced"),
+            (
+                "subject = \"{host}.{host}\"",
+                "sinks[0].subject",
+                "counted as 64",
+            ),
             ("subject = \"\"", "sinks[0].subject", "is empty"),
             (
                 "dialect = \"enswitch\"",

@@ -5,9 +5,9 @@
 //! [`PUBLISH_WINDOW`] events, then flushes; async-nats completes a flush only once the
 //! bytes went to a live connection, so while the server is away the sink waits on that
 //! flush and takes nothing more off its ring. The ring then overflows oldest-first and
-//! counts what it drops; the client never holds more than one window. With
-//! `jetstream = true` every event is published with a `Nats-Msg-Id` and retried until the
-//! stream acknowledges it (at least once into the stream, deduplicated by the id).
+//! counts what it drops; the client never holds more than one window. Every message
+//! carries the event's id as `Nats-Msg-Id`; with `jetstream = true` each is retried until
+//! the stream acknowledges it (at least once into the stream, deduplicated by the id).
 //!
 //! Layout: `config` (keys, Routr's environment), `link` (client options, link health and
 //! error logs), `wire` (subjects and message ids); this file runs the delivery loop.
@@ -20,17 +20,15 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Instant;
 
-use async_nats::HeaderMap;
-
 use crate::bus::{Publisher, SinkRx, TryRecv};
 use crate::dialect::{native, routr, Encoded};
 use crate::event::Event;
-use crate::settings::ConfigError;
+use crate::settings::{with_host, ConfigError};
 use crate::sink::health::HealthReporter;
 use config::Servers;
 pub use config::{apply_routr_env, parse_servers, redacted, NatsDialect, NatsSinkConfig};
 use link::{backoff, connect_options, Link, ACK_TIMEOUT};
-use wire::{write_subject, MSG_ID_HEADER, SUBJECT_LEN};
+use wire::{headers, write_subject, SUBJECT_LEN};
 
 /// Events handed to async-nats before the sink waits for them to be flushed. It bounds
 /// what can sit in the client (and be lost if the connection breaks at that instant)
@@ -49,6 +47,8 @@ pub enum NatsSinkError {
 
 pub struct NatsSink {
     cfg: NatsSinkConfig,
+    /// The base subject with `{host}` replaced by this appliance's identity.
+    subject: String,
     servers: Servers,
     dialect: NatsDialect,
     publisher: Publisher,
@@ -65,6 +65,7 @@ impl NatsSink {
         // TLS) with the process-wide provider: ring, as everywhere in pbxtap.
         let _ = rustls::crypto::ring::default_provider().install_default();
         Ok(NatsSink {
+            subject: with_host(&cfg.subject, publisher.host()),
             cfg: cfg.clone(),
             servers,
             dialect,
@@ -157,13 +158,13 @@ impl NatsSink {
         let encoded = match self.dialect {
             NatsDialect::Routr => routr::encode(ev, &self.routr(), buf).map(|s| {
                 s.map(|suffix| {
-                    let _ = write_subject(&mut subject, &[&self.cfg.subject, suffix]);
+                    let _ = write_subject(&mut subject, &[&self.subject, suffix]);
                 })
             }),
             NatsDialect::Native => native::encode(ev, buf).map(|()| {
                 let _ = write_subject(
                     &mut subject,
-                    &[&self.cfg.subject, ev.class().as_str(), ev.name()],
+                    &[&self.subject, ev.class().as_str(), ev.name()],
                 );
                 Some(())
             }),
@@ -193,7 +194,11 @@ impl NatsSink {
                 continue;
             };
             client
-                .publish(subject.as_str().to_string(), buf.to_vec().into())
+                .publish_with_headers(
+                    subject.as_str().to_string(),
+                    headers(ev),
+                    buf.to_vec().into(),
+                )
                 .await
                 .map_err(|e| NatsSinkError::ClientGone(e.to_string()))?;
             n += 1;
@@ -222,15 +227,12 @@ impl NatsSink {
                 continue;
             };
             let payload = buf.to_vec();
-            let id = ev.id();
             let mut retries = 0;
             loop {
-                let mut headers = HeaderMap::new();
-                headers.insert(MSG_ID_HEADER, id.as_str());
                 let acked = match js
                     .publish_with_headers(
                         subject.as_str().to_string(),
-                        headers,
+                        headers(ev),
                         payload.clone().into(),
                     )
                     .await

@@ -1,10 +1,22 @@
 //! The NATS sink's wire details: subjects (`<base>.<suffix>`, bounded) and the header
-//! JetStream deduplicates on (the event's id, `Event::id`).
+//! every message carries, which JetStream deduplicates on (the event's id, `Event::id`).
+
+use async_nats::HeaderMap;
+
+use crate::event::Event;
 
 /// Longest subject published.
 pub const SUBJECT_LEN: usize = 128;
 /// The header JetStream deduplicates on.
 pub(super) const MSG_ID_HEADER: &str = "Nats-Msg-Id";
+
+/// The headers of `ev`'s message: `Nats-Msg-Id: <host>.<boot>.<seq>`, on core NATS too,
+/// so any consumer can drop a copy it already has and tell the appliances apart.
+pub(super) fn headers(ev: &Event) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(MSG_ID_HEADER, ev.id().as_str());
+    headers
+}
 
 /// Writes `parts` joined by dots into `out`; `Err` when it does not fit.
 pub(super) fn write_subject<const N: usize>(
