@@ -251,7 +251,16 @@ mod tests {
             let text = format!("host = \"{good}\"\n{MINIMAL}");
             assert_eq!(Config::from_text(&text, &no_env).unwrap().host, good);
         }
-        for bad in ["", "pbx1.example.com", "a b", "pbx*", "pbx>", "x/y", "zoë", &"a".repeat(65)] {
+        for bad in [
+            "",
+            "pbx1.example.com",
+            "a b",
+            "pbx*",
+            "pbx>",
+            "x/y",
+            "zoë",
+            &"a".repeat(65),
+        ] {
             let text = format!("host = \"{bad}\"\n{MINIMAL}");
             let e = Config::from_text(&text, &no_env).unwrap_err();
             assert_eq!(e.key, "host", "{bad}");

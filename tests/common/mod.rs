@@ -98,12 +98,14 @@ pub fn pbxtap_bin() -> PathBuf {
 pub mod ami;
 pub mod bench;
 pub mod daemon;
+pub mod fleet;
 pub mod fonoster;
 pub mod mqtt;
 pub mod nats;
 pub mod pbx;
 pub mod scenarios;
 pub mod sequence;
+pub mod site_link;
 pub mod tls;
 
 /// The lines a child process writes to `stdout`, as they come, read by a thread of their own

@@ -291,7 +291,17 @@ mod tests {
         validate_topic("pbxtap").unwrap();
         validate_topic("site/pbx1").unwrap();
         validate_topic("fleet/{host}").unwrap();
-        for bad in ["", "a/+", "a/#", "$SYS", "/a", "a/", "a//b", "a/{hostname}", "a}"] {
+        for bad in [
+            "",
+            "a/+",
+            "a/#",
+            "$SYS",
+            "/a",
+            "a/",
+            "a//b",
+            "a/{hostname}",
+            "a}",
+        ] {
             assert!(validate_topic(bad).is_err(), "{bad}");
         }
         assert!(validate_topic(&"x".repeat(MAX_TOPIC_LEN + 1)).is_err());

@@ -470,7 +470,11 @@ mod tests {
             ),
             ("subject = \"a..b\"", "sinks[0].subject", "not a subject"),
             ("subject = \"a.>\"", "sinks[0].subject", "not a subject"),
-            ("subject = \"a.{hostname}\"", "sinks[0].subject", "only name replaced"),
+            (
+                "subject = \"a.{hostname}\"",
+                "sinks[0].subject",
+                "only name replaced",
+            ),
             ("subject = \"a}\"", "sinks[0].subject", "only name replaced"),
             (
                 "subject = \"{host}.{host}\"",
