@@ -148,6 +148,15 @@ pub fn check_one_line(key: &str, value: &str) -> Result<(), ConfigError> {
     }
 }
 
+/// Where a credential file is: a relative `path` in `$CREDENTIALS_DIRECTORY` (systemd
+/// `LoadCredential=`) when that is set, else `path` as written.
+pub fn credential_path(path: &Path, env: &dyn Fn(&str) -> Option<String>) -> PathBuf {
+    match env("CREDENTIALS_DIRECTORY") {
+        Some(dir) if path.is_relative() => Path::new(&dir).join(path),
+        _ => path.to_path_buf(),
+    }
+}
+
 /// Reads a secret from a file (at most [`MAX_SECRET_FILE`] bytes): its text, trimmed,
 /// which must be one line. A relative path is looked up in `$CREDENTIALS_DIRECTORY`
 /// (systemd `LoadCredential=`) when that is set.
@@ -156,10 +165,7 @@ pub fn read_secret_file(
     path: &Path,
     env: &dyn Fn(&str) -> Option<String>,
 ) -> Result<String, ConfigError> {
-    let full = match env("CREDENTIALS_DIRECTORY") {
-        Some(dir) if path.is_relative() => Path::new(&dir).join(path),
-        _ => path.to_path_buf(),
-    };
+    let full = credential_path(path, env);
     let text = read_bounded(key, &full, MAX_SECRET_FILE)?;
     let secret = text.trim();
     if secret.is_empty() {

@@ -6,7 +6,9 @@ use std::path::PathBuf;
 use async_nats::{ConnectOptions, ServerAddr};
 use serde::Deserialize;
 
-use crate::settings::{read_bounded, resolve_secret, with_host, ConfigError, MAX_PEM_FILE};
+use crate::settings::{
+    credential_path, read_bounded, resolve_secret, with_host, ConfigError, MAX_PEM_FILE,
+};
 use crate::sink::SinkConfig;
 
 /// Longest base subject: the whole subject (`<base>.<class>.<event>`) stays under
@@ -61,7 +63,8 @@ pub struct NatsSinkConfig {
     /// NKey user seed (`SU...`).
     pub nkey: Option<String>,
     pub nkey_file: Option<PathBuf>,
-    /// A `.creds` file (user JWT and NKey seed).
+    /// A `.creds` file (user JWT and NKey seed); a relative path is looked up in
+    /// `$CREDENTIALS_DIRECTORY`.
     pub creds_file: Option<PathBuf>,
     /// Require TLS even when the URL says `nats://`.
     pub tls: bool,
@@ -320,12 +323,16 @@ impl NatsSinkConfig {
         Ok(())
     }
 
-    /// Reads `password_file`, `token_file` and `nkey_file` into their secrets.
+    /// Reads `password_file`, `token_file` and `nkey_file` into their secrets, and finds a
+    /// relative `creds_file` in `$CREDENTIALS_DIRECTORY`.
     pub fn resolve_secrets(
         &mut self,
         key: &str,
         env: &dyn Fn(&str) -> Option<String>,
     ) -> Result<(), ConfigError> {
+        if let Some(path) = &mut self.creds_file {
+            *path = credential_path(path, env);
+        }
         resolve_secret(
             &format!("{key}.password_file"),
             &mut self.password,
@@ -578,6 +585,21 @@ mod tests {
         let e = err(&format!("creds_file = \"{}\"", bad_creds.display()));
         assert_eq!(e.key, "sinks[0].creds_file");
         assert!(e.message.contains("not a NATS .creds file"), "{e}");
+
+        // A relative creds_file is the systemd credential of that name.
+        let creds_dir = dir.path().to_str().unwrap().to_string();
+        let env = move |k: &str| (k == "CREDENTIALS_DIRECTORY").then(|| creds_dir.clone());
+        let e = Config::from_text(&sink("creds_file = \"x.creds\""), &env).unwrap_err();
+        assert_eq!(e.key, "sinks[0].creds_file");
+        assert!(
+            e.message.contains(&format!(
+                "{} is not a NATS .creds file",
+                bad_creds.display()
+            )),
+            "{e}"
+        );
+        let e = Config::from_text(&sink("creds_file = \"x.creds\""), &no_env).unwrap_err();
+        assert!(e.message.contains("cannot read x.creds"), "{e}");
     }
 
     fn env_of(vars: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
