@@ -149,9 +149,9 @@ impl Cluster {
     }
 }
 
-/// Creates the replicated stream `FLEET` on `fleet.>` once the cluster has a JetStream
-/// leader (it refuses until then).
-pub async fn create_stream(client: &async_nats::Client) {
+/// Creates the stream `FLEET` on `fleet.>` with `replicas` copies, once the server or
+/// cluster has a JetStream leader (it refuses until then).
+pub async fn create_stream(client: &async_nats::Client, replicas: usize) {
     let js = jetstream::new(client.clone());
     let mut last = String::new();
     super::until(
@@ -162,7 +162,7 @@ pub async fn create_stream(client: &async_nats::Client) {
                 name: STREAM.into(),
                 subjects: vec!["fleet.>".into()],
                 storage: stream::StorageType::File,
-                num_replicas: 3,
+                num_replicas: replicas,
                 duplicate_window: Duration::from_secs(120),
                 ..Default::default()
             })
@@ -260,13 +260,18 @@ impl Appliance {
              subject = \"fleet.{{host}}\"\njetstream = true\nname = \"{host}\"\n",
             peer.address, feed.per_sink
         );
-        let daemon = Daemon::start(&config, &[], false);
+        let daemon = Daemon::start(&config, &[], true);
         Appliance {
             host,
             peer,
             daemon,
             metrics,
         }
+    }
+
+    /// Stops its pbxtap (SIGTERM, which sends what its ring holds) and waits for it.
+    pub async fn stop(self) {
+        self.daemon.stop(Duration::from_secs(10)).await;
     }
 
     fn scrape(&self) -> Option<Scrape> {
@@ -302,7 +307,7 @@ pub async fn run(plan: &Plan) -> Report {
     let dir = tempfile::tempdir().unwrap();
     let mut cluster = Cluster::start(dir.path());
     let admin = cluster.connect().await;
-    create_stream(&admin).await;
+    create_stream(&admin, 3).await;
     // Appliance 0 reaches each node through its own link.
     let mut links = Vec::new();
     for n in &cluster.nodes {
@@ -407,15 +412,20 @@ enum Step {
     Mend,
 }
 
-/// Reads every message of `stream`: ids counted per appliance against what each
-/// published (`expected`), latencies, and the `sink_down` events of `cut_host`.
-pub async fn read_back(
-    client: &async_nats::Client,
-    stream: &str,
-    cut_host: &str,
-    expected: &HashMap<String, u64>,
-    report: &mut Report,
-) {
+/// One message of the stream: its id's parts, its subject, the event's time and when the
+/// stream stored it (µs since the epoch).
+#[derive(Debug)]
+pub struct Stored {
+    pub host: String,
+    pub boot: String,
+    pub seq: u64,
+    pub subject: String,
+    pub time: u64,
+    pub stored: u64,
+}
+
+/// Every message of `stream`, in the stream's order.
+pub async fn stored(client: &async_nats::Client, stream: &str) -> Vec<Stored> {
     let js = jetstream::new(client.clone());
     let mut s = js.get_stream(stream).await.unwrap();
     let total = s.info().await.unwrap().state.messages;
@@ -427,11 +437,7 @@ pub async fn read_back(
         .await
         .unwrap();
     let mut messages = consumer.messages().await.unwrap();
-    // host → boot → (seq → copies)
-    let mut seen: HashMap<String, HashMap<String, HashMap<u64, u32>>> = HashMap::new();
-    let mut all = Vec::new();
-    let mut uncut = Vec::new();
-    let (mut first, mut last) = (u64::MAX, 0u64);
+    let mut out = Vec::new();
     for _ in 0..total {
         let m = tokio::time::timeout(Duration::from_secs(30), messages.next())
             .await
@@ -445,8 +451,7 @@ pub async fn read_back(
             .map(|v| v.as_str().to_string())
             .expect("every message has a Nats-Msg-Id");
         let mut parts = id.rsplitn(3, '.');
-        let (seq, boot, host) = (parts.next(), parts.next(), parts.next());
-        let (Some(seq), Some(boot), Some(host)) = (seq, boot, host) else {
+        let (Some(seq), Some(boot), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
             panic!("an id that is not <host>.<boot>.<seq>: {id}");
         };
         assert!(
@@ -454,26 +459,52 @@ pub async fn read_back(
             "{id} on {}: the subject names another appliance",
             m.subject
         );
+        let published = m.info().expect("JetStream metadata").published;
+        out.push(Stored {
+            host: host.to_string(),
+            boot: boot.to_string(),
+            seq: seq.parse().expect("a numeric seq"),
+            subject: m.subject.to_string(),
+            time: json_u64(&m.payload, "time").expect("an event time"),
+            stored: (published.unix_timestamp_nanos() / 1000) as u64,
+        });
+    }
+    out
+}
+
+/// Reads every message of `stream`: ids counted per appliance against what each
+/// published (`expected`, one boot each), latencies, and the `sink_down` events of
+/// `cut_host`.
+pub async fn read_back(
+    client: &async_nats::Client,
+    stream: &str,
+    cut_host: &str,
+    expected: &HashMap<String, u64>,
+    report: &mut Report,
+) {
+    // host → boot → (seq → copies)
+    let mut seen: HashMap<String, HashMap<String, HashMap<u64, u32>>> = HashMap::new();
+    let mut all = Vec::new();
+    let mut uncut = Vec::new();
+    let (mut first, mut last) = (u64::MAX, 0u64);
+    for m in stored(client, stream).await {
         *seen
-            .entry(host.to_string())
+            .entry(m.host.clone())
             .or_default()
-            .entry(boot.to_string())
+            .entry(m.boot)
             .or_default()
-            .entry(seq.parse().expect("a numeric seq"))
+            .entry(m.seq)
             .or_default() += 1;
-        if host == cut_host && m.subject.ends_with(".system.sink_down") {
+        if m.host == cut_host && m.subject.ends_with(".system.sink_down") {
             report.cut_sink_downs += 1;
         }
-        let time = json_u64(&m.payload, "time").expect("an event time");
-        let stored = m.info().expect("JetStream metadata").published;
-        let stored_us = (stored.unix_timestamp_nanos() / 1000) as u64;
-        let latency = stored_us.saturating_sub(time);
+        let latency = m.stored.saturating_sub(m.time);
         all.push(latency);
-        if host != cut_host {
+        if m.host != cut_host {
             uncut.push(latency);
         }
-        first = first.min(time);
-        last = last.max(stored_us);
+        first = first.min(m.time);
+        last = last.max(m.stored);
     }
     report.span = Duration::from_micros(last.saturating_sub(first));
     report.latency_us = percentiles(&mut all);
