@@ -145,33 +145,39 @@ async fn a_recorded_call_arrives_on_its_topics_with_native_payloads() {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn asterisk_health_is_also_retained_on_the_health_topic() {
+async fn asterisk_health_is_also_retained_on_the_health_topic_under_the_appliances_name() {
     let dir = tempfile::tempdir().unwrap();
     let broker = Mosquitto::start(dir.path(), "");
     let mut sub = Subscriber::start(broker.port, "watcher-health", "site/#", false).await;
     let bus = Bus::new(64, text("pbx1"));
-    let (_sink, _) = start_sink(&sink_config(broker.port, "site"), &bus).await;
-    sub.until(WAIT, |m| m.topic == "site/status").await;
+    let (_sink, _) = start_sink(&sink_config(broker.port, "site/{host}"), &bus).await;
+    sub.until(WAIT, |m| m.topic == "site/pbx1/status").await;
     let publisher = bus.publisher();
     publisher.publish_body(Body::AsteriskDown(AsteriskHealth {
         pid: 4242,
         reason: text("process gone"),
         ..Default::default()
     }));
-    let got = sub.until(WAIT, |m| m.topic == "site/health").await;
+    let got = sub.until(WAIT, |m| m.topic == "site/pbx1/health").await;
     let down = got
         .iter()
-        .find(|m| m.topic == "site/system/asterisk_down")
+        .find(|m| m.topic == "site/pbx1/system/asterisk_down")
         .expect("asterisk_down on its own topic first");
     assert_eq!(got.last().unwrap().payload, down.payload);
     assert!(down.payload.contains("\"pid\":4242"), "{}", down.payload);
+    // The event's id names the appliance too, for consumers of a whole fleet's topics.
+    assert!(
+        down.payload.contains("\"host\":\"pbx1\",\"id\":\"pbx1."),
+        "{}",
+        down.payload
+    );
     publisher.publish_body(Body::AsteriskUp(AsteriskHealth {
         pid: 4343,
         ..Default::default()
     }));
-    sub.until(WAIT, |m| m.topic == "site/health").await;
+    sub.until(WAIT, |m| m.topic == "site/pbx1/health").await;
     // A consumer arriving later gets the latest state at once, retained.
-    let mut late = Subscriber::start(broker.port, "late-health", "site/health", false).await;
+    let mut late = Subscriber::start(broker.port, "late-health", "site/pbx1/health", false).await;
     let m = late.next(WAIT).await;
     assert!(m.retain, "health must be retained");
     assert!(
