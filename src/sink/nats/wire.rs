@@ -1,5 +1,5 @@
 //! The NATS sink's wire details: subjects (`<base>.<suffix>`, bounded) and the header
-//! every message carries, which JetStream deduplicates on (the event's id, `Event::id`).
+//! JetStream deduplicates on (the event's id, `Event::id`).
 
 use async_nats::HeaderMap;
 
@@ -10,8 +10,8 @@ pub const SUBJECT_LEN: usize = 128;
 /// The header JetStream deduplicates on.
 pub(super) const MSG_ID_HEADER: &str = "Nats-Msg-Id";
 
-/// The headers of `ev`'s message: `Nats-Msg-Id: <host>.<boot>.<seq>`, on core NATS too,
-/// so any consumer can drop a copy it already has and tell the appliances apart.
+/// The headers of `ev`'s JetStream message: `Nats-Msg-Id: <host>.<boot>.<seq>`, which the
+/// stream deduplicates on and any consumer can read.
 pub(super) fn headers(ev: &Event) -> HeaderMap {
     let mut headers = HeaderMap::new();
     headers.insert(MSG_ID_HEADER, ev.id().as_str());
