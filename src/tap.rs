@@ -4,6 +4,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 
 use crate::ami::client::{AmiError, Handler};
+use crate::ami::filter::Wanted;
 use crate::ami::frame::Message;
 use crate::bus::Bus;
 use crate::event::{self, AmiLink, Body, Event};
@@ -105,6 +106,10 @@ impl Handler for Tap {
 
     fn reads(name: &str, message: &[u8]) -> bool {
         normalize::reads(name, message)
+    }
+
+    fn wanted() -> Option<Wanted> {
+        Some(normalize::WANTED)
     }
 
     fn disconnected(&mut self, reason: &AmiError) {

@@ -797,3 +797,123 @@ fn a_call_on_an_asterisk_with_a_long_systemname_is_one_call() {
         scenarios::ANSWERED_CALLER_HANGS_UP,
     );
 }
+
+/// `ami.filter_at_source`: the same answered calls with Asterisk filtering at the source
+/// and without. pbxtap publishes the same events; the AMI socket carries far fewer bytes
+/// (about half: the registrations, device states, queue members and contact lists pbxtap
+/// reads are much of what a call makes Asterisk send).
+/// Prints each run's bytes and Asterisk's CPU time (the README's figures).
+#[test]
+fn filters_at_the_source_give_the_same_events_for_fewer_bytes() {
+    const CALLS: usize = 5;
+    let pbx = Pbx::start("filters_at_the_source_give_the_same_events_for_fewer_bytes");
+    let mut runs = Vec::new();
+    for filter in [true, false] {
+        let metrics = format!("127.0.0.1:{}", common::free_port());
+        let config = format!(
+            "host = \"lab\"\n{}filter_at_source = {filter}\n[watchdog]\nenabled = false\n\
+             [metrics]\nenabled = true\nlisten = \"{metrics}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            pbx.ami_toml()
+        );
+        let daemon = Daemon::start(&config, &[], true);
+        daemon.wait_line(WAIT, |l| l.contains("\"event\":\"ami_connected\""));
+        let scrape = |key: &str| {
+            pbxtap::metrics::fetch(&metrics, Duration::from_secs(2))
+                .ok()
+                .and_then(|s| s.get(key))
+                .map(|v| v as u64)
+        };
+        if filter {
+            common::wait_until("Asterisk to accept the filters", WAIT, || {
+                scrape("pbxtap_ami_filtered_at_source") == Some(1)
+            });
+            assert!(
+                daemon.stderr().contains("ami_filtered_at_source"),
+                "{}",
+                daemon.stderr()
+            );
+        }
+        let tap = Tap { daemon };
+        let start = tap.events().len();
+        let (bytes0, messages0, cpu0) = (
+            scrape("pbxtap_ami_bytes_total").unwrap(),
+            scrape("pbxtap_ami_messages_total").unwrap(),
+            pbx.cpu_time(),
+        );
+        let mut events = Vec::new();
+        for _ in 0..CALLS {
+            events = one_call(
+                &pbx,
+                &tap,
+                "102",
+                "200",
+                ("uas_answer".into(), &[("ring_ms", "200"), ("talk_ms", "0")]),
+            );
+        }
+        let (bytes, messages, cpu) = (
+            scrape("pbxtap_ami_bytes_total").unwrap() - bytes0,
+            scrape("pbxtap_ami_messages_total").unwrap() - messages0,
+            pbx.cpu_time() - cpu0,
+        );
+        assert_eq!(
+            scrape("pbxtap_ami_filtered_at_source"),
+            Some(u64::from(filter))
+        );
+        // What a consumer reads of the calls: every call and target event, in order.
+        let calls: Vec<String> = events[start..]
+            .iter()
+            .filter(|e| e["class"] == "call" || e["class"] == "target")
+            .map(name)
+            .collect();
+        eprintln!(
+            "filter_at_source = {filter}: {CALLS} answered calls, {} call and target events, {messages} AMI messages, {bytes} bytes on the AMI socket, Asterisk CPU {} ms",
+            calls.len(),
+            cpu.as_millis()
+        );
+        runs.push((calls, bytes));
+        drop(tap);
+    }
+    let (filtered, all) = (&runs[0], &runs[1]);
+    assert!(filtered.0.len() >= CALLS * 4, "{:?}", filtered.0);
+    assert_eq!(
+        filtered.0, all.0,
+        "the same events with and without filters"
+    );
+    assert!(
+        filtered.1 * 3 < all.1 * 2,
+        "filtered {} bytes, not under two thirds of {}",
+        filtered.1,
+        all.1
+    );
+}
+
+/// A manager user without `write = system` may not add filters: pbxtap says so once, and
+/// Asterisk sends every event, which pbxtap passes over as before.
+#[test]
+fn a_refused_filter_is_told_and_every_event_still_comes() {
+    let pbx = Pbx::start_replacing(
+        "a_refused_filter_is_told_and_every_event_still_comes",
+        "manager.conf",
+        "write = all",
+        "write = call",
+    );
+    let tap = Tap::start(&pbx);
+    let events = one_call(
+        &pbx,
+        &tap,
+        "102",
+        "200",
+        ("uas_answer".into(), &[("ring_ms", "200"), ("talk_ms", "0")]),
+    );
+    let call = call_from(&events, "101");
+    assert_seq(
+        &of_call(&events, &call),
+        scenarios::ANSWERED_CALLER_HANGS_UP,
+    );
+    let log = tap.daemon.stderr();
+    assert!(
+        log.contains("ami_filter_refused") && log.contains("write = system"),
+        "{log}"
+    );
+    assert!(!log.contains("ami_filtered_at_source"), "{log}");
+}

@@ -9,8 +9,9 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use super::config::AmiConfig;
+use super::filter::{self, Wanted};
 use super::frame::{Frame, Limits, Message, Parser};
-use super::session::{Session, SessionConfig, SessionError};
+use super::session::{Filtering, Session, SessionConfig, SessionError};
 use crate::backoff::Backoff;
 
 /// Bytes read from the socket at a time; the parser takes any split.
@@ -31,6 +32,8 @@ pub struct ClientConfig {
     pub limits: Limits,
     /// Redial after the connection ends. Off only for `pbxtap demo`, which ends with its replay.
     pub reconnect: bool,
+    /// Ask Asterisk to send only what the handler reads (`ami.filter_at_source`).
+    pub filter_at_source: bool,
 }
 
 impl ClientConfig {
@@ -48,6 +51,8 @@ impl ClientConfig {
                 contacts_every: (ami.contacts_poll_secs > 0)
                     .then(|| Duration::from_secs(ami.contacts_poll_secs)),
                 login_timeout: Duration::from_secs(ami.login_timeout_secs),
+                // Set per connection from the handler's `wanted`.
+                source_filter: None,
             },
             backoff: Backoff {
                 min: Duration::from_millis(ami.reconnect_min_ms),
@@ -60,6 +65,7 @@ impl ClientConfig {
                 max_headers: ami.max_headers,
             },
             reconnect: true,
+            filter_at_source: ami.filter_at_source,
         }
     }
 }
@@ -113,6 +119,11 @@ pub trait Handler {
     fn reads(_name: &str, _message: &[u8]) -> bool {
         true
     }
+    /// What the handler reads, for Asterisk to filter on (`ami::filter`); `None`: every
+    /// event.
+    fn wanted() -> Option<Wanted> {
+        None
+    }
     /// The connection ended.
     fn disconnected(&mut self, reason: &AmiError);
     /// About once a second, connected or not.
@@ -134,6 +145,10 @@ pub struct AmiHealth {
     pub last_ping_rtt_us: AtomicU64,
     /// AMI messages received, those the parser passed over unread included.
     pub messages: AtomicU64,
+    /// Bytes read from the AMI socket.
+    pub bytes: AtomicU64,
+    /// Asterisk filters the events at the source on this connection.
+    pub filtered_at_source: AtomicBool,
     pub reconnects: AtomicU64,
     /// Messages the parser skipped (too large, too many headers).
     pub frame_errors: AtomicU64,
@@ -196,6 +211,26 @@ pub async fn run<H: Handler>(
     }
 }
 
+/// Tells how Asterisk filters for this connection (once per connection).
+fn log_filtering(f: &Filtering, health: &AmiHealth) {
+    match f {
+        Filtering::On { version } => {
+            health.filtered_at_source.store(true, Ordering::Relaxed);
+            tracing::info!(code = "ami_filtered_at_source", asterisk = %version, "Asterisk sends only the events pbxtap reads (filters at the source)");
+        }
+        Filtering::Unsupported { version } => tracing::info!(
+            code = "ami_filter_unsupported",
+            asterisk = %version,
+            "this Asterisk cannot filter events by name (18.26, 20.11, 21.6, 22.1 and later can): it sends every event, and pbxtap passes over those it does not read"
+        ),
+        Filtering::Refused { message } => tracing::warn!(
+            code = "ami_filter_refused",
+            reason = %message,
+            "Asterisk refused the event filter (the AMI user needs `write = system` in manager.conf): it sends every event, and pbxtap passes over those it does not read"
+        ),
+    }
+}
+
 /// The parser's filter: the events `H` reads, and `FullyBooted`, which the client watches.
 fn reads<H: Handler>(name: &str, message: &[u8]) -> bool {
     name.eq_ignore_ascii_case("FullyBooted") || H::reads(name, message)
@@ -227,7 +262,12 @@ async fn serve<H: Handler>(
         source,
     };
     parser.reset();
-    let mut session = Session::new(cfg.session.clone(), Instant::now());
+    let mut session_cfg = cfg.session.clone();
+    if cfg.filter_at_source {
+        session_cfg.source_filter = H::wanted().map(|w| filter::actions(&w));
+    }
+    let mut session = Session::new(session_cfg, Instant::now());
+    health.filtered_at_source.store(false, Ordering::Relaxed);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     // Actions to write after a read: at most the login steps and one ping at a time.
@@ -241,6 +281,7 @@ async fn serve<H: Handler>(
                     Ok(n) => n,
                     Err(e) => return io_err(e),
                 };
+                health.bytes.fetch_add(n as u64, Ordering::Relaxed);
                 let mut failed: Option<SessionError> = None;
                 let now = Instant::now();
                 let passed_over = parser.stats().passed_over;
@@ -276,6 +317,9 @@ async fn serve<H: Handler>(
                                     }
                                     if step.contacts_listed {
                                         handler.contacts_listed();
+                                    }
+                                    if let Some(f) = step.filtering {
+                                        log_filtering(&f, health);
                                     }
                                 }
                             }

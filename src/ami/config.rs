@@ -37,6 +37,9 @@ pub struct AmiConfig {
     /// a registration refresh and a registration's expiry are learnt; 0: only after login
     /// and when a contact appears.
     pub contacts_poll_secs: u64,
+    /// Ask Asterisk to send only the events pbxtap reads (`Filter` actions after login,
+    /// on Asterisk 18.26, 20.11, 21.6, 22.1 and later; needs `write = system`).
+    pub filter_at_source: bool,
     /// Asterisk's `manager.conf` on this machine: the user's `read =` classes are checked
     /// against what pbxtap uses, and each missing one is named at start-up. Empty: no check.
     pub manager_conf: PathBuf,
@@ -58,6 +61,7 @@ impl Default for AmiConfig {
             max_message_len: 16 * 1024,
             max_headers: 128,
             contacts_poll_secs: 10,
+            filter_at_source: true,
             manager_conf: "/etc/asterisk/manager.conf".into(),
         }
     }

@@ -4,6 +4,7 @@
 
 pub mod client;
 pub mod config;
+pub mod filter;
 pub mod frame;
 pub mod pace;
 pub mod permissions;

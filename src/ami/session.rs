@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 use md5::{Digest, Md5};
 
 use super::config::AmiAuth;
+use super::filter;
 use super::frame::Message;
 
 /// What the session needs to know, fixed per connection.
@@ -26,6 +27,9 @@ pub struct SessionConfig {
     /// Time from the TCP connect to a successful login: a peer that stalls before (no
     /// banner, no answer to Challenge or Login) is dropped then, like any failed link.
     pub login_timeout: Duration,
+    /// The `Filter` actions that make Asterisk send only what is read (`ami::filter`),
+    /// sent after login where the version has them; `None`: Asterisk sends every event.
+    pub source_filter: Option<String>,
 }
 
 /// Why a session ended (or never started).
@@ -64,6 +68,19 @@ pub struct Step {
     pub deliver: bool,
     /// A contact list just ended (complete, or Asterisk had no contacts to list).
     pub contacts_listed: bool,
+    /// What became of the filters at the source, once known.
+    pub filtering: Option<Filtering>,
+}
+
+/// Whether Asterisk filters the events at the source for this session.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Filtering {
+    /// Every filter was accepted: Asterisk sends only what is read.
+    On { version: String },
+    /// This version has no header filters (or did not say which it is): every event comes.
+    Unsupported { version: String },
+    /// Asterisk refused a filter (its `Message`): every event comes.
+    Refused { message: String },
 }
 
 pub struct Session {
@@ -82,6 +99,10 @@ pub struct Session {
     next_contacts: Option<Instant>,
     /// False once Asterisk refused `PJSIPShowContacts` (no res_pjsip, or an old version).
     contacts_supported: bool,
+    /// The version `CoreSettings` gave, while the filters are being answered.
+    filter_version: String,
+    /// A filter was refused: the rest of the answers change nothing.
+    filter_refused: bool,
 }
 
 const LOGIN_ID: &str = "pbxtap-login";
@@ -90,6 +111,7 @@ const RESYNC_ID: &str = "pbxtap-resync";
 const PING_PREFIX: &str = "pbxtap-ping-";
 const CONTACTS_ID: &str = "pbxtap-contacts";
 const CONTACTS_ACTION: &str = "Action: PJSIPShowContacts\r\nActionID: pbxtap-contacts\r\n\r\n";
+const VERSION_ID: &str = "pbxtap-version";
 
 /// The key of an MD5 login: lowercase hex of MD5(challenge + secret).
 pub fn md5_key(challenge: &str, secret: &str) -> String {
@@ -114,6 +136,8 @@ impl Session {
             contacts_out: false,
             next_contacts: None,
             contacts_supported: true,
+            filter_version: String::new(),
+            filter_refused: false,
         }
     }
 
@@ -196,11 +220,63 @@ impl Session {
                 self.state = State::Up;
                 self.next_ping = Some(now + self.cfg.ping_interval);
                 self.contacts_out = true;
+                let mut send = format!(
+                    "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{CONTACTS_ACTION}"
+                );
+                if self.cfg.source_filter.is_some() {
+                    send.push_str(&format!(
+                        "Action: CoreSettings\r\nActionID: {VERSION_ID}\r\n\r\n"
+                    ));
+                }
                 Ok(Step {
-                    send: Some(format!(
-                        "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{CONTACTS_ACTION}"
-                    )),
+                    send: Some(send),
                     logged_in: true,
+                    ..Step::default()
+                })
+            }
+            (State::Up, VERSION_ID) => {
+                let version = msg.get("AsteriskVersion");
+                let filtering = match (success, version, &self.cfg.source_filter) {
+                    (true, Some(v), Some(actions)) if filter::advanced(v) => {
+                        self.filter_version = v.to_string();
+                        return Ok(Step {
+                            send: Some(actions.clone()),
+                            ..Step::default()
+                        });
+                    }
+                    // The same permission as the filters: `write = system`.
+                    (false, ..) => Filtering::Refused {
+                        message: format!(
+                            "CoreSettings: {}",
+                            msg.get("Message").unwrap_or("no reason given")
+                        ),
+                    },
+                    (true, version, _) => Filtering::Unsupported {
+                        version: version.unwrap_or("unknown").to_string(),
+                    },
+                };
+                Ok(Step {
+                    filtering: Some(filtering),
+                    ..Step::default()
+                })
+            }
+            (State::Up, id) if id.starts_with(filter::ACTION_ID) => {
+                let filtering = if self.filter_refused {
+                    None
+                } else if !success {
+                    self.filter_refused = true;
+                    Some(Filtering::Refused {
+                        message: msg.get("Message").unwrap_or("no reason given").to_string(),
+                    })
+                } else if id[filter::ACTION_ID.len()..] == *filter::LAST {
+                    Some(Filtering::On {
+                        version: self.filter_version.clone(),
+                    })
+                } else {
+                    None
+                };
+                Ok(Step {
+                    filtering,
                     ..Step::default()
                 })
             }
@@ -304,6 +380,7 @@ mod tests {
             ping_timeout: Duration::from_secs(3),
             contacts_every: Some(Duration::from_secs(10)),
             login_timeout: Duration::from_secs(10),
+            source_filter: None,
         }
     }
 
@@ -360,6 +437,123 @@ mod tests {
             s.poll(t0 + Duration::from_secs(14)),
             Err(SessionError::PingTimeout(Duration::from_secs(3)))
         );
+    }
+
+    /// A session with filters, logged in; what it sent after login.
+    fn filtered_session(t0: Instant) -> (Session, String) {
+        let mut c = cfg(AmiAuth::Plain);
+        c.source_filter = Some(filter::actions(&filter::Wanted {
+            events: &["Newchannel", "VarSet"],
+            variables: Some("[xX]-"),
+        }));
+        let mut s = Session::new(c, t0);
+        s.on_banner();
+        let step = with_msg("Response: Success\r\nActionID: pbxtap-login\r\n\r\n", |m| {
+            s.on_message(m, t0)
+        })
+        .unwrap();
+        (s, step.send.unwrap())
+    }
+
+    fn answer(s: &mut Session, text: &str) -> Step {
+        with_msg(text, |m| s.on_message(m, Instant::now())).unwrap()
+    }
+
+    #[test]
+    fn filters_go_to_versions_that_have_them_and_their_outcome_is_told_once() {
+        let t0 = Instant::now();
+        let (mut s, sent) = filtered_session(t0);
+        assert!(sent.ends_with("Action: CoreSettings\r\nActionID: pbxtap-version\r\n\r\n"));
+        let step = answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-version\r\nAsteriskVersion: 22.10.1\r\n\r\n",
+        );
+        let filters = step.send.unwrap();
+        assert!(
+            filters.contains("Filter: ^(Newchannel|FullyBooted)$"),
+            "{filters}"
+        );
+        assert!(!step.deliver && step.filtering.is_none());
+        let step = answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-filter-0\r\n\r\n",
+        );
+        assert_eq!((step.filtering, step.deliver), (None, false));
+        let step = answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-filter-last\r\n\r\n",
+        );
+        assert_eq!(
+            step.filtering,
+            Some(Filtering::On {
+                version: "22.10.1".into()
+            })
+        );
+
+        // An older Asterisk gets none; nor does one that does not say its version.
+        for (answer_text, version) in [
+            (
+                "Response: Success\r\nActionID: pbxtap-version\r\nAsteriskVersion: 20.10.0\r\n\r\n",
+                "20.10.0",
+            ),
+            (
+                "Response: Success\r\nActionID: pbxtap-version\r\n\r\n",
+                "unknown",
+            ),
+        ] {
+            let (mut s, _) = filtered_session(t0);
+            let step = answer(&mut s, answer_text);
+            assert_eq!(step.send, None);
+            assert_eq!(
+                step.filtering,
+                Some(Filtering::Unsupported {
+                    version: version.into()
+                })
+            );
+        }
+
+        // CoreSettings refused: the user lacks `write = system`, which filters need too.
+        let (mut s, _) = filtered_session(t0);
+        let step = answer(
+            &mut s,
+            "Response: Error\r\nActionID: pbxtap-version\r\nMessage: Permission denied\r\n\r\n",
+        );
+        assert_eq!(step.send, None);
+        assert_eq!(
+            step.filtering,
+            Some(Filtering::Refused {
+                message: "CoreSettings: Permission denied".into()
+            })
+        );
+
+        // Refused (no `write = system`): told once, and never called on.
+        let (mut s, _) = filtered_session(t0);
+        answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-version\r\nAsteriskVersion: 22.1.0\r\n\r\n",
+        );
+        let refused =
+            "Response: Error\r\nActionID: pbxtap-filter-0\r\nMessage: Permission denied\r\n\r\n";
+        assert_eq!(
+            answer(&mut s, refused).filtering,
+            Some(Filtering::Refused {
+                message: "Permission denied".into()
+            })
+        );
+        let last =
+            "Response: Error\r\nActionID: pbxtap-filter-last\r\nMessage: Permission denied\r\n\r\n";
+        assert_eq!(answer(&mut s, last).filtering, None);
+    }
+
+    #[test]
+    fn without_filters_no_version_is_asked() {
+        let mut s = Session::new(cfg(AmiAuth::Plain), Instant::now());
+        s.on_banner();
+        let step = answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
+        );
+        assert!(!step.send.unwrap().contains("CoreSettings"));
     }
 
     #[test]

@@ -153,7 +153,7 @@ pub fn render(src: &Sources, out: &mut String) {
             "pbxtap_normalizer_table_capacity{{table=\"{table}\"}} {capacity}"
         );
     }
-    let gauges: [(&str, &str, &str, u64); 7] = [
+    let gauges: [(&str, &str, &str, u64); 9] = [
         (
             "pbxtap_ami_connected",
             "gauge",
@@ -171,6 +171,18 @@ pub fn render(src: &Sources, out: &mut String) {
             "counter",
             "AMI messages received, those passed over unread included.",
             ami.messages.load(Ordering::Relaxed),
+        ),
+        (
+            "pbxtap_ami_bytes_total",
+            "counter",
+            "Bytes read from the AMI socket.",
+            ami.bytes.load(Ordering::Relaxed),
+        ),
+        (
+            "pbxtap_ami_filtered_at_source",
+            "gauge",
+            "1 while Asterisk sends only the events pbxtap reads (ami.filter_at_source).",
+            u64::from(ami.filtered_at_source.load(Ordering::Relaxed)),
         ),
         (
             "pbxtap_ami_frame_errors_total",

@@ -25,6 +25,7 @@ mod queue;
 
 use heapless::String;
 
+use crate::ami::filter::Wanted;
 use crate::ami::frame::Message;
 use serde::Deserialize;
 
@@ -145,6 +146,13 @@ pub(crate) fn clean(v: Option<&str>) -> &str {
         Some(v) => v,
     }
 }
+
+/// What Asterisk may leave unsent (`ami.filter_at_source`): every event but those
+/// [`reads`] names, and `VarSet`s of other than `X-` variables.
+pub const WANTED: Wanted = Wanted {
+    events: &names::READ,
+    variables: Some("[xX]-"),
+};
 
 /// Whether the normalizer reads `message`, an event named `name`: the AMI parser's filter
 /// (`ami::frame::EventFilter`), which passes over the rest unparsed. A `VarSet` is read

@@ -104,6 +104,17 @@ const NAMES: [(&str, AmiEvent); 29] = {
     ]
 };
 
+/// The names of every event read, for Asterisk to filter on (`ami::filter`).
+pub const READ: [&str; NAMES.len()] = {
+    let mut out = [""; NAMES.len()];
+    let mut i = 0;
+    while i < NAMES.len() {
+        out[i] = NAMES[i].0;
+        i += 1;
+    }
+    out
+};
+
 impl AmiEvent {
     /// The event named `name` (as AMI spells it, case included), if pbxtap reads it.
     pub fn parse(name: &str) -> Option<AmiEvent> {

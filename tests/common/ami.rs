@@ -29,6 +29,7 @@ pub fn client_config(address: &str, auth: AmiAuth, secret: &str) -> ClientConfig
             ping_timeout: Duration::from_secs(1),
             contacts_every: None,
             login_timeout: Duration::from_secs(2),
+            source_filter: None,
         },
         backoff: Backoff {
             min: Duration::from_millis(100),
@@ -38,6 +39,7 @@ pub fn client_config(address: &str, auth: AmiAuth, secret: &str) -> ClientConfig
         },
         limits: Limits::default(),
         reconnect: true,
+        filter_at_source: false,
     }
 }
 
