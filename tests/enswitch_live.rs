@@ -206,3 +206,117 @@ fn each_customers_feed_gets_its_own_calls_and_phones_and_nothing_else() {
     check(&got_a, &["101", "102"], "customer A");
     check(&got_b, &["103", "104"], "customer B");
 }
+
+/// The frames of one connection to the feed, read until `done` holds for one (kept); the
+/// fence's registrations left out.
+async fn read_feed<S>(
+    ws: &mut tokio_tungstenite::WebSocketStream<S>,
+    fence: &str,
+    done: impl Fn(&Value) -> bool,
+) -> Vec<Value>
+where
+    S: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin,
+{
+    use futures_util::StreamExt;
+    let mut frames = Vec::new();
+    let deadline = tokio::time::Instant::now() + WAIT;
+    loop {
+        let frame = tokio::time::timeout_at(deadline, ws.next())
+            .await
+            .unwrap_or_else(|_| panic!("nothing within {WAIT:?}: {frames:#?}"));
+        let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = frame else {
+            panic!("the feed ended: {frame:?}");
+        };
+        let v: Value = serde_json::from_str(&t).unwrap();
+        let end = done(&v);
+        let fenced = v["contact"]
+            .as_str()
+            .is_some_and(|c| c.ends_with(&format!("regid={fence}")));
+        if !fenced {
+            frames.push(v);
+        }
+        if end {
+            return frames;
+        }
+    }
+}
+
+/// A consumer that drops off for 10 s while calls go on, then comes back with
+/// `&since=<event_id of the last frame it had>`, ends with every event exactly once: the
+/// same frames, in the same order, as a consumer connected throughout.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_consumer_away_for_10_s_resumes_and_ends_with_every_event_once() {
+    let pbx = Pbx::start("enswitch_resume");
+    let port = common::free_port();
+    let config = format!(
+        "host = \"lab\"\n{}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"websocket\"\n\
+         listen = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n",
+        pbx.ami_toml()
+    );
+    let daemon = Daemon::start(&config, &[], false);
+    daemon.wait_stderr(WAIT, "AMI connected");
+    let url = format!("ws://127.0.0.1:{port}/events/websocket/?authkey={KEY}");
+    let reference = collect_feed(url.clone(), "fenceR");
+    let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
+    common::until("both clients connected", WAIT, async || {
+        daemon.stderr().matches("client connected").count() == 2
+    })
+    .await;
+    let call = |n: u32| {
+        let tag = format!("r{n}");
+        pbx.register(102, 120, &tag);
+        let uas = pbx.callee(102, "uas_answer", &[("ring_ms", "200"), ("talk_ms", "0")]);
+        let uac = pbx.caller(101, "102", "uac_call", &[("talk_ms", "300")]);
+        uac.passed();
+        let _ = uas.wait();
+        pbx.register(102, 0, &tag);
+    };
+    // One call seen live, up to its end; then the consumer goes away.
+    tokio::task::block_in_place(|| call(1));
+    let mut seen = read_feed(&mut ws, "fenceR", |v| v["event"] == "end").await;
+    drop(ws);
+    let away = tokio::time::Instant::now();
+    // Two calls while it is away, for 10 s in all.
+    tokio::task::block_in_place(|| {
+        call(2);
+        call(3);
+    });
+    tokio::time::sleep_until(away + Duration::from_secs(10)).await;
+    let last = seen.last().unwrap()["event_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (mut ws, _) = tokio_tungstenite::connect_async(format!("{url}&since={last}"))
+        .await
+        .unwrap();
+    // One more call, then the fence (twice: a call's CDR goes out at the first message
+    // after its end's grace), after which everything before it is out.
+    tokio::task::block_in_place(|| {
+        call(4);
+        for _ in 0..2 {
+            pbx.register(105, 60, "fenceR");
+            pbx.register(105, 0, "fenceR");
+        }
+    });
+    let fence_gone = |v: &Value| {
+        v["event"] == "unregistered"
+            && v["contact"]
+                .as_str()
+                .is_some_and(|c| c.ends_with("regid=fenceR"))
+    };
+    seen.extend(read_feed(&mut ws, "fenceR", fence_gone).await);
+    let all = tokio::task::block_in_place(|| reference.join().unwrap());
+    let ids = |frames: &[Value]| -> Vec<String> {
+        frames
+            .iter()
+            .map(|v| v["event_id"].as_str().unwrap_or("").to_string())
+            .collect()
+    };
+    assert!(
+        !seen.iter().any(|v| v["event"] == "resume_gap"),
+        "nothing was missed: {seen:#?}"
+    );
+    let ends = all.iter().filter(|v| v["event"] == "end").count();
+    assert_eq!(ends, 4, "four calls: {all:#?}");
+    assert_eq!(ids(&seen), ids(&all), "every event once, in order");
+}

@@ -28,6 +28,8 @@ pub struct Client<S> {
     id: u64,
     rx: mpsc::Receiver<Utf8Bytes>,
     kick: oneshot::Receiver<CloseFrame>,
+    /// A resume's frames, sent before the live ones.
+    backlog: Vec<Utf8Bytes>,
 }
 
 /// Releases the client's slot however its task ends.
@@ -50,6 +52,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             id: a.id,
             rx: a.rx,
             kick: a.kick,
+            backlog: a.backlog,
         }
     }
 
@@ -80,57 +83,70 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
             shared,
             id: self.id,
         };
-        tracing::info!(sink, client = %self.addr, "client connected");
+        tracing::info!(sink, client = %self.addr, resumed = self.backlog.len(), "client connected");
         let login_by = tokio::time::Instant::now() + AUTH_TIMEOUT;
         let mut logged_in = shared.protocol == Protocol::Enswitch;
-        let reason = loop {
-            tokio::select! {
-                biased;
-                r = &mut self.kick => break r.ok(),
-                _ = tokio::time::sleep_until(login_by), if !logged_in => {
-                    break close("no auth within 30 seconds", CloseCode::Policy);
-                }
-                msg = self.rx.recv() => match msg {
-                    Some(frame) => {
-                        if let Err(reason) = self.send(Message::Text(frame), sink).await {
-                            break reason;
-                        }
+        // A resume's frames first; live ones wait in the queue meanwhile (a client too slow
+        // for both is kicked when it fills, as any).
+        let mut resumed = None;
+        for frame in std::mem::take(&mut self.backlog) {
+            if let Err(reason) = self.send(Message::Text(frame), sink).await {
+                resumed = Some(reason);
+                break;
+            }
+        }
+        let reason = if let Some(reason) = resumed {
+            reason
+        } else {
+            loop {
+                tokio::select! {
+                    biased;
+                    r = &mut self.kick => break r.ok(),
+                    _ = tokio::time::sleep_until(login_by), if !logged_in => {
+                        break close("no auth within 30 seconds", CloseCode::Policy);
                     }
-                    None => break close("pbxtap is stopping", CloseCode::Away),
-                },
-                incoming = self.ws.next() => match incoming {
-                    Some(Ok(Message::Text(text))) if shared.protocol == Protocol::Portsip => {
-                        let mut ended = None;
-                        for reply in shared.command(self.id, self.addr, &text, sink) {
-                            if let Err(reason) = self.reply(Message::Text(reply), sink).await {
-                                ended = Some(reason);
-                                break;
+                    msg = self.rx.recv() => match msg {
+                        Some(frame) => {
+                            if let Err(reason) = self.send(Message::Text(frame), sink).await {
+                                break reason;
                             }
                         }
-                        if let Some(reason) = ended {
-                            break reason;
+                        None => break close("pbxtap is stopping", CloseCode::Away),
+                    },
+                    incoming = self.ws.next() => match incoming {
+                        Some(Ok(Message::Text(text))) if shared.protocol == Protocol::Portsip => {
+                            let mut ended = None;
+                            for reply in shared.command(self.id, self.addr, &text, sink) {
+                                if let Err(reason) = self.reply(Message::Text(reply), sink).await {
+                                    ended = Some(reason);
+                                    break;
+                                }
+                            }
+                            if let Some(reason) = ended {
+                                break reason;
+                            }
+                            logged_in = logged_in || shared.is_logged_in(self.id);
                         }
-                        logged_in = logged_in || shared.is_logged_in(self.id);
-                    }
-                    Some(Ok(Message::Binary(_))) if shared.protocol == Protocol::Portsip => {
-                        let reply = super::portsip::Reply {
-                            command: String::new(),
-                            id: 0,
-                            error: Some("send commands as text frames".into()),
-                        };
-                        let json = reply.to_json(shared.version);
-                        if let Err(reason) = self.reply(Message::text(json), sink).await {
-                            break reason;
+                        Some(Ok(Message::Binary(_))) if shared.protocol == Protocol::Portsip => {
+                            let reply = super::portsip::Reply {
+                                command: String::new(),
+                                id: 0,
+                                error: Some("send commands as text frames".into()),
+                            };
+                            let json = reply.to_json(shared.version);
+                            if let Err(reason) = self.reply(Message::text(json), sink).await {
+                                break reason;
+                            }
                         }
-                    }
-                    Some(Ok(Message::Close(_))) | None => break None,
-                    // Pings are answered by tungstenite; Enswitch clients only listen.
-                    Some(Ok(_)) => {}
-                    Some(Err(e)) => {
-                        tracing::info!(sink, client = %self.addr, error = %e, "client connection error");
-                        break None;
-                    }
-                },
+                        Some(Ok(Message::Close(_))) | None => break None,
+                        // Pings are answered by tungstenite; Enswitch clients only listen.
+                        Some(Ok(_)) => {}
+                        Some(Err(e)) => {
+                            tracing::info!(sink, client = %self.addr, error = %e, "client connection error");
+                            break None;
+                        }
+                    },
+                }
             }
         };
         if let Some(frame) = reason {

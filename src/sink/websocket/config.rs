@@ -5,6 +5,7 @@ use std::path::PathBuf;
 
 use serde::Deserialize;
 
+use super::history::MAX_RESUME_EVENTS;
 use super::portsip::{self, Role};
 use crate::dialect::portsip::Version;
 use crate::settings::{self, ConfigError};
@@ -14,6 +15,8 @@ use crate::sink::filter::FilterConfig;
 pub const DEFAULT_MAX_CLIENTS: usize = 64;
 /// Largest `max_clients` accepted.
 pub const MAX_CLIENTS: usize = 1024;
+/// Default `resume_events`: as many frames as a sink's default ring holds events.
+pub const DEFAULT_RESUME_EVENTS: usize = 1024;
 /// Default `client_queue`: events queued per client before it counts as stalled.
 pub const DEFAULT_CLIENT_QUEUE: usize = 256;
 /// Largest `client_queue` accepted.
@@ -70,6 +73,8 @@ pub struct WebsocketSinkConfig {
     pub users: Vec<UserConfig>,
     /// Enswitch: `machine` in every event, which machine of the cluster this is.
     pub machine: u32,
+    /// Enswitch: frames kept for clients that come back with `&since=<event_id>` (0: none).
+    pub resume_events: usize,
     /// `[sinks.filter]`: only one customer's events (`sink::filter`).
     pub filter: Option<FilterConfig>,
 }
@@ -92,6 +97,7 @@ impl Default for WebsocketSinkConfig {
             client_queue: DEFAULT_CLIENT_QUEUE,
             max_frame: DEFAULT_MAX_FRAME,
             machine: 1,
+            resume_events: DEFAULT_RESUME_EVENTS,
             filter: None,
             users: Vec::new(),
         }
@@ -149,6 +155,12 @@ impl WebsocketSinkConfig {
             return Err(ConfigError::new(
                 format!("{key}.client_queue"),
                 format!("must be between 1 and {MAX_CLIENT_QUEUE} events"),
+            ));
+        }
+        if self.resume_events > MAX_RESUME_EVENTS {
+            return Err(ConfigError::new(
+                format!("{key}.resume_events"),
+                format!("must be at most {MAX_RESUME_EVENTS} frames (0: no resume)"),
             ));
         }
         if !(128..=65_536).contains(&self.max_frame) {

@@ -1,7 +1,11 @@
 //! Enswitch / ASTPP WebSocket feed: `/events/websocket/?authkey=KEY`, checked before the
-//! upgrade (pure), with the key compared in constant time.
+//! upgrade (pure), with the key compared in constant time; `&since=<event_id>` resumes
+//! after the last event a client had (`history`), and [`gap_notice`] tells it what it
+//! missed.
 
 use sha2::{Digest, Sha256};
+
+use crate::settings::is_identity;
 
 /// The path Enswitch's messaged serves its event feed on (the trailing slash optional).
 pub const PATH: &str = "/events/websocket/";
@@ -15,6 +19,8 @@ pub enum Refusal {
     MissingKey,
     /// 403: the `authkey` is wrong.
     WrongKey,
+    /// 400: `since` is not an event id.
+    BadSince,
 }
 
 impl Refusal {
@@ -23,6 +29,7 @@ impl Refusal {
             Refusal::NotFound => 404,
             Refusal::MissingKey => 401,
             Refusal::WrongKey => 403,
+            Refusal::BadSince => 400,
         }
     }
 
@@ -31,6 +38,7 @@ impl Refusal {
             Refusal::NotFound => "not found: the event feed is at /events/websocket/?authkey=KEY",
             Refusal::MissingKey => "missing authkey: connect to /events/websocket/?authkey=KEY",
             Refusal::WrongKey => "wrong authkey",
+            Refusal::BadSince => "since is not an event id: give the event_id of the last event received (<host>.<boot>.<seq>)",
         }
     }
 }
@@ -53,6 +61,64 @@ pub fn check(target: &str, authkey: &str) -> Result<(), Refusal> {
         Ok(())
     } else {
         Err(Refusal::WrongKey)
+    }
+}
+
+/// Where a returning client stopped: the parts of the `event_id` it gave as `since`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Since {
+    pub host: String,
+    pub boot: u64,
+    pub seq: u64,
+}
+
+impl std::fmt::Display for Since {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}.{}.{}", self.host, self.boot, self.seq)
+    }
+}
+
+/// The `since` parameter of the request target, if any: an event id `<host>.<boot>.<seq>`
+/// (percent-encoded or not), else [`Refusal::BadSince`].
+pub fn since(target: &str) -> Result<Option<Since>, Refusal> {
+    let query = target.split_once('?').map_or("", |(_, q)| q);
+    let Some(value) = query.split('&').find_map(|kv| kv.strip_prefix("since=")) else {
+        return Ok(None);
+    };
+    let mut decoded = [0u8; 128];
+    let id = percent_decode(value, &mut decoded)
+        .and_then(|b| std::str::from_utf8(b).ok())
+        .ok_or(Refusal::BadSince)?;
+    let mut parts = id.rsplitn(3, '.');
+    let (Some(seq), Some(boot), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return Err(Refusal::BadSince);
+    };
+    let digits = |s: &str| {
+        (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
+            .then(|| s.parse::<u64>().ok())
+            .flatten()
+    };
+    match (digits(seq), digits(boot)) {
+        (Some(seq), Some(boot)) if is_identity(host, crate::event::TEXT_LEN) => Ok(Some(Since {
+            host: host.to_string(),
+            boot,
+            seq,
+        })),
+        _ => Err(Refusal::BadSince),
+    }
+}
+
+/// The frame that tells a returning client it missed events: `missed` of them after
+/// `since` (events of the bus, some perhaps not for this feed), or, when pbxtap has
+/// restarted since (`None`), an unknown number.
+pub fn gap_notice(since: &Since, host: &str, missed: Option<u64>) -> String {
+    match missed {
+        Some(n) => format!(
+            r#"{{"class":"system","event":"resume_gap","host":"{host}","since":"{since}","missed":{n}}}"#
+        ),
+        None => format!(
+            r#"{{"class":"system","event":"resume_gap","host":"{host}","since":"{since}","missed":null,"reason":"pbxtap restarted since that event: what came before the restart is gone"}}"#
+        ),
     }
 }
 
@@ -125,6 +191,45 @@ mod tests {
             check(&format!("/events/websocket/?authkey={long}"), &long),
             Err(Refusal::WrongKey)
         );
+    }
+
+    #[test]
+    fn since_is_an_event_id_or_refused() {
+        let t = |q: &str| since(&format!("/events/websocket/?authkey={KEY}{q}"));
+        assert_eq!(t(""), Ok(None));
+        let at = Since {
+            host: "pbx-1".into(),
+            boot: 1796531234567890,
+            seq: 18,
+        };
+        assert_eq!(t("&since=pbx-1.1796531234567890.18"), Ok(Some(at.clone())));
+        assert_eq!(
+            t("&since=pbx-1%2E1796531234567890%2E18"),
+            Ok(Some(at.clone()))
+        );
+        assert_eq!(at.to_string(), "pbx-1.1796531234567890.18");
+        for bad in [
+            "&since=",
+            "&since=18",
+            "&since=pbx.18",
+            "&since=pbx.x.18",
+            "&since=pbx.1.-1",
+            "&since=pbx.1.99999999999999999999",
+            "&since=a.b.1.2",
+            "&since=%22.1.2",
+            "&since=%zz",
+        ] {
+            assert_eq!(t(bad), Err(Refusal::BadSince), "{bad}");
+        }
+        assert_eq!(Refusal::BadSince.status(), 400);
+        let n: serde_json::Value =
+            serde_json::from_str(&gap_notice(&at, "pbx-1", Some(3))).unwrap();
+        assert_eq!(
+            (n["event"].as_str(), n["missed"].as_u64()),
+            (Some("resume_gap"), Some(3))
+        );
+        let n: serde_json::Value = serde_json::from_str(&gap_notice(&at, "pbx-1", None)).unwrap();
+        assert!(n["missed"].is_null() && n["since"] == "pbx-1.1796531234567890.18");
     }
 
     #[test]

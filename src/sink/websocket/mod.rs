@@ -9,11 +9,13 @@
 //!
 //! Layout: `config` the settings, `server` accepts (TLS, checks before the upgrade),
 //! `client` runs one connection, `enswitch` / `portsip` are the protocols' pure logic,
-//! `limit` the failed-login limit.
+//! `limit` the failed-login limit, `history` the Enswitch feed's recent frames for clients
+//! that resume.
 
 mod client;
 mod config;
 pub mod enswitch;
+mod history;
 mod limit;
 pub mod portsip;
 mod server;
@@ -59,6 +61,8 @@ struct Shared {
     tenant_name: String,
     client_queue: usize,
     max_frame: usize,
+    /// This appliance's identity: a resume's `since` must name it.
+    host: String,
     hub: Mutex<Hub>,
     /// Woken whenever a client's slot is released.
     released: tokio::sync::Notify,
@@ -76,6 +80,8 @@ struct Hub {
     closing: bool,
     /// `[sinks.filter]`: only one customer's events reach this feed.
     filter: Option<Filter>,
+    /// Enswitch: the last `resume_events` frames, for clients that resume.
+    history: history::History,
 }
 
 struct Slot {
@@ -94,6 +100,8 @@ struct Admitted {
     id: u64,
     rx: mpsc::Receiver<Utf8Bytes>,
     kick: oneshot::Receiver<CloseFrame>,
+    /// Frames owed before the live ones (a resume): a gap notice, then the held frames.
+    backlog: Vec<Utf8Bytes>,
 }
 
 /// A close frame with a fixed reason.
@@ -136,6 +144,7 @@ impl Shared {
             tenant_id,
             client_queue: cfg.client_queue,
             max_frame: cfg.max_frame,
+            host: host.to_string(),
             hub: Mutex::new(Hub {
                 slots: (0..cfg.max_clients).map(|_| None).collect(),
                 next_id: 0,
@@ -143,6 +152,10 @@ impl Shared {
                 limiter: limit::AuthLimiter::new(std::time::Instant::now()),
                 closing: false,
                 filter: cfg.filter.clone().map(Filter::new),
+                history: history::History::new(match cfg.protocol {
+                    Protocol::Enswitch => cfg.resume_events,
+                    Protocol::Portsip => 0,
+                }),
             }),
             released: tokio::sync::Notify::new(),
         }
@@ -171,11 +184,25 @@ impl Shared {
         }
     }
 
-    /// Takes a free slot for a client at `addr`, or `None` when all are taken.
-    fn admit(&self, addr: SocketAddr) -> Option<Admitted> {
+    /// Takes a free slot for a client at `addr`, or `None` when all are taken. A client
+    /// that resumes `since` an event is owed, before the live events (which cannot come
+    /// in between: both are decided under the hub lock), a notice of what it missed and
+    /// the held frames after that event.
+    fn admit(&self, addr: SocketAddr, since: Option<&enswitch::Since>) -> Option<Admitted> {
         let mut hub = self.lock();
         if hub.closing {
             return None;
+        }
+        let mut backlog = Vec::new();
+        if let Some(since) = since {
+            let ours = since.host == self.host && since.boot == crate::event::boot_id();
+            let resume = hub.history.after(if ours { since.seq } else { 0 });
+            let missed = ours.then_some(resume.missed);
+            if missed != Some(0) {
+                let notice = enswitch::gap_notice(since, &self.host, missed);
+                backlog.push(Utf8Bytes::from(notice));
+            }
+            backlog.extend(resume.frames);
         }
         let free = hub.slots.iter().position(Option::is_none)?;
         hub.next_id += 1;
@@ -189,7 +216,12 @@ impl Shared {
             kick: Some(kick_tx),
             session: Session::default(),
         });
-        Some(Admitted { id, rx, kick })
+        Some(Admitted {
+            id,
+            rx,
+            kick,
+            backlog,
+        })
     }
 
     fn release(&self, id: u64) {
@@ -226,14 +258,16 @@ impl Shared {
         let mut sent = 0;
         match self.protocol {
             Protocol::Enswitch => {
-                if hub.slots.iter().all(Option::is_none) {
+                if hub.slots.iter().all(Option::is_none) && !hub.history.enabled() {
                     return 0;
                 }
                 if let Err(e) = enswitch_dialect::encode_json(ev, &self.enswitch, buf) {
                     tracing::error!(sink, error = %e, seq = ev.seq, "event not encoded");
                     return 0;
                 }
-                sent += self.offer(&mut hub.slots, &frame(buf), None, sink);
+                let frame = frame(buf);
+                sent += self.offer(&mut hub.slots, &frame, None, sink);
+                hub.history.push(ev.seq, frame);
             }
             Protocol::Portsip => {
                 let seen = hub.portsip.observe(ev);
@@ -472,9 +506,9 @@ mod tests {
         };
         let shared = Shared::new(&cfg, "h");
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut slow = shared.admit(addr).unwrap();
-        let mut fast = shared.admit(addr).unwrap();
-        assert!(shared.admit(addr).is_none(), "max_clients");
+        let mut slow = shared.admit(addr, None).unwrap();
+        let mut fast = shared.admit(addr, None).unwrap();
+        assert!(shared.admit(addr, None).is_none(), "max_clients");
         let mut buf = Encoded::new();
         for _ in 0..5 {
             shared.fan_out(&ev(link()), &mut buf, "t");
@@ -494,7 +528,7 @@ mod tests {
         shared.release(slow.id);
         assert_eq!(shared.clients(), 1);
         shared.close_all();
-        assert!(shared.admit(addr).is_none(), "closing");
+        assert!(shared.admit(addr, None).is_none(), "closing");
         assert!(matches!(
             fast.rx.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
@@ -518,7 +552,7 @@ mod tests {
         };
         let shared = Shared::new(&cfg, "h");
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
-        let mut a = shared.admit(addr).unwrap();
+        let mut a = shared.admit(addr, None).unwrap();
         let mut buf = Encoded::new();
         let registered = |ext: &str| {
             ev(Body::EndpointRegistered(Registration {

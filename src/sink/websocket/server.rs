@@ -234,6 +234,7 @@ where
 {
     let mut admitted: Option<Admitted> = None;
     let mut refused: Option<&'static str> = None;
+    let mut since: Option<enswitch::Since> = None;
     let callback = |req: &Request, resp: Response| {
         let now = Instant::now();
         if shared.protocol == Protocol::Portsip {
@@ -267,8 +268,15 @@ where
                 refused = Some(r.message());
                 return Err(refuse(r.status(), r.message()));
             }
+            match enswitch::since(target) {
+                Ok(s) => since = s,
+                Err(r) => {
+                    refused = Some(r.message());
+                    return Err(refuse(r.status(), r.message()));
+                }
+            }
         }
-        match shared.admit(addr) {
+        match shared.admit(addr, since.as_ref()) {
             Some(a) => {
                 admitted = Some(a);
                 Ok(resp)
