@@ -328,6 +328,9 @@ mod tests {
         for good in ["127.0.0.1:5038", "pbx.local:5038", "[::1]:5038"] {
             validate_host_port("k", good).unwrap();
         }
+        let e = Config::from_text("[ami]\nsecret = \"s\"\nlag_warn_ms = 3600001\n", &no_env)
+            .unwrap_err();
+        assert_eq!(e.key, "ami.lag_warn_ms", "{e}");
     }
 
     #[test]

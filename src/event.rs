@@ -387,6 +387,15 @@ body! {
 }
 
 body! {
+    /// `system.ami_lagging` / `system.ami_caught_up`: Asterisk's events arrive late
+    /// (`lag`), or no longer do (`lag_ms` then the worst of the spell).
+    AmiLag {
+        lag_ms: u64,
+        threshold_ms: u64,
+    }
+}
+
+body! {
     /// `system.events_dropped`: a sink's ring overflowed (reported at most every few seconds).
     Dropped {
         sink: Text,
@@ -492,6 +501,8 @@ bodies! {
     AsteriskRestarted(AsteriskHealth) = System, "asterisk_restarted";
     AmiConnected(AmiLink) = System, "ami_connected";
     AmiDisconnected(AmiLink) = System, "ami_disconnected";
+    AmiLagging(AmiLag) = System, "ami_lagging";
+    AmiCaughtUp(AmiLag) = System, "ami_caught_up";
     EventsDropped(Dropped) = System, "events_dropped";
     SinkDown(SinkStatus) = System, "sink_down";
     SinkUp(SinkStatus) = System, "sink_up";

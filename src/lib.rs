@@ -3,6 +3,7 @@
 //! Layout, in the order events flow:
 //! - `ami::frame`: bytes → AMI messages (pure, bounded). `ami::client`: the TCP session.
 //! - `normalize`: AMI messages → `event::Event`s, with fixed-capacity live-call tables.
+//! - `lag`: how late Asterisk's events arrive (`system.ami_lagging`).
 //! - `bus`: fan-out to one fixed-capacity ring per sink; the tap never waits on a sink.
 //! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
 //! - `settings`: the shared config error and key helpers (a leaf); `config` composes every
@@ -17,6 +18,7 @@ pub mod bus;
 pub mod config;
 pub mod dialect;
 pub mod event;
+pub mod lag;
 pub mod logging;
 pub mod metrics;
 pub mod normalize;

@@ -8,6 +8,7 @@ use crate::ami::filter::Wanted;
 use crate::ami::frame::Message;
 use crate::bus::Bus;
 use crate::event::{self, AmiLink, Body, Event};
+use crate::lag::LagWatch;
 use crate::normalize::{self, Normalizer};
 
 /// The normalizer's figures for the metrics page, stored at each tick (about once a
@@ -28,6 +29,7 @@ pub struct Tap {
     /// Whether the last attempt logged in: `None` before the first. An outage is one
     /// `system.ami_disconnected`, not one per failed redial.
     connected: Option<bool>,
+    lag: LagWatch,
 }
 
 impl Tap {
@@ -38,7 +40,14 @@ impl Tap {
             bus,
             address: event::text(address),
             connected: None,
+            lag: LagWatch::new(0),
         }
+    }
+
+    /// Tells `system.ami_lagging` past `threshold_ms` (`ami.lag_warn_ms`; 0: never).
+    pub fn with_lag_warning(mut self, threshold_ms: u64) -> Self {
+        self.lag = LagWatch::new(threshold_ms);
+        self
     }
 
     pub fn normalizer(&self) -> &Normalizer {
@@ -97,8 +106,12 @@ impl Handler for Tap {
     }
 
     fn message(&mut self, msg: &Message<'_>) {
-        let now = event_time(msg, event::now_micros());
+        let received = event::now_micros();
+        let now = event_time(msg, received);
         let bus = &self.bus;
+        if let Some(body) = self.lag.observe(now, received) {
+            bus.publish(Event::new(received, bus.host(), body));
+        }
         self.normalizer.handle(msg, now, &mut |body| {
             bus.publish(Event::new(now, bus.host(), body))
         });

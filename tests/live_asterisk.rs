@@ -917,3 +917,48 @@ fn a_refused_filter_is_told_and_every_event_still_comes() {
     );
     assert!(!log.contains("ami_filtered_at_source"), "{log}");
 }
+
+/// `ami.lag_warn_ms`: pbxtap stalled (SIGSTOP) while Asterisk sends events reads them late
+/// by Asterisk's own stamps (`timestampevents = yes`): one `system.ami_lagging`, then one
+/// `system.ami_caught_up` once fresh events come in time.
+#[test]
+fn events_read_late_are_told_as_ami_lag_and_its_end() {
+    use nix::sys::signal::Signal;
+    let pbx = Pbx::start("events_read_late_are_told_as_ami_lag_and_its_end");
+    let config = format!(
+        "host = \"lab\"\n{}lag_warn_ms = 1000\n[watchdog]\nenabled = false\n\
+         [[sinks]]\ntype = \"stdout\"\n",
+        pbx.ami_toml()
+    );
+    let daemon = Daemon::start(&config, &[], true);
+    daemon.wait_line(WAIT, |l| l.contains("\"event\":\"ami_connected\""));
+    let tap = Tap { daemon };
+    // Stalled for 2.5 s, while a phone registers: its events wait in the socket.
+    tap.daemon.signal(Signal::SIGSTOP);
+    let stalled = std::time::Instant::now();
+    pbx.register(102, 60, "lag");
+    std::thread::sleep(Duration::from_millis(2500).saturating_sub(stalled.elapsed()));
+    tap.daemon.signal(Signal::SIGCONT);
+    let events = tap.wait_for("system.ami_lagging", |e| name(e) == "system.ami_lagging");
+    let lagging = events
+        .iter()
+        .find(|e| name(e) == "system.ami_lagging")
+        .unwrap();
+    assert!(lagging["lag_ms"].as_u64().unwrap() >= 1000, "{lagging}");
+    assert_eq!(lagging["threshold_ms"], 1000, "{lagging}");
+    // Fresh events, read in time: the spell is over, told once with its worst lag.
+    pbx.register(102, 0, "lag");
+    let events = tap.wait_for("system.ami_caught_up", |e| {
+        name(e) == "system.ami_caught_up"
+    });
+    let up = events
+        .iter()
+        .find(|e| name(e) == "system.ami_caught_up")
+        .unwrap();
+    assert!(up["lag_ms"].as_u64().unwrap() >= 1000, "{up}");
+    let spells = |n: &str| events.iter().filter(|e| name(e) == n).count();
+    assert_eq!(
+        (spells("system.ami_lagging"), spells("system.ami_caught_up")),
+        (1, 1)
+    );
+}

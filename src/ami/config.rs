@@ -40,6 +40,9 @@ pub struct AmiConfig {
     /// Ask Asterisk to send only the events pbxtap reads (`Filter` actions after login,
     /// on Asterisk 18.26, 20.11, 21.6, 22.1 and later; needs `write = system`).
     pub filter_at_source: bool,
+    /// Milliseconds Asterisk's events may arrive behind their own time (manager.conf
+    /// `timestampevents = yes`) before `system.ami_lagging` is published; 0: never.
+    pub lag_warn_ms: u64,
     /// Asterisk's `manager.conf` on this machine: the user's `read =` classes are checked
     /// against what pbxtap uses, and each missing one is named at start-up. Empty: no check.
     pub manager_conf: PathBuf,
@@ -62,6 +65,7 @@ impl Default for AmiConfig {
             max_headers: 128,
             contacts_poll_secs: 10,
             filter_at_source: true,
+            lag_warn_ms: 2000,
             manager_conf: "/etc/asterisk/manager.conf".into(),
         }
     }
@@ -127,6 +131,12 @@ impl AmiConfig {
             return Err(ConfigError::new(
                 "ami.max_headers",
                 "must be between 8 and 4096",
+            ));
+        }
+        if self.lag_warn_ms > 3_600_000 {
+            return Err(ConfigError::new(
+                "ami.lag_warn_ms",
+                "must be at most 3600000 (an hour); 0 never warns",
             ));
         }
         if self.contacts_poll_secs > 86_400 {

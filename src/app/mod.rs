@@ -131,7 +131,8 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         Normalizer::new(cfg.normalize.clone()),
         bus.clone(),
         &cfg.ami.address,
-    );
+    )
+    .with_lag_warning(cfg.ami.lag_warn_ms);
     let metrics = start_metrics(&cfg.metrics, &bus, &health, &tap).await?;
     let deadline = Duration::from_secs(cfg.buffers.drain_secs);
     let mut running = cfg.clone();
