@@ -396,6 +396,20 @@ body! {
 }
 
 body! {
+    /// `system.login_failures`: `failures` failed logins from one address to one service
+    /// (`PJSIP`, `AMI`) within `window_secs`: a guessed password, a scan, a phone with a
+    /// stale secret.
+    LoginFailures {
+        address: Text,
+        service: Text,
+        /// The last account tried.
+        account: Text,
+        failures: u64,
+        window_secs: u64,
+    }
+}
+
+body! {
     /// `system.events_dropped`: a sink's ring overflowed (reported at most every few seconds).
     Dropped {
         sink: Text,
@@ -503,6 +517,7 @@ bodies! {
     AmiDisconnected(AmiLink) = System, "ami_disconnected";
     AmiLagging(AmiLag) = System, "ami_lagging";
     AmiCaughtUp(AmiLag) = System, "ami_caught_up";
+    LoginFailures(LoginFailures) = System, "login_failures";
     EventsDropped(Dropped) = System, "events_dropped";
     SinkDown(SinkStatus) = System, "sink_down";
     SinkUp(SinkStatus) = System, "sink_up";

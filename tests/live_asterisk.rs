@@ -660,7 +660,7 @@ fn a_contact_that_stops_answering_qualify_is_unregistered_as_unreachable() {
 }
 
 #[test]
-fn an_ami_user_without_the_cdr_and_agent_classes_is_told_at_start_up() {
+fn an_ami_user_without_the_cdr_agent_and_security_classes_is_told_at_start_up() {
     let pbx = Pbx::start_with("an_ami_user_without_the_cdr_and_agent_classes", |etc| {
         let path = etc.join("manager.conf");
         let mut conf = std::fs::read_to_string(&path).unwrap();
@@ -685,10 +685,15 @@ fn an_ami_user_without_the_cdr_and_agent_classes_is_told_at_start_up() {
         .lines()
         .filter(|l| l.contains("ami_read_class_missing"))
         .collect();
-    assert_eq!(told.len(), 2, "{stderr}");
+    assert_eq!(told.len(), 3, "{stderr}");
     assert!(
         told.iter()
             .any(|l| l.contains("`agent`") && l.contains("queue.agent_status")),
+        "{stderr}"
+    );
+    assert!(
+        told.iter()
+            .any(|l| l.contains("`security`") && l.contains("system.login_failures")),
         "{stderr}"
     );
     assert!(
@@ -960,5 +965,49 @@ fn events_read_late_are_told_as_ami_lag_and_its_end() {
     assert_eq!(
         (spells("system.ami_lagging"), spells("system.ami_caught_up")),
         (1, 1)
+    );
+}
+
+/// Five wrong SIP passwords and five wrong AMI secrets from one address: one
+/// `system.login_failures` for each service, with the address, the account and the count.
+#[test]
+fn failed_sip_and_ami_logins_from_one_address_are_told_once_each() {
+    let pbx = Pbx::start("failed_sip_and_ami_logins_from_one_address_are_told_once_each");
+    let tap = Tap::start(&pbx);
+    for i in 0..5 {
+        pbx.register_wrong(103, &format!("bad{i}"));
+        common::pbx::RawAmi::login_refused(pbx.ami_port, "tap", "guess");
+    }
+    let bursts = |events: &[Value]| -> Vec<Value> {
+        events
+            .iter()
+            .filter(|e| name(e) == "system.login_failures")
+            .cloned()
+            .collect()
+    };
+    common::wait_until("two login_failures", WAIT, || {
+        bursts(&tap.events()).len() >= 2
+    });
+    // A fence: everything of the attempts is out, and no third burst came.
+    let events = tap.fence(&pbx);
+    let mut told: Vec<(String, String, String, u64, u64)> = bursts(&events)
+        .iter()
+        .map(|e| {
+            (
+                e["service"].as_str().unwrap().to_string(),
+                e["address"].as_str().unwrap().to_string(),
+                e["account"].as_str().unwrap().to_string(),
+                e["failures"].as_u64().unwrap(),
+                e["window_secs"].as_u64().unwrap(),
+            )
+        })
+        .collect();
+    told.sort();
+    assert_eq!(
+        told,
+        [
+            ("AMI".into(), "127.0.0.1".into(), "tap".into(), 5, 60),
+            ("PJSIP".into(), "127.0.0.1".into(), "103".into(), 5, 60),
+        ]
     );
 }

@@ -56,7 +56,7 @@ impl Default for AmiConfig {
             secret: None,
             secret_file: None,
             auth: AmiAuth::Md5,
-            events: "system,call,agent,user,cdr".into(),
+            events: "system,call,agent,user,cdr,security".into(),
             ping_timeout_secs: 5,
             login_timeout_secs: 10,
             reconnect_min_ms: 500,

@@ -9,7 +9,7 @@
 use super::config::AmiConfig;
 
 /// The read classes pbxtap uses, and what each brings.
-pub const CLASSES: [(&str, &str); 5] = [
+pub const CLASSES: [(&str, &str); 6] = [
     (
         "system",
         "endpoint.registered / endpoint.unregistered (ContactStatus)",
@@ -17,6 +17,10 @@ pub const CLASSES: [(&str, &str); 5] = [
     ("call", "call.*, target.* and endpoint.presence"),
     ("agent", "queue.caller_* and queue.agent_status"),
     ("cdr", "call.cdr"),
+    (
+        "security",
+        "system.login_failures (bursts of failed SIP and AMI logins)",
+    ),
     (
         "dialplan",
         "extra headers from X- variables set in the dialplan (VarSet)",
@@ -121,14 +125,17 @@ mod tests {
     #[test]
     fn missing_classes_are_named_with_what_they_take_away() {
         let read = read_classes(CONF, "pbxtap").unwrap();
-        let gone = missing(&read, "system,call,agent,user,cdr");
-        assert_eq!(gone.iter().map(|(c, _)| *c).collect::<Vec<_>>(), ["cdr"]);
+        let gone = missing(&read, "system,call,agent,user,cdr,security");
+        assert_eq!(
+            gone.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
+            ["cdr", "security"]
+        );
         assert!(gone[0].1.contains("call.cdr"));
         // Not asked for at login: not seen either, whatever the user may read.
         let gone = missing(&["all".to_string()], "system,call");
         assert_eq!(
             gone.iter().map(|(c, _)| *c).collect::<Vec<_>>(),
-            ["agent", "cdr"]
+            ["agent", "cdr", "security"]
         );
         assert!(missing(&["all".to_string()], "on").is_empty());
     }

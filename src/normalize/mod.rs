@@ -22,6 +22,7 @@ mod endpoint;
 pub mod held;
 pub mod names;
 mod queue;
+mod security;
 
 use heapless::String;
 
@@ -44,6 +45,10 @@ pub struct NormalizeConfig {
     /// The longest number that is an internal extension: a call from a phone to a longer
     /// number is `outbound`, to a shorter one `internal`.
     pub max_extension_len: usize,
+    /// Failed logins (SIP or AMI) from one address within `login_window_secs` that make
+    /// a `system.login_failures`; 0 turns it off.
+    pub login_failures: u32,
+    pub login_window_secs: u32,
 }
 
 /// Most trunks `normalize.trunks` may name.
@@ -55,6 +60,8 @@ impl Default for NormalizeConfig {
             queue_sla_secs: 60,
             trunks: std::vec::Vec::new(),
             max_extension_len: 6,
+            login_failures: 5,
+            login_window_secs: 60,
         }
     }
 }
@@ -76,6 +83,18 @@ impl NormalizeConfig {
             return Err(ConfigError::new(
                 "normalize.trunks",
                 format!("`{t}` is not an endpoint name (as in PJSIP/<name>-00000001)"),
+            ));
+        }
+        if self.login_failures > 10_000 {
+            return Err(ConfigError::new(
+                "normalize.login_failures",
+                "must be at most 10000 (0 turns the warning off)",
+            ));
+        }
+        if !(1..=86_400).contains(&self.login_window_secs) {
+            return Err(ConfigError::new(
+                "normalize.login_window_secs",
+                "must be between 1 and 86400 seconds",
             ));
         }
         if !(1..=32).contains(&self.max_extension_len) {
@@ -115,6 +134,7 @@ pub struct Normalizer {
     held: Box<held::Held>,
     endpoints: Box<endpoint::Endpoints>,
     queues: Box<queue::Queues>,
+    logins: security::Logins,
     stats: NormalizeStats,
 }
 
@@ -175,6 +195,7 @@ impl Normalizer {
             max_extension_len: cfg.max_extension_len,
         });
         Normalizer {
+            logins: security::Logins::new(cfg.login_failures, cfg.login_window_secs),
             cfg,
             calls,
             endpoints: Box::default(),
@@ -250,6 +271,7 @@ impl Normalizer {
                 let answered = |call_id: &str| calls.is_answered(call_id);
                 self.queues.handle(e, msg, now, &answered, stats, &mut out)
             }
+            AmiEvent::Security(e) => self.logins.handle(e, msg, now, stats, &mut out),
             AmiEvent::VarSet => {
                 if let Some(var) = x_var {
                     self.calls.var_set(msg, var, now, stats, held)

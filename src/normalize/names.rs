@@ -52,22 +52,37 @@ pub enum QueueEvent {
     QueueMemberPause,
 }
 
+/// Asterisk's security events for a failed login, SIP or AMI (`normalize::security`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SecurityEvent {
+    /// A wrong password (AMI, or SIP without a challenge).
+    InvalidPassword,
+    /// A SIP digest answered wrongly: a wrong password.
+    ChallengeResponseFailed,
+    /// Refused by an ACL (`permit`/`deny`).
+    FailedACL,
+    /// An account that does not exist.
+    InvalidAccountID,
+}
+
 /// An AMI event pbxtap reads.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum AmiEvent {
     Call(CallEvent),
     Endpoint(EndpointEvent),
     Queue(QueueEvent),
+    Security(SecurityEvent),
     /// A channel variable set; only `X-` variables are read (headers for calls).
     VarSet,
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 29] = {
-    use AmiEvent::{Call, Endpoint, Queue};
+const NAMES: [(&str, AmiEvent); 33] = {
+    use AmiEvent::{Call, Endpoint, Queue, Security};
     use CallEvent as C;
     use EndpointEvent as E;
     use QueueEvent as Q;
+    use SecurityEvent as S;
     [
         ("Newchannel", Call(C::Newchannel)),
         ("Newstate", Call(C::Newstate)),
@@ -100,6 +115,13 @@ const NAMES: [(&str, AmiEvent); 29] = {
         ("QueueMemberAdded", Queue(Q::QueueMemberAdded)),
         ("QueueMemberRemoved", Queue(Q::QueueMemberRemoved)),
         ("QueueMemberPause", Queue(Q::QueueMemberPause)),
+        ("InvalidPassword", Security(S::InvalidPassword)),
+        (
+            "ChallengeResponseFailed",
+            Security(S::ChallengeResponseFailed),
+        ),
+        ("FailedACL", Security(S::FailedACL)),
+        ("InvalidAccountID", Security(S::InvalidAccountID)),
         ("VarSet", AmiEvent::VarSet),
     ]
 };

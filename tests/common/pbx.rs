@@ -302,6 +302,34 @@ impl Pbx {
         N.fetch_add(1, Ordering::Relaxed)
     }
 
+    /// Phone `ext` tries to register with a wrong password, and is refused (a second 401).
+    pub fn register_wrong(&self, ext: u16, tag: &str) {
+        let port = self.phone_port(ext).to_string();
+        let args = [
+            format!("127.0.0.1:{}", self.sip_port),
+            "-m".into(),
+            "1".into(),
+            "-au".into(),
+            ext.to_string(),
+            "-ap".into(),
+            "not-the-password".into(),
+            "-key".into(),
+            "user".into(),
+            ext.to_string(),
+            "-key".into(),
+            "expires".into(),
+            "60".into(),
+            "-key".into(),
+            "cport".into(),
+            port,
+            "-key".into(),
+            "nonce".into(),
+            tag.into(),
+        ];
+        let status = self.phone(ext, "register_wrong", &args).wait();
+        assert!(status.success(), "phone {ext} was not refused ({status})");
+    }
+
     /// Phone `ext` registers (digest auth) with `expires` seconds under the contact tag
     /// `tag` (a new tag is a new contact), and answers Asterisk's qualify. Waits for it.
     pub fn register(&self, ext: u16, expires: u32, tag: &str) {
@@ -450,6 +478,25 @@ impl RawAmi {
         ])?;
         ami.read_until("Response: Success", Instant::now() + Duration::from_secs(5))?;
         Ok(ami)
+    }
+
+    /// Logs in with `secret` and expects Asterisk to refuse it.
+    pub fn login_refused(port: u16, user: &str, secret: &str) {
+        let stream = TcpStream::connect(("127.0.0.1", port)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_millis(200)))
+            .unwrap();
+        let mut ami = RawAmi {
+            stream,
+            buf: String::new(),
+        };
+        ami.send(&[("Action", "Login"), ("Username", user), ("Secret", secret)])
+            .unwrap();
+        ami.read_until(
+            "Authentication failed",
+            Instant::now() + Duration::from_secs(5),
+        )
+        .expect("Asterisk refuses the login");
     }
 
     /// Sends one action.
