@@ -95,31 +95,20 @@ fn wscat_as_enswitchs_guide_runs_it_shows_a_real_calls_events() {
 /// contact tag `fence` arrives; gives them back (the fence's frames left out).
 fn collect_feed(url: String, fence: &'static str) -> std::thread::JoinHandle<Vec<Value>> {
     std::thread::spawn(move || {
-        use futures_util::StreamExt;
         let rt = tokio::runtime::Runtime::new().unwrap();
         rt.block_on(async move {
             let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();
-            let mut frames: Vec<Value> = Vec::new();
-            let deadline = tokio::time::Instant::now() + WAIT;
-            loop {
-                let frame = tokio::time::timeout_at(deadline, ws.next())
-                    .await
-                    .unwrap_or_else(|_| panic!("{url}: no fence within {WAIT:?}: {frames:#?}"));
-                let Some(Ok(tokio_tungstenite::tungstenite::Message::Text(t))) = frame else {
-                    panic!("{url}: the feed ended: {frame:?}");
-                };
-                let v: Value = serde_json::from_str(&t).unwrap();
-                let contact = v["contact"].as_str().unwrap_or("");
-                if contact.ends_with(&format!("regid={fence}")) {
-                    if v["event"] == "unregistered" {
-                        return frames;
-                    }
-                    continue;
-                }
-                frames.push(v);
-            }
+            read_feed(&mut ws, fence, |v| fence_gone(v, fence)).await
         })
     })
+}
+
+/// The fence phone's unregistration with contact tag `fence`.
+fn fence_gone(v: &Value, fence: &str) -> bool {
+    v["event"] == "unregistered"
+        && v["contact"]
+            .as_str()
+            .is_some_and(|c| c.ends_with(&format!("regid={fence}")))
 }
 
 #[test]
@@ -207,8 +196,8 @@ fn each_customers_feed_gets_its_own_calls_and_phones_and_nothing_else() {
     check(&got_b, &["103", "104"], "customer B");
 }
 
-/// The frames of one connection to the feed, read until `done` holds for one (kept); the
-/// fence's registrations left out.
+/// The frames of one connection to the feed, read until `done` holds for one; the fence
+/// phone's (contact tag `fence`) left out, the rest kept.
 async fn read_feed<S>(
     ws: &mut tokio_tungstenite::WebSocketStream<S>,
     fence: &str,
@@ -298,13 +287,7 @@ async fn a_consumer_away_for_10_s_resumes_and_ends_with_every_event_once() {
             pbx.register(105, 0, "fenceR");
         }
     });
-    let fence_gone = |v: &Value| {
-        v["event"] == "unregistered"
-            && v["contact"]
-                .as_str()
-                .is_some_and(|c| c.ends_with("regid=fenceR"))
-    };
-    seen.extend(read_feed(&mut ws, "fenceR", fence_gone).await);
+    seen.extend(read_feed(&mut ws, "fenceR", |v| fence_gone(v, "fenceR")).await);
     let all = tokio::task::block_in_place(|| reference.join().unwrap());
     let ids = |frames: &[Value]| -> Vec<String> {
         frames

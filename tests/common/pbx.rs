@@ -304,28 +304,7 @@ impl Pbx {
 
     /// Phone `ext` tries to register with a wrong password, and is refused (a second 401).
     pub fn register_wrong(&self, ext: u16, tag: &str) {
-        let port = self.phone_port(ext).to_string();
-        let args = [
-            format!("127.0.0.1:{}", self.sip_port),
-            "-m".into(),
-            "1".into(),
-            "-au".into(),
-            ext.to_string(),
-            "-ap".into(),
-            "not-the-password".into(),
-            "-key".into(),
-            "user".into(),
-            ext.to_string(),
-            "-key".into(),
-            "expires".into(),
-            "60".into(),
-            "-key".into(),
-            "cport".into(),
-            port,
-            "-key".into(),
-            "nonce".into(),
-            tag.into(),
-        ];
+        let args = self.register_args(ext, "not-the-password", 60, tag);
         let status = self.phone(ext, "register_wrong", &args).wait();
         assert!(status.success(), "phone {ext} was not refused ({status})");
     }
@@ -333,34 +312,33 @@ impl Pbx {
     /// Phone `ext` registers (digest auth) with `expires` seconds under the contact tag
     /// `tag` (a new tag is a new contact), and answers Asterisk's qualify. Waits for it.
     pub fn register(&self, ext: u16, expires: u32, tag: &str) {
-        let port = self.phone_port(ext).to_string();
-        let args = [
-            format!("127.0.0.1:{}", self.sip_port),
-            "-m".into(),
-            "1".into(),
-            "-aa".into(),
-            "-au".into(),
-            ext.to_string(),
-            "-ap".into(),
-            format!("{ext}pw"),
-            "-key".into(),
-            "user".into(),
-            ext.to_string(),
-            "-key".into(),
-            "expires".into(),
-            expires.to_string(),
-            "-key".into(),
-            "cport".into(),
-            port,
-            "-key".into(),
-            "nonce".into(),
-            tag.into(),
-        ];
+        let mut args = self.register_args(ext, &format!("{ext}pw"), expires, tag);
+        args.push("-aa".into());
         let status = self.phone(ext, "register", &args).wait();
         assert!(
             status.success(),
             "phone {ext} could not register ({status})"
         );
+    }
+
+    /// SIPp's arguments for a REGISTER of `ext` with `password` (register.xml's keys).
+    fn register_args(&self, ext: u16, password: &str, expires: u32, tag: &str) -> Vec<String> {
+        let mut args = vec![
+            format!("127.0.0.1:{}", self.sip_port),
+            "-m".into(),
+            "1".into(),
+            "-au".into(),
+            ext.to_string(),
+            "-ap".into(),
+            password.into(),
+        ];
+        args.extend(key_args(&[
+            ("user", &ext.to_string()),
+            ("expires", &expires.to_string()),
+            ("cport", &self.phone_port(ext).to_string()),
+            ("nonce", tag),
+        ]));
+        args
     }
 
     /// Phone `ext` answers calls by `scenario` (`uas_answer`, `uas_busy`, `uas_ring`,
