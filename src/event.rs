@@ -410,6 +410,15 @@ body! {
 }
 
 body! {
+    /// `system.mass_unregistration`: `unregistered` registrations lost within
+    /// `window_secs` (each also an `endpoint.unregistered`).
+    MassUnregistration {
+        unregistered: u64,
+        window_secs: u64,
+    }
+}
+
+body! {
     /// `system.events_dropped`: a sink's ring overflowed (reported at most every few seconds).
     Dropped {
         sink: Text,
@@ -518,6 +527,7 @@ bodies! {
     AmiLagging(AmiLag) = System, "ami_lagging";
     AmiCaughtUp(AmiLag) = System, "ami_caught_up";
     LoginFailures(LoginFailures) = System, "login_failures";
+    MassUnregistration(MassUnregistration) = System, "mass_unregistration";
     EventsDropped(Dropped) = System, "events_dropped";
     SinkDown(SinkStatus) = System, "sink_down";
     SinkUp(SinkStatus) = System, "sink_up";

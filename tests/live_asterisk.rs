@@ -1011,3 +1011,45 @@ fn failed_sip_and_ami_logins_from_one_address_are_told_once_each() {
         ]
     );
 }
+
+/// Three phones de-registering within the window (`normalize.mass_unregister = 3`): one
+/// `system.mass_unregistration` after the third `endpoint.unregistered`, and no second one
+/// for the fourth and the fence within the same window.
+#[test]
+fn many_phones_unregistering_at_once_are_told_as_one_mass_unregistration() {
+    let pbx = Pbx::start("many_phones_unregistering_at_once_are_told_as_one_mass_unregistration");
+    let tap = Tap::start_with(
+        &pbx,
+        "[normalize]\nmass_unregister = 3\nmass_unregister_secs = 60\n",
+    );
+    for ext in [101, 102, 103, 104] {
+        pbx.register(ext, 120, &format!("m{ext}"));
+    }
+    for ext in [101, 102, 103, 104] {
+        pbx.register(ext, 0, &format!("m{ext}"));
+    }
+    let events = tap.fence(&pbx);
+    let told: Vec<&Value> = events
+        .iter()
+        .filter(|e| name(e) == "system.mass_unregistration")
+        .collect();
+    assert_eq!(told.len(), 1, "{told:#?}");
+    assert_eq!(
+        (
+            told[0]["unregistered"].as_u64(),
+            told[0]["window_secs"].as_u64()
+        ),
+        (Some(3), Some(60))
+    );
+    // It comes right after the third unregistration.
+    let at = events
+        .iter()
+        .position(|e| name(e) == "system.mass_unregistration")
+        .unwrap();
+    let before: Vec<&str> = events[..at]
+        .iter()
+        .filter(|e| name(e) == "endpoint.unregistered")
+        .map(|e| e["aor"].as_str().unwrap())
+        .collect();
+    assert_eq!(before, ["101", "102", "103"]);
+}

@@ -20,6 +20,7 @@ pub const TABLES: [(&str, usize); 4] = [
 pub mod cause;
 mod endpoint;
 pub mod held;
+mod mass;
 pub mod names;
 mod queue;
 mod security;
@@ -49,6 +50,10 @@ pub struct NormalizeConfig {
     /// a `system.login_failures`; 0 turns it off.
     pub login_failures: u32,
     pub login_window_secs: u32,
+    /// Unregistrations within `mass_unregister_secs` that make a
+    /// `system.mass_unregistration`; 0 turns it off.
+    pub mass_unregister: u32,
+    pub mass_unregister_secs: u32,
 }
 
 /// Most trunks `normalize.trunks` may name.
@@ -62,6 +67,8 @@ impl Default for NormalizeConfig {
             max_extension_len: 6,
             login_failures: 5,
             login_window_secs: 60,
+            mass_unregister: 10,
+            mass_unregister_secs: 30,
         }
     }
 }
@@ -95,6 +102,18 @@ impl NormalizeConfig {
             return Err(ConfigError::new(
                 "normalize.login_window_secs",
                 "must be between 1 and 86400 seconds",
+            ));
+        }
+        if self.mass_unregister > 1000 {
+            return Err(ConfigError::new(
+                "normalize.mass_unregister",
+                "must be at most 1000 (0 turns the warning off)",
+            ));
+        }
+        if !(1..=3600).contains(&self.mass_unregister_secs) {
+            return Err(ConfigError::new(
+                "normalize.mass_unregister_secs",
+                "must be between 1 and 3600 seconds",
             ));
         }
         if !(1..=32).contains(&self.max_extension_len) {
@@ -135,6 +154,7 @@ pub struct Normalizer {
     endpoints: Box<endpoint::Endpoints>,
     queues: Box<queue::Queues>,
     logins: security::Logins,
+    unregistrations: mass::Unregistrations,
     stats: NormalizeStats,
 }
 
@@ -187,6 +207,25 @@ pub fn reads(name: &str, message: &[u8]) -> bool {
     }
 }
 
+/// Emits `b`, and after an `endpoint.unregistered` that makes a burst, the
+/// `system.mass_unregistration` it makes. Returns how many it emitted.
+fn watch_unregistrations(
+    unregistrations: &mut mass::Unregistrations,
+    b: Body,
+    now: u64,
+    emit: &mut dyn FnMut(Body),
+) -> u64 {
+    let lost = matches!(b, Body::EndpointUnregistered(_));
+    emit(b);
+    match lost.then(|| unregistrations.unregistered(now)).flatten() {
+        Some(burst) => {
+            emit(burst);
+            2
+        }
+        None => 1,
+    }
+}
+
 impl Normalizer {
     pub fn new(cfg: NormalizeConfig) -> Self {
         let mut calls: Box<calls::Calls> = Box::default();
@@ -196,6 +235,10 @@ impl Normalizer {
         });
         Normalizer {
             logins: security::Logins::new(cfg.login_failures, cfg.login_window_secs),
+            unregistrations: mass::Unregistrations::new(
+                cfg.mass_unregister,
+                cfg.mass_unregister_secs,
+            ),
             cfg,
             calls,
             endpoints: Box::default(),
@@ -250,9 +293,9 @@ impl Normalizer {
             return;
         }
         let mut emitted = 0u64;
+        let unregistrations = &mut self.unregistrations;
         let mut counted = |b: Body| {
-            emitted += 1;
-            emit(b)
+            emitted += watch_unregistrations(unregistrations, b, now, emit);
         };
         // A new channel's call.started is held for the dialplan's X- variables; anything
         // else about a call lets its held start out first.
@@ -320,9 +363,9 @@ impl Normalizer {
     pub fn tick(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
         let stats = &mut self.stats;
         let mut emitted = 0;
+        let unregistrations = &mut self.unregistrations;
         let mut out = |b| {
-            emitted += 1;
-            emit(b)
+            emitted += watch_unregistrations(unregistrations, b, now, emit);
         };
         self.held.due(now, &mut out);
         self.calls.flush_cdrs(now, &mut out);
