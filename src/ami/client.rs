@@ -51,7 +51,7 @@ impl ClientConfig {
                 contacts_every: (ami.contacts_poll_secs > 0)
                     .then(|| Duration::from_secs(ami.contacts_poll_secs)),
                 login_timeout: Duration::from_secs(ami.login_timeout_secs),
-                // Set per connection from the handler's `wanted`.
+                // Set by `run` from the handler's `wanted`.
                 source_filter: None,
             },
             backoff: Backoff {
@@ -160,12 +160,16 @@ pub struct AmiHealth {
 /// Runs the connection until `shutdown` resolves (or, without `reconnect`, until the
 /// first connection ends).
 pub async fn run<H: Handler>(
-    cfg: ClientConfig,
+    mut cfg: ClientConfig,
     handler: &mut H,
     health: &AmiHealth,
     shutdown: impl Future<Output = ()>,
 ) {
     tokio::pin!(shutdown);
+    if cfg.filter_at_source {
+        // The same for every connection: what the handler reads does not change.
+        cfg.session.source_filter = H::wanted().map(|w| filter::actions(&w));
+    }
     let mut parser = Parser::new(cfg.limits);
     parser.set_filter(reads::<H>);
     let mut buf = vec![0u8; READ_BUFFER];
@@ -262,11 +266,7 @@ async fn serve<H: Handler>(
         source,
     };
     parser.reset();
-    let mut session_cfg = cfg.session.clone();
-    if cfg.filter_at_source {
-        session_cfg.source_filter = H::wanted().map(|w| filter::actions(&w));
-    }
-    let mut session = Session::new(session_cfg, Instant::now());
+    let mut session = Session::new(cfg.session.clone(), Instant::now());
     health.filtered_at_source.store(false, Ordering::Relaxed);
     let mut ticker = tokio::time::interval(TICK);
     ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
