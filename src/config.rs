@@ -20,7 +20,8 @@ use crate::logging::LogConfig;
 use crate::metrics::MetricsConfig;
 use crate::normalize::NormalizeConfig;
 use crate::settings::{
-    deserialize_at, is_identity, read_limited, resolve_secret, toml_error, ConfigError,
+    deserialize_at, identity_char, is_identity, read_limited, resolve_secret, toml_error,
+    ConfigError,
 };
 use crate::sink::SinkConfig;
 use crate::watchdog::config::WatchdogConfig;
@@ -79,13 +80,7 @@ fn identity_of_hostname(name: &str) -> String {
     let label = name.split('.').next().unwrap_or_default();
     let mut id: String = label
         .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() || c == '_' {
-                c
-            } else {
-                '-'
-            }
-        })
+        .map(|c| if identity_char(c) { c } else { '-' })
         .collect();
     id.truncate(crate::event::TEXT_LEN);
     id

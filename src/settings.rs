@@ -66,10 +66,12 @@ pub fn with_host(template: &str, host: &str) -> String {
 /// digits, `-` and `_`, so that it is one NATS subject token, one MQTT topic level and one
 /// part of a dotted event id without quoting.
 pub fn is_identity(name: &str, max: usize) -> bool {
-    (1..=max).contains(&name.len())
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+    (1..=max).contains(&name.len()) && name.chars().all(identity_char)
+}
+
+/// Whether an appliance identity may hold `c`: an ASCII letter or digit, `-` or `_`.
+pub fn identity_char(c: char) -> bool {
+    c.is_ascii_alphanumeric() || c == '-' || c == '_'
 }
 
 /// Checks a `host:port` address: a port number after the last colon, a host before it.
