@@ -314,7 +314,7 @@ impl Normalizer {
                 let answered = |call_id: &str| calls.is_answered(call_id);
                 self.queues.handle(e, msg, now, &answered, stats, &mut out)
             }
-            AmiEvent::Security(e) => self.logins.handle(e, msg, now, stats, &mut out),
+            AmiEvent::Security(_) => self.logins.handle(msg, now, stats, &mut out),
             AmiEvent::VarSet => {
                 if let Some(var) = x_var {
                     self.calls.var_set(msg, var, now, stats, held)

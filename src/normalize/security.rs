@@ -5,7 +5,6 @@
 //! told once as `system.login_failures`, with the address, the service, the last account
 //! tried and the count; the next window counts afresh. Pure: time is passed in.
 
-use super::names::SecurityEvent;
 use super::{bounded, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{Body, LoginFailures, Text};
@@ -43,9 +42,9 @@ impl Logins {
         }
     }
 
+    /// One of the security events read (`names::SecurityEvent`): each is a failed login.
     pub fn handle(
         &mut self,
-        _e: SecurityEvent,
         msg: &Message<'_>,
         now: u64,
         stats: &mut NormalizeStats,
@@ -119,13 +118,7 @@ mod tests {
         let mut stats = NormalizeStats::default();
         p.push(text.as_bytes(), &mut |f| {
             if let Ok(Frame::Message(m)) = f {
-                logins.handle(
-                    SecurityEvent::ChallengeResponseFailed,
-                    &m,
-                    now,
-                    &mut stats,
-                    &mut |b| out.push(b),
-                );
+                logins.handle(&m, now, &mut stats, &mut |b| out.push(b));
             }
         });
         out
