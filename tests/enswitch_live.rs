@@ -17,18 +17,25 @@ use serde_json::Value;
 const KEY: &str = "enswitch-live-key-0123456789";
 const WAIT: Duration = Duration::from_secs(40);
 
+/// The real pbxtap, logged in to `pbx`, serving the Enswitch feed on `port` with `KEY`
+/// (and the websocket sink's `extra` keys).
+fn enswitch_feed(pbx: &Pbx, port: u16, extra: &str) -> Daemon {
+    let config = format!(
+        "host = \"lab\"\n{}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"websocket\"\n\
+         listen = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n{extra}",
+        pbx.ami_toml()
+    );
+    let daemon = Daemon::start(&config, &[], false);
+    daemon.wait_stderr(WAIT, "AMI connected");
+    daemon
+}
+
 #[test]
 fn wscat_as_enswitchs_guide_runs_it_shows_a_real_calls_events() {
     let wscat = common::require("wscat", "wscat (npm install -g wscat)");
     let pbx = Pbx::start("enswitch_wscat");
     let port = common::free_port();
-    let config = format!(
-        "host = \"lab\"\n{}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"websocket\"\n\
-         protocol = \"enswitch\"\nlisten = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\nmachine = 2\n",
-        pbx.ami_toml()
-    );
-    let daemon = Daemon::start(&config, &[], false);
-    daemon.wait_stderr(WAIT, "AMI connected");
+    let daemon = enswitch_feed(&pbx, port, "protocol = \"enswitch\"\nmachine = 2\n");
     // The guide's command line, word for word but the address and key. Its stdin stays
     // open, as a terminal's would.
     let mut child = Command::new(&wscat)
@@ -237,13 +244,7 @@ where
 async fn a_consumer_away_for_10_s_resumes_and_ends_with_every_event_once() {
     let pbx = Pbx::start("enswitch_resume");
     let port = common::free_port();
-    let config = format!(
-        "host = \"lab\"\n{}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"websocket\"\n\
-         listen = \"127.0.0.1:{port}\"\nauthkey = \"{KEY}\"\n",
-        pbx.ami_toml()
-    );
-    let daemon = Daemon::start(&config, &[], false);
-    daemon.wait_stderr(WAIT, "AMI connected");
+    let daemon = enswitch_feed(&pbx, port, "");
     let url = format!("ws://127.0.0.1:{port}/events/websocket/?authkey={KEY}");
     let reference = collect_feed(url.clone(), "fenceR");
     let (mut ws, _) = tokio_tungstenite::connect_async(&url).await.unwrap();

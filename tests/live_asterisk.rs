@@ -39,8 +39,13 @@ impl Tap {
 
     /// With `extra` TOML appended to the config.
     fn start_with(pbx: &Pbx, extra: &str) -> Tap {
+        Tap::start_with_ami(pbx, "", extra)
+    }
+
+    /// With `ami` keys added to `[ami]`, and `extra` TOML appended to the config.
+    fn start_with_ami(pbx: &Pbx, ami: &str, extra: &str) -> Tap {
         let config = format!(
-            "host = \"lab\"\n{}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n{extra}",
+            "host = \"lab\"\n{}{ami}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n{extra}",
             pbx.ami_toml()
         );
         let daemon = Daemon::start(&config, &[], true);
@@ -815,13 +820,11 @@ fn filters_at_the_source_give_the_same_events_for_fewer_bytes() {
     let mut runs = Vec::new();
     for filter in [true, false] {
         let metrics = format!("127.0.0.1:{}", common::free_port());
-        let config = format!(
-            "host = \"lab\"\n{}filter_at_source = {filter}\n[watchdog]\nenabled = false\n\
-             [metrics]\nenabled = true\nlisten = \"{metrics}\"\n[[sinks]]\ntype = \"stdout\"\n",
-            pbx.ami_toml()
+        let tap = Tap::start_with_ami(
+            &pbx,
+            &format!("filter_at_source = {filter}\n"),
+            &format!("[metrics]\nenabled = true\nlisten = \"{metrics}\"\n"),
         );
-        let daemon = Daemon::start(&config, &[], true);
-        daemon.wait_line(WAIT, |l| l.contains("\"event\":\"ami_connected\""));
         let scrape = |key: &str| {
             pbxtap::metrics::fetch(&metrics, Duration::from_secs(2))
                 .ok()
@@ -833,12 +836,11 @@ fn filters_at_the_source_give_the_same_events_for_fewer_bytes() {
                 scrape("pbxtap_ami_filtered_at_source") == Some(1)
             });
             assert!(
-                daemon.stderr().contains("ami_filtered_at_source"),
+                tap.daemon.stderr().contains("ami_filtered_at_source"),
                 "{}",
-                daemon.stderr()
+                tap.daemon.stderr()
             );
         }
-        let tap = Tap { daemon };
         let start = tap.events().len();
         let (bytes0, messages0, cpu0) = (
             scrape("pbxtap_ami_bytes_total").unwrap(),
@@ -930,14 +932,7 @@ fn a_refused_filter_is_told_and_every_event_still_comes() {
 fn events_read_late_are_told_as_ami_lag_and_its_end() {
     use nix::sys::signal::Signal;
     let pbx = Pbx::start("events_read_late_are_told_as_ami_lag_and_its_end");
-    let config = format!(
-        "host = \"lab\"\n{}lag_warn_ms = 1000\n[watchdog]\nenabled = false\n\
-         [[sinks]]\ntype = \"stdout\"\n",
-        pbx.ami_toml()
-    );
-    let daemon = Daemon::start(&config, &[], true);
-    daemon.wait_line(WAIT, |l| l.contains("\"event\":\"ami_connected\""));
-    let tap = Tap { daemon };
+    let tap = Tap::start_with_ami(&pbx, "lag_warn_ms = 1000\n", "");
     // Stalled for 2.5 s, while a phone registers: its events wait in the socket.
     tap.daemon.signal(Signal::SIGSTOP);
     let stalled = std::time::Instant::now();
