@@ -48,11 +48,14 @@ fn normalize_all(
 }
 
 /// The normalizer's settings for these rounds: the defaults, without the
-/// mass-unregistration alert, since rounds replayed at one instant look like a burst of
-/// unregistrations, told once, and the rounds would no longer make the same events.
+/// mass-unregistration and answer-ratio alerts, since rounds replayed at one instant look
+/// like a burst of unregistrations, told once, and the ratio over the last calls crosses
+/// its threshold in some rounds and not others: the rounds would no longer make the same
+/// events.
 fn config() -> NormalizeConfig {
     NormalizeConfig {
         mass_unregister: 0,
+        asr_calls: 0,
         ..NormalizeConfig::default()
     }
 }

@@ -406,6 +406,24 @@ mod tests {
     }
 
     #[test]
+    fn bad_health_thresholds_are_named() {
+        for (text, key) in [
+            ("login_failures = 10001", "normalize.login_failures"),
+            ("login_window_secs = 0", "normalize.login_window_secs"),
+            ("mass_unregister = 1001", "normalize.mass_unregister"),
+            ("mass_unregister_secs = 0", "normalize.mass_unregister_secs"),
+            ("asr_calls = 1001", "normalize.asr_calls"),
+            ("asr_min_percent = 0", "normalize.asr_min_percent"),
+            ("asr_min_percent = 101", "normalize.asr_min_percent"),
+            ("asr_min_pct = 30", "normalize.asr_min_pct"),
+        ] {
+            let e =
+                Config::from_text(&format!("{MINIMAL}[normalize]\n{text}\n"), &no_env).unwrap_err();
+            assert_eq!(e.key, key, "{text}: {e}");
+        }
+    }
+
+    #[test]
     fn a_line_break_in_what_the_login_carries_is_refused() {
         for (text, key) in [
             (

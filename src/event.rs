@@ -419,6 +419,35 @@ body! {
 }
 
 body! {
+    /// `system.asr_low` / `system.asr_recovered`: of the last `calls` calls that ended,
+    /// `answered` were answered: the answer-seizure ratio fell under
+    /// `normalize.asr_min_percent`, or is back at it (a carrier refusing calls, a broken
+    /// route, a dialplan change gone wrong).
+    AnswerRatio {
+        asr_percent: u64,
+        answered: u64,
+        calls: u64,
+        threshold_percent: u64,
+    }
+}
+
+body! {
+    /// `trunk.registered`, `trunk.failed`, `trunk.unregistered`: an outbound registration
+    /// (a trunk to a carrier) was first seen, or changed state. `failed` is the health
+    /// event: the carrier refused the registration or did not answer it (Asterisk
+    /// retries on its own; the next `trunk.registered` says it worked).
+    TrunkRegistration {
+        /// The registration's section in pjsip.conf; empty until Asterisk lists it.
+        trunk: Text,
+        server_uri: LongText,
+        client_uri: LongText,
+        /// Its state before: `registered`, `failed`, `unregistered`, or empty when first
+        /// seen.
+        was: &'static str,
+    }
+}
+
+body! {
     /// `system.events_dropped`: a sink's ring overflowed (reported at most every few seconds).
     Dropped {
         sink: Text,
@@ -445,15 +474,17 @@ pub enum Class {
     Target,
     Endpoint,
     Queue,
+    Trunk,
     System,
 }
 
 impl Class {
-    pub const ALL: [Class; 5] = [
+    pub const ALL: [Class; 6] = [
         Class::Call,
         Class::Target,
         Class::Endpoint,
         Class::Queue,
+        Class::Trunk,
         Class::System,
     ];
 
@@ -467,6 +498,7 @@ impl Class {
             Class::Target => "target",
             Class::Endpoint => "endpoint",
             Class::Queue => "queue",
+            Class::Trunk => "trunk",
             Class::System => "system",
         }
     }
@@ -518,6 +550,9 @@ bodies! {
     QueueCallerLeft(QueueCaller) = Queue, "caller_left";
     QueueAgentStatus(QueueAgent) = Queue, "agent_status";
     QueueSlaBreached(QueueSla) = Queue, "sla_breached";
+    TrunkRegistered(TrunkRegistration) = Trunk, "registered";
+    TrunkFailed(TrunkRegistration) = Trunk, "failed";
+    TrunkUnregistered(TrunkRegistration) = Trunk, "unregistered";
     AsteriskUp(AsteriskHealth) = System, "asterisk_up";
     AsteriskDown(AsteriskHealth) = System, "asterisk_down";
     AsteriskDegraded(AsteriskHealth) = System, "asterisk_degraded";
@@ -528,6 +563,8 @@ bodies! {
     AmiCaughtUp(AmiLag) = System, "ami_caught_up";
     LoginFailures(LoginFailures) = System, "login_failures";
     MassUnregistration(MassUnregistration) = System, "mass_unregistration";
+    AsrLow(AnswerRatio) = System, "asr_low";
+    AsrRecovered(AnswerRatio) = System, "asr_recovered";
     EventsDropped(Dropped) = System, "events_dropped";
     SinkDown(SinkStatus) = System, "sink_down";
     SinkUp(SinkStatus) = System, "sink_up";

@@ -1048,3 +1048,125 @@ fn many_phones_unregistering_at_once_are_told_as_one_mass_unregistration() {
         .collect();
     assert_eq!(before, ["101", "102", "103"]);
 }
+
+/// The test PBX with two trunks: `carrier-ok` registers to the PBX itself (as 105), and
+/// `carrier-dead` to `dead`, a UDP port that never answers. Timer B is cut to 6.4 s so
+/// the dead one fails within the wait.
+fn pbx_with_trunks(name: &str, dead: u16) -> Pbx {
+    Pbx::start_with(name, |etc| {
+        let path = etc.join("pjsip.conf");
+        let conf = std::fs::read_to_string(&path).unwrap();
+        let sip = conf
+            .lines()
+            .find_map(|l| l.strip_prefix("bind = 127.0.0.1:"))
+            .unwrap()
+            .to_string();
+        let trunks = format!(
+            "\n[system]\ntype = system\ntimer_t1 = 100\ntimer_b = 6400\n\n\
+             [carrier-ok-auth]\ntype = auth\nauth_type = userpass\nusername = 105\npassword = 105pw\n\n\
+             [carrier-ok]\ntype = registration\ntransport = transport-udp\noutbound_auth = carrier-ok-auth\n\
+             server_uri = sip:127.0.0.1:{sip}\nclient_uri = sip:105@127.0.0.1:{sip}\nretry_interval = 5\n\n\
+             [carrier-dead]\ntype = registration\ntransport = transport-udp\n\
+             server_uri = sip:127.0.0.1:{dead}\nclient_uri = sip:pbx@127.0.0.1:{dead}\nretry_interval = 5\n"
+        );
+        std::fs::write(&path, conf + &trunks).unwrap();
+    })
+}
+
+/// A trunk to an address that does not answer is one `trunk.failed`, though Asterisk
+/// fails it again every 5 s; a trunk that registers is one `trunk.registered`. Both named as
+/// in pjsip.conf, though Asterisk's `Registry` events name no section.
+#[test]
+fn a_trunk_to_an_address_that_does_not_answer_fails_once_and_one_that_registers_is_told() {
+    let silent = std::net::UdpSocket::bind("127.0.0.1:0").unwrap();
+    let dead = silent.local_addr().unwrap().port();
+    let pbx = pbx_with_trunks("trunks", dead);
+    let tap = Tap::start(&pbx);
+    let failed = |e: &Value| name(e) == "trunk.failed" && e["trunk"] == "carrier-dead";
+    tap.wait_for("the dead trunk's trunk.failed", failed);
+    let registered = |e: &Value| name(e) == "trunk.registered" && e["trunk"] == "carrier-ok";
+    tap.wait_for("the good trunk's trunk.registered", registered);
+    // Asterisk retries the dead one 5 s after each failure: wait for the next failure,
+    // which must not be told again.
+    let mut ami = common::pbx::RawAmi::login(pbx.ami_port, "tap", "tapsecret").unwrap();
+    let deadline = std::time::Instant::now() + WAIT;
+    let dead_uri = format!("Domain: sip:127.0.0.1:{dead}\r\nStatus: Rejected");
+    ami.read_until(&dead_uri, deadline)
+        .expect("Asterisk fails the dead trunk again");
+    let events = tap.fence(&pbx);
+    let trunks: Vec<String> = events
+        .iter()
+        .filter(|e| e["class"] == "trunk")
+        .map(|e| {
+            format!(
+                "{} {} was={}",
+                name(e),
+                e["trunk"].as_str().unwrap(),
+                e["was"].as_str().unwrap()
+            )
+        })
+        .collect();
+    // Each is first told as it is when pbxtap lists it: not registered yet (Asterisk
+    // waits up to 10 s before its first attempt), or already done.
+    for (trunk, state) in [("carrier-dead", "failed"), ("carrier-ok", "registered")] {
+        let told: Vec<&String> = trunks.iter().filter(|s| s.contains(trunk)).collect();
+        let at_once = [format!("trunk.{state} {trunk} was=")];
+        let after = [
+            format!("trunk.unregistered {trunk} was="),
+            format!("trunk.{state} {trunk} was=unregistered"),
+        ];
+        assert!(
+            told == at_once.iter().collect::<Vec<_>>() || told == after.iter().collect::<Vec<_>>(),
+            "{trunks:#?}"
+        );
+    }
+    let dead_failed = events.iter().find(|e| failed(e)).unwrap();
+    assert_eq!(dead_failed["server_uri"], format!("sip:127.0.0.1:{dead}"));
+    drop(silent);
+}
+
+/// Three calls refused (480), then two answered, over a window of three calls with 50 %
+/// to keep: one `system.asr_low` right after the third `call.ended` (0 of 3), and one
+/// `system.asr_recovered` after the fifth (2 of 3).
+#[test]
+fn calls_refused_one_after_another_are_told_as_a_low_answer_seizure_ratio() {
+    let pbx = Pbx::start("calls_refused_one_after_another_are_told_as_a_low_answer_seizure_ratio");
+    let tap = Tap::start_with(&pbx, "[normalize]\nasr_calls = 3\nasr_min_percent = 50\n");
+    pbx.register(102, 120, "c102");
+    for scenario in [
+        "uas_reject_480",
+        "uas_reject_480",
+        "uas_reject_480",
+        "uas_answer",
+        "uas_answer",
+    ] {
+        let uas = pbx.callee(102, scenario, &[("ring_ms", "200"), ("talk_ms", "0")]);
+        let uac = pbx.caller(101, "102", "uac_call", &[("talk_ms", "300")]);
+        let _ = uac.wait();
+        let _ = uas.wait();
+    }
+    let events = done(&pbx, &tap, &[(102, "c102")]);
+    let seq: Vec<String> = events
+        .iter()
+        .filter(|e| name(e) == "call.ended" || name(e).starts_with("system.asr"))
+        .map(|e| match name(e).as_str() {
+            "call.ended" => format!("ended answered={}", e["answered"]),
+            n => format!(
+                "{n} {} of {} = {}%",
+                e["answered"], e["calls"], e["asr_percent"]
+            ),
+        })
+        .collect();
+    assert_eq!(
+        seq,
+        [
+            "ended answered=false",
+            "ended answered=false",
+            "ended answered=false",
+            "system.asr_low 0 of 3 = 0%",
+            "ended answered=true",
+            "ended answered=true",
+            "system.asr_recovered 2 of 3 = 66%",
+        ]
+    );
+}

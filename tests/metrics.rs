@@ -81,7 +81,7 @@ fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
             .entry(v["class"].as_str().unwrap().into())
             .or_default() += 1;
     }
-    for class in ["call", "target", "endpoint", "queue", "system"] {
+    for class in ["call", "target", "endpoint", "queue", "trunk", "system"] {
         assert_eq!(
             value(&page, &format!("pbxtap_events_total{{class={class}}}")),
             by_class.get(class).copied().unwrap_or(0),
@@ -110,6 +110,7 @@ fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
         ("channels", 512),
         ("contacts", 256),
         ("queue_callers", 128),
+        ("trunks", 32),
     ] {
         let key = |m: &str| format!("{m}{{table={table}}}");
         assert_eq!(

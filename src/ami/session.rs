@@ -99,6 +99,9 @@ pub struct Session {
     next_contacts: Option<Instant>,
     /// False once Asterisk refused `PJSIPShowContacts` (no res_pjsip, or an old version).
     contacts_supported: bool,
+    /// False once Asterisk refused `PJSIPShowRegistrationsOutbound` (no outbound
+    /// registration module): trunks are then told by their `Registry` events alone.
+    trunks_supported: bool,
     /// The version `CoreSettings` gave, while the filters are being answered.
     filter_version: String,
     /// A filter was refused: the rest of the answers change nothing.
@@ -112,6 +115,12 @@ const PING_PREFIX: &str = "pbxtap-ping-";
 const CONTACTS_ID: &str = "pbxtap-contacts";
 const CONTACTS_ACTION: &str = "Action: PJSIPShowContacts\r\nActionID: pbxtap-contacts\r\n\r\n";
 const VERSION_ID: &str = "pbxtap-version";
+const TRUNKS_ID: &str = "pbxtap-trunks";
+/// The outbound registrations (trunks), listed with the contacts: after login and every
+/// `contacts_every`, so a trunk's state is known even when its `Registry` event came
+/// while pbxtap was away.
+const TRUNKS_ACTION: &str =
+    "Action: PJSIPShowRegistrationsOutbound\r\nActionID: pbxtap-trunks\r\n\r\n";
 
 /// The key of an MD5 login: lowercase hex of MD5(challenge + secret).
 pub fn md5_key(challenge: &str, secret: &str) -> String {
@@ -136,6 +145,7 @@ impl Session {
             contacts_out: false,
             next_contacts: None,
             contacts_supported: true,
+            trunks_supported: true,
             filter_version: String::new(),
             filter_refused: false,
         }
@@ -146,14 +156,18 @@ impl Session {
         self.next_contacts = self.cfg.contacts_every.map(|every| now + every);
     }
 
-    /// The contact list, to send now, when the handler wants a fresh one: `None` while one
-    /// is on its way, before login, or where Asterisk has none.
+    /// The contact list (and the trunks'), to send now, when the handler wants a fresh one:
+    /// `None` while one is on its way, before login, or where Asterisk has none.
     pub fn request_contacts(&mut self) -> Option<String> {
         if self.state != State::Up || self.contacts_out || !self.contacts_supported {
             return None;
         }
         self.contacts_out = true;
-        Some(CONTACTS_ACTION.to_string())
+        let mut lists = CONTACTS_ACTION.to_string();
+        if self.trunks_supported {
+            lists.push_str(TRUNKS_ACTION);
+        }
+        Some(lists)
     }
 
     pub fn is_up(&self) -> bool {
@@ -221,7 +235,7 @@ impl Session {
                 self.next_ping = Some(now + self.cfg.ping_interval);
                 self.contacts_out = true;
                 let mut send = format!(
-                    "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{CONTACTS_ACTION}"
+                    "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{CONTACTS_ACTION}{TRUNKS_ACTION}"
                 );
                 if self.cfg.source_filter.is_some() {
                     send.push_str(&format!(
@@ -291,6 +305,11 @@ impl Session {
             }
             // The resync list's own Success/Complete framing: the events in it are delivered.
             (State::Up, RESYNC_ID) => Ok(Step::default()),
+            (State::Up, TRUNKS_ID) => {
+                // Success: the list follows, ended by OutboundRegistrationDetailComplete.
+                self.trunks_supported &= success;
+                Ok(Step::default())
+            }
             (State::Up, CONTACTS_ID) => {
                 if success {
                     // The list follows, ended by ContactListComplete.
@@ -357,8 +376,8 @@ impl Session {
         }
         if self.next_contacts.is_some_and(|at| now >= at) {
             self.next_contacts = None;
-            if let Some(list) = self.request_contacts() {
-                out.push_str(&list);
+            if let Some(lists) = self.request_contacts() {
+                out.push_str(&lists);
             }
         }
         Ok((!out.is_empty()).then_some(out))
@@ -554,6 +573,36 @@ mod tests {
             "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
         );
         assert!(!step.send.unwrap().contains("CoreSettings"));
+    }
+
+    #[test]
+    fn trunks_are_listed_with_the_contacts_until_asterisk_refuses_the_list() {
+        let t0 = Instant::now();
+        let mut c = cfg(AmiAuth::Plain);
+        c.ping_interval = Duration::from_secs(600);
+        let mut s = Session::new(c, t0);
+        s.on_banner();
+        let step = answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
+        );
+        assert!(step.send.unwrap().ends_with(TRUNKS_ACTION));
+        // The list's items are the handler's; the framing is not.
+        let ack = "Response: Success\r\nEventList: start\r\nActionID: pbxtap-trunks\r\n\r\n";
+        assert!(!answer(&mut s, ack).deliver);
+        let item = "Event: OutboundRegistrationDetail\r\nActionID: pbxtap-trunks\r\n\r\n";
+        assert!(answer(&mut s, item).deliver);
+        let listed = "Event: ContactListComplete\r\nActionID: pbxtap-contacts\r\n\r\n";
+        with_msg(listed, |m| s.on_message(m, t0)).unwrap();
+        // With the periodic contact list.
+        let poll = s.poll(t0 + Duration::from_secs(10)).unwrap().unwrap();
+        assert!(poll.contains("PJSIPShowContacts") && poll.ends_with(TRUNKS_ACTION));
+        // No outbound registration module: never asked again.
+        let refused = "Response: Error\r\nActionID: pbxtap-trunks\r\nMessage: Invalid/unknown command\r\n\r\n";
+        answer(&mut s, refused);
+        with_msg(listed, |m| s.on_message(m, t0 + Duration::from_secs(10))).unwrap();
+        let poll = s.poll(t0 + Duration::from_secs(20)).unwrap().unwrap();
+        assert!(poll.contains("PJSIPShowContacts") && !poll.contains("Outbound"));
     }
 
     #[test]

@@ -11,12 +11,14 @@ mod calls;
 pub use calls::MAX_CALLS;
 
 /// The normalizer's fixed tables, by name, with their capacities.
-pub const TABLES: [(&str, usize); 4] = [
+pub const TABLES: [(&str, usize); 5] = [
     ("calls", calls::MAX_CALLS),
     ("channels", calls::MAX_CHANNELS),
     ("contacts", endpoint::MAX_CONTACTS),
     ("queue_callers", queue::MAX_QUEUE_CALLERS),
+    ("trunks", trunk::MAX_REGISTRATIONS),
 ];
+mod asr;
 pub mod cause;
 mod endpoint;
 pub mod held;
@@ -24,6 +26,7 @@ mod mass;
 pub mod names;
 mod queue;
 mod security;
+mod trunk;
 
 use heapless::String;
 
@@ -54,6 +57,11 @@ pub struct NormalizeConfig {
     /// `system.mass_unregistration`; 0 turns it off.
     pub mass_unregister: u32,
     pub mass_unregister_secs: u32,
+    /// Calls that ended over which the answer-seizure ratio is taken (`system.asr_low`);
+    /// 0 turns it off.
+    pub asr_calls: u32,
+    /// The share of those answered (percent) under which the ratio is low.
+    pub asr_min_percent: u32,
 }
 
 /// Most trunks `normalize.trunks` may name.
@@ -69,6 +77,8 @@ impl Default for NormalizeConfig {
             login_window_secs: 60,
             mass_unregister: 10,
             mass_unregister_secs: 30,
+            asr_calls: 20,
+            asr_min_percent: 30,
         }
     }
 }
@@ -116,6 +126,18 @@ impl NormalizeConfig {
                 "must be between 1 and 3600 seconds",
             ));
         }
+        if self.asr_calls > 1000 {
+            return Err(ConfigError::new(
+                "normalize.asr_calls",
+                "must be at most 1000 calls (0 turns the warning off)",
+            ));
+        }
+        if !(1..=100).contains(&self.asr_min_percent) {
+            return Err(ConfigError::new(
+                "normalize.asr_min_percent",
+                "must be between 1 and 100 (percent of calls answered)",
+            ));
+        }
         if !(1..=32).contains(&self.max_extension_len) {
             return Err(ConfigError::new(
                 "normalize.max_extension_len",
@@ -153,8 +175,9 @@ pub struct Normalizer {
     held: Box<held::Held>,
     endpoints: Box<endpoint::Endpoints>,
     queues: Box<queue::Queues>,
+    trunks: trunk::Trunks,
     logins: security::Logins,
-    unregistrations: mass::Unregistrations,
+    watch: Watch,
     stats: NormalizeStats,
 }
 
@@ -207,22 +230,39 @@ pub fn reads(name: &str, message: &[u8]) -> bool {
     }
 }
 
-/// Emits `b`, and after an `endpoint.unregistered` that makes a burst, the
-/// `system.mass_unregistration` it makes. Returns how many it emitted.
-fn watch_unregistrations(
-    unregistrations: &mut mass::Unregistrations,
-    b: Body,
-    now: u64,
-    emit: &mut dyn FnMut(Body),
-) -> u64 {
-    let lost = matches!(b, Body::EndpointUnregistered(_));
-    emit(b);
-    match lost.then(|| unregistrations.unregistered(now)).flatten() {
-        Some(burst) => {
-            emit(burst);
-            2
+/// The health events read off what the normalizer emits: many unregistrations at once
+/// (`mass`), and the answer-seizure ratio (`asr`).
+struct Watch {
+    unregistrations: mass::Unregistrations,
+    answers: asr::Answers,
+}
+
+impl Watch {
+    fn new(cfg: &NormalizeConfig) -> Watch {
+        Watch {
+            unregistrations: mass::Unregistrations::new(
+                cfg.mass_unregister,
+                cfg.mass_unregister_secs,
+            ),
+            answers: asr::Answers::new(cfg.asr_calls, cfg.asr_min_percent),
         }
-        None => 1,
+    }
+
+    /// Emits `b`, then the health event it makes, if any. Returns how many it emitted.
+    fn pass(&mut self, b: Body, now: u64, emit: &mut dyn FnMut(Body)) -> u64 {
+        let health = match &b {
+            Body::EndpointUnregistered(_) => self.unregistrations.unregistered(now),
+            Body::CallEnded(ended) => self.answers.ended(ended.answered),
+            _ => None,
+        };
+        emit(b);
+        match health {
+            Some(health) => {
+                emit(health);
+                2
+            }
+            None => 1,
+        }
     }
 }
 
@@ -235,10 +275,8 @@ impl Normalizer {
         });
         Normalizer {
             logins: security::Logins::new(cfg.login_failures, cfg.login_window_secs),
-            unregistrations: mass::Unregistrations::new(
-                cfg.mass_unregister,
-                cfg.mass_unregister_secs,
-            ),
+            watch: Watch::new(&cfg),
+            trunks: trunk::Trunks::default(),
             cfg,
             calls,
             endpoints: Box::default(),
@@ -264,6 +302,7 @@ impl Normalizer {
             self.calls.live_channels(),
             self.endpoints.contacts(),
             self.queues.waiting(),
+            self.trunks.len(),
         ]
     }
 
@@ -293,9 +332,9 @@ impl Normalizer {
             return;
         }
         let mut emitted = 0u64;
-        let unregistrations = &mut self.unregistrations;
+        let watch = &mut self.watch;
         let mut counted = |b: Body| {
-            emitted += watch_unregistrations(unregistrations, b, now, emit);
+            emitted += watch.pass(b, now, emit);
         };
         // A new channel's call.started is held for the dialplan's X- variables; anything
         // else about a call lets its held start out first.
@@ -314,6 +353,7 @@ impl Normalizer {
                 let answered = |call_id: &str| calls.is_answered(call_id);
                 self.queues.handle(e, msg, now, &answered, stats, &mut out)
             }
+            AmiEvent::Trunk(e) => self.trunks.handle(e, msg, stats, &mut out),
             AmiEvent::Security(_) => self.logins.handle(msg, now, stats, &mut out),
             AmiEvent::VarSet => {
                 if let Some(var) = x_var {
@@ -334,10 +374,10 @@ impl Normalizer {
         self.endpoints.connected();
     }
 
-    /// Whether the AMI session should list the PJSIP contacts now (a contact appeared and
-    /// waits for its expiry).
+    /// Whether the AMI session should list the PJSIP contacts and trunks now (a contact
+    /// appeared and waits for its expiry, or a trunk for its name).
     pub fn take_contacts_wanted(&mut self) -> bool {
-        self.endpoints.take_list_wanted()
+        self.endpoints.take_list_wanted() | self.trunks.take_list_wanted()
     }
 
     /// A contact list asked for by the session is complete: from now on a new contact
@@ -363,9 +403,9 @@ impl Normalizer {
     pub fn tick(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
         let stats = &mut self.stats;
         let mut emitted = 0;
-        let unregistrations = &mut self.unregistrations;
+        let watch = &mut self.watch;
         let mut out = |b| {
-            emitted += watch_unregistrations(unregistrations, b, now, emit);
+            emitted += watch.pass(b, now, emit);
         };
         self.held.due(now, &mut out);
         self.calls.flush_cdrs(now, &mut out);

@@ -52,6 +52,17 @@ pub enum QueueEvent {
     QueueMemberPause,
 }
 
+/// Events about outbound registrations: trunks to carriers (`normalize::trunk`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TrunkEvent {
+    /// A registration's state changed (PJSIP and chan_sip alike).
+    Registry,
+    /// One registration of the list asked for with `PJSIPShowRegistrationsOutbound`.
+    OutboundRegistrationDetail,
+    /// The end of that list.
+    OutboundRegistrationDetailComplete,
+}
+
 /// Asterisk's security events for a failed login, SIP or AMI (`normalize::security`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SecurityEvent {
@@ -71,18 +82,20 @@ pub enum AmiEvent {
     Call(CallEvent),
     Endpoint(EndpointEvent),
     Queue(QueueEvent),
+    Trunk(TrunkEvent),
     Security(SecurityEvent),
     /// A channel variable set; only `X-` variables are read (headers for calls).
     VarSet,
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 33] = {
-    use AmiEvent::{Call, Endpoint, Queue, Security};
+const NAMES: [(&str, AmiEvent); 36] = {
+    use AmiEvent::{Call, Endpoint, Queue, Security, Trunk};
     use CallEvent as C;
     use EndpointEvent as E;
     use QueueEvent as Q;
     use SecurityEvent as S;
+    use TrunkEvent as T;
     [
         ("Newchannel", Call(C::Newchannel)),
         ("Newstate", Call(C::Newstate)),
@@ -115,6 +128,15 @@ const NAMES: [(&str, AmiEvent); 33] = {
         ("QueueMemberAdded", Queue(Q::QueueMemberAdded)),
         ("QueueMemberRemoved", Queue(Q::QueueMemberRemoved)),
         ("QueueMemberPause", Queue(Q::QueueMemberPause)),
+        ("Registry", Trunk(T::Registry)),
+        (
+            "OutboundRegistrationDetail",
+            Trunk(T::OutboundRegistrationDetail),
+        ),
+        (
+            "OutboundRegistrationDetailComplete",
+            Trunk(T::OutboundRegistrationDetailComplete),
+        ),
         ("InvalidPassword", Security(S::InvalidPassword)),
         (
             "ChallengeResponseFailed",
