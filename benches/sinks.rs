@@ -32,7 +32,7 @@ use common::ami::fixture;
 use common::mqtt::{seq_of, Mosquitto, Subscriber};
 use common::nats::{count_messages, create_stream, stored_count, NatsServer};
 use pbxtap::ami::frame::{Frame, Limits, Parser};
-use pbxtap::bus::{Bus, SinkCounters};
+use pbxtap::bus::{Bus, Priority, SinkCounters};
 use pbxtap::event::{text, Body, CallStarted, Event, Presence};
 use pbxtap::normalize::{NormalizeConfig, Normalizer};
 use pbxtap::sink::mqtt::{MqttSink, MqttSinkConfig};
@@ -95,9 +95,11 @@ fn counts() -> Counts {
 /// the time taken; asserts nothing was dropped.
 async fn feed(bus: &Bus, counters: &SinkCounters, n: u64, body: impl Fn(u64) -> Body) -> Duration {
     let start = Instant::now();
+    // The ring the events go to: its share of `RING` (`Priority::capacity`).
+    let ring = Priority::of(&body(0)).capacity(RING as usize) as u64;
     let mut sent = 0;
     while sent < n {
-        let burst = (RING / 2).min(n - sent);
+        let burst = (ring / 2).min(n - sent);
         for i in sent..sent + burst {
             bus.publish_body(body(i));
         }
@@ -106,7 +108,7 @@ async fn feed(bus: &Bus, counters: &SinkCounters, n: u64, body: impl Fn(u64) -> 
             "the sink to catch up",
             STUCK,
             Duration::from_millis(1),
-            async || counters.delivered.load(Ordering::Relaxed) + RING / 2 >= sent,
+            async || counters.delivered.load(Ordering::Relaxed) + ring / 2 >= sent,
         )
         .await;
     }

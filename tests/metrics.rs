@@ -103,7 +103,12 @@ fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
         "its port is closed"
     );
     assert_eq!(value(&page, "pbxtap_sink_backlog{sink=stdout#0}"), 0);
+    // 256 low, 512 normal, 256 high.
     assert_eq!(value(&page, "pbxtap_sink_capacity{sink=stdout#0}"), 1024);
+    for priority in ["low", "normal", "high"] {
+        let key = format!("pbxtap_sink_shed_total{{priority={priority},sink=stdout#0}}");
+        assert_eq!(value(&page, &key), 0);
+    }
     assert_eq!(value(&page, "pbxtap_sink_dropped_total{sink=stdout#0}"), 0);
     for (table, capacity) in [
         ("calls", 256),

@@ -46,6 +46,16 @@ async fn start_sink(
     (tokio::spawn(sink.run(rx)), counters)
 }
 
+/// The stream the tests publish: registrations, of normal priority, in the ring that holds
+/// half of `per_sink` (`Priority::capacity`).
+fn stream(i: u64) -> Body {
+    Body::EndpointRegistered(pbxtap::event::Registration {
+        aor: text(&i.to_string()),
+        contact: text("sip:stream@127.0.0.1"),
+        ..Default::default()
+    })
+}
+
 fn presence(i: u64) -> Body {
     Body::EndpointPresence(Presence {
         extension: text(&i.to_string()),
@@ -252,20 +262,20 @@ async fn a_broker_restart_mid_stream_loses_and_repeats_nothing_within_capacity()
     // the next 600 come while it is away, the last 300 after it is back.
     let mut i = 0u64;
     for _ in 0..300 {
-        bus.publish_body(presence(i));
+        bus.publish_body(stream(i));
         i += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     wait_delivered(&counters, bus.published()).await;
     broker.stop();
     for _ in 0..600 {
-        bus.publish_body(presence(i));
+        bus.publish_body(stream(i));
         i += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
     broker.restart();
     for _ in 0..300 {
-        bus.publish_body(presence(i));
+        bus.publish_body(stream(i));
         i += 1;
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
@@ -310,7 +320,7 @@ async fn a_broker_stopped_with_publishes_in_flight_loses_nothing_and_repeats_at_
     let stream_bus = bus.clone();
     let stream = tokio::spawn(async move {
         for i in 0..1500 {
-            stream_bus.publish_body(presence(i));
+            stream_bus.publish_body(stream(i));
             tokio::time::sleep(Duration::from_millis(1)).await;
         }
     });
@@ -318,7 +328,7 @@ async fn a_broker_stopped_with_publishes_in_flight_loses_nothing_and_repeats_at_
     // of the last publishes may never leave it) and comes back a moment later.
     msgs.extend(
         sub.until(WAIT, |m| {
-            m.topic == "pbxtap/endpoint/presence" && seq_of(&m.payload) >= 300
+            m.topic == "pbxtap/endpoint/registered" && seq_of(&m.payload) >= 300
         })
         .await,
     );
@@ -348,9 +358,10 @@ async fn past_capacity_the_oldest_are_dropped_and_exactly_those_are_counted() {
     let dir = tempfile::tempdir().unwrap();
     let mut broker = Mosquitto::start(dir.path(), "");
     let mut sub = Subscriber::start(broker.port, "watcher-overflow", "pbxtap/#", true).await;
+    // The ring of normal priority, where the stream goes: half of `buffers.per_sink`.
     const PER_SINK: usize = 64;
     const INFLIGHT: usize = 4;
-    let bus = Bus::new(PER_SINK, text("pbx1"));
+    let bus = Bus::new(2 * PER_SINK, text("pbx1"));
     let mut cfg = sink_config(broker.port, "pbxtap");
     cfg.inflight = INFLIGHT;
     let (_sink, counters) = start_sink(&cfg, &bus).await;
@@ -359,7 +370,7 @@ async fn past_capacity_the_oldest_are_dropped_and_exactly_those_are_counted() {
     // Well past what the sink holds while the broker is away: ring + outbox.
     let extra = 100;
     for i in 0..(PER_SINK + INFLIGHT + extra) as u64 {
-        bus.publish_body(presence(i));
+        bus.publish_body(stream(i));
         tokio::task::yield_now().await;
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
@@ -521,11 +532,11 @@ async fn tls_with_a_custom_ca_delivers_and_a_wrong_ca_is_a_sink_down() {
         m.topic == "secure/status" && m.payload == "online"
     })
     .await;
-    bus.publish_body(presence(7));
+    bus.publish_body(stream(7));
     let got = sub
-        .until(WAIT, |m| m.topic == "secure/endpoint/presence")
+        .until(WAIT, |m| m.topic == "secure/endpoint/registered")
         .await;
-    assert!(got.last().unwrap().payload.contains("\"extension\":\"7\""));
+    assert!(got.last().unwrap().payload.contains("\"aor\":\"7\""));
 
     let wrong = MqttSinkConfig {
         ca_file: Some(other_ca),
@@ -601,10 +612,10 @@ async fn qos_0_events_are_published_at_qos_0_and_counted() {
     let status = sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
     assert_eq!(status.last().unwrap().qos, rumqttc::QoS::AtLeastOnce);
     for i in 0..100 {
-        bus.publish_body(presence(i));
+        bus.publish_body(stream(i));
     }
     let got = sub
-        .until(WAIT, |m| m.payload.contains("\"extension\":\"99\""))
+        .until(WAIT, |m| m.payload.contains("\"aor\":\"99\""))
         .await;
     assert_eq!(got.len(), 100);
     assert!(got.iter().all(|m| m.qos == rumqttc::QoS::AtMostOnce));
@@ -619,11 +630,11 @@ async fn a_burst_within_capacity_arrives_whole_and_in_order_at_qos_1() {
     // Debug builds encode slowly (the native dialect fills a 16 KiB buffer per event):
     // keep the burst small enough for a loaded 2-core CI machine.
     const N: u64 = 1000;
-    let bus = Bus::new(N as usize, text("pbx1"));
+    let bus = Bus::new(2 * N as usize, text("pbx1")); // N of normal priority
     let (_sink, counters) = start_sink(&sink_config(broker.port, "pbxtap"), &bus).await;
     sub.until(WAIT, |m| m.topic == "pbxtap/status").await;
     for i in 0..N {
-        bus.publish_body(presence(i));
+        bus.publish_body(stream(i));
     }
     wait_delivered(&counters, N).await;
     let events = collect_all(&mut sub, &bus, Vec::new()).await;

@@ -263,7 +263,8 @@ async fn sink_status(watcher: &mut SinkRx, up: bool) {
 }
 
 /// Runs the outage scenario against a sink configured by `cfg` (url, subject and dialect
-/// are set here), with rings of `capacity` events (a power of two, as the bus rounds up).
+/// are set here), with rings of `capacity` events of normal priority, where `call.started`
+/// goes (a power of two, as the bus rounds up; half of `buffers.per_sink`).
 async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
     let dir = tempfile::tempdir().unwrap();
     let mut server = NatsServer::with_jetstream(common::free_port(), dir.path());
@@ -274,7 +275,7 @@ async fn outage(mut cfg: NatsSinkConfig, capacity: usize) {
     cfg.url = url.clone();
     cfg.subject = "pbx".into();
     cfg.dialect = "native".into();
-    let bus = Bus::new(capacity, text("pbx1"));
+    let bus = Bus::new(2 * capacity, text("pbx1"));
     let rx = bus.subscribe("nats#0");
     let counters = rx.counters().clone();
     let mut watcher = bus.subscribe("watcher");

@@ -843,7 +843,7 @@ async fn a_thousand_events_of_ten_calls_are_each_delivered_once_in_call_order() 
     use pbxtap::sink::webhook::{WebhookDialect, WebhookSink, WebhookSinkConfig};
     const N: u64 = 1000;
     let server = Server::start(|_| Reply::Status(200)).await;
-    let bus = Bus::new(1024, text("pbx1"));
+    let bus = Bus::new(2048, text("pbx1")); // 1024 of normal priority, where call.started goes
     let cfg = WebhookSinkConfig {
         url: server.url("/"),
         dialect: WebhookDialect::Native,

@@ -45,7 +45,6 @@ pub(crate) async fn drain(
     deadline: Duration,
 ) -> usize {
     let counters = bus.sinks();
-    let published = bus.published();
     let delivered = |name: &str| {
         counters
             .iter()
@@ -67,7 +66,7 @@ pub(crate) async fn drain(
         let (left, dropped) = counters
             .iter()
             .find(|c| c.name.as_str() == name)
-            .map_or((0, 0), |c| (c.backlog(published), c.lost(published)));
+            .map_or((0, 0), |c| (c.backlog(), c.lost()));
         tracing::warn!(code = "sink_drain_timeout", sink = %name, delivered = during, left, dropped, "sink did not drain within {deadline:?}: {left} events undelivered left in its ring ({dropped} dropped before, when its ring overflowed); stopping it");
         handle.abort();
         stopped += 1;

@@ -19,7 +19,7 @@ pub use server::{serve, MetricsServer};
 pub use status::{fetch, Scrape};
 
 use crate::ami::client::AmiHealth;
-use crate::bus::{Bus, SinkCounters};
+use crate::bus::{Bus, Priority, SinkCounters};
 use crate::event::Class;
 use crate::normalize::TABLES;
 use crate::tap::TapGauges;
@@ -53,8 +53,8 @@ fn resident_bytes() -> u64 {
         .map_or(0, |s| s.rss_kib * 1024)
 }
 
-/// One per-sink metric's value, from the sink's counters and the events published.
-type SinkValue = fn(&SinkCounters, u64) -> u64;
+/// One per-sink metric's value, from the sink's counters.
+type SinkValue = fn(&SinkCounters) -> u64;
 
 /// Writes the page into `out` (cleared first).
 pub fn render(src: &Sources, out: &mut String) {
@@ -88,41 +88,53 @@ pub fn render(src: &Sources, out: &mut String) {
             "pbxtap_sink_delivered_total",
             "counter",
             "Events the sink delivered (published, acknowledged or written).",
-            |c, _| c.delivered.load(Ordering::Relaxed),
+            |c| c.delivered.load(Ordering::Relaxed),
         ),
         (
             "pbxtap_sink_dropped_total",
             "counter",
             "Events the sink lost: overwritten in its ring before it read them.",
-            |c, p| c.lost(p),
+            |c| c.lost(),
         ),
         (
             "pbxtap_sink_backlog",
             "gauge",
             "Events waiting in the sink's ring.",
-            |c, p| c.backlog(p),
+            |c| c.backlog(),
         ),
         (
             "pbxtap_sink_capacity",
             "gauge",
-            "Events the sink's ring holds (buffers.per_sink).",
-            |c, _| c.capacity,
+            "Events the sink's rings hold (buffers.per_sink: a quarter low, half normal, a quarter high priority).",
+            |c| c.capacity(),
         ),
         (
             "pbxtap_sink_up",
             "gauge",
             "1 when the sink reaches its destination, 0 when it cannot.",
-            |c, _| u64::from(!c.down.load(Ordering::Relaxed)),
+            |c| u64::from(!c.down.load(Ordering::Relaxed)),
         ),
     ];
     for (name, kind, help, value) in per_sink {
         header(out, name, kind, help);
         for c in &sinks {
+            let _ = writeln!(out, "{name}{{sink=\"{}\"}} {}", label(&c.name), value(c));
+        }
+    }
+    header(
+        out,
+        "pbxtap_sink_shed_total",
+        "counter",
+        "Events overwritten in the sink's ring of one priority before it read them: low (presence, ringing) goes first in a storm.",
+    );
+    for c in &sinks {
+        for p in Priority::ALL {
             let _ = writeln!(
                 out,
-                "{name}{{sink=\"{}\"}} {}",
+                "pbxtap_sink_shed_total{{sink=\"{}\",priority=\"{}\"}} {}",
                 label(&c.name),
-                value(c, published)
+                p.as_str(),
+                c.rings[p.index()].shed.load(Ordering::Relaxed)
             );
         }
     }

@@ -123,13 +123,12 @@ impl Pipeline {
             });
         }
         if let (Some(bus), false) = (self.bus.upgrade(), self.sink_stall.is_zero()) {
-            let published = bus.published();
             for s in bus.sinks() {
                 out.push(Reading {
                     name: s.name.clone(),
                     progress: s.received.load(Ordering::Relaxed)
                         + s.dropped.load(Ordering::Relaxed),
-                    busy: s.backlog(published) > 0,
+                    busy: s.backlog() > 0,
                     allowance: self.sink_stall,
                 });
             }

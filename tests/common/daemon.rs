@@ -20,13 +20,18 @@ pub struct Peer {
 impl Peer {
     /// Replays `recordings` (fixture names, each `times` over) and stays connected.
     pub fn start(recordings: &[&str], times: usize, pace: Option<Duration>) -> Peer {
-        let rt = tokio::runtime::Runtime::new().unwrap();
         let mut all = Vec::new();
         for _ in 0..times {
             all.extend(recordings.iter().map(|r| super::ami::fixture(r)));
         }
         let mut cfg = ReplayConfig::new(all);
         cfg.pace = pace;
+        Peer::start_with(cfg)
+    }
+
+    /// Replays as `cfg` says (recordings of the test's own making, for one).
+    pub fn start_with(cfg: ReplayConfig) -> Peer {
+        let rt = tokio::runtime::Runtime::new().unwrap();
         let peer = rt.block_on(replay::start(cfg)).unwrap();
         Peer { peer, _rt: rt }
     }
