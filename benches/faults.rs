@@ -238,7 +238,8 @@ fn start_hook(rt: &Runtime, port: u16, seqs: Arc<Mutex<Vec<u64>>>) -> JoinHandle
 
 /// A QoS 1 subscriber to `pbx/#` with a persistent session (clean_session = false):
 /// the broker queues for it while it is away. It subscribes again whenever the broker has
-/// no session for it. Records the seq of every event message; returns once subscribed.
+/// no session for it. Records the seq of every event message (not the retained copies);
+/// returns once subscribed.
 fn start_mqtt_subscriber(rt: &Runtime, port: u16, seqs: Arc<Mutex<Vec<u64>>>) -> JoinHandle<()> {
     use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
     let (ready_tx, ready_rx) = tokio::sync::oneshot::channel();
@@ -260,7 +261,11 @@ fn start_mqtt_subscriber(rt: &Runtime, port: u16, seqs: Arc<Mutex<Vec<u64>>>) ->
                     }
                 }
                 Ok(Event::Incoming(Packet::Publish(p))) => {
-                    if p.topic != "pbx/status" && p.topic != "pbx/health" {
+                    // Events only: not the status, health and state copies.
+                    let copy = p.topic == "pbx/status"
+                        || p.topic == "pbx/health"
+                        || p.topic.starts_with("pbx/state/");
+                    if !copy {
                         seqs.lock()
                             .unwrap()
                             .push(common::json_u64(&p.payload, "seq").unwrap_or(0));

@@ -4,7 +4,10 @@
 //! - `ami::frame`: bytes → AMI messages (pure, bounded). `ami::client`: the TCP session.
 //! - `normalize`: AMI messages → `event::Event`s, with fixed-capacity live-call tables.
 //! - `lag`: how late Asterisk's events arrive (`system.ami_lagging`).
-//! - `bus`: fan-out to one fixed-capacity ring per sink; the tap never waits on a sink.
+//! - `bus`: fan-out to fixed-capacity rings per sink, one per priority; the tap never
+//!   waits on a sink.
+//! - `state`: which events set or clear the present (contacts, calls, ...), for sinks that
+//!   keep it.
 //! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
 //! - `settings`: the shared config error and key helpers (a leaf); `config` composes every
 //!   part's own settings with the TOML file, environment overrides and secrets.
@@ -24,5 +27,6 @@ pub mod metrics;
 pub mod normalize;
 pub mod settings;
 pub mod sink;
+pub mod state;
 pub mod tap;
 pub mod watchdog;

@@ -27,10 +27,13 @@ use pbxtap::tap::Tap;
 
 const WAIT: Duration = Duration::from_secs(15);
 
+/// The sink publishing under `topic`, without the retained state (these tests count the
+/// event messages; `the_present_is_kept_retained_...` tests the state).
 fn sink_config(port: u16, topic: &str) -> MqttSinkConfig {
     MqttSinkConfig {
         url: format!("mqtt://127.0.0.1:{port}"),
         topic: topic.into(),
+        state: false,
         ..Default::default()
     }
 }
@@ -669,4 +672,78 @@ fn check_config_accepts_the_sink_and_names_a_bad_key() {
         !ok && text.contains("sinks[0].url") && text.contains("mqtt://"),
         "{text}"
     );
+}
+
+/// With `state`: a registration and a call are kept retained under
+/// `<topic>/state/<host>/`, the call's cleared when it ends; and what an earlier run left
+/// there is cleared at start, while other retained topics are left alone.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_present_is_kept_retained_and_an_earlier_runs_is_swept_at_start() {
+    use common::mqtt::retained;
+    use pbxtap::event::{CallEnded, CallStarted, Registration};
+    let dir = tempfile::tempdir().unwrap();
+    let broker = Mosquitto::start(dir.path(), "");
+    // Left by an earlier run: a call long over. And another host's, and a stranger's.
+    let mut opts = rumqttc::MqttOptions::new("earlier", "127.0.0.1", broker.port);
+    opts.set_keep_alive(Duration::from_secs(5));
+    let (client, mut eventloop) = rumqttc::AsyncClient::new(opts, 16);
+    for topic in [
+        "pbxtap/state/pbx1/call/1.1",
+        "pbxtap/state/pbx2/call/2.1",
+        "other/x",
+    ] {
+        client
+            .publish(topic, rumqttc::QoS::AtLeastOnce, true, "old")
+            .await
+            .unwrap();
+    }
+    let mut acked = 0;
+    while acked < 3 {
+        if let rumqttc::Event::Incoming(rumqttc::Packet::PubAck(_)) =
+            eventloop.poll().await.unwrap()
+        {
+            acked += 1;
+        }
+    }
+    let bus = Bus::new(64, text("pbx1"));
+    let cfg = MqttSinkConfig {
+        state: true,
+        ..sink_config(broker.port, "pbxtap")
+    };
+    let (_sink, counters) = start_sink(&cfg, &bus).await;
+    bus.publish_body(Body::EndpointRegistered(Registration {
+        aor: text("101"),
+        contact: text("sip:101@10.0.0.5:5060"),
+        ..Default::default()
+    }));
+    for id in ["7.1", "8.1"] {
+        bus.publish_body(Body::CallStarted(CallStarted {
+            call_id: text(id),
+            ..Default::default()
+        }));
+    }
+    bus.publish_body(Body::CallEnded(CallEnded {
+        call_id: text("7.1"),
+        ..Default::default()
+    }));
+    wait_delivered(&counters, 4).await;
+    let want = [
+        "other/x",
+        "pbxtap/state/pbx1/call/8.1",
+        "pbxtap/state/pbx1/contact/101/sip:101@10.0.0.5:5060",
+        "pbxtap/state/pbx2/call/2.1",
+        "pbxtap/status",
+    ];
+    // The retained copies are acknowledged after their events: wait for them.
+    let all = std::sync::Mutex::new(Default::default());
+    let port = broker.port;
+    common::until("the retained state", WAIT, async || {
+        let got: std::collections::BTreeMap<String, String> = retained(port, "#").await;
+        let same = got.keys().map(String::as_str).eq(want);
+        *all.lock().unwrap() = got;
+        same
+    })
+    .await;
+    let all = all.into_inner().unwrap();
+    assert!(all["pbxtap/state/pbx1/call/8.1"].contains("\"event\":\"started\""));
 }

@@ -239,3 +239,54 @@ impl Drop for Subscriber {
 pub fn seq_of(payload: &str) -> u64 {
     super::json_u64(payload.as_bytes(), "seq").unwrap_or_else(|| panic!("no seq in {payload}"))
 }
+
+/// What a consumer that connects now learns of the retained messages under `filter`:
+/// topic → payload. It subscribes to `filter`, then to a fence it published retained
+/// itself; the broker answers subscriptions in order, so once the fence arrives every
+/// retained message of `filter` has.
+pub async fn retained(port: u16, filter: &str) -> std::collections::BTreeMap<String, String> {
+    let id = format!("late-{}", super::free_port());
+    let fence = format!("fence/{id}");
+    let mut opts = MqttOptions::new(&id, "127.0.0.1", port);
+    opts.set_keep_alive(Duration::from_secs(5))
+        .set_max_packet_size(64 * 1024, 64 * 1024);
+    let (client, mut eventloop) = AsyncClient::new(opts, 16);
+    let mut out = std::collections::BTreeMap::new();
+    let read = async {
+        loop {
+            match eventloop
+                .poll()
+                .await
+                .expect("the late consumer's connection")
+            {
+                Event::Incoming(Packet::ConnAck(_)) => {
+                    client
+                        .publish(&fence, QoS::AtLeastOnce, true, "fence")
+                        .await
+                        .unwrap();
+                }
+                Event::Incoming(Packet::PubAck(_)) => {
+                    client.subscribe(filter, QoS::AtLeastOnce).await.unwrap();
+                    client.subscribe(&fence, QoS::AtLeastOnce).await.unwrap();
+                }
+                Event::Incoming(Packet::Publish(p)) if p.topic == fence => break,
+                Event::Incoming(Packet::Publish(p)) if p.retain => {
+                    let payload = String::from_utf8_lossy(&p.payload).to_string();
+                    out.insert(p.topic.clone(), payload);
+                }
+                _ => {}
+            }
+        }
+    };
+    tokio::time::timeout(Duration::from_secs(10), read)
+        .await
+        .expect("the retained messages and the fence within 10 s");
+    // The fence goes, so it is not left on the broker.
+    let _ = client.publish(&fence, QoS::AtLeastOnce, true, "").await;
+    let _ = client.disconnect().await;
+    let _ = tokio::time::timeout(Duration::from_secs(2), async {
+        while eventloop.poll().await.is_ok() {}
+    })
+    .await;
+    out
+}

@@ -40,6 +40,9 @@ pub struct MqttSinkConfig {
     /// Also publish events that name an extension (`extension`, else `aor`) to
     /// `<topic>/ext/<extension>/<class>/<event>`.
     pub extension_topics: bool,
+    /// Keep the present (contacts, live calls, queue members and callers, trunks)
+    /// retained under `<topic>/state/<host>/<kind>/<key>`, cleared at start.
+    pub state: bool,
 }
 
 impl Default for MqttSinkConfig {
@@ -56,6 +59,7 @@ impl Default for MqttSinkConfig {
             qos: 1,
             inflight: 64,
             extension_topics: false,
+            state: true,
         }
     }
 }

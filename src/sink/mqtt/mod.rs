@@ -1,6 +1,8 @@
 //! MQTT sink: events to `<topic>/<class>/<event>` with rumqttc (native JSON), a retained
 //! `<topic>/status` (`online`, with a last will that sets it `offline`) and the retained
-//! `<topic>/health` (the watchdog's latest `system.asterisk_*` event).
+//! `<topic>/health` (the watchdog's latest `system.asterisk_*` event), and with `state`
+//! the present kept retained under `<topic>/state/<host>/<kind>/<key>` (`crate::state`;
+//! cleared at start by [`sweep`]).
 //!
 //! Flow: `run` takes events off the sink's ring into the [`outbox::Outbox`] (at most
 //! `inflight` publishes) and hands them to rumqttc; the [`driver`] task polls rumqttc's
@@ -10,6 +12,7 @@
 pub mod config;
 pub mod driver;
 pub mod outbox;
+pub mod sweep;
 
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
@@ -23,14 +26,16 @@ use crate::bus::{Publisher, SinkRx};
 use crate::dialect::{native, Encoded, MAX_ENCODED_LEN};
 use crate::event::{Body, Event};
 use crate::settings::{with_host, ConfigError};
+use crate::state;
 pub use config::{parse_url, validate_topic, BrokerUrl, MqttSinkConfig};
 use outbox::{Kind, Outbox};
 
 /// Largest packet we send: the largest encoded event plus its topic and MQTT header.
 pub const MAX_OUTGOING_PACKET: usize = MAX_ENCODED_LEN + 1024;
-/// Largest packet we accept from the broker. We subscribe to nothing, so only
-/// acknowledgements and ping responses arrive.
-pub const MAX_INCOMING_PACKET: usize = 4 * 1024;
+/// Largest packet we accept from the broker. The sink subscribes to nothing, so only
+/// acknowledgements and ping responses arrive; the state sweep's connection takes the
+/// retained state, each an event.
+pub const MAX_INCOMING_PACKET: usize = MAX_OUTGOING_PACKET;
 /// Seconds rumqttc waits for the TCP/TLS connect and the CONNACK.
 pub const CONNECT_TIMEOUT_SECS: u64 = 5;
 /// Payload of `<topic>/status` while connected, and of the last will.
@@ -67,6 +72,8 @@ pub struct MqttSink {
     qos: QoS,
     window: usize,
     extension_topics: bool,
+    /// With `state`: `<topic>/state/<host>`, and the options of the sweep's connection.
+    state: Option<(String, MqttOptions)>,
     publisher: Publisher,
     broker: String,
 }
@@ -83,6 +90,39 @@ impl MqttSink {
             cfg.client_id.clone()
         };
         let topic = with_host(&cfg.topic, publisher.host());
+        let mut options = Self::options(cfg, &url, client_id.clone())?;
+        options.set_last_will(LastWill::new(
+            status_topic(&topic),
+            OFFLINE,
+            QoS::AtLeastOnce,
+            true,
+        ));
+        let state = if cfg.state {
+            Some((
+                format!("{topic}/state/{}", level(publisher.host())),
+                Self::options(cfg, &url, format!("{client_id}-sweep"))?,
+            ))
+        } else {
+            None
+        };
+        Ok(MqttSink {
+            options,
+            topic,
+            qos: cfg.qos_level(),
+            window: cfg.inflight,
+            extension_topics: cfg.extension_topics,
+            state,
+            publisher,
+            broker: format!("{}:{}", url.host, url.port),
+        })
+    }
+
+    /// The connection's options, but its last will.
+    fn options(
+        cfg: &MqttSinkConfig,
+        url: &BrokerUrl,
+        client_id: String,
+    ) -> Result<MqttOptions, MqttSinkError> {
         let mut options = MqttOptions::new(client_id, url.host.clone(), url.port);
         options
             .set_keep_alive(Duration::from_secs(cfg.keep_alive_secs))
@@ -90,28 +130,45 @@ impl MqttSink {
             .set_clean_session(true)
             .set_inflight((cfg.inflight + 1) as u16)
             .set_request_channel_capacity(cfg.inflight + 1)
-            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET)
-            .set_last_will(LastWill::new(
-                status_topic(&topic),
-                OFFLINE,
-                QoS::AtLeastOnce,
-                true,
-            ));
+            .set_max_packet_size(MAX_INCOMING_PACKET, MAX_OUTGOING_PACKET);
         if let Some(user) = &cfg.username {
             options.set_credentials(user.clone(), cfg.password.clone().unwrap_or_default());
         }
         if url.tls {
             options.set_transport(Transport::Tls(tls_config(cfg.ca_file.as_deref())?));
         }
-        Ok(MqttSink {
-            options,
-            topic,
-            qos: cfg.qos_level(),
-            window: cfg.inflight,
-            extension_topics: cfg.extension_topics,
-            publisher,
-            broker: format!("{}:{}", url.host, url.port),
-        })
+        Ok(options)
+    }
+
+    /// Clears the state an earlier run left, retrying with the reconnect backoff until it
+    /// is done: events wait in the ring meanwhile, as they would for a broker away.
+    async fn sweep(&self, sink: &str) {
+        let Some((prefix, options)) = &self.state else {
+            return;
+        };
+        let mut attempt = 0;
+        loop {
+            match sweep::sweep(options.clone(), prefix).await {
+                Ok(cleared) => {
+                    tracing::info!(
+                        sink,
+                        prefix,
+                        cleared,
+                        code = "mqtt_state_swept",
+                        "retained state of an earlier run cleared"
+                    );
+                    return;
+                }
+                Err(error) => {
+                    let delay = driver::RECONNECT.random_delay(attempt);
+                    attempt += 1;
+                    if attempt.is_power_of_two() {
+                        tracing::warn!(sink, prefix, %error, attempt, code = "mqtt_state_sweep_failed", "cannot clear the retained state of an earlier run yet; retrying in {delay:?}");
+                    }
+                    tokio::time::sleep(delay).await;
+                }
+            }
+        }
     }
 
     /// Publishes events until the bus closes and the ring is drained, then sets the
@@ -145,6 +202,7 @@ impl MqttSink {
             ),
             status,
         })));
+        self.sweep(name.as_str()).await;
         let mut buf = Encoded::new();
         let mut encode_errors = 0u64;
         while let Some(ev) = rx.recv().await {
@@ -191,12 +249,12 @@ impl MqttSink {
 
     /// The publishes for one event: its own topic; the retained health topic for the
     /// watchdog's Asterisk state, or its extension's topic (never both: the Asterisk
-    /// states name no extension).
+    /// states name no extension); and with `state`, the retained state it sets or clears.
     fn publishes(
         &self,
         ev: &Event,
         buf: &mut Encoded,
-    ) -> Result<heapless::Vec<(Publish, Kind), 2>, crate::dialect::EncodeError> {
+    ) -> Result<heapless::Vec<(Publish, Kind), 3>, crate::dialect::EncodeError> {
         native::encode(ev, buf)?;
         let (class, name) = (ev.class().as_str(), ev.name());
         let main = Publish::new(
@@ -224,12 +282,44 @@ impl MqttSink {
         } else {
             None
         };
+        let state = self.state.as_ref().and_then(|(prefix, _)| {
+            let entry = state::entry(&ev.body)?;
+            let payload = if entry.set {
+                main.payload.clone()
+            } else {
+                Default::default()
+            };
+            Some(Publish {
+                retain: true,
+                ..Publish::from_bytes(state_topic(prefix, &entry), QoS::AtLeastOnce, payload)
+            })
+        });
         let mut out = heapless::Vec::new();
         let _ = out.push((main, Kind::Event));
-        if let Some(copy) = copy {
+        for copy in [copy, state].into_iter().flatten() {
             let _ = out.push((copy, Kind::Copy));
         }
         Ok(out)
+    }
+}
+
+/// `<prefix>/<kind>/<key>[/<second key>]`: where a piece of state is kept retained.
+pub fn state_topic(prefix: &str, entry: &state::Entry<'_>) -> String {
+    let [wide, narrow] = entry.key;
+    let mut topic = format!("{prefix}/{}/{}", entry.kind.as_str(), level(wide));
+    if !narrow.is_empty() {
+        topic.push('/');
+        topic.push_str(&level(narrow));
+    }
+    topic
+}
+
+/// `s` as one topic level: `/`, `+`, `#` and NUL written as `_`.
+fn level(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.contains(['/', '+', '#', '\0']) {
+        s.replace(['/', '+', '#', '\0'], "_").into()
+    } else {
+        s.into()
     }
 }
 
@@ -356,6 +446,26 @@ mod tests {
             }),
         );
         assert_eq!(extension_of(&presence), Some("102"));
+    }
+
+    #[test]
+    fn each_part_of_a_state_key_is_one_topic_level() {
+        use state::{Entry, Kind};
+        let contact = Entry {
+            kind: Kind::Contact,
+            key: ["101", "sip:101@10.0.0.5:5060;x=a/b+c#"],
+            set: true,
+        };
+        assert_eq!(
+            state_topic("pbx/state/h", &contact),
+            "pbx/state/h/contact/101/sip:101@10.0.0.5:5060;x=a_b_c_"
+        );
+        let call = Entry {
+            kind: Kind::Call,
+            key: ["1796.4", ""],
+            set: false,
+        };
+        assert_eq!(state_topic("pbx/state/h", &call), "pbx/state/h/call/1796.4");
     }
 
     #[test]
