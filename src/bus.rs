@@ -445,20 +445,21 @@ impl SinkRx {
 
     /// The next event if one is waiting. Never waits.
     pub fn try_recv(&mut self) -> TryRecv {
-        // The usual case: the event after the last one is in the ring the last one came
-        // from, and nothing can come before it. Else every ring is looked at.
+        // The event one past the last is looked for first in the ring the last came from,
+        // then in the others; once it is found, nothing can come before it.
         let want = self.last_seq + 1;
         let from = self.last_ring;
-        if !self.holds(from, want) {
-            self.fill_one(from);
-        }
-        if !self.holds(from, want) {
+        let rings = self.rx.len();
+        let found = (0..rings).map(|i| (from + i) % rings).any(|p| {
+            self.fill_one(p);
+            self.holds(p, want)
+        });
+        // Not there: a gap (events shed, or published by another task in between). An
+        // event published before the earliest one taken is in its ring by now, even if
+        // that ring looked empty a moment ago: look again before choosing.
+        if !found && self.next.iter().any(Option::is_some) && self.next.iter().any(Option::is_none)
+        {
             self.fill();
-            // An event published before the earliest one taken is in its ring by now,
-            // even if that ring looked empty a moment ago: look again before choosing.
-            if self.next.iter().any(Option::is_some) && self.next.iter().any(Option::is_none) {
-                self.fill();
-            }
         }
         let Some(p) = self.earliest() else {
             return if self.closed.iter().all(|c| *c) {
