@@ -346,6 +346,8 @@ body! {
         /// `ringing`, `paused`, `unavailable`, `removed`, `unknown`.
         state: &'static str,
         paused: bool,
+        /// Why it is paused (Asterisk's `PausedReason`), when it says; empty otherwise.
+        reason: Text,
     }
 }
 

@@ -99,9 +99,9 @@ pub struct Session {
     next_contacts: Option<Instant>,
     /// False once Asterisk refused `PJSIPShowContacts` (no res_pjsip, or an old version).
     contacts_supported: bool,
-    /// False once Asterisk refused `PJSIPShowRegistrationsOutbound` (no outbound
-    /// registration module): trunks are then told by their `Registry` events alone.
-    trunks_supported: bool,
+    /// Per [`STATE_LISTS`]: false once Asterisk refused it (no such module): what it
+    /// lists is then told by its live events alone.
+    lists_supported: [bool; STATE_LISTS.len()],
     /// The version `CoreSettings` gave, while the filters are being answered.
     filter_version: String,
     /// A filter was refused: the rest of the answers change nothing.
@@ -115,12 +115,19 @@ const PING_PREFIX: &str = "pbxtap-ping-";
 const CONTACTS_ID: &str = "pbxtap-contacts";
 const CONTACTS_ACTION: &str = "Action: PJSIPShowContacts\r\nActionID: pbxtap-contacts\r\n\r\n";
 const VERSION_ID: &str = "pbxtap-version";
-const TRUNKS_ID: &str = "pbxtap-trunks";
-/// The outbound registrations (trunks), listed with the contacts: after login and every
-/// `contacts_every`, so a trunk's state is known even when its `Registry` event came
-/// while pbxtap was away.
-const TRUNKS_ACTION: &str =
-    "Action: PJSIPShowRegistrationsOutbound\r\nActionID: pbxtap-trunks\r\n\r\n";
+/// The state listed with the contacts, after login and every `contacts_every`, so that
+/// what changed while pbxtap was away is known: the outbound registrations (trunks), and
+/// the queues' members and waiting callers. ActionID and action.
+const STATE_LISTS: [(&str, &str); 2] = [
+    (
+        "pbxtap-trunks",
+        "Action: PJSIPShowRegistrationsOutbound\r\nActionID: pbxtap-trunks\r\n\r\n",
+    ),
+    (
+        "pbxtap-queues",
+        "Action: QueueStatus\r\nActionID: pbxtap-queues\r\n\r\n",
+    ),
+];
 
 /// The key of an MD5 login: lowercase hex of MD5(challenge + secret).
 pub fn md5_key(challenge: &str, secret: &str) -> String {
@@ -145,7 +152,7 @@ impl Session {
             contacts_out: false,
             next_contacts: None,
             contacts_supported: true,
-            trunks_supported: true,
+            lists_supported: [true; STATE_LISTS.len()],
             filter_version: String::new(),
             filter_refused: false,
         }
@@ -156,18 +163,27 @@ impl Session {
         self.next_contacts = self.cfg.contacts_every.map(|every| now + every);
     }
 
-    /// The contact list (and the trunks'), to send now, when the handler wants a fresh one:
+    /// The actions listing the contacts and the rest of [`STATE_LISTS`] Asterisk has.
+    fn lists(&self) -> String {
+        let mut lists = CONTACTS_ACTION.to_string();
+        for ((_, action), _) in STATE_LISTS
+            .iter()
+            .zip(self.lists_supported)
+            .filter(|(_, s)| *s)
+        {
+            lists.push_str(action);
+        }
+        lists
+    }
+
+    /// The contact list (and the other state lists), to send now, when the handler wants a fresh one:
     /// `None` while one is on its way, before login, or where Asterisk has none.
     pub fn request_contacts(&mut self) -> Option<String> {
         if self.state != State::Up || self.contacts_out || !self.contacts_supported {
             return None;
         }
         self.contacts_out = true;
-        let mut lists = CONTACTS_ACTION.to_string();
-        if self.trunks_supported {
-            lists.push_str(TRUNKS_ACTION);
-        }
-        Some(lists)
+        Some(self.lists())
     }
 
     pub fn is_up(&self) -> bool {
@@ -235,7 +251,8 @@ impl Session {
                 self.next_ping = Some(now + self.cfg.ping_interval);
                 self.contacts_out = true;
                 let mut send = format!(
-                    "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{CONTACTS_ACTION}{TRUNKS_ACTION}"
+                    "Action: CoreShowChannels\r\nActionID: {RESYNC_ID}\r\n\r\n{}",
+                    self.lists()
                 );
                 if self.cfg.source_filter.is_some() {
                     send.push_str(&format!(
@@ -305,9 +322,11 @@ impl Session {
             }
             // The resync list's own Success/Complete framing: the events in it are delivered.
             (State::Up, RESYNC_ID) => Ok(Step::default()),
-            (State::Up, TRUNKS_ID) => {
-                // Success: the list follows, ended by OutboundRegistrationDetailComplete.
-                self.trunks_supported &= success;
+            (State::Up, id) if STATE_LISTS.iter().any(|(list, _)| *list == id) => {
+                // Success: the list follows, ended by its `...Complete` event.
+                if let Some(i) = STATE_LISTS.iter().position(|(list, _)| *list == id) {
+                    self.lists_supported[i] &= success;
+                }
                 Ok(Step::default())
             }
             (State::Up, CONTACTS_ID) => {
@@ -576,7 +595,7 @@ mod tests {
     }
 
     #[test]
-    fn trunks_are_listed_with_the_contacts_until_asterisk_refuses_the_list() {
+    fn trunks_and_queues_are_listed_with_the_contacts_until_asterisk_refuses_a_list() {
         let t0 = Instant::now();
         let mut c = cfg(AmiAuth::Plain);
         c.ping_interval = Duration::from_secs(600);
@@ -586,7 +605,8 @@ mod tests {
             &mut s,
             "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
         );
-        assert!(step.send.unwrap().ends_with(TRUNKS_ACTION));
+        let (trunks, queues) = (STATE_LISTS[0].1, STATE_LISTS[1].1);
+        assert!(step.send.unwrap().ends_with(&format!("{trunks}{queues}")));
         // The list's items are the handler's; the framing is not.
         let ack = "Response: Success\r\nEventList: start\r\nActionID: pbxtap-trunks\r\n\r\n";
         assert!(!answer(&mut s, ack).deliver);
@@ -596,13 +616,14 @@ mod tests {
         with_msg(listed, |m| s.on_message(m, t0)).unwrap();
         // With the periodic contact list.
         let poll = s.poll(t0 + Duration::from_secs(10)).unwrap().unwrap();
-        assert!(poll.contains("PJSIPShowContacts") && poll.ends_with(TRUNKS_ACTION));
+        assert!(poll.contains("PJSIPShowContacts") && poll.ends_with(&format!("{trunks}{queues}")));
         // No outbound registration module: never asked again.
         let refused = "Response: Error\r\nActionID: pbxtap-trunks\r\nMessage: Invalid/unknown command\r\n\r\n";
         answer(&mut s, refused);
         with_msg(listed, |m| s.on_message(m, t0 + Duration::from_secs(10))).unwrap();
         let poll = s.poll(t0 + Duration::from_secs(20)).unwrap().unwrap();
         assert!(poll.contains("PJSIPShowContacts") && !poll.contains("Outbound"));
+        assert!(poll.ends_with(queues));
     }
 
     #[test]

@@ -597,6 +597,61 @@ mod tests {
     }
 
     #[test]
+    fn the_queue_list_tells_what_changed_while_away_and_nothing_else() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let member = |iface: &str, paused: &str, reason: &str| {
+            format!("Event: QueueMember\nActionID: pbxtap-queues\nQueue: sales\nName: Agent\nLocation: {iface}\nStatus: 1\nPaused: {paused}\nPausedReason: {reason}\n\n")
+        };
+        let entry = "Event: QueueEntry\nQueue: sales\nPosition: 1\nUniqueid: 9.1\nCallerIDNum: 555\nWait: 12\n\n";
+        let done = "Event: QueueStatusComplete\nEventList: Complete\n\n";
+        let list = member("PJSIP/102", "1", "lunch") + &member("PJSIP/103", "0", "") + entry + done;
+        let out = feed(&mut n, &list, 100);
+        assert_eq!(
+            names(&out),
+            [
+                "queue.agent_status",
+                "queue.agent_status",
+                "queue.caller_joined"
+            ]
+        );
+        let Body::QueueAgentStatus(a) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (a.state, a.paused, a.reason.as_str()),
+            ("paused", true, "lunch")
+        );
+        // The same list again: nothing changed.
+        assert!(feed(&mut n, &list, 110).is_empty());
+        // 102 back from lunch; 103 and the caller gone.
+        let out = feed(&mut n, &(member("PJSIP/102", "0", "") + done), 120);
+        assert_eq!(
+            names(&out),
+            [
+                "queue.agent_status",
+                "queue.agent_status",
+                "queue.caller_left"
+            ]
+        );
+        let states: std::vec::Vec<_> = out
+            .iter()
+            .filter_map(|b| match b {
+                Body::QueueAgentStatus(a) => Some((a.agent.as_str(), a.state)),
+                _ => None,
+            })
+            .collect();
+        assert_eq!(states, [("PJSIP/102", "ready"), ("PJSIP/103", "removed")]);
+        let Body::QueueCallerLeft(left) = &out[2] else {
+            panic!()
+        };
+        // It joined 12 s before the first list.
+        assert_eq!(
+            (left.reason, left.waited, left.call_id.as_str()),
+            ("left", 32, "9.1")
+        );
+    }
+
+    #[test]
     fn unknown_and_uninteresting_events_are_counted_not_errors() {
         let mut n = Normalizer::new(NormalizeConfig::default());
         let out = feed(&mut n, "Event: VarSet\nVariable: RTPAUDIOQOS\nValue: x\n\nEvent: BrandNewEvent\nFoo: bar\n\nResponse: Success\n\n", 1);

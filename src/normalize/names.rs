@@ -50,6 +50,13 @@ pub enum QueueEvent {
     QueueMemberAdded,
     QueueMemberRemoved,
     QueueMemberPause,
+    /// One member of the list asked for with `QueueStatus` (after each login, and
+    /// periodically).
+    QueueMember,
+    /// One waiting caller of that list.
+    QueueEntry,
+    /// The end of that list.
+    QueueStatusComplete,
 }
 
 /// Events about outbound registrations: trunks to carriers (`normalize::trunk`).
@@ -89,7 +96,7 @@ pub enum AmiEvent {
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 36] = {
+const NAMES: [(&str, AmiEvent); 39] = {
     use AmiEvent::{Call, Endpoint, Queue, Security, Trunk};
     use CallEvent as C;
     use EndpointEvent as E;
@@ -128,6 +135,9 @@ const NAMES: [(&str, AmiEvent); 36] = {
         ("QueueMemberAdded", Queue(Q::QueueMemberAdded)),
         ("QueueMemberRemoved", Queue(Q::QueueMemberRemoved)),
         ("QueueMemberPause", Queue(Q::QueueMemberPause)),
+        ("QueueMember", Queue(Q::QueueMember)),
+        ("QueueEntry", Queue(Q::QueueEntry)),
+        ("QueueStatusComplete", Queue(Q::QueueStatusComplete)),
         ("Registry", Trunk(T::Registry)),
         (
             "OutboundRegistrationDetail",

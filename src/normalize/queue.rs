@@ -1,4 +1,7 @@
-//! Queues: callers joining and leaving, member (agent) states, and SLA breaches.
+//! Queues: callers joining and leaving, member (agent) states, and SLA breaches. The
+//! `QueueStatus` list the session asks for after each login and periodically is compared
+//! with what is known: a member or a waiting caller it shows that pbxtap did not know (or
+//! knew otherwise) is told, and one it no longer shows is told as removed or left.
 
 use heapless::Vec;
 
@@ -9,6 +12,9 @@ use crate::event::{Body, Id, QueueAgent, QueueCaller, QueueSla, Text};
 
 /// Callers waiting in queues, tracked at once; the oldest is forgotten when full (counted).
 pub const MAX_QUEUE_CALLERS: usize = 128;
+/// Queue memberships (a member of two queues is two) followed at once; past that the
+/// oldest is forgotten (counted) and told again as new when next listed.
+pub const MAX_QUEUE_MEMBERS: usize = 256;
 
 #[derive(Debug, Clone)]
 struct Waiting {
@@ -22,11 +28,22 @@ struct Waiting {
     /// `caller_left` already sent (QueueCallerAbandon comes before QueueCallerLeave).
     left: bool,
     sla_reported: bool,
+    /// Seen in the `QueueStatus` list now being received, or joined meanwhile.
+    listed: bool,
+}
+
+/// One member of one queue, as last told.
+#[derive(Debug, Clone)]
+struct Member {
+    agent: QueueAgent,
+    /// As [`Waiting::listed`].
+    listed: bool,
 }
 
 #[derive(Default)]
 pub struct Queues {
     waiting: Vec<Waiting, MAX_QUEUE_CALLERS>,
+    members: Vec<Member, MAX_QUEUE_MEMBERS>,
 }
 
 /// Normalized agent state from a QueueMember event: `Status` (Asterisk's device state)
@@ -52,6 +69,34 @@ fn member_state(msg: &Message<'_>, paused: bool, now_secs: u64) -> &'static str 
     }
 }
 
+/// A member as a member event tells it: its interface and name under the keys that
+/// event uses (`Interface`/`MemberName` live, `Location`/`Name` in the list).
+fn agent(
+    msg: &Message<'_>,
+    interface: &str,
+    name: &str,
+    now: u64,
+    stats: &mut NormalizeStats,
+) -> QueueAgent {
+    let paused = msg.get("Paused") == Some("1");
+    QueueAgent {
+        queue: bounded(stats, msg.get("Queue").unwrap_or("")),
+        agent: bounded(stats, msg.get(interface).unwrap_or("")),
+        name: bounded(stats, msg.get(name).unwrap_or("")),
+        state: member_state(msg, paused, now / 1_000_000),
+        paused,
+        reason: bounded(
+            stats,
+            msg.get("PausedReason").filter(|_| paused).unwrap_or(""),
+        ),
+    }
+}
+
+/// Whether two tellings of one member say the same.
+fn same(a: &QueueAgent, b: &QueueAgent) -> bool {
+    (a.state, a.paused, &a.reason, &a.name) == (b.state, b.paused, &b.reason, &b.name)
+}
+
 fn waited_secs(from: u64, now: u64) -> u32 {
     (now.saturating_sub(from) / 1_000_000) as u32
 }
@@ -75,41 +120,18 @@ impl Queues {
         use QueueEvent as E;
         match event {
             E::QueueCallerJoin => {
-                if self.waiting.is_full() {
-                    if let Some((i, _)) = self
-                        .waiting
-                        .iter()
-                        .enumerate()
-                        .min_by_key(|(_, w)| w.joined_at)
-                    {
-                        self.waiting.swap_remove(i);
-                        stats.evicted += 1;
-                    }
+                let call_id = msg.get("Linkedid").unwrap_or(uid);
+                self.join(msg, uid, call_id, now, stats, emit);
+            }
+            E::QueueEntry => {
+                if let Some(w) = self.waiting.iter_mut().find(|w| w.uniqueid == uid) {
+                    w.listed = true;
+                    return;
                 }
-                let w = Waiting {
-                    queue: bounded(stats, msg.get("Queue").unwrap_or("")),
-                    uniqueid: bounded(stats, uid),
-                    call_id: bounded(stats, msg.get("Linkedid").unwrap_or(uid)),
-                    caller: bounded(stats, clean(msg.get("CallerIDNum"))),
-                    caller_name: bounded(stats, clean(msg.get("CallerIDName"))),
-                    position: msg
-                        .get("Position")
-                        .and_then(|p| p.parse().ok())
-                        .unwrap_or(0),
-                    joined_at: now,
-                    left: false,
-                    sla_reported: false,
-                };
-                emit(Body::QueueCallerJoined(QueueCaller {
-                    queue: w.queue.clone(),
-                    call_id: w.call_id.clone(),
-                    caller: w.caller.clone(),
-                    caller_name: w.caller_name.clone(),
-                    position: w.position,
-                    reason: "",
-                    waited: 0,
-                }));
-                let _ = self.waiting.push(w);
+                // A caller who joined while pbxtap was away; it waits since `Wait` ago.
+                let wait = msg.get("Wait").and_then(|w| w.trim().parse::<u64>().ok());
+                let since = now.saturating_sub(wait.unwrap_or(0) * 1_000_000);
+                self.join(msg, uid, uid, since, stats, emit);
             }
             E::QueueCallerAbandon | E::QueueCallerLeave => {
                 let Some(i) = self.waiting.iter().position(|w| w.uniqueid == uid) else {
@@ -151,20 +173,133 @@ impl Queues {
             | E::QueueMemberAdded
             | E::QueueMemberRemoved
             | E::QueueMemberPause => {
-                let paused = msg.get("Paused") == Some("1");
-                let state = if event == E::QueueMemberRemoved {
-                    "removed"
-                } else {
-                    member_state(msg, paused, now / 1_000_000)
+                let agent = agent(msg, "Interface", "MemberName", now, stats);
+                let removed = event == E::QueueMemberRemoved;
+                let agent = QueueAgent {
+                    state: if removed { "removed" } else { agent.state },
+                    ..agent
                 };
+                self.member(agent.clone(), !removed);
+                emit(Body::QueueAgentStatus(agent));
+            }
+            E::QueueMember => {
+                let agent = agent(msg, "Location", "Name", now, stats);
+                let known = self
+                    .members
+                    .iter_mut()
+                    .find(|m| (&m.agent.queue, &m.agent.agent) == (&agent.queue, &agent.agent));
+                match known {
+                    Some(m) if same(&m.agent, &agent) => m.listed = true,
+                    _ => {
+                        self.member(agent.clone(), true);
+                        emit(Body::QueueAgentStatus(agent));
+                    }
+                }
+            }
+            E::QueueStatusComplete => self.listed(now, emit),
+        }
+    }
+
+    /// A caller joined a queue at `since` (or is first seen in the list then).
+    fn join(
+        &mut self,
+        msg: &Message<'_>,
+        uid: &str,
+        call_id: &str,
+        since: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        if self.waiting.is_full() {
+            if let Some((i, _)) = self
+                .waiting
+                .iter()
+                .enumerate()
+                .min_by_key(|(_, w)| w.joined_at)
+            {
+                self.waiting.swap_remove(i);
+                stats.evicted += 1;
+            }
+        }
+        let w = Waiting {
+            queue: bounded(stats, msg.get("Queue").unwrap_or("")),
+            uniqueid: bounded(stats, uid),
+            call_id: bounded(stats, call_id),
+            caller: bounded(stats, clean(msg.get("CallerIDNum"))),
+            caller_name: bounded(stats, clean(msg.get("CallerIDName"))),
+            position: msg
+                .get("Position")
+                .and_then(|p| p.parse().ok())
+                .unwrap_or(0),
+            joined_at: since,
+            left: false,
+            sla_reported: false,
+            listed: true,
+        };
+        emit(Body::QueueCallerJoined(QueueCaller {
+            queue: w.queue.clone(),
+            call_id: w.call_id.clone(),
+            caller: w.caller.clone(),
+            caller_name: w.caller_name.clone(),
+            position: w.position,
+            reason: "",
+            waited: 0,
+        }));
+        let _ = self.waiting.push(w);
+    }
+
+    /// Records a member's state as told (`present`), or forgets it (removed).
+    fn member(&mut self, agent: QueueAgent, present: bool) {
+        let at = self
+            .members
+            .iter()
+            .position(|m| (&m.agent.queue, &m.agent.agent) == (&agent.queue, &agent.agent));
+        if let Some(i) = at {
+            self.members.remove(i);
+        }
+        if !present {
+            return;
+        }
+        if self.members.is_full() {
+            self.members.remove(0);
+        }
+        let _ = self.members.push(Member {
+            agent,
+            listed: true,
+        });
+    }
+
+    /// The `QueueStatus` list is complete: a member it did not show was removed, and a
+    /// caller it did not show left, while pbxtap was away.
+    fn listed(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
+        self.members.retain(|m| {
+            if !m.listed {
                 emit(Body::QueueAgentStatus(QueueAgent {
-                    queue: bounded(stats, msg.get("Queue").unwrap_or("")),
-                    agent: bounded(stats, msg.get("Interface").unwrap_or("")),
-                    name: bounded(stats, msg.get("MemberName").unwrap_or("")),
-                    state,
-                    paused,
+                    state: "removed",
+                    ..m.agent.clone()
                 }));
             }
+            m.listed
+        });
+        self.waiting.retain(|w| {
+            if !w.listed && !w.left {
+                emit(Body::QueueCallerLeft(QueueCaller {
+                    queue: w.queue.clone(),
+                    call_id: w.call_id.clone(),
+                    caller: w.caller.clone(),
+                    caller_name: w.caller_name.clone(),
+                    position: w.position,
+                    reason: "left",
+                    waited: waited_secs(w.joined_at, now),
+                }));
+            }
+            w.listed
+        });
+        for m in &mut self.members {
+            m.listed = false;
+        }
+        for w in &mut self.waiting {
+            w.listed = false;
         }
     }
 

@@ -165,3 +165,47 @@ pub async fn connect(url: &str) -> async_nats::Client {
         }
     }
 }
+
+/// What a consumer that starts now learns of the present kept in `stream` under `filter`
+/// (`sink::nats::state`): subject → payload of the last message of each subject, as the
+/// `last per subject` delivery policy gives it; an empty payload (a piece gone) is left
+/// out.
+pub async fn last_values(
+    url: &str,
+    stream: &str,
+    filter: &str,
+) -> std::collections::BTreeMap<String, String> {
+    use futures_util::StreamExt;
+    use jetstream::consumer::{pull, AckPolicy, DeliverPolicy};
+    let js = jetstream::new(connect(url).await);
+    let stream = js.get_stream(stream).await.unwrap();
+    let mut consumer = stream
+        .create_consumer(pull::Config {
+            deliver_policy: DeliverPolicy::LastPerSubject,
+            filter_subject: filter.into(),
+            ack_policy: AckPolicy::None,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    let pending = consumer.info().await.unwrap().num_pending as usize;
+    let mut out = std::collections::BTreeMap::new();
+    if pending == 0 {
+        return out;
+    }
+    let mut messages = consumer
+        .fetch()
+        .max_messages(pending)
+        .expires(Duration::from_secs(5))
+        .messages()
+        .await
+        .unwrap();
+    while let Some(m) = messages.next().await {
+        let m = m.unwrap();
+        if !m.payload.is_empty() {
+            let payload = String::from_utf8_lossy(&m.payload).to_string();
+            out.insert(m.subject.to_string(), payload);
+        }
+    }
+    out
+}

@@ -72,6 +72,11 @@ pub struct NatsSinkConfig {
     pub tls_ca_file: Option<PathBuf>,
     /// Publish with JetStream acknowledgements and retry until acked.
     pub jetstream: bool,
+    /// With `jetstream` and the native dialect: also publish the present (contacts, live
+    /// calls, queue members and callers, trunks) to `<subject>.state.<host>.<kind>.<key>`,
+    /// purged at start (`sink::nats::state`). Off unless set: it needs a stream of its
+    /// own, and a stream on `<subject>.>` would store it among the events.
+    pub state: bool,
 }
 
 impl Default for NatsSinkConfig {
@@ -93,6 +98,7 @@ impl Default for NatsSinkConfig {
             tls: false,
             tls_ca_file: None,
             jetstream: false,
+            state: false,
         }
     }
 }
@@ -243,8 +249,14 @@ fn validate_subject(key: &str, subject: &str) -> Result<(), ConfigError> {
 impl NatsSinkConfig {
     pub fn validate(&self, key: &str) -> Result<(), ConfigError> {
         let servers = parse_servers(&format!("{key}.url"), &self.url)?;
-        NatsDialect::parse(&format!("{key}.dialect"), &self.dialect)?;
+        let dialect = NatsDialect::parse(&format!("{key}.dialect"), &self.dialect)?;
         validate_subject(&format!("{key}.subject"), &self.subject)?;
+        if self.state && !(self.jetstream && dialect == NatsDialect::Native) {
+            return Err(ConfigError::new(
+                format!("{key}.state"),
+                "needs jetstream = true and dialect = \"native\": the present is kept as the last message of each subject in a stream",
+            ));
+        }
         if self.name.is_empty() {
             return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
         }
@@ -522,6 +534,12 @@ mod tests {
                 "subjet = \"x\"",
                 "sinks[0].subjet",
                 "unknown field `subjet`",
+            ),
+            ("state = true", "sinks[0].state", "needs jetstream"),
+            (
+                "state = true\njetstream = true",
+                "sinks[0].state",
+                "dialect = \"native\"",
             ),
         ];
         for (extra, key, words) in cases {

@@ -9,13 +9,16 @@
 //! `jetstream = true` every event is published with its id as `Nats-Msg-Id` and retried
 //! until the stream acknowledges it (at least once into the stream, deduplicated by the
 //! id). Core NATS sends each event once and carries no headers: they cost a sixth of the
-//! flood's throughput, and the native payload has the id.
+//! flood's throughput, and the native payload has the id. With JetStream and the native
+//! dialect the present is kept as well (`state`).
 //!
 //! Layout: `config` (keys, Routr's environment), `link` (client options, link health and
-//! error logs), `wire` (subjects and message ids); this file runs the delivery loop.
+//! error logs), `wire` (subjects and message ids), `state` (the present's subjects and
+//! the start-up purge); this file runs the delivery loop.
 
 pub mod config;
 pub mod link;
+pub mod state;
 pub mod wire;
 
 use std::path::PathBuf;
@@ -30,7 +33,7 @@ use crate::sink::health::HealthReporter;
 use config::Servers;
 pub use config::{apply_routr_env, parse_servers, redacted, NatsDialect, NatsSinkConfig};
 use link::{backoff, connect_options, Link, ACK_TIMEOUT};
-use wire::{headers, write_subject, SUBJECT_LEN};
+use wire::{headers, state_headers, write_subject, SUBJECT_LEN};
 
 /// Events handed to async-nats before the sink waits for them to be flushed. It bounds
 /// what can sit in the client (and be lost if the connection breaks at that instant)
@@ -53,6 +56,8 @@ pub struct NatsSink {
     subject: String,
     servers: Servers,
     dialect: NatsDialect,
+    /// With `state` (JetStream, native dialect): `<subject>.state.<host>`.
+    state: Option<String>,
     publisher: Publisher,
 }
 
@@ -66,8 +71,12 @@ impl NatsSink {
         // async-nats builds its rustls config (for tls://, `tls`, or a server that asks for
         // TLS) with the process-wide provider: ring, as everywhere in pbxtap.
         let _ = rustls::crypto::ring::default_provider().install_default();
+        let subject = with_host(&cfg.subject, publisher.host());
+        let state = (cfg.state && cfg.jetstream && dialect == NatsDialect::Native)
+            .then(|| state::prefix(&subject, publisher.host()));
         Ok(NatsSink {
-            subject: with_host(&cfg.subject, publisher.host()),
+            subject,
+            state,
             cfg: cfg.clone(),
             servers,
             dialect,
@@ -76,7 +85,7 @@ impl NatsSink {
     }
 
     /// Delivers events until the bus closes and the ring is drained.
-    pub async fn run(self, mut rx: SinkRx) {
+    pub async fn run(mut self, mut rx: SinkRx) {
         let link = Arc::new(Link::new(HealthReporter::new(
             rx.counters().clone(),
             redacted(&self.cfg.url),
@@ -85,6 +94,7 @@ impl NatsSink {
         let mut batch: Vec<Event> = Vec::with_capacity(PUBLISH_WINDOW);
         let mut buf = Box::new(Encoded::new());
         let mut failures = 0;
+        let mut swept = false;
         loop {
             let client = match self.connect(&link).await {
                 Ok(c) => c,
@@ -96,6 +106,10 @@ impl NatsSink {
                     continue;
                 }
             };
+            if !swept {
+                self.sweep(&client, &link).await;
+                swept = true;
+            }
             loop {
                 if batch.is_empty() && !fill(&mut rx, &mut batch).await {
                     return;
@@ -123,6 +137,41 @@ impl NatsSink {
                         failures += 1;
                         break;
                     }
+                }
+            }
+        }
+    }
+
+    /// Purges the state an earlier run left (`state::sweep`), retrying until JetStream
+    /// answers: events wait in the ring meanwhile, as they would for a server away. When
+    /// no stream stores the state subjects, the present is not kept (and said so).
+    async fn sweep(&mut self, client: &async_nats::Client, link: &Link) {
+        let Some(prefix) = self.state.clone() else {
+            return;
+        };
+        let sink = link.reporter.sink();
+        let mut js = async_nats::jetstream::new(client.clone());
+        js.set_timeout(ACK_TIMEOUT);
+        let mut attempt = 0;
+        loop {
+            match state::sweep(&js, &prefix).await {
+                Ok(Some(purged)) => {
+                    tracing::info!(sink = %sink, prefix, purged, code = "nats_state_swept", "state of an earlier run purged");
+                    return;
+                }
+                Ok(None) => {
+                    tracing::warn!(sink = %sink, prefix, code = "nats_state_no_stream", "no stream stores {prefix}.>: the present is not kept (create one with max_msgs_per_subject = 1, docs/nats.md, or set state = false)");
+                    self.state = None;
+                    return;
+                }
+                Err(e) => {
+                    link.error(
+                        Instant::now(),
+                        "cannot purge the state of an earlier run yet; retrying",
+                        &e,
+                    );
+                    tokio::time::sleep(backoff(attempt)).await;
+                    attempt += 1;
                 }
             }
         }
@@ -225,39 +274,61 @@ impl NatsSink {
                 continue;
             };
             let payload = buf.to_vec();
-            let mut retries = 0;
-            loop {
-                let acked = match js
-                    .publish_with_headers(
-                        subject.as_str().to_string(),
-                        headers(ev),
-                        payload.clone().into(),
-                    )
-                    .await
-                {
-                    Ok(ack) => ack.await,
-                    Err(e) => Err(e),
+            let entry = self.state.as_deref().zip(crate::state::entry(&ev.body));
+            // The present after the event: its latest event, or nothing once it is gone.
+            let piece = entry.map(|(prefix, entry)| {
+                let subject = state::subject(prefix, &entry);
+                let payload = if entry.set {
+                    payload.clone()
+                } else {
+                    Vec::new()
                 };
-                match acked {
-                    Ok(_) => break,
-                    Err(e) => link.error(
-                        Instant::now(),
-                        &format!("JetStream did not acknowledge an event on {subject}; retrying until it does (is there a stream for it?)"),
-                        &e,
-                    ),
-                }
-                // Wait for a live connection before sending again, so that retries do
-                // not pile up in the client while the server is away.
-                client
-                    .flush()
-                    .await
-                    .map_err(|e| NatsSinkError::ClientGone(e.to_string()))?;
-                tokio::time::sleep(backoff(retries)).await;
-                retries += 1;
+                (subject, payload)
+            });
+            publish_acked(&js, client, link, subject.as_str(), headers(ev), payload).await?;
+            if let Some((subject, payload)) = piece {
+                publish_acked(&js, client, link, &subject, state_headers(ev), payload).await?;
             }
             n += 1;
         }
         Ok(n)
+    }
+}
+
+/// Publishes one message until JetStream acknowledges it (see `send_acked`).
+async fn publish_acked(
+    js: &async_nats::jetstream::Context,
+    client: &async_nats::Client,
+    link: &Link,
+    subject: &str,
+    headers: async_nats::HeaderMap,
+    payload: Vec<u8>,
+) -> Result<(), NatsSinkError> {
+    let mut retries = 0;
+    loop {
+        let acked = match js
+            .publish_with_headers(subject.to_string(), headers.clone(), payload.clone().into())
+            .await
+        {
+            Ok(ack) => ack.await,
+            Err(e) => Err(e),
+        };
+        match acked {
+            Ok(_) => return Ok(()),
+            Err(e) => link.error(
+                Instant::now(),
+                &format!("JetStream did not acknowledge an event on {subject}; retrying until it does (is there a stream for it?)"),
+                &e,
+            ),
+        }
+        // Wait for a live connection before sending again, so that retries do not pile
+        // up in the client while the server is away.
+        client
+            .flush()
+            .await
+            .map_err(|e| NatsSinkError::ClientGone(e.to_string()))?;
+        tokio::time::sleep(backoff(retries)).await;
+        retries += 1;
     }
 }
 

@@ -18,6 +18,15 @@ pub(super) fn headers(ev: &Event) -> HeaderMap {
     headers
 }
 
+/// The headers of the state message `ev` makes (`sink::nats::state`): its own id,
+/// `<event id>.state`, so a stream that stores both never takes one for a copy of the
+/// other.
+pub(super) fn state_headers(ev: &Event) -> HeaderMap {
+    let mut headers = HeaderMap::new();
+    headers.insert(MSG_ID_HEADER, format!("{}.state", ev.id()).as_str());
+    headers
+}
+
 /// Writes `parts` joined by dots into `out`; `Err` when it does not fit.
 pub(super) fn write_subject<const N: usize>(
     out: &mut heapless::String<N>,
