@@ -1094,3 +1094,94 @@ async fn idle_sockets_from_one_address_do_not_lock_others_out() {
         .expect("an idle socket still open after 4 s");
     assert!(matches!(closed, Ok(0) | Err(_)), "{closed:?}");
 }
+
+/// With `event_ids`, every PortSIP event message carries `event_id`; a client that comes
+/// back and subscribes with `"since"` gets, right after the reply, the messages for its
+/// subscription from that event on (the same frames, ids included: that event's own again,
+/// since one event may make several), then its statuses. An id from another boot gets a
+/// `resume_gap` notice with `missed` null; a bad one an error.
+#[tokio::test]
+async fn portsip_a_client_resumes_after_its_last_event_id_with_what_it_subscribed_to() {
+    let f = feed(WebsocketSinkConfig {
+        event_ids: true,
+        ..portsip()
+    })
+    .await;
+    let subscribe = r#"{"command":"subscribe","topics":["extension_events"],"extensions":["103"]}"#;
+    let mut first = connect(&f.url("/")).await;
+    login(&mut first, "101", "pw101").await;
+    command(&mut first, subscribe).await;
+    let removed = |v: &Value| {
+        v["event_type"] == "extension_register"
+            && v.get("removed_contacts").is_some()
+            && v["extension"] == "sip:103@pbx.local"
+    };
+    f.replay(&["01-register-unregister.ami"], 1, None).await;
+    let mut had = until(&mut first, removed).await;
+    had.push(next(&mut first).await);
+    assert_eq!(
+        event_types(&had),
+        [
+            "extension_status",
+            "extension_register",
+            "extension_status",
+            "extension_register",
+            "extension_status"
+        ]
+    );
+    // The subscribe's own status is no event; every event message has its id, last.
+    assert!(had[0].get("event_id").is_none());
+    assert!(
+        had[1..].iter().all(|v| v["event_id"].is_string()),
+        "{had:?}"
+    );
+    drop(first);
+
+    // It had only up to its first extension_register, whose event also made the status
+    // after it (one id for both).
+    let stop = had[1]["event_id"].as_str().unwrap().to_string();
+    assert_eq!(had[2]["event_id"], had[1]["event_id"]);
+    let mut again = connect(&f.url("/")).await;
+    login(&mut again, "101", "pw101").await;
+    let resume = subscribe.replace('}', &format!(r#","since":"{stop}"}}"#));
+    assert_eq!(command(&mut again, &resume).await["status"], 0);
+    let mut got = Vec::new();
+    for _ in 0..4 {
+        got.push(next(&mut again).await);
+    }
+    assert_eq!(
+        got,
+        had[1..],
+        "that event's messages and the missed ones, as first sent"
+    );
+    let status = next(&mut again).await;
+    assert_eq!(
+        (status["event_type"].as_str(), status["online"].as_bool()),
+        (Some("extension_status"), Some(false))
+    );
+    nothing_else(&mut again).await;
+
+    // From another boot of this box: told, with no count, before all the feed holds.
+    let (host_boot, _) = stop.rsplit_once('.').unwrap();
+    let (host, _) = host_boot.rsplit_once('.').unwrap();
+    let other = format!("{host}.1.5");
+    let mut late = connect(&f.url("/")).await;
+    login(&mut late, "101", "pw101").await;
+    let resume = subscribe.replace('}', &format!(r#","since":"{other}"}}"#));
+    assert_eq!(command(&mut late, &resume).await["status"], 0);
+    let gap = next(&mut late).await;
+    assert_eq!(
+        (
+            gap["event_type"].as_str(),
+            gap["missed"].is_null(),
+            gap["since"].as_str()
+        ),
+        (Some("resume_gap"), true, Some(other.as_str()))
+    );
+    // Then all the feed holds for it (its point is unknown), then its status.
+    let rest = until(&mut late, |v| v.get("event_id").is_none()).await;
+    assert_eq!(rest[..rest.len() - 1], had[1..]);
+    let bad = subscribe.replace('}', r#","since":"yesterday"}"#);
+    let reply = command(&mut late, &bad).await;
+    assert_eq!(reply["status"], -1, "{reply}");
+}

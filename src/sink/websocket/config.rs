@@ -73,8 +73,12 @@ pub struct WebsocketSinkConfig {
     pub users: Vec<UserConfig>,
     /// Enswitch: `machine` in every event, which machine of the cluster this is.
     pub machine: u32,
-    /// Enswitch: frames kept for clients that come back with `&since=<event_id>` (0: none).
+    /// Frames kept for clients that come back: Enswitch with `&since=<event_id>`, PortSIP
+    /// (with `event_ids`) with `"since"` in its subscribe (0: none).
     pub resume_events: usize,
+    /// PortSIP: every event message also carries `event_id` (its event's id) as its last
+    /// key, so a client can resume. Off: PortSIP's documented shapes exactly.
+    pub event_ids: bool,
     /// `[sinks.filter]`: only one customer's events (`sink::filter`).
     pub filter: Option<FilterConfig>,
 }
@@ -98,6 +102,7 @@ impl Default for WebsocketSinkConfig {
             max_frame: DEFAULT_MAX_FRAME,
             machine: 1,
             resume_events: DEFAULT_RESUME_EVENTS,
+            event_ids: false,
             filter: None,
             users: Vec::new(),
         }
@@ -178,6 +183,12 @@ impl WebsocketSinkConfig {
                     ));
                 }
             }
+        }
+        if self.event_ids && self.protocol == Protocol::Enswitch {
+            return Err(ConfigError::new(
+                format!("{key}.event_ids"),
+                "is for protocol = \"portsip\": Enswitch events carry event_id already",
+            ));
         }
         match self.protocol {
             Protocol::Enswitch => match &self.authkey {
@@ -327,6 +338,7 @@ mod tests {
             ("authkey = \"0123456789ab\"\nmax_clients = 0\n", "sinks[0].max_clients", "between"),
             ("authkey = \"0123456789ab\"\nclient_queue = 100000\n", "sinks[0].client_queue", "between"),
             ("authkey = \"0123456789ab\"\nmax_frame = 10\n", "sinks[0].max_frame", "between"),
+            ("authkey = \"0123456789ab\"\nevent_ids = true\n", "sinks[0].event_ids", "portsip"),
             ("authkey = \"0123456789ab\"\ntls = true\n", "sinks[0].tls_cert", "tls = false"),
             ("protocol = \"portsip\"\ntls = false\n", "sinks[0].users", "[[sinks.users]]"),
             (

@@ -89,9 +89,15 @@ pub fn since(target: &str) -> Result<Option<Since>, Refusal> {
     let id = percent_decode(value, &mut decoded)
         .and_then(|b| std::str::from_utf8(b).ok())
         .ok_or(Refusal::BadSince)?;
+    parse_id(id).map(Some).ok_or(Refusal::BadSince)
+}
+
+/// An event id, `<host>.<boot>.<seq>`, as a resume point; `None` when it is not one. Also
+/// what a PortSIP client gives as `since` in its subscribe.
+pub fn parse_id(id: &str) -> Option<Since> {
     let mut parts = id.rsplitn(3, '.');
     let (Some(seq), Some(boot), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
-        return Err(Refusal::BadSince);
+        return None;
     };
     let digits = |s: &str| {
         (!s.is_empty() && s.bytes().all(|b| b.is_ascii_digit()))
@@ -99,12 +105,12 @@ pub fn since(target: &str) -> Result<Option<Since>, Refusal> {
             .flatten()
     };
     match (digits(seq), digits(boot)) {
-        (Some(seq), Some(boot)) if is_identity(host, crate::event::TEXT_LEN) => Ok(Some(Since {
+        (Some(seq), Some(boot)) if is_identity(host, crate::event::TEXT_LEN) => Some(Since {
             host: host.to_string(),
             boot,
             seq,
-        })),
-        _ => Err(Refusal::BadSince),
+        }),
+        _ => None,
     }
 }
 

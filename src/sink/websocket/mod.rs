@@ -63,6 +63,8 @@ struct Shared {
     max_frame: usize,
     /// This appliance's identity: a resume's `since` must name it.
     host: String,
+    /// PortSIP: `event_id` in every event message (`event_ids`).
+    event_ids: bool,
     hub: Mutex<Hub>,
     /// Woken whenever a client's slot is released.
     released: tokio::sync::Notify,
@@ -80,7 +82,8 @@ struct Hub {
     closing: bool,
     /// `[sinks.filter]`: only one customer's events reach this feed.
     filter: Option<Filter>,
-    /// Enswitch: the last `resume_events` frames, for clients that resume.
+    /// The last `resume_events` frames (PortSIP: with `event_ids`), for clients that
+    /// resume.
     history: history::History,
 }
 
@@ -145,6 +148,7 @@ impl Shared {
             client_queue: cfg.client_queue,
             max_frame: cfg.max_frame,
             host: host.to_string(),
+            event_ids: cfg.event_ids,
             hub: Mutex::new(Hub {
                 slots: (0..cfg.max_clients).map(|_| None).collect(),
                 next_id: 0,
@@ -153,8 +157,8 @@ impl Shared {
                 closing: false,
                 filter: cfg.filter.clone().map(Filter::new),
                 history: history::History::new(match cfg.protocol {
-                    Protocol::Enswitch => cfg.resume_events,
-                    Protocol::Portsip => 0,
+                    Protocol::Portsip if !cfg.event_ids => 0,
+                    _ => cfg.resume_events,
                 }),
             }),
             released: tokio::sync::Notify::new(),
@@ -193,17 +197,7 @@ impl Shared {
         if hub.closing {
             return None;
         }
-        let mut backlog = Vec::new();
-        if let Some(since) = since {
-            let ours = since.host == self.host && since.boot == crate::event::boot_id();
-            let resume = hub.history.after(if ours { since.seq } else { 0 });
-            let missed = ours.then_some(resume.missed);
-            if missed != Some(0) {
-                let notice = enswitch::gap_notice(since, &self.host, missed);
-                backlog.push(Utf8Bytes::from(notice));
-            }
-            backlog.extend(resume.frames);
-        }
+        let backlog = since.map_or_else(Vec::new, |since| self.owed(&hub.history, since, |_| true));
         let free = hub.slots.iter().position(Option::is_none)?;
         hub.next_id += 1;
         let id = hub.next_id;
@@ -222,6 +216,35 @@ impl Shared {
             kick,
             backlog,
         })
+    }
+
+    /// What a client resuming `since` is owed before the live events: a notice when it
+    /// missed something, then the held frames after that event whose route it `wants`.
+    /// PortSIP: the messages of that event itself too, since one event may make several
+    /// and the client names only the event (it drops the ones it had by `event_id` and
+    /// `event_type`).
+    fn owed(
+        &self,
+        history: &history::History,
+        since: &enswitch::Since,
+        wants: impl Fn(Option<&portsip_dialect::Route>) -> bool,
+    ) -> Vec<Utf8Bytes> {
+        let ours = since.host == self.host && since.boot == crate::event::boot_id();
+        let after = match self.protocol {
+            Protocol::Enswitch => since.seq,
+            Protocol::Portsip => since.seq.saturating_sub(1),
+        };
+        let resume = history.after(if ours { after } else { 0 }, wants);
+        let missed = ours.then_some(resume.missed);
+        let mut owed = Vec::new();
+        if missed != Some(0) {
+            owed.push(Utf8Bytes::from(match self.protocol {
+                Protocol::Enswitch => enswitch::gap_notice(since, &self.host, missed),
+                Protocol::Portsip => portsip::gap_notice(since, missed),
+            }));
+        }
+        owed.extend(resume.frames);
+        owed
     }
 
     fn release(&self, id: u64) {
@@ -267,16 +290,22 @@ impl Shared {
                 }
                 let frame = frame(buf);
                 sent += self.offer(&mut hub.slots, &frame, None, sink);
-                hub.history.push(ev.seq, frame);
+                hub.history.push(ev.seq, None, frame);
             }
             Protocol::Portsip => {
                 let seen = hub.portsip.observe(ev);
-                if hub.slots.iter().all(Option::is_none) {
+                if hub.slots.iter().all(Option::is_none) && !hub.history.enabled() {
                     return 0;
                 }
-                let slots = &mut hub.slots;
+                let (slots, history) = (&mut hub.slots, &mut hub.history);
+                let id = self.event_ids.then(|| ev.id());
                 let mut emit = |route: &portsip_dialect::Route, bytes: &[u8]| {
-                    sent += self.offer(slots, &frame(bytes), Some(route), sink);
+                    let frame = match &id {
+                        Some(id) => portsip::with_event_id(bytes, id),
+                        None => frame(bytes),
+                    };
+                    sent += self.offer(slots, &frame, Some(route), sink);
+                    history.push(ev.seq, Some(route), frame);
                 };
                 let mut out = portsip_dialect::Out::new(buf, &mut emit);
                 let ctx = self.context();
@@ -343,14 +372,25 @@ impl Shared {
             // Never the command text: an auth command holds a password.
             tracing::debug!(sink, client = %addr, user = %self.users[u].username, command = %out.reply.command, "PortSIP command accepted");
         }
-        portsip::answer(
+        let mut frames = portsip::answer(
             &out,
             &slot.session,
             &self.users,
             &hub.portsip,
             &self.context(),
             crate::event::now_micros(),
-        )
+        );
+        // A resume: what it missed right after the reply, before the statuses and the
+        // live events (decided under the hub lock, so none falls between).
+        if let (Some(since), true) = (&out.since, out.reply.ok()) {
+            let session = &slot.session;
+            let wants = |r: Option<&portsip_dialect::Route>| {
+                r.is_some_and(|r| session.wants(r, &self.users))
+            };
+            let owed = self.owed(&hub.history, since, wants);
+            frames.splice(1..1, owed);
+        }
+        frames
     }
 
     /// Closes every client at once with `frame` and takes no new ones, unless the sink

@@ -26,6 +26,9 @@ pub struct Command<'a> {
     pub extensions: Option<Vec<Text, MAX_FILTER>>,
     pub queues: Option<Vec<Text, MAX_FILTER>>,
     pub tenants: Option<Vec<Text, MAX_FILTER>>,
+    /// pbxtap's addition to `subscribe`: the `event_id` of the last message the client
+    /// had, to resume after it (needs `event_ids` on the feed).
+    pub since: Option<String<128>>,
 }
 
 /// Parses one text frame, or says in words why it is not a command.

@@ -11,9 +11,34 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use command::{Reply, MAX_FILTER};
 pub use session::{Outcome, Session, Users};
 
+use super::enswitch::Since;
 use super::frame;
 use crate::dialect::portsip::{self as dialect, Context, Out, State};
 use crate::dialect::Encoded;
+
+/// `bytes`, one JSON object, as a frame with `"event_id":"<id>"` as its last key
+/// (`event_ids`): what a client gives as `since` to resume after it.
+pub fn with_event_id(bytes: &[u8], id: &str) -> Utf8Bytes {
+    let body = bytes.strip_suffix(b"}").unwrap_or(bytes);
+    let mut out = Vec::with_capacity(bytes.len() + id.len() + 16);
+    out.extend_from_slice(body);
+    out.extend_from_slice(br#","event_id":""#);
+    out.extend_from_slice(id.as_bytes());
+    out.extend_from_slice(b"\"}");
+    frame(&out)
+}
+
+/// The message that tells a resuming client it missed events: `missed` of them after
+/// `since` (events of the bus, some perhaps not for it), or, when pbxtap has restarted
+/// since (`None`), an unknown number. In PortSIP's shape: an `event_type`.
+pub fn gap_notice(since: &Since, missed: Option<u64>) -> String {
+    match missed {
+        Some(n) => format!(r#"{{"event_type":"resume_gap","since":"{since}","missed":{n}}}"#),
+        None => format!(
+            r#"{{"event_type":"resume_gap","since":"{since}","missed":null,"reason":"pbxtap restarted since that event: what came before the restart is gone"}}"#
+        ),
+    }
+}
 
 /// A user allowed to subscribe (`[[sinks.users]]`).
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -110,4 +135,30 @@ pub fn answer(
         }
     }
     frames
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_event_id_goes_last_in_the_message() {
+        let f = with_event_id(
+            br#"{"event_type":"extension_status","online":true}"#,
+            "pbx1.7.42",
+        );
+        assert_eq!(
+            f.as_str(),
+            r#"{"event_type":"extension_status","online":true,"event_id":"pbx1.7.42"}"#
+        );
+        let since = Since {
+            host: "pbx1".into(),
+            boot: 7,
+            seq: 42,
+        };
+        assert_eq!(
+            gap_notice(&since, Some(3)),
+            r#"{"event_type":"resume_gap","since":"pbx1.7.42","missed":3}"#
+        );
+    }
 }

@@ -19,7 +19,7 @@ use super::command::{self, Command, Reply, MAX_FILTER};
 use super::{Role, User};
 use crate::dialect::portsip::{Route, Topic, Version};
 use crate::event::Text;
-use crate::sink::websocket::enswitch::ct_eq;
+use crate::sink::websocket::enswitch::{ct_eq, parse_id, Since};
 
 /// The reply PortSIP v16 sends for a wrong user, domain or password.
 pub const AUTH_ERROR_V16: &str = "name or password error";
@@ -119,6 +119,9 @@ pub struct Outcome {
     pub status_for: Option<Names>,
     /// `queue_events` was just subscribed: send the `queue_status` snapshot after it.
     pub queue_snapshot: bool,
+    /// The subscribe said where the client stopped (`"since":"<event_id>"`, a pbxtap
+    /// addition): what the feed holds after it goes first.
+    pub since: Option<Since>,
 }
 
 /// The users, and the protocol generation, every session shares.
@@ -191,6 +194,7 @@ impl Session {
             auth_failed: false,
             status_for: None,
             queue_snapshot: false,
+            since: None,
         }
     }
 
@@ -261,6 +265,16 @@ impl Session {
     }
 
     fn subscribe(&mut self, topics: &[Named], cmd: &Command, user: &User, with: &Users) -> Outcome {
+        let since = match cmd.since.as_deref().map(parse_id) {
+            None => None,
+            Some(Some(since)) => Some(since),
+            Some(None) => {
+                return self.error(
+                    "subscribe",
+                    "since is not an event id: give the event_id of the last message received (<host>.<boot>.<seq>)".into(),
+                )
+            }
+        };
         // All or nothing: a topic this user may not have refuses the whole command.
         for &t in topics {
             if let Err(e) = permitted(t, user.role) {
@@ -319,7 +333,7 @@ impl Session {
             }
         }
         self.topics = next;
-        out
+        Outcome { since, ..out }
     }
 
     fn unsubscribe(&mut self, topics: &[Named], cmd: &Command) -> Outcome {
