@@ -34,8 +34,9 @@ pub struct AmiConfig {
     /// Most headers in one AMI message; more and the message is skipped and counted.
     pub max_headers: usize,
     /// Seconds between listings of the PJSIP contacts (`PJSIPShowContacts`), which is how
-    /// a registration refresh and a registration's expiry are learnt; 0: only after login
-    /// and when a contact appears.
+    /// a registration refresh and a registration's expiry are learnt, and with them the
+    /// trunks, the queues and the live channels (`ami::session`'s state lists); 0: only
+    /// after login and when a contact appears.
     pub contacts_poll_secs: u64,
     /// Ask Asterisk to send only the events pbxtap reads (`Filter` actions after login,
     /// on Asterisk 18.26, 20.11, 21.6, 22.1 and later; needs `write = system`).

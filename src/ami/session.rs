@@ -116,9 +116,11 @@ const CONTACTS_ID: &str = "pbxtap-contacts";
 const CONTACTS_ACTION: &str = "Action: PJSIPShowContacts\r\nActionID: pbxtap-contacts\r\n\r\n";
 const VERSION_ID: &str = "pbxtap-version";
 /// The state listed with the contacts, after login and every `contacts_every`, so that
-/// what changed while pbxtap was away is known: the outbound registrations (trunks), and
-/// the queues' members and waiting callers. ActionID and action.
-const STATE_LISTS: [(&str, &str); 2] = [
+/// what changed while pbxtap was away, or was never told, is known: the outbound
+/// registrations (trunks), the queues' members and waiting callers, and the live channels
+/// (besides the resync list after login: a channel two lists in a row do not show ended
+/// untold). ActionID and action.
+const STATE_LISTS: [(&str, &str); 3] = [
     (
         "pbxtap-trunks",
         "Action: PJSIPShowRegistrationsOutbound\r\nActionID: pbxtap-trunks\r\n\r\n",
@@ -126,6 +128,10 @@ const STATE_LISTS: [(&str, &str); 2] = [
     (
         "pbxtap-queues",
         "Action: QueueStatus\r\nActionID: pbxtap-queues\r\n\r\n",
+    ),
+    (
+        "pbxtap-channels",
+        "Action: CoreShowChannels\r\nActionID: pbxtap-channels\r\n\r\n",
     ),
 ];
 
@@ -605,8 +611,8 @@ mod tests {
             &mut s,
             "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
         );
-        let (trunks, queues) = (STATE_LISTS[0].1, STATE_LISTS[1].1);
-        assert!(step.send.unwrap().ends_with(&format!("{trunks}{queues}")));
+        let lists: String = STATE_LISTS.iter().map(|(_, a)| *a).collect();
+        assert!(step.send.unwrap().ends_with(&lists));
         // The list's items are the handler's; the framing is not.
         let ack = "Response: Success\r\nEventList: start\r\nActionID: pbxtap-trunks\r\n\r\n";
         assert!(!answer(&mut s, ack).deliver);
@@ -616,14 +622,14 @@ mod tests {
         with_msg(listed, |m| s.on_message(m, t0)).unwrap();
         // With the periodic contact list.
         let poll = s.poll(t0 + Duration::from_secs(10)).unwrap().unwrap();
-        assert!(poll.contains("PJSIPShowContacts") && poll.ends_with(&format!("{trunks}{queues}")));
+        assert!(poll.contains("PJSIPShowContacts") && poll.ends_with(&lists));
         // No outbound registration module: never asked again.
         let refused = "Response: Error\r\nActionID: pbxtap-trunks\r\nMessage: Invalid/unknown command\r\n\r\n";
         answer(&mut s, refused);
         with_msg(listed, |m| s.on_message(m, t0 + Duration::from_secs(10))).unwrap();
         let poll = s.poll(t0 + Duration::from_secs(20)).unwrap().unwrap();
         assert!(poll.contains("PJSIPShowContacts") && !poll.contains("Outbound"));
-        assert!(poll.ends_with(queues));
+        assert!(poll.ends_with(&lists[STATE_LISTS[0].1.len()..]));
     }
 
     #[test]

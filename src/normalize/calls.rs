@@ -22,6 +22,10 @@ pub const MAX_CHANNELS: usize = 512;
 
 /// `cause_name` of a call or leg that vanished while the AMI connection was down.
 pub const VANISHED: &str = "VANISHED_DURING_AMI_OUTAGE";
+/// `cause_name` of a call or leg that two periodic channel lists in a row no longer show,
+/// though Asterisk never told its end (its Hangup was lost). Two, not one: a Hangup that
+/// happened just before a list was made may still be queued behind it.
+pub const UNLISTED: &str = "VANISHED_UNREPORTED";
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Outcome {
@@ -85,8 +89,10 @@ struct Channel {
     /// On hold now: an Unhold without a Hold before (a transfer's) is not told.
     held: bool,
     last_activity: u64,
-    /// Listed in the current resync (or created since it began).
+    /// Listed in the current resync or periodic list (or created since it began).
     seen: bool,
+    /// Periodic channel lists in a row that did not show it.
+    unlisted: u8,
 }
 
 #[derive(Default)]
@@ -313,7 +319,8 @@ impl Calls {
             // A channel listed after a reconnect is handled like a new one: known channels
             // are marked seen, unknown ones started while we were away.
             E::Newchannel | E::CoreShowChannel => self.new_channel(msg, now, stats, emit),
-            E::CoreShowChannelsComplete => self.end_resync(now, stats, emit),
+            E::CoreShowChannelsComplete if self.resyncing => self.end_resync(now, stats, emit),
+            E::CoreShowChannelsComplete => self.end_periodic(now, stats, emit),
             E::Newstate => self.new_state(msg, now, stats, emit),
             E::DialBegin => self.dial_begin(msg, now, stats, emit),
             E::DialEnd => self.dial_end(msg, now, stats, emit),
@@ -502,18 +509,46 @@ impl Calls {
             held: false,
             last_activity: now,
             seen: true,
+            unlisted: 0,
         };
         let _ = self.channels.push(ch);
     }
 
-    /// The `CoreShowChannels` list is complete: channels not in it are gone, and calls
-    /// left without channels end with `VANISHED_DURING_AMI_OUTAGE`.
+    /// The `CoreShowChannels` list after a (re)connect is complete: channels not in it
+    /// are gone, and calls left without channels end with `VANISHED_DURING_AMI_OUTAGE`.
     fn end_resync(&mut self, now: u64, stats: &mut NormalizeStats, emit: &mut dyn FnMut(Body)) {
-        if !self.resyncing {
-            return;
-        }
         self.resyncing = false;
-        while let Some(i) = self.channels.iter().position(|c| !c.seen) {
+        self.end_gone(|c| !c.seen, VANISHED, now, stats, emit);
+    }
+
+    /// A periodic `CoreShowChannels` list (asked for with the other state lists) is
+    /// complete: a channel it and the one before did not show is gone though its end was
+    /// never told, and its call ends with `VANISHED_UNREPORTED` once no channel is left.
+    fn end_periodic(&mut self, now: u64, stats: &mut NormalizeStats, emit: &mut dyn FnMut(Body)) {
+        for ch in self.channels.iter_mut() {
+            ch.unlisted = if ch.seen {
+                0
+            } else {
+                ch.unlisted.saturating_add(1)
+            };
+        }
+        self.end_gone(|c| c.unlisted >= 2, UNLISTED, now, stats, emit);
+        for ch in self.channels.iter_mut() {
+            ch.seen = false;
+        }
+    }
+
+    /// Removes the channels that are `gone`, telling a leg's end and, once a call has no
+    /// channel left, the call's, as `cause_name`.
+    fn end_gone(
+        &mut self,
+        gone: impl Fn(&Channel) -> bool,
+        cause_name: &'static str,
+        now: u64,
+        stats: &mut NormalizeStats,
+        emit: &mut dyn FnMut(Body),
+    ) {
+        while let Some(i) = self.channels.iter().position(&gone) {
             let ch = self.channels.swap_remove(i);
             if ch.leg {
                 emit(Body::TargetEnded(TargetLeg {
@@ -521,12 +556,12 @@ impl Calls {
                     target: ch.target.clone(),
                     contact: ch.name.clone(),
                     cause: 0,
-                    cause_name: VANISHED,
+                    cause_name,
                     sip_code: 0,
                 }));
             }
             if !self.channels.iter().any(|c| c.call_id == ch.call_id) {
-                self.end_call(&ch.call_id, 0, VANISHED, now, stats, emit);
+                self.end_call(&ch.call_id, 0, cause_name, now, stats, emit);
             }
         }
     }

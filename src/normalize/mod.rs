@@ -479,6 +479,32 @@ mod tests {
     }
 
     #[test]
+    fn a_call_two_periodic_lists_do_not_show_ends_untold_and_one_is_not_enough() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let calls = newchannel("1.1", "1.1", "101") + &newchannel("2.1", "2.1", "102");
+        feed(&mut n, &calls, 1);
+        n.flush_cdrs(&mut |_| {});
+        // Connected all along: these lists are the periodic ones. 1.1's Hangup comes
+        // right after the first list that no longer shows it: an ordinary end.
+        let first = listed("2.1", "2.1", "102") + COMPLETE;
+        assert!(feed(&mut n, &first, 10).is_empty());
+        let out = feed(&mut n, "Event: Hangup\nUniqueid: 1.1\nCause: 16\n\n", 10);
+        assert_eq!(names(&out), ["call.ended"]);
+        // 2.1's Hangup never comes: two lists without it end it.
+        assert!(feed(&mut n, COMPLETE, 20).is_empty());
+        let out = feed(&mut n, COMPLETE, 30);
+        assert_eq!(names(&out), ["call.ended"]);
+        let Body::CallEnded(ended) = &out[0] else {
+            panic!()
+        };
+        assert_eq!(
+            (ended.call_id.as_str(), ended.cause_name),
+            ("2.1", calls::UNLISTED)
+        );
+        assert_eq!(n.live_calls(), 0);
+    }
+
+    #[test]
     fn ids_longer_than_their_field_still_make_one_call() {
         // The same call with short ids and with ids longer than any systemname makes
         // them: every long id is cut, and compared cut.
