@@ -32,6 +32,21 @@ struct Waiting {
     listed: bool,
 }
 
+impl Waiting {
+    /// The caller as an event tells it, with `reason` and `waited`.
+    fn told(&self, reason: &'static str, waited: u32) -> QueueCaller {
+        QueueCaller {
+            queue: self.queue.clone(),
+            call_id: self.call_id.clone(),
+            caller: self.caller.clone(),
+            caller_name: self.caller_name.clone(),
+            position: self.position,
+            reason,
+            waited,
+        }
+    }
+}
+
 /// One member of one queue, as last told.
 #[derive(Debug, Clone)]
 struct Member {
@@ -151,19 +166,12 @@ impl Queues {
                     } else {
                         "left"
                     };
-                    emit(Body::QueueCallerLeft(QueueCaller {
-                        queue: w.queue.clone(),
-                        call_id: w.call_id.clone(),
-                        caller: w.caller.clone(),
-                        caller_name: w.caller_name.clone(),
-                        position: w.position,
-                        reason,
-                        // Asterisk's own count when it gives one (QueueCallerAbandon).
-                        waited: msg
-                            .get("HoldTime")
-                            .and_then(|h| h.trim().parse().ok())
-                            .unwrap_or_else(|| waited_secs(w.joined_at, now)),
-                    }));
+                    // Asterisk's own count when it gives one (QueueCallerAbandon).
+                    let waited = msg
+                        .get("HoldTime")
+                        .and_then(|h| h.trim().parse().ok())
+                        .unwrap_or_else(|| waited_secs(w.joined_at, now));
+                    emit(Body::QueueCallerLeft(w.told(reason, waited)));
                 }
                 if !abandon {
                     self.waiting.swap_remove(i);
@@ -236,15 +244,7 @@ impl Queues {
             sla_reported: false,
             listed: true,
         };
-        emit(Body::QueueCallerJoined(QueueCaller {
-            queue: w.queue.clone(),
-            call_id: w.call_id.clone(),
-            caller: w.caller.clone(),
-            caller_name: w.caller_name.clone(),
-            position: w.position,
-            reason: "",
-            waited: 0,
-        }));
+        emit(Body::QueueCallerJoined(w.told("", 0)));
         let _ = self.waiting.push(w);
     }
 
@@ -283,15 +283,9 @@ impl Queues {
         });
         self.waiting.retain(|w| {
             if !w.listed && !w.left {
-                emit(Body::QueueCallerLeft(QueueCaller {
-                    queue: w.queue.clone(),
-                    call_id: w.call_id.clone(),
-                    caller: w.caller.clone(),
-                    caller_name: w.caller_name.clone(),
-                    position: w.position,
-                    reason: "left",
-                    waited: waited_secs(w.joined_at, now),
-                }));
+                emit(Body::QueueCallerLeft(
+                    w.told("left", waited_secs(w.joined_at, now)),
+                ));
             }
             w.listed
         });
