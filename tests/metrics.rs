@@ -115,6 +115,7 @@ fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
         ("channels", 512),
         ("contacts", 256),
         ("queue_callers", 128),
+        ("queue_members", 256),
         ("trunks", 32),
     ] {
         let key = |m: &str| format!("{m}{{table={table}}}");

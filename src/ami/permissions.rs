@@ -12,7 +12,7 @@ use super::config::AmiConfig;
 pub const CLASSES: [(&str, &str); 6] = [
     (
         "system",
-        "endpoint.registered / endpoint.unregistered (ContactStatus)",
+        "endpoint.registered / endpoint.unregistered (ContactStatus) and trunk.* (Registry)",
     ),
     ("call", "call.*, target.* and endpoint.presence"),
     ("agent", "queue.caller_* and queue.agent_status"),

@@ -11,11 +11,12 @@ mod calls;
 pub use calls::MAX_CALLS;
 
 /// The normalizer's fixed tables, by name, with their capacities.
-pub const TABLES: [(&str, usize); 5] = [
+pub const TABLES: [(&str, usize); 6] = [
     ("calls", calls::MAX_CALLS),
     ("channels", calls::MAX_CHANNELS),
     ("contacts", endpoint::MAX_CONTACTS),
     ("queue_callers", queue::MAX_QUEUE_CALLERS),
+    ("queue_members", queue::MAX_QUEUE_MEMBERS),
     ("trunks", trunk::MAX_REGISTRATIONS),
 ];
 mod asr;
@@ -302,6 +303,7 @@ impl Normalizer {
             self.calls.live_channels(),
             self.endpoints.contacts(),
             self.queues.waiting(),
+            self.queues.members(),
             self.trunks.len(),
         ]
     }

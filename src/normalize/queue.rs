@@ -122,6 +122,11 @@ impl Queues {
         self.waiting.len()
     }
 
+    /// Queue memberships followed now.
+    pub fn members(&self) -> usize {
+        self.members.len()
+    }
+
     pub fn handle(
         &mut self,
         event: QueueEvent,
@@ -187,7 +192,7 @@ impl Queues {
                     state: if removed { "removed" } else { agent.state },
                     ..agent
                 };
-                self.member(agent.clone(), !removed);
+                self.member(agent.clone(), !removed, stats);
                 emit(Body::QueueAgentStatus(agent));
             }
             E::QueueMember => {
@@ -199,7 +204,7 @@ impl Queues {
                 match known {
                     Some(m) if same(&m.agent, &agent) => m.listed = true,
                     _ => {
-                        self.member(agent.clone(), true);
+                        self.member(agent.clone(), true, stats);
                         emit(Body::QueueAgentStatus(agent));
                     }
                 }
@@ -249,7 +254,7 @@ impl Queues {
     }
 
     /// Records a member's state as told (`present`), or forgets it (removed).
-    fn member(&mut self, agent: QueueAgent, present: bool) {
+    fn member(&mut self, agent: QueueAgent, present: bool, stats: &mut NormalizeStats) {
         let at = self
             .members
             .iter()
@@ -262,6 +267,7 @@ impl Queues {
         }
         if self.members.is_full() {
             self.members.remove(0);
+            stats.evicted += 1;
         }
         let _ = self.members.push(Member {
             agent,
