@@ -141,7 +141,8 @@ impl MqttSink {
     }
 
     /// Clears the state an earlier run left, retrying with the reconnect backoff until it
-    /// is done: events wait in the ring meanwhile, as they would for a broker away.
+    /// is done: events wait in the ring meanwhile, as they would for a broker away. Asked
+    /// for once the sink's own connection is up.
     async fn sweep(&self, sink: &str) {
         let Some((prefix, options)) = &self.state else {
             return;
@@ -202,7 +203,12 @@ impl MqttSink {
             ),
             status,
         })));
-        self.sweep(name.as_str()).await;
+        if self.state.is_some() {
+            // Only once the sink's own connection is up: a broker that refuses it (or is
+            // away) is not tried twice as often.
+            wait_until(&shared, Outbox::is_connected).await;
+            self.sweep(name.as_str()).await;
+        }
         let mut buf = Encoded::new();
         let mut encode_errors = 0u64;
         while let Some(ev) = rx.recv().await {
