@@ -11,4 +11,4 @@ if [ -z "${PBXTAP_ASTERISK_PREFIX:-}" ] && [ -x ../shared/lab/bin/lab.sh ]; then
   PBXTAP_ASTERISK_PREFIX=$(../shared/lab/bin/lab.sh prefix)
   export PBXTAP_ASTERISK_PREFIX
 fi
-cargo test --all-targets
+cargo test --all-targets --no-fail-fast
