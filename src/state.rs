@@ -79,6 +79,20 @@ pub fn entry(body: &Body) -> Option<Entry<'_>> {
     (!key[0].is_empty()).then_some(Entry { kind, key, set })
 }
 
+impl Entry<'_> {
+    /// Where this piece is kept under `prefix`: `<prefix><sep><kind><sep><key>` and, when
+    /// there is one, `<sep><second key>`. A key's characters that cannot stand in one
+    /// level (`bad`: the separator, a wildcard...) are written as `_`.
+    pub fn path(&self, prefix: &str, sep: char, bad: impl Fn(char) -> bool) -> String {
+        let mut path = format!("{prefix}{sep}{}", self.kind.as_str());
+        for part in self.key.iter().filter(|p| !p.is_empty()) {
+            path.push(sep);
+            path.extend(part.chars().map(|c| if bad(c) { '_' } else { c }));
+        }
+        path
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -99,7 +99,8 @@ impl MqttSink {
         ));
         let state = if cfg.state {
             Some((
-                format!("{topic}/state/{}", level(publisher.host())),
+                // The host is an identity token (`settings::is_identity`): one level.
+                format!("{topic}/state/{}", publisher.host()),
                 Self::options(cfg, &url, format!("{client_id}-sweep"))?,
             ))
         } else {
@@ -311,23 +312,11 @@ impl MqttSink {
 
 /// `<prefix>/<kind>/<key>[/<second key>]`: where a piece of state is kept retained.
 pub fn state_topic(prefix: &str, entry: &state::Entry<'_>) -> String {
-    let [wide, narrow] = entry.key;
-    let mut topic = format!("{prefix}/{}/{}", entry.kind.as_str(), level(wide));
-    if !narrow.is_empty() {
-        topic.push('/');
-        topic.push_str(&level(narrow));
-    }
-    topic
+    entry.path(prefix, '/', |c| NOT_IN_A_LEVEL.contains(&c))
 }
 
-/// `s` as one topic level: `/`, `+`, `#` and NUL written as `_`.
-fn level(s: &str) -> std::borrow::Cow<'_, str> {
-    if s.contains(['/', '+', '#', '\0']) {
-        s.replace(['/', '+', '#', '\0'], "_").into()
-    } else {
-        s.into()
-    }
-}
+/// What cannot stand in one topic level: the separator, the wildcards, NUL.
+const NOT_IN_A_LEVEL: [char; 4] = ['/', '+', '#', '\0'];
 
 /// The extension an event names (`extension`, else `aor`), when it is usable as one
 /// topic level (no `/`, `+`, `#`).
@@ -336,7 +325,7 @@ pub fn extension_of(ev: &Event) -> Option<&str> {
         "" => ev.str_field("aor"),
         e => e,
     };
-    (!ext.is_empty() && !ext.contains(['/', '+', '#', '\0'])).then_some(ext)
+    (!ext.is_empty() && !ext.contains(NOT_IN_A_LEVEL)).then_some(ext)
 }
 
 /// `<topic>/status`: retained `online` / `offline`.

@@ -9,30 +9,18 @@ use async_nats::jetstream::Context;
 
 use crate::state::Entry;
 
-/// `s` as one subject token: `.`, `*`, `>` and white space written as `_`.
-fn token(s: &str) -> std::borrow::Cow<'_, str> {
-    let bad = |c: char| matches!(c, '.' | '*' | '>') || c.is_whitespace();
-    if s.contains(bad) {
-        s.replace(bad, "_").into()
-    } else {
-        s.into()
-    }
-}
-
-/// `<prefix>.<kind>.<key>[.<second key>]`: where a piece of state is published.
+/// `<prefix>.<kind>.<key>[.<second key>]`: where a piece of state is published; `.`,
+/// `*`, `>` and white space in a key written as `_`.
 pub fn subject(prefix: &str, entry: &Entry<'_>) -> String {
-    let [wide, narrow] = entry.key;
-    let mut subject = format!("{prefix}.{}.{}", entry.kind.as_str(), token(wide));
-    if !narrow.is_empty() {
-        subject.push('.');
-        subject.push_str(&token(narrow));
-    }
-    subject
+    entry.path(prefix, '.', |c| {
+        matches!(c, '.' | '*' | '>') || c.is_whitespace()
+    })
 }
 
-/// `<subject>.state.<host>`: the prefix of this appliance's state subjects.
+/// `<subject>.state.<host>`: the prefix of this appliance's state subjects (the host is
+/// an identity token, `settings::is_identity`: one subject token).
 pub fn prefix(subject: &str, host: &str) -> String {
-    format!("{subject}.state.{}", token(host))
+    format!("{subject}.state.{host}")
 }
 
 /// Purges what an earlier run left under `prefix` from the stream that stores it. `None`
@@ -76,6 +64,11 @@ mod tests {
             set: false,
         };
         assert_eq!(subject(&prefix, &call), "pbx.state.lab.call.lab-1796_4");
-        assert_eq!(token("a b*c>d"), "a_b_c_d");
+        let odd = Entry {
+            kind: Kind::Trunk,
+            key: ["a b*c>d", ""],
+            set: true,
+        };
+        assert_eq!(subject(&prefix, &odd), "pbx.state.lab.trunk.a_b_c_d");
     }
 }
