@@ -232,6 +232,13 @@ impl Session {
         };
         let id = msg.action_id().unwrap_or("");
         let success = response.eq_ignore_ascii_case("Success");
+        // A state list's own Success framing: the list follows, ended by its `...Complete`
+        // event; an error means Asterisk has no such list.
+        let state_list = STATE_LISTS.iter().position(|(list, _)| *list == id);
+        if let (State::Up, Some(i)) = (self.state, state_list) {
+            self.lists_supported[i] &= success;
+            return Ok(Step::default());
+        }
         match (self.state, id) {
             (State::AwaitChallenge, CHALLENGE_ID) => {
                 let challenge = msg.get("Challenge").filter(|_| success);
@@ -328,13 +335,6 @@ impl Session {
             }
             // The resync list's own Success/Complete framing: the events in it are delivered.
             (State::Up, RESYNC_ID) => Ok(Step::default()),
-            (State::Up, id) if STATE_LISTS.iter().any(|(list, _)| *list == id) => {
-                // Success: the list follows, ended by its `...Complete` event.
-                if let Some(i) = STATE_LISTS.iter().position(|(list, _)| *list == id) {
-                    self.lists_supported[i] &= success;
-                }
-                Ok(Step::default())
-            }
             (State::Up, CONTACTS_ID) => {
                 if success {
                     // The list follows, ended by ContactListComplete.
