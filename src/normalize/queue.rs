@@ -197,16 +197,8 @@ impl Queues {
             }
             E::QueueMember => {
                 let agent = agent(msg, "Location", "Name", now, stats);
-                let known = self
-                    .members
-                    .iter_mut()
-                    .find(|m| (&m.agent.queue, &m.agent.agent) == (&agent.queue, &agent.agent));
-                match known {
-                    Some(m) if same(&m.agent, &agent) => m.listed = true,
-                    _ => {
-                        self.member(agent.clone(), true, stats);
-                        emit(Body::QueueAgentStatus(agent));
-                    }
+                if self.member(agent.clone(), true, stats) {
+                    emit(Body::QueueAgentStatus(agent));
                 }
             }
             E::QueueStatusComplete => self.listed(now, emit),
@@ -253,26 +245,31 @@ impl Queues {
         let _ = self.waiting.push(w);
     }
 
-    /// Records a member's state as told (`present`), or forgets it (removed).
-    fn member(&mut self, agent: QueueAgent, present: bool, stats: &mut NormalizeStats) {
+    /// Records a member's state as told (`present`), or forgets it (removed). Returns
+    /// whether that says otherwise than was known.
+    fn member(&mut self, agent: QueueAgent, present: bool, stats: &mut NormalizeStats) -> bool {
         let at = self
             .members
             .iter()
             .position(|m| (&m.agent.queue, &m.agent.agent) == (&agent.queue, &agent.agent));
         if let Some(i) = at {
+            if present && same(&self.members[i].agent, &agent) {
+                self.members[i].listed = true;
+                return false;
+            }
             self.members.remove(i);
         }
-        if !present {
-            return;
+        if present {
+            if self.members.is_full() {
+                self.members.remove(0);
+                stats.evicted += 1;
+            }
+            let _ = self.members.push(Member {
+                agent,
+                listed: true,
+            });
         }
-        if self.members.is_full() {
-            self.members.remove(0);
-            stats.evicted += 1;
-        }
-        let _ = self.members.push(Member {
-            agent,
-            listed: true,
-        });
+        true
     }
 
     /// The `QueueStatus` list is complete: a member it did not show was removed, and a
