@@ -137,8 +137,6 @@ pub struct RingCounters {
 #[derive(Debug, Default)]
 pub struct SinkCounters {
     pub name: event::Text,
-    /// Events the sink took off its rings.
-    pub received: AtomicU64,
     /// Events the sink delivered (its own notion: published, acknowledged, written).
     pub delivered: AtomicU64,
     /// Events overwritten in the rings before the sink read them (their `shed`, summed).
@@ -168,6 +166,14 @@ impl SinkCounters {
                     .saturating_sub(r.shed.load(Ordering::Relaxed));
                 (unseen, unseen.min(r.capacity))
             })
+    }
+
+    /// Events the sink took off its rings.
+    pub fn received(&self) -> u64 {
+        self.rings
+            .iter()
+            .map(|r| r.received.load(Ordering::Relaxed))
+            .sum()
     }
 
     /// Events its rings hold together.
@@ -472,7 +478,6 @@ impl SinkRx {
             return TryRecv::Empty;
         };
         (self.last_seq, self.last_ring) = (ev.seq, p);
-        self.counters.received.fetch_add(1, Ordering::Relaxed);
         self.counters.rings[p]
             .received
             .fetch_add(1, Ordering::Relaxed);

@@ -126,8 +126,7 @@ impl Pipeline {
             for s in bus.sinks() {
                 out.push(Reading {
                     name: s.name.clone(),
-                    progress: s.received.load(Ordering::Relaxed)
-                        + s.dropped.load(Ordering::Relaxed),
+                    progress: s.received() + s.dropped.load(Ordering::Relaxed),
                     busy: s.backlog() > 0,
                     allowance: self.sink_stall,
                 });
