@@ -100,6 +100,7 @@ pub mod bench;
 pub mod daemon;
 pub mod fleet;
 pub mod fonoster;
+pub mod live;
 pub mod mqtt;
 pub mod nats;
 pub mod pbx;
