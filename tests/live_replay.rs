@@ -7,7 +7,10 @@
 mod common;
 
 use common::scenarios;
-use common::sequence::{assert_seq, call_from, of_call, of_call_all, split_leg, split_legs};
+use common::sequence::{
+    assert_legs, assert_no_local_party, assert_seq, call_from, legs_by_channel, of_call,
+    of_call_all, split_leg, split_legs,
+};
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 use pbxtap::dialect::{native, Encoded};
 use pbxtap::event::{text, Event};
@@ -192,5 +195,87 @@ fn replayed_queue_wait_past_the_sla_and_parking_retrieval() {
     assert_seq(
         &call_of("a_parked_call_retrieved_from_the_lot", "103"),
         scenarios::RETRIEVER,
+    );
+}
+
+/// The FreePBX-shaped scenarios (`tests/freepbx_live.rs`) replayed: no Local channel as a
+/// party, the same calls as live.
+#[test]
+fn replayed_freepbx_shapes_name_no_local_channel() {
+    for (name, want, want_legs) in [
+        (
+            "an_extension_reached_through_a_local_channel",
+            scenarios::FPBX_EXTENSION
+                .iter()
+                .copied()
+                .filter(|l| !l.starts_with("target."))
+                .collect::<Vec<_>>(),
+            vec![
+                &[
+                    "target.added target=102",
+                    "target.ringing target=102",
+                    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+                ][..],
+            ],
+        ),
+        (
+            "a_ring_group_of_local_legs",
+            scenarios::FPBX_RING_GROUP.to_vec(),
+            vec![scenarios::RING_GROUP_LOSER, scenarios::RING_GROUP_WINNER],
+        ),
+        (
+            "a_queue_whose_members_are_local_channels",
+            scenarios::FPBX_QUEUE.to_vec(),
+            vec![scenarios::QUEUE_LOSER, scenarios::QUEUE_WINNER],
+        ),
+        (
+            "a_directed_pickup_names_the_phone_that_picked_up",
+            scenarios::FPBX_PICKUP.to_vec(),
+            vec![scenarios::RING_GROUP_LOSER],
+        ),
+    ] {
+        let events = replay(name);
+        assert_no_local_party(&events);
+        let (rest, legs) = legs_by_channel(&events, &call_from(&events, "101"));
+        assert_seq(&rest, &want);
+        assert_legs(&legs, &want_legs);
+    }
+}
+
+#[test]
+fn replayed_follow_me_answered_only_when_the_mobile_accepts() {
+    let events = replay("follow_me_rings_the_desk_then_the_mobile_which_accepts");
+    assert_no_local_party(&events);
+    let (rest, _) = legs_by_channel(&events, &call_from(&events, "101"));
+    assert_seq(&rest, scenarios::FPBX_FOLLOW_ME_ACCEPTED);
+    let events = replay("follow_me_to_a_mobile_that_declines_at_the_prompt_is_not_answered");
+    assert_no_local_party(&events);
+    let (rest, legs) = legs_by_channel(&events, &call_from(&events, "101"));
+    let rest: Vec<String> = rest
+        .into_iter()
+        .filter(|l| !l.starts_with("call.failed"))
+        .collect();
+    assert_seq(&rest, scenarios::FPBX_FOLLOW_ME_DECLINED);
+    assert_legs(&legs, &[scenarios::FPBX_FOLLOW_ME_MOBILE_DECLINED]);
+}
+
+#[test]
+fn replayed_click_to_dial_is_one_call_from_the_phone_to_the_destination() {
+    let events = replay("click_to_dial_by_originate_of_a_local_channel");
+    assert_no_local_party(&events);
+    let call = call_from(&events, "102");
+    let (rest, _) = legs_by_channel(&events, &call);
+    let want: Vec<&str> = scenarios::FPBX_ORIGINATE
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("target."))
+        .collect();
+    assert_seq(&rest, &want);
+    assert_seq(
+        &call_of(
+            "click_to_dial_to_a_busy_phone_fails_though_the_first_phone_answered",
+            "102",
+        ),
+        scenarios::ORIGINATE_BUSY,
     );
 }

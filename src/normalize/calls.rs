@@ -4,15 +4,19 @@
 //! channel hangs up. Dialled legs (DialBegin's destination) are its targets. Both tables are
 //! fixed-capacity; when one is full the entry idle longest is evicted and counted.
 
+use core::cell::RefCell;
+
 use heapless::Vec;
 
 use super::cause;
+use super::held::Held;
+use super::local::{self, Half};
 use super::names::CallEvent;
 use super::{bounded, clean, id, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{
-    Body, CallEnded, CallFailed, CallHold, CallStarted, CallTarget, Cdr, Headers, Id, LongText,
-    TargetLeg, Text,
+    self, Body, CallEnded, CallFailed, CallHold, CallStarted, CallTarget, Cdr, Headers, Id,
+    LongText, TargetLeg, Text,
 };
 
 /// Calls tracked at once (an appliance PBX with 256 simultaneous calls is a big one).
@@ -59,8 +63,11 @@ struct Call {
     /// When the PBX answered the caller's channel itself (Answer(), a conference, a
     /// queue's announcement); 0: never.
     caller_up_at: u64,
-    /// A leg was dialled (DialBegin).
+    /// A party (a phone, a trunk) was dialled (DialBegin).
     dialled: bool,
+    /// Placed with AMI `Originate`: its first channel is the phone that was rung first,
+    /// the caller; the destination that phone's channel then dials is the call's `to`.
+    originated: bool,
     /// Q.850 cause and SIP code of the last dial that ended unanswered.
     last_outcome: Option<(u16, u16)>,
     headers: Headers,
@@ -75,9 +82,23 @@ struct Channel {
     target: Text,
     /// A dialled leg (the destination of a DialBegin, or a later channel of the call).
     leg: bool,
-    /// The destination of a DialBegin: only these are told as `target.*` (a Local
-    /// channel pair that a transfer or an application creates is plumbing, not a target).
+    /// A party dialled: the destination of a DialBegin that is not a Local channel. Only
+    /// these are told as `target.*`; Local channels are plumbing (`local`).
     dialled: bool,
+    /// Which half of a Local channel it is; `None` for phones and trunks.
+    local: Option<Half>,
+    /// The channel that dialled it (DialBegin's `Uniqueid`); `None` for a call's first
+    /// channel, an Originate's, or a channel whose dial was not seen.
+    dialler: Option<Id>,
+    /// It said Ringing before its DialBegin (Asterisk emits the two from different threads):
+    /// told right after its `target.added`.
+    rang_early: bool,
+    /// For a Local `;2`: the channel its dial reached last, and whether that one is up
+    /// (answered, or picked up). What the `;1` stands for once it is up, or when its dial
+    /// ends unanswered.
+    behind: Option<(Id, bool)>,
+    /// For a Local `;2`: the Q.850 cause and SIP code a party refused its dial with.
+    behind_refused: Option<(u16, u16)>,
     ringing: bool,
     up: bool,
     dial_done: bool,
@@ -312,6 +333,7 @@ impl Calls {
         msg: &Message<'_>,
         now: u64,
         stats: &mut NormalizeStats,
+        held: &RefCell<Box<Held>>,
         emit: &mut dyn FnMut(Body),
     ) {
         use CallEvent as E;
@@ -322,7 +344,7 @@ impl Calls {
             E::CoreShowChannelsComplete if self.resyncing => self.end_resync(now, stats, emit),
             E::CoreShowChannelsComplete => self.end_periodic(now, stats, emit),
             E::Newstate => self.new_state(msg, now, stats, emit),
-            E::DialBegin => self.dial_begin(msg, now, stats, emit),
+            E::DialBegin => self.dial_begin(msg, now, stats, held, emit),
             E::DialEnd => self.dial_end(msg, now, stats, emit),
             E::HangupRequest => self.hangup_request(msg, now, stats),
             E::Hangup => self.hangup(msg, now, stats, emit),
@@ -341,7 +363,7 @@ impl Calls {
         var: &str,
         now: u64,
         stats: &mut NormalizeStats,
-        held: &mut super::held::Held,
+        held: &RefCell<Box<Held>>,
     ) {
         let Some(uid) = id(msg, "Uniqueid", stats) else {
             return;
@@ -356,8 +378,8 @@ impl Calls {
             if call.headers.insert(var, msg.get("Value").unwrap_or("")) {
                 stats.truncated += 1;
             }
-            if let Some(start) = held.headers(&call_id) {
-                start.clone_from(&call.headers);
+            if let Some(start) = held.borrow_mut().start(&call_id) {
+                start.extra_headers.clone_from(&call.headers);
             }
         }
     }
@@ -456,6 +478,7 @@ impl Calls {
                 extra_headers: headers.clone(),
             };
             let call = Call {
+                originated: false,
                 id: started.call_id.clone(),
                 session_id: started.session_id.clone(),
                 from: started.from.clone(),
@@ -501,6 +524,11 @@ impl Calls {
             ),
             leg: !is_new_call,
             dialled: false,
+            local: local::half(channel),
+            dialler: None,
+            rang_early: false,
+            behind: None,
+            behind_refused: None,
             ringing: false,
             up: false,
             dial_done: false,
@@ -594,48 +622,150 @@ impl Calls {
             }
             return;
         }
-        let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
-        if state == "5" && !ch.ringing && ch.dialled {
-            ch.ringing = true;
-            emit(Body::TargetRinging(TargetLeg {
-                call_id: call_id.clone(),
-                target: target.clone(),
-                contact: name.clone(),
-                ..Default::default()
-            }));
-            if let Some(call) = self.call(&call_id) {
-                if !call.ringing_sent {
-                    call.ringing_sent = true;
-                    emit(Body::CallRinging(CallTarget {
-                        call_id,
-                        target,
-                        channel: name,
-                    }));
-                }
+        if state == "6" {
+            self.came_up(i, now, emit);
+        } else if ch.local.is_none() {
+            if ch.dialled {
+                self.ringing(i, emit);
+            } else {
+                // Its DialBegin is still to come.
+                ch.rang_early = true;
             }
-        } else if state == "6" && !ch.up {
-            ch.up = true;
-            self.answered(&call_id, &target, &name, now, emit);
         }
     }
 
-    /// The call was answered by `target`: `call.answered`, once per call.
-    fn answered(
-        &mut self,
-        call_id: &Id,
-        target: &Text,
-        channel: &LongText,
-        now: u64,
-        emit: &mut dyn FnMut(Body),
-    ) {
+    /// Party `i` rings: `target.ringing`, and the call's first `call.ringing`.
+    fn ringing(&mut self, i: usize, emit: &mut dyn FnMut(Body)) {
+        let ch = &mut self.channels[i];
+        if ch.ringing {
+            return;
+        }
+        ch.ringing = true;
+        let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
+        emit(Body::TargetRinging(TargetLeg {
+            call_id: call_id.clone(),
+            target: target.clone(),
+            contact: name.clone(),
+            ..Default::default()
+        }));
+        if let Some(call) = self.call(&call_id) {
+            if !call.ringing_sent {
+                call.ringing_sent = true;
+                emit(Body::CallRinging(CallTarget {
+                    call_id,
+                    target,
+                    channel: name,
+                }));
+            }
+        }
+    }
+
+    /// Leg `i` is up (its Newstate Up or its dial's ANSWER, whichever comes first). A party
+    /// answers the call only when that reaches the caller: straight away when the caller
+    /// dialled it; behind a Local channel, once that Local channel's `;1` is up too. An
+    /// answer that never gets that far (dropped behind the chain, declined at an acceptance
+    /// prompt) is not the call's.
+    fn came_up(&mut self, i: usize, now: u64, emit: &mut dyn FnMut(Body)) {
+        let ch = &mut self.channels[i];
+        if ch.up {
+            return;
+        }
+        ch.up = true;
+        let party = match ch.local {
+            Some(Half::Two) => return,
+            // What its other half reached; nothing: the dialplan answered it itself
+            // (voicemail, an IVR, an announcement), and the Local channel stands for that.
+            Some(Half::One) => match self
+                .partner(i)
+                .and_then(|p| self.channels[p].behind.clone())
+            {
+                Some((party, true)) => party,
+                // Its party's answer is still to be told (another thread's): it reaches
+                // the caller then, through this `;1`, now up.
+                Some((party, false)) if self.still_dialled(&party) => return,
+                _ => self.channels[i].uniqueid.clone(),
+            },
+            None if ch.dialled => ch.uniqueid.clone(),
+            None => return,
+        };
+        self.reach(i, party, now, emit);
+    }
+
+    /// `party` is connected to leg `i`: walk up the chain of diallers to the caller. Through
+    /// a Local `;2` only when its `;1` is up; else the `;2` remembers it for then.
+    fn reach(&mut self, mut i: usize, party: Id, now: u64, emit: &mut dyn FnMut(Body)) {
+        loop {
+            let Some(dialler) = self.channels[i].dialler.clone() else {
+                let (uid, call_id) = (&self.channels[i].uniqueid, self.channels[i].call_id.clone());
+                let originated = self
+                    .calls
+                    .iter()
+                    .any(|c| c.id == call_id && c.originated && c.session_id == *uid);
+                if !originated {
+                    // A leg whose dial was not seen (it began before pbxtap connected).
+                    self.answered(&call_id, &party, now, emit);
+                }
+                return;
+            };
+            let Some(d) = self.channel_index(&dialler) else {
+                let call_id = self.channels[i].call_id.clone();
+                self.answered(&call_id, &party, now, emit);
+                return;
+            };
+            if self.channels[d].local != Some(Half::Two) {
+                // Dialled by the caller, or by another party (a transfer's consultation).
+                let call_id = self.channels[d].call_id.clone();
+                self.answered(&call_id, &party, now, emit);
+                return;
+            }
+            self.channels[d].behind = Some((party.clone(), true));
+            match self.partner(d) {
+                Some(one) if self.channels[one].up => i = one,
+                _ => return,
+            }
+        }
+    }
+
+    /// Whether party `uid` is still being dialled: alive, not up, its dial not ended.
+    fn still_dialled(&self, uid: &str) -> bool {
+        self.channel_index(uid)
+            .is_some_and(|p| !self.channels[p].up && !self.channels[p].dial_done)
+    }
+
+    /// The other half of Local channel `i`.
+    fn partner(&self, i: usize) -> Option<usize> {
+        let name = self.channels[i].name.as_str();
+        self.channels
+            .iter()
+            .position(|c| c.local.is_some() && local::pair(c.name.as_str(), name))
+    }
+
+    /// Who channel `uid` is to a consumer: a party's number and channel; a Local channel
+    /// that the dialplan answered itself is its extension, with no channel.
+    fn party(&self, uid: &str) -> (Text, LongText) {
+        match self.channel_index(uid).map(|i| &self.channels[i]) {
+            Some(c) if c.local.is_some() => {
+                let mut t = Text::new();
+                event::set(&mut t, local::exten(c.name.as_str()));
+                (t, LongText::new())
+            }
+            Some(c) => (c.target.clone(), c.name.clone()),
+            None => (Text::new(), LongText::new()),
+        }
+    }
+
+    /// The call was answered by `party` (a channel's uniqueid): `call.answered`, once per
+    /// call.
+    fn answered(&mut self, call_id: &Id, party: &str, now: u64, emit: &mut dyn FnMut(Body)) {
+        let (target, channel) = self.party(party);
         if let Some(call) = self.call(call_id) {
             if call.outcome != Outcome::Answered {
                 call.outcome = Outcome::Answered;
                 call.answered_at = now;
                 emit(Body::CallAnswered(CallTarget {
                     call_id: call_id.clone(),
-                    target: target.clone(),
-                    channel: channel.clone(),
+                    target,
+                    channel,
                 }));
             }
         }
@@ -647,17 +777,48 @@ impl Calls {
         id(msg, "DestUniqueid", stats).and_then(|u| self.channel_index(u))
     }
 
+    /// The caller of call `call_id`: its first channel's uniqueid.
+    fn is_caller(&self, call_id: &str, uid: &str) -> bool {
+        self.calls
+            .iter()
+            .any(|c| c.id == call_id && c.session_id == uid)
+    }
+
     fn dial_begin(
         &mut self,
         msg: &Message<'_>,
         now: u64,
         stats: &mut NormalizeStats,
+        held: &RefCell<Box<Held>>,
         emit: &mut dyn FnMut(Body),
     ) {
         let Some(i) = self.leg_of(msg, stats) else {
             stats.unmatched += 1;
             return;
         };
+        let dialler = msg
+            .get("Channel")
+            .and_then(|_| id(msg, "Uniqueid", stats))
+            .map(|u| bounded::<{ event::ID_LEN }>(stats, u));
+        let call_id = self.channels[i].call_id.clone();
+        self.channels[i].last_activity = now;
+        let Some(dialler) = dialler else {
+            if self.is_caller(&call_id, &self.channels[i].uniqueid) {
+                // An Originate rings its first phone: that phone is the caller. Its start,
+                // unless already out, waits for the destination that phone will dial.
+                let mut held = held.borrow_mut();
+                let waits = held.start(&call_id).map(|start| start.to.clear()).is_some();
+                held.keep(&call_id, now + super::held::ORIGINATE_HOLD);
+                if let Some(call) = self.call(&call_id) {
+                    call.originated = true;
+                    if waits {
+                        call.to.clear();
+                    }
+                }
+            }
+            return;
+        };
+        self.originated_dials(&call_id, &dialler, msg, stats, held);
         let dest = clean(msg.get("DestCallerIDNum"));
         let target = if dest.is_empty() {
             msg.get("DialString").unwrap_or("")
@@ -667,10 +828,24 @@ impl Calls {
         let target: Text = bounded(stats, target);
         let ch = &mut self.channels[i];
         ch.leg = true;
-        ch.dialled = true;
+        ch.dialler = Some(dialler.clone());
+        if ch.local.is_some() {
+            // Plumbing: the parties its other half dials are the targets.
+            return;
+        }
         ch.target = target.clone();
-        ch.last_activity = now;
-        let (call_id, name) = (ch.call_id.clone(), ch.name.clone());
+        let (uid, name) = (ch.uniqueid.clone(), ch.name.clone());
+        let d = self.channel_index(&dialler);
+        if let Some(d) = d.filter(|&d| self.channels[d].local == Some(Half::Two)) {
+            self.channels[d].behind = Some((uid, false));
+            if self.rings_originator(d) {
+                // An Originate of a Local channel rings this phone: the caller, no target.
+                return;
+            }
+        }
+        let ch = &mut self.channels[i];
+        ch.dialled = true;
+        let rang_early = ch.rang_early;
         if let Some(call) = self.call(&call_id) {
             call.last_activity = now;
             let first = !call.dialled;
@@ -698,6 +873,72 @@ impl Calls {
             contact: name,
             ..Default::default()
         }));
+        if rang_early {
+            self.ringing(i, emit);
+        }
+    }
+
+    /// Whether Local `;2` `d` is the other half of an originated call's own `;1` that has
+    /// not dialled its destination yet: what it dials is the phone that is the caller.
+    fn rings_originator(&self, d: usize) -> bool {
+        let Some(one) = self.partner(d) else {
+            return false;
+        };
+        let (uid, call_id) = (&self.channels[one].uniqueid, &self.channels[one].call_id);
+        self.calls
+            .iter()
+            .any(|c| &c.id == call_id && c.originated && &c.session_id == uid && c.to.is_empty())
+    }
+
+    /// The caller of an originated call dials: where it dials (its dialplan position,
+    /// `Exten`) is the call's `to`, and the direction is the destination's. The phone
+    /// that answered the Originate, found behind a Local channel when it was one, is
+    /// its `from` and its start's `channel`.
+    fn originated_dials(
+        &mut self,
+        call_id: &Id,
+        dialler: &str,
+        msg: &Message<'_>,
+        stats: &mut NormalizeStats,
+        held: &RefCell<Box<Held>>,
+    ) {
+        let Some(c) = self.calls.iter().position(|c| &c.id == call_id) else {
+            return;
+        };
+        let call = &self.calls[c];
+        if !call.originated || !call.to.is_empty() || call.session_id != dialler {
+            return;
+        }
+        let session = self.channel_index(dialler);
+        let phone = session.and_then(|s| match self.channels[s].local {
+            Some(_) => self
+                .partner(s)
+                .and_then(|p| self.channels[p].behind.clone())
+                .map(|(party, _)| self.party(&party)),
+            None => Some((
+                self.channels[s].target.clone(),
+                self.channels[s].name.clone(),
+            )),
+        });
+        let channel = session
+            .map(|s| self.channels[s].name.clone())
+            .unwrap_or_default();
+        let to: Text = bounded(stats, clean(msg.get("Exten")));
+        let direction = self.direction.of(channel.as_str(), to.as_str());
+        let call = &mut self.calls[c];
+        call.to = to.clone();
+        if let Some((phone, _)) = &phone {
+            call.from = phone.clone();
+        }
+        let mut held = held.borrow_mut();
+        if let Some(start) = held.start(call_id) {
+            start.to = to;
+            start.direction = direction;
+            if let Some((phone, channel)) = phone {
+                start.from = phone;
+                start.channel = channel;
+            }
+        }
     }
 
     fn dial_end(
@@ -716,30 +957,52 @@ impl Calls {
             // DialEnd can arrive twice for one leg.
             return;
         }
-        ch.dial_done = true;
         ch.last_activity = now;
-        let (call_id, target, name) = (ch.call_id.clone(), ch.target.clone(), ch.name.clone());
         let status = dial_status(msg.get("DialStatus").unwrap_or(""));
-        if status == "ANSWER" {
-            self.channels[i].up = true;
-            self.answered(&call_id, &target, &name, now, emit);
+        if !ch.dialled && ch.local.is_none() {
+            // Not a dialled party: an Originate's first phone (the caller), or the phone
+            // that picked the ringing one up (Pickup), which reached the dialler.
+            if status == "ANSWER" && ch.dialler.is_none() && msg.get("Channel").is_some() {
+                let picker = ch.uniqueid.clone();
+                if let Some(d) = id(msg, "Uniqueid", stats).and_then(|u| self.channel_index(u)) {
+                    self.reach_from_dialler(d, picker, now, emit);
+                }
+            }
             return;
         }
-        let refused = self.channels[i].refused;
-        let Some(call) = self.call(&call_id) else {
+        ch.dial_done = true;
+        if status == "ANSWER" {
+            self.came_up(i, now, emit);
+            return;
+        }
+        if ch.up {
+            // Answered, then dropped before it reached the caller (an acceptance prompt
+            // declined): its Hangup tells its end.
+            return;
+        }
+        let call_id = ch.call_id.clone();
+        let Some(call) = self.calls.iter().find(|c| c.id == call_id) else {
             return;
         };
         let answered = call.outcome == Outcome::Answered;
+        let gave_up = call.caller_cancelled || call.caller_hung_up;
         if status == "CANCEL" {
             // Another leg answered (its Hangup says ANSWERED_ELSEWHERE), or the caller
             // gave up: then the leg ended normally, with the 487 of the cancel.
-            if !answered && (call.caller_cancelled || call.caller_hung_up) {
+            if !answered && gave_up {
                 self.channels[i].outcome = Some((16, 487));
             }
             return;
         }
+        let local = self.channels[i].local.is_some();
+        // A Local channel's other half, while it lives.
+        let behind = if local { self.partner(i) } else { None };
         // A far end that refused with a SIP code (404, 480, 603...) is a failure even
         // where Asterisk's DialStatus says NOANSWER; older Asterisks tell only the status.
+        let refused = match behind {
+            Some(p) => self.channels[p].behind_refused,
+            None => self.channels[i].refused,
+        };
         let (cause, sip_code) = match refused {
             Some((cause, sip)) if sip >= 400 => (cause, sip),
             _ => (
@@ -748,42 +1011,105 @@ impl Calls {
             ),
         };
         let no_answer = status == "NOANSWER" && refused.is_none();
+        let outcome = (cause, sip_code, no_answer);
+        let (target, name) = if local {
+            // The Local channel stands for the party its other half dialled last (that
+            // party's leg ends this way too, unless it already said how), or, with none
+            // left, for its own extension.
+            let mut party = None;
+            if let Some(p) = behind {
+                party = self.channels[p].behind.clone();
+                let two = self.channels[p].uniqueid.clone();
+                while let Some(leg) = self.channels.iter().position(|c| {
+                    c.dialler.as_deref() == Some(two.as_str()) && c.dialled && !c.dial_done
+                }) {
+                    self.channels[leg].dial_done = true;
+                    self.leg_unanswered(leg, outcome, emit);
+                }
+            }
+            match party.filter(|(u, _)| self.channel_index(u).is_some()) {
+                Some((party, _)) => self.party(&party),
+                None => self.party(&self.channels[i].uniqueid.clone()),
+            }
+        } else {
+            self.leg_unanswered(i, outcome, emit);
+            let ch = &self.channels[i];
+            (ch.target.clone(), ch.name.clone())
+        };
+        // Whose dial this was: the caller's (or one not seen) decides the call's outcome; a
+        // Local `;2`'s waits for its `;1`'s.
+        let dialler = self.channels[i]
+            .dialler
+            .as_deref()
+            .and_then(|d| self.channel_index(d));
+        if let Some(d) = dialler.filter(|&d| self.channels[d].local == Some(Half::Two)) {
+            if !no_answer {
+                self.channels[d].behind_refused = Some((cause, sip_code));
+            }
+            return;
+        }
+        let Some(call) = self.call(&call_id) else {
+            return;
+        };
         call.dial_ended_unanswered = true;
         call.last_dial_status = status;
         call.last_outcome = Some((cause, sip_code));
+        if answered {
+            return;
+        }
+        if no_answer {
+            call.outcome = Outcome::NoAnswer;
+            emit(Body::CallNoAnswer(CallTarget {
+                call_id,
+                target,
+                channel: name,
+            }));
+        } else {
+            call.outcome = Outcome::Failed;
+            emit(Body::CallFailed(CallFailed {
+                call_id,
+                target,
+                sip_code,
+                cause,
+                cause_name: cause::name(cause),
+                dial_status: status,
+            }));
+        }
+    }
+
+    /// Party leg `i`'s dial ended unanswered with `(cause, sip_code, no_answer)`:
+    /// `target.noanswer` or `target.failed`, and how its `target.ended` will say it ended.
+    fn leg_unanswered(&mut self, i: usize, outcome: (u16, u16, bool), emit: &mut dyn FnMut(Body)) {
+        let (cause, sip_code, no_answer) = outcome;
+        let ch = &mut self.channels[i];
+        ch.outcome = Some((cause, sip_code));
         let leg = TargetLeg {
-            call_id: call_id.clone(),
-            target: target.clone(),
-            contact: name.clone(),
+            call_id: ch.call_id.clone(),
+            target: ch.target.clone(),
+            contact: ch.name.clone(),
             cause,
             cause_name: cause::name(cause),
             sip_code,
         };
-        if no_answer {
-            emit(Body::TargetNoAnswer(leg));
-            if !answered {
-                call.outcome = Outcome::NoAnswer;
-                emit(Body::CallNoAnswer(CallTarget {
-                    call_id,
-                    target,
-                    channel: name,
-                }));
+        emit(if no_answer {
+            Body::TargetNoAnswer(leg)
+        } else {
+            Body::TargetFailed(leg)
+        });
+    }
+
+    /// `party` reached whatever dialler `d` dialled (a directed or group pickup: the phone
+    /// that picked up answers the dial in the ringing phone's place).
+    fn reach_from_dialler(&mut self, d: usize, party: Id, now: u64, emit: &mut dyn FnMut(Body)) {
+        if self.channels[d].local == Some(Half::Two) {
+            self.channels[d].behind = Some((party.clone(), true));
+            if let Some(one) = self.partner(d).filter(|&one| self.channels[one].up) {
+                self.reach(one, party, now, emit);
             }
         } else {
-            emit(Body::TargetFailed(leg));
-            if !answered {
-                call.outcome = Outcome::Failed;
-                emit(Body::CallFailed(CallFailed {
-                    call_id,
-                    target,
-                    sip_code,
-                    cause,
-                    cause_name: cause::name(cause),
-                    dial_status: status,
-                }));
-            }
+            let call_id = self.channels[d].call_id.clone();
+            self.answered(&call_id, &party, now, emit);
         }
-        self.channels[i].outcome = Some((cause, sip_code));
     }
 
     /// A `HangupRequest`: a far end refusing a leg says why here, before the DialEnd

@@ -7,34 +7,47 @@
 
 use heapless::Vec;
 
-use crate::event::{Body, CallStarted, Headers};
+use crate::event::{Body, CallStarted};
 
 /// Longest a start is held (µs): a dialplan that plays a prompt before it dials does not
 /// keep the call unannounced.
 pub const HOLD: u64 = 1_000_000;
+/// Longest the start of a call placed with AMI `Originate` is held (µs) while its first
+/// phone rings: until that phone's channel dials the destination, which is the call's
+/// `to`. Originate's own `Timeout` is 30 s by default.
+pub const ORIGINATE_HOLD: u64 = 60_000_000;
 /// Starts held at once; when full, the oldest goes out at once.
 pub const MAX_HELD: usize = 32;
 
+/// Held starts, each with the time it is due, oldest first.
 #[derive(Default)]
 pub struct Held(Vec<(CallStarted, u64), MAX_HELD>);
 
 impl Held {
-    /// Holds `start`, made at `now`.
+    /// Holds `start`, made at `now`, for [`HOLD`].
     pub fn hold(&mut self, start: CallStarted, now: u64, emit: &mut dyn FnMut(Body)) {
         if self.0.is_full() {
             let (oldest, _) = self.0.remove(0);
             emit(Body::CallStarted(oldest));
         }
         // Cannot fail: room was made above.
-        let _ = self.0.push((start, now));
+        let _ = self.0.push((start, now.saturating_add(HOLD)));
     }
 
-    /// The headers of `call_id`'s held start, to add a dialplan variable to.
-    pub fn headers(&mut self, call_id: &str) -> Option<&mut Headers> {
+    /// `call_id`'s held start, to add a dialplan variable to or to say where an
+    /// originated call goes.
+    pub fn start(&mut self, call_id: &str) -> Option<&mut CallStarted> {
         self.0
             .iter_mut()
             .find(|(s, _)| s.call_id == call_id)
-            .map(|(s, _)| &mut s.extra_headers)
+            .map(|(s, _)| s)
+    }
+
+    /// Holds `call_id`'s start until `until` (µs) unless its call says something first.
+    pub fn keep(&mut self, call_id: &str, until: u64) {
+        if let Some((_, due)) = self.0.iter_mut().find(|(s, _)| s.call_id == call_id) {
+            *due = until;
+        }
     }
 
     /// Sends `call_id`'s held start, if any: its call has something else to say.
@@ -44,14 +57,10 @@ impl Held {
         }
     }
 
-    /// Sends every start held [`HOLD`] or longer by `now` (`u64::MAX`: all of them).
+    /// Sends every start due by `now` (`u64::MAX`: all of them), oldest first.
     pub fn due(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
-        while self
-            .0
-            .first()
-            .is_some_and(|(_, at)| now.saturating_sub(*at) >= HOLD)
-        {
-            emit(Body::CallStarted(self.0.remove(0).0));
+        while let Some(i) = self.0.iter().position(|(_, due)| *due <= now) {
+            emit(Body::CallStarted(self.0.remove(i).0));
         }
     }
 
@@ -88,7 +97,7 @@ mod tests {
         let mut out = std::vec::Vec::new();
         h.hold(start("a"), 0, &mut |b| out.push(b));
         h.hold(start("b"), 10, &mut |b| out.push(b));
-        h.headers("b").unwrap().insert("X-Ref", "r1");
+        h.start("b").unwrap().extra_headers.insert("X-Ref", "r1");
         let ringing = Body::CallRinging(CallTarget {
             call_id: text("b"),
             ..Default::default()

@@ -7,6 +7,7 @@
 //! table evicts its oldest entry and counts it.
 
 mod calls;
+mod local;
 /// Calls the normalizer follows at once.
 pub use calls::MAX_CALLS;
 
@@ -28,6 +29,8 @@ pub mod names;
 mod queue;
 mod security;
 mod trunk;
+
+use core::cell::RefCell;
 
 use heapless::String;
 
@@ -172,8 +175,10 @@ pub struct NormalizeStats {
 pub struct Normalizer {
     cfg: NormalizeConfig,
     calls: Box<calls::Calls>,
-    /// `call.started` waiting for the dialplan's first steps (`held`).
-    held: Box<held::Held>,
+    /// `call.started` waiting for the dialplan's first steps (`held`). Shared between the
+    /// emitting closure and `calls`, which amends a held start (an Originate's `to`); the
+    /// two never borrow it at once.
+    held: RefCell<Box<held::Held>>,
     endpoints: Box<endpoint::Endpoints>,
     queues: Box<queue::Queues>,
     trunks: trunk::Trunks,
@@ -282,7 +287,7 @@ impl Normalizer {
             calls,
             endpoints: Box::default(),
             queues: Box::default(),
-            held: Box::default(),
+            held: RefCell::default(),
             stats: NormalizeStats::default(),
         }
     }
@@ -341,14 +346,14 @@ impl Normalizer {
         // A new channel's call.started is held for the dialplan's X- variables; anything
         // else about a call lets its held start out first.
         let holding = event == AmiEvent::Call(names::CallEvent::Newchannel);
-        let held = &mut self.held;
+        let held = &self.held;
         let mut out = |b: Body| match b {
-            Body::CallStarted(start) if holding => held.hold(start, now, &mut counted),
-            b => held.before(b, &mut counted),
+            Body::CallStarted(start) if holding => held.borrow_mut().hold(start, now, &mut counted),
+            b => held.borrow_mut().before(b, &mut counted),
         };
         let stats = &mut self.stats;
         match event {
-            AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, &mut out),
+            AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, held, &mut out),
             AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, now, stats, &mut out),
             AmiEvent::Queue(e) => {
                 let calls = &self.calls;
@@ -363,7 +368,7 @@ impl Normalizer {
                 }
             }
         }
-        held.due(now, &mut counted);
+        held.borrow_mut().due(now, &mut counted);
         // A call's folded CDR, once the call's other records had their time to come.
         self.calls.flush_cdrs(now, &mut counted);
         self.stats.emitted += emitted;
@@ -391,7 +396,7 @@ impl Normalizer {
     /// The connection ended: held starts, and the CDRs of calls that ended, go out now,
     /// since nothing more about them can come on it.
     pub fn flush_cdrs(&mut self, emit: &mut dyn FnMut(Body)) {
-        self.held.due(u64::MAX, emit);
+        self.held.get_mut().due(u64::MAX, emit);
         self.calls.flush_cdrs(u64::MAX, emit);
     }
 
@@ -409,7 +414,7 @@ impl Normalizer {
         let mut out = |b| {
             emitted += watch.pass(b, now, emit);
         };
-        self.held.due(now, &mut out);
+        self.held.get_mut().due(now, &mut out);
         self.calls.flush_cdrs(now, &mut out);
         self.endpoints.tick(now, stats, &mut out);
         if self.cfg.queue_sla_secs > 0 {
@@ -677,6 +682,121 @@ mod tests {
             (left.reason, left.waited, left.call_id.as_str()),
             ("left", 32, "9.1")
         );
+    }
+
+    #[test]
+    fn a_queue_callers_wait_is_asterisks_hold_time_once_an_agent_took_it() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        // A replay: every message at the same instant, so pbxtap's own clock says 0.
+        let text = "Event: QueueCallerJoin\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\nCallerIDNum: 555\nPosition: 1\n\n\
+                    Event: AgentConnect\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\nHoldTime: 8\nRingTime: 2\n\n\
+                    Event: QueueCallerLeave\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\n\n";
+        let out = feed(&mut n, text, 100);
+        let Some(Body::QueueCallerLeft(left)) = out.last() else {
+            panic!("{:?}", names(&out))
+        };
+        assert_eq!(left.waited, 8);
+    }
+
+    /// A call from 101 through `Local/102@ext` to PJSIP/102, its messages in `order`.
+    fn local_call(order: &[usize]) -> std::vec::Vec<std::string::String> {
+        let msgs = [
+            "Event: Newchannel\nChannel: PJSIP/101-1\nCallerIDNum: 101\nExten: 5102\nUniqueid: 1.0\nLinkedid: 1.0\n\n",
+            "Event: Newchannel\nChannel: Local/102@ext-1;1\nExten: 102\nUniqueid: 1.1\nLinkedid: 1.0\n\n",
+            "Event: Newchannel\nChannel: Local/102@ext-1;2\nExten: 102\nUniqueid: 1.2\nLinkedid: 1.0\n\n",
+            "Event: DialBegin\nChannel: PJSIP/101-1\nUniqueid: 1.0\nDestChannel: Local/102@ext-1;1\nDestUniqueid: 1.1\nDestCallerIDNum: 5102\nDialString: 102@ext\n\n",
+            "Event: Newchannel\nChannel: PJSIP/102-2\nCallerIDNum: 102\nExten: s\nUniqueid: 1.3\nLinkedid: 1.0\n\n",
+            "Event: DialBegin\nChannel: Local/102@ext-1;2\nUniqueid: 1.2\nDestChannel: PJSIP/102-2\nDestUniqueid: 1.3\nDestCallerIDNum: 102\nDialString: 102\n\n",
+            "Event: Newstate\nChannel: PJSIP/102-2\nChannelState: 5\nUniqueid: 1.3\n\n",
+            "Event: Newstate\nChannel: PJSIP/102-2\nChannelState: 6\nUniqueid: 1.3\n\n",
+            "Event: DialEnd\nChannel: Local/102@ext-1;2\nUniqueid: 1.2\nDestChannel: PJSIP/102-2\nDestUniqueid: 1.3\nDialStatus: ANSWER\n\n",
+            "Event: Newstate\nChannel: Local/102@ext-1;1\nChannelState: 6\nUniqueid: 1.1\n\n",
+            "Event: DialEnd\nChannel: PJSIP/101-1\nUniqueid: 1.0\nDestChannel: Local/102@ext-1;1\nDestUniqueid: 1.1\nDialStatus: ANSWER\n\n",
+        ];
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let text: std::string::String = order.iter().map(|&i| msgs[i]).collect();
+        let out = feed(&mut n, &text, 1);
+        out.iter()
+            .map(|b| match b {
+                Body::CallAnswered(a) | Body::CallRinging(a) | Body::CallRouted(a) => {
+                    format!(
+                        "{}.{} {} {}",
+                        b.class().as_str(),
+                        b.name(),
+                        a.target,
+                        a.channel
+                    )
+                }
+                Body::TargetAdded(t) | Body::TargetRinging(t) => {
+                    format!(
+                        "{}.{} {} {}",
+                        b.class().as_str(),
+                        b.name(),
+                        t.target,
+                        t.contact
+                    )
+                }
+                b => format!("{}.{}", b.class().as_str(), b.name()),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_local_channel_is_plumbing_whatever_order_its_threads_report_in() {
+        let want = [
+            "call.started",
+            "call.routed 102 PJSIP/102-2",
+            "target.added 102 PJSIP/102-2",
+            "target.ringing 102 PJSIP/102-2",
+            "call.ringing 102 PJSIP/102-2",
+            "call.answered 102 PJSIP/102-2",
+        ];
+        assert_eq!(local_call(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10]), want);
+        // Ringing before its DialBegin (another thread), the phone's Up after its DialEnd,
+        // the `;1` up before the `;2`'s dial is told.
+        assert_eq!(local_call(&[0, 1, 2, 3, 4, 6, 5, 8, 7, 9, 10]), want);
+        assert_eq!(local_call(&[0, 1, 2, 3, 4, 6, 5, 9, 8, 7, 10]), want);
+    }
+
+    #[test]
+    fn an_answer_behind_a_local_channel_that_never_reaches_the_caller_is_not_the_calls() {
+        // The party answers, but the `;1` never comes up (declined at a prompt), and the
+        // caller's dial of it ends NOANSWER: no call.answered, and the call ends unanswered.
+        let out = local_call(&[0, 1, 2, 3, 4, 5, 6, 7]);
+        assert!(
+            !out.iter().any(|e| e.starts_with("call.answered")),
+            "{out:?}"
+        );
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let text = "Event: Newchannel\nChannel: PJSIP/101-1\nCallerIDNum: 101\nExten: 5102\nUniqueid: 1.0\nLinkedid: 1.0\n\n\
+            Event: Newchannel\nChannel: Local/0155@fm-1;1\nExten: 0155\nUniqueid: 1.1\nLinkedid: 1.0\n\n\
+            Event: Newchannel\nChannel: Local/0155@fm-1;2\nExten: 0155\nUniqueid: 1.2\nLinkedid: 1.0\n\n\
+            Event: DialBegin\nChannel: PJSIP/101-1\nUniqueid: 1.0\nDestChannel: Local/0155@fm-1;1\nDestUniqueid: 1.1\n\n\
+            Event: Newchannel\nChannel: PJSIP/carrier-2\nExten: s\nUniqueid: 1.3\nLinkedid: 1.0\n\n\
+            Event: DialBegin\nChannel: Local/0155@fm-1;2\nUniqueid: 1.2\nDestChannel: PJSIP/carrier-2\nDestUniqueid: 1.3\nDestCallerIDNum: 0155\n\n\
+            Event: Newstate\nChannel: PJSIP/carrier-2\nChannelState: 6\nUniqueid: 1.3\n\n\
+            Event: DialEnd\nChannel: Local/0155@fm-1;2\nUniqueid: 1.2\nDestChannel: PJSIP/carrier-2\nDestUniqueid: 1.3\nDialStatus: ABORT\n\n\
+            Event: Hangup\nChannel: PJSIP/carrier-2\nUniqueid: 1.3\nCause: 16\n\n\
+            Event: DialEnd\nChannel: PJSIP/101-1\nUniqueid: 1.0\nDestChannel: Local/0155@fm-1;1\nDestUniqueid: 1.1\nDialStatus: NOANSWER\n\n\
+            Event: Hangup\nChannel: Local/0155@fm-1;1\nUniqueid: 1.1\nCause: 16\n\n\
+            Event: Hangup\nChannel: Local/0155@fm-1;2\nUniqueid: 1.2\nCause: 16\n\n\
+            Event: Hangup\nChannel: PJSIP/101-1\nUniqueid: 1.0\nCause: 16\n\n";
+        let bodies = feed(&mut n, text, 1);
+        assert_eq!(
+            names(&bodies),
+            [
+                "call.started",
+                "call.routed",
+                "target.added",
+                "target.ended",
+                "call.noanswer",
+                "call.ended"
+            ]
+        );
+        let Some(Body::CallEnded(end)) = bodies.last() else {
+            panic!()
+        };
+        assert_eq!((end.answered, end.cause, end.sip_code), (false, 19, 480));
     }
 
     #[test]

@@ -46,6 +46,8 @@ pub enum QueueEvent {
     QueueCallerJoin,
     QueueCallerLeave,
     QueueCallerAbandon,
+    /// An agent took a queue caller: Asterisk's `HoldTime` of the wait.
+    AgentConnect,
     QueueMemberStatus,
     QueueMemberAdded,
     QueueMemberRemoved,
@@ -96,7 +98,7 @@ pub enum AmiEvent {
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 39] = {
+const NAMES: [(&str, AmiEvent); 40] = {
     use AmiEvent::{Call, Endpoint, Queue, Security, Trunk};
     use CallEvent as C;
     use EndpointEvent as E;
@@ -131,6 +133,7 @@ const NAMES: [(&str, AmiEvent); 39] = {
         ("QueueCallerJoin", Queue(Q::QueueCallerJoin)),
         ("QueueCallerLeave", Queue(Q::QueueCallerLeave)),
         ("QueueCallerAbandon", Queue(Q::QueueCallerAbandon)),
+        ("AgentConnect", Queue(Q::AgentConnect)),
         ("QueueMemberStatus", Queue(Q::QueueMemberStatus)),
         ("QueueMemberAdded", Queue(Q::QueueMemberAdded)),
         ("QueueMemberRemoved", Queue(Q::QueueMemberRemoved)),

@@ -30,6 +30,9 @@ struct Waiting {
     sla_reported: bool,
     /// Seen in the `QueueStatus` list now being received, or joined meanwhile.
     listed: bool,
+    /// Asterisk's own count of the wait, once an agent took the call (`AgentConnect`'s
+    /// `HoldTime`): it wins over pbxtap's clock.
+    held_secs: Option<u32>,
 }
 
 impl Waiting {
@@ -94,9 +97,15 @@ fn agent(
     stats: &mut NormalizeStats,
 ) -> QueueAgent {
     let paused = msg.get("Paused") == Some("1");
+    // A member that is a Local channel (FreePBX: Local/102@from-queue/n) is plumbing: the
+    // agent is the phone whose state it follows.
+    let agent = match (msg.get(interface), msg.get("StateInterface")) {
+        (Some(local), Some(phone)) if local.starts_with("Local/") && !phone.is_empty() => phone,
+        (iface, _) => iface.unwrap_or(""),
+    };
     QueueAgent {
         queue: bounded(stats, msg.get("Queue").unwrap_or("")),
-        agent: bounded(stats, msg.get(interface).unwrap_or("")),
+        agent: bounded(stats, agent),
         name: bounded(stats, msg.get(name).unwrap_or("")),
         state: member_state(msg, paused, now / 1_000_000),
         paused,
@@ -139,6 +148,11 @@ impl Queues {
         let uid = id(msg, "Uniqueid", stats).unwrap_or("");
         use QueueEvent as E;
         match event {
+            E::AgentConnect => {
+                if let Some(w) = self.waiting.iter_mut().find(|w| w.uniqueid == uid) {
+                    w.held_secs = msg.get("HoldTime").and_then(|h| h.trim().parse().ok());
+                }
+            }
             E::QueueCallerJoin => {
                 let call_id = msg.get("Linkedid").unwrap_or(uid);
                 self.join(msg, uid, call_id, now, stats, emit);
@@ -171,10 +185,12 @@ impl Queues {
                     } else {
                         "left"
                     };
-                    // Asterisk's own count when it gives one (QueueCallerAbandon).
+                    // Asterisk's own count when it gives one (QueueCallerAbandon, or the
+                    // AgentConnect before), else pbxtap's clock.
                     let waited = msg
                         .get("HoldTime")
                         .and_then(|h| h.trim().parse().ok())
+                        .or(w.held_secs)
                         .unwrap_or_else(|| waited_secs(w.joined_at, now));
                     emit(Body::QueueCallerLeft(w.told(reason, waited)));
                 }
@@ -240,6 +256,7 @@ impl Queues {
             left: false,
             sla_reported: false,
             listed: true,
+            held_secs: None,
         };
         emit(Body::QueueCallerJoined(w.told("", 0)));
         let _ = self.waiting.push(w);

@@ -1,7 +1,7 @@
 //! A real Asterisk and real SIPp phones for the live suite (`tests/live_asterisk.rs`).
 //!
 //! The project owns its test PBX: the configs in `tests/pbx/etc/` (templates: `@RUN@`,
-//! `@PREFIX@`, `@AMI_PORT@`, `@SIP_PORT@`, `@RTP_START@`, `@RTP_END@`) and the SIPp
+//! `@PREFIX@`, `@AMI_PORT@`, `@SIP_PORT@`, `@RTP_START@`, `@RTP_END@`, `@CARRIER_PORT@`) and the SIPp
 //! scenarios in `tests/pbx/sipp/`. Only the binaries come from outside, from the prefix
 //! named by [`PREFIX_VAR`]: `sbin/asterisk`, `lib/asterisk/modules`, `var/lib/asterisk`
 //! (sounds) and `bin/sipp` (else `sipp` on PATH), with `lib/` on `LD_LIBRARY_PATH`.
@@ -24,6 +24,9 @@ pub const PREFIX_VAR: &str = "PBXTAP_ASTERISK_PREFIX";
 pub const BOOT: Duration = Duration::from_secs(30);
 /// Longest one SIPp phone may run before it counts as hung.
 pub const PHONE_RUN: Duration = Duration::from_secs(60);
+/// The phone number whose SIPp port is the trunk `carrier`'s far end (pjsip.conf): a
+/// `callee(CARRIER, ...)` answers what the PBX sends out through the trunk.
+pub const CARRIER: u16 = 106;
 /// Ports each instance takes: SIP, phones, Asterisk's RTP (200) and the phones' RTP.
 const PORT_BLOCK: u16 = 500;
 /// The next block; offset by the process id so that two suites on one machine differ.
@@ -143,7 +146,8 @@ impl Pbx {
                 .replace("@AMI_PORT@", &ami_port.to_string())
                 .replace("@SIP_PORT@", &sip_port.to_string())
                 .replace("@RTP_START@", &rtp_start.to_string())
-                .replace("@RTP_END@", &(rtp_start + 199).to_string());
+                .replace("@RTP_END@", &(rtp_start + 199).to_string())
+                .replace("@CARRIER_PORT@", &(phone_base + CARRIER - 100).to_string());
             std::fs::write(etc.join(path.file_name().unwrap()), text).unwrap();
         }
         edit(&etc);

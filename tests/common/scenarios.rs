@@ -200,18 +200,17 @@ pub const ATTENDED_TRANSFER: &[&str] = &[
 pub const ORIGINATE_SECOND: &[&str] =
     &["target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200"];
 
-/// `a_call_made_with_ami_originate`.
+/// `a_call_made_with_ami_originate`: click-to-dial. The phone rung first (102) is the
+/// caller, not a target; the call goes to where it then dials, and is answered when that
+/// answers.
 pub const ORIGINATE: &[&str] = &[
-    "call.started from=102 to=s direction=internal",
-    "call.routed target=102",
-    "target.added target=102",
-    "target.ringing target=102",
-    "call.ringing target=102",
-    "call.answered target=102",
+    "call.started from=102 to=103 direction=internal",
+    "call.routed target=103",
     "target.added target=103",
     "target.ringing target=103",
-    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=102 to=s cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ringing target=103",
+    "call.answered target=103",
+    "call.ended from=102 to=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
     "call.cdr source=102 destination=103 disposition=ANSWERED",
 ];
 
@@ -297,3 +296,147 @@ pub fn rejected(code: &str, cause: &str, disposition: &str) -> Vec<String> {
         format!("call.cdr source=101 destination=102 disposition={disposition}"),
     ]
 }
+
+// The FreePBX-shaped dialplan (`tests/freepbx_live.rs`): every phone is reached through a
+// Local channel, which is never a party.
+
+/// `an_extension_reached_through_a_local_channel` (5102: Gosub, then Local/102@fpbx-ext).
+pub const FPBX_EXTENSION: &[&str] = &[
+    "call.started from=101 to=5102 direction=internal",
+    "call.routed target=102",
+    "target.added target=102",
+    "target.ringing target=102",
+    "call.ringing target=102",
+    "call.answered target=102",
+    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=5102 disposition=ANSWERED",
+];
+
+/// `a_ring_group_of_local_legs` (5600): 103 answers, 102 loses. The legs' own events are
+/// checked apart (`RING_GROUP_LOSER`, `RING_GROUP_WINNER`): they race each other.
+pub const FPBX_RING_GROUP: &[&str] = &[
+    "call.started from=101 to=5600 direction=internal",
+    "call.routed target=*",
+    "call.ringing target=*",
+    "call.answered target=103",
+    "call.ended from=101 to=5600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=5600 disposition=ANSWERED",
+];
+
+/// `a_queue_whose_members_are_local_channels` (5800): 102 answers, 103 loses (the legs as
+/// in `QUEUE_WINNER`, `QUEUE_LOSER`).
+pub const FPBX_QUEUE: &[&str] = &[
+    "call.started from=101 to=5800 direction=internal",
+    "queue.caller_joined queue=fpbx-queue caller=101",
+    "call.routed target=*",
+    "call.ringing target=*",
+    "call.answered target=102",
+    "queue.caller_left queue=fpbx-queue caller=101 reason=answered",
+    "call.ended from=101 to=5800 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=5800 disposition=ANSWERED",
+];
+
+/// `follow_me_rings_the_desk_then_the_mobile_which_accepts` (570201): the desk phone alone
+/// for 3 s, then the desk phone and the mobile through the trunk; the mobile's owner
+/// accepts at the prompt. The call's own events; each leg's are checked apart
+/// (`FPBX_FOLLOW_ME_LEGS`): the second round's legs race each other.
+pub const FPBX_FOLLOW_ME_ACCEPTED: &[&str] = &[
+    "call.started from=101 to=570201 direction=internal",
+    "call.routed target=102",
+    "call.ringing target=102",
+    "call.noanswer target=102",
+    "call.rerouted target=*",
+    "call.answered target=0155501",
+    "call.ended from=101 to=570201 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=570201 disposition=ANSWERED",
+];
+
+/// `follow_me_rings_the_desk_then_the_mobile_which_accepts`: each leg, by its channel.
+pub const FPBX_FOLLOW_ME_LEGS: &[&[&str]] = &[
+    // The pre-ring: the follow-me's first Dial timed out.
+    &[
+        "target.added target=102",
+        "target.ringing target=102",
+        "target.noanswer target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
+        "target.ended target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
+    ],
+    &[
+        "target.added target=102",
+        "target.ringing target=102",
+        "target.ended target=102 cause=26 cause_name=ANSWERED_ELSEWHERE sip_code=487",
+    ],
+    &[
+        "target.added target=0155501",
+        "target.ringing target=0155501",
+        "target.ended target=0155501 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    ],
+];
+
+/// `follow_me_to_a_mobile_that_declines_at_the_prompt_is_not_answered` (570200, the desk
+/// phone not registered): the mobile's leg answered and was dropped at the acceptance
+/// prompt; the caller was never connected.
+pub const FPBX_FOLLOW_ME_MOBILE_DECLINED: &[&str] = &[
+    "target.added target=0155500",
+    "target.ringing target=0155500",
+    "target.ended target=0155500 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+];
+
+/// `follow_me_to_a_mobile_that_declines_at_the_prompt_is_not_answered`: the call's own
+/// events, but for the desk phone's two refusals (`call.failed target=102 cause=20`), the
+/// second of which races the mobile's dial.
+pub const FPBX_FOLLOW_ME_DECLINED: &[&str] = &[
+    "call.started from=101 to=570200 direction=internal",
+    "call.routed target=0155500",
+    "call.ringing target=0155500",
+    "call.noanswer target=0155500",
+    "call.ended from=101 to=570200 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false",
+    "call.cdr source=101 destination=570200 disposition=FAILED",
+];
+
+/// `click_to_dial_by_originate_of_a_local_channel`: Originate rings 102 through
+/// Local/102@fpbx-ext, then sends it to 5103. One call from 102 to 5103, answered by 103.
+pub const FPBX_ORIGINATE: &[&str] = &[
+    "call.started from=102 to=5103 direction=internal",
+    "call.routed target=103",
+    "target.added target=103",
+    "target.ringing target=103",
+    "call.ringing target=103",
+    "call.answered target=103",
+    "call.ended from=102 to=5103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=102 destination=5103 disposition=ANSWERED",
+];
+
+/// `click_to_dial_to_a_busy_phone_fails_though_the_first_phone_answered`.
+pub const ORIGINATE_BUSY: &[&str] = &[
+    "call.started from=102 to=103 direction=internal",
+    "call.routed target=103",
+    "target.added target=103",
+    "target.ringing target=103",
+    "call.ringing target=103",
+    "target.failed target=103 cause=17 cause_name=USER_BUSY sip_code=486",
+    "call.failed target=103 cause=17 cause_name=USER_BUSY sip_code=486",
+    "target.ended target=103 cause=17 cause_name=USER_BUSY sip_code=486",
+    "call.ended from=102 to=103 cause=17 cause_name=USER_BUSY sip_code=486 answered=false",
+    // Asterisk's own record, as it sent it: the Originate's leg was answered.
+    "call.cdr source=102 destination=103 disposition=ANSWERED",
+];
+
+/// `a_directed_pickup_names_the_phone_that_picked_up`: 103 dials **102 while 102 rings
+/// for 101's call. The call's own events; 102's leg (`RING_GROUP_LOSER`: answered
+/// elsewhere) ends as the answer is told, in either order.
+pub const FPBX_PICKUP: &[&str] = &[
+    "call.started from=101 to=5102 direction=internal",
+    "call.routed target=102",
+    "call.ringing target=102",
+    "call.answered target=103",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=5102 disposition=ANSWERED",
+];
+
+/// `a_directed_pickup_names_the_phone_that_picked_up`: the picking phone's own call (to
+/// the pickup code), answered by the PBX.
+pub const FPBX_PICKER: &[&str] = &[
+    "call.started from=103 to=**102 direction=internal",
+    "call.ended from=103 to=**102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+];

@@ -140,3 +140,55 @@ pub fn of_call(events: &[Value], call_id: &str) -> Vec<String> {
         .map(shown)
         .collect()
 }
+
+/// The events of call `call_id` split into its own (shown, in order) and each leg's
+/// `target.*` events, one list per channel (`contact`), shown, the lists sorted: legs that
+/// are dialled together race each other, and a phone rung twice is two legs.
+pub fn legs_by_channel(events: &[Value], call_id: &str) -> (Vec<String>, Vec<Vec<String>>) {
+    let mine: Vec<&Value> = events.iter().filter(|e| e["call_id"] == call_id).collect();
+    let rest = mine
+        .iter()
+        .filter(|e| e["class"] != "target")
+        .map(|e| shown(e))
+        .collect();
+    let mut channels: Vec<&str> = Vec::new();
+    for e in mine.iter().filter(|e| e["class"] == "target") {
+        let c = e["contact"].as_str().unwrap_or("");
+        if !channels.contains(&c) {
+            channels.push(c);
+        }
+    }
+    let mut legs: Vec<Vec<String>> = channels
+        .iter()
+        .map(|c| {
+            mine.iter()
+                .filter(|e| e["class"] == "target" && e["contact"] == *c)
+                .map(|e| shown(e))
+                .collect()
+        })
+        .collect();
+    legs.sort();
+    (rest, legs)
+}
+
+/// `legs` are `want`, as sorted lists of legs (see [`legs_by_channel`]).
+pub fn assert_legs(legs: &[Vec<String>], want: &[&[&str]]) {
+    let mut want: Vec<Vec<String>> = want
+        .iter()
+        .map(|l| l.iter().map(|s| s.to_string()).collect())
+        .collect();
+    want.sort();
+    assert_eq!(legs, want, "the legs, by channel");
+}
+
+/// No event but Asterisk's own CDR names a Local channel as a party: not as a target, a
+/// contact, an answering channel, a caller, nor anywhere else.
+pub fn assert_no_local_party(events: &[Value]) {
+    for e in events.iter().filter(|e| name(e) != "call.cdr") {
+        let text = e.to_string();
+        assert!(
+            !text.contains("Local/"),
+            "an event names a Local channel: {e}"
+        );
+    }
+}
