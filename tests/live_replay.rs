@@ -13,13 +13,13 @@ use common::sequence::{
 };
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 use pbxtap::dialect::{native, Encoded};
-use pbxtap::event::{text, Event};
+use pbxtap::event::{text, Body, Event};
 use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
 use serde_json::Value;
 
 /// Every event the recording `live/<name>.ami` normalizes to, one message per simulated
-/// 100 ms with a tick after each second, as native JSON.
-fn replay(name: &str) -> Vec<Value> {
+/// 100 ms with a tick after each second.
+fn replay_events(name: &str) -> Vec<Event> {
     let path = format!(
         "{}/tests/fixtures/ami/live/{name}.ami",
         env!("CARGO_MANIFEST_DIR")
@@ -29,25 +29,33 @@ fn replay(name: &str) -> Vec<Value> {
     parser.set_filter(normalize::reads);
     let mut norm = Normalizer::new(NormalizeConfig::default());
     let host = text("lab");
-    let mut buf = Encoded::new();
     let mut out = Vec::new();
     let mut now = 1_800_000_000_000_000u64;
-    let mut push = |body, now, out: &mut Vec<Value>| {
-        let ev = Event::new(now, &host, body);
-        native::encode(&ev, &mut buf).unwrap();
-        out.push(serde_json::from_slice(&buf).unwrap());
-    };
     parser.push(&data, &mut |f| {
         if let Ok(Frame::Message(m)) = f {
             now += 100_000;
-            norm.handle(&m, now, &mut |b| push(b, now, &mut out));
+            norm.handle(&m, now, &mut |b| out.push(Event::new(now, &host, b)));
             if now.is_multiple_of(1_000_000) {
-                norm.tick(now, &mut |b| push(b, now, &mut out));
+                norm.tick(now, &mut |b| out.push(Event::new(now, &host, b)));
             }
         }
     });
-    norm.tick(now + 1_000_000, &mut |b| push(b, now, &mut out));
+    norm.tick(now + 1_000_000, &mut |b| {
+        out.push(Event::new(now, &host, b))
+    });
     out
+}
+
+/// The same, as native JSON.
+fn replay(name: &str) -> Vec<Value> {
+    let mut buf = Encoded::new();
+    replay_events(name)
+        .iter()
+        .map(|ev| {
+            native::encode(ev, &mut buf).unwrap();
+            serde_json::from_slice(&buf).unwrap()
+        })
+        .collect()
 }
 
 /// The call from `from` in the recording `name`: every event with its call id.
@@ -278,4 +286,142 @@ fn replayed_click_to_dial_is_one_call_from_the_phone_to_the_destination() {
         ),
         scenarios::ORIGINATE_BUSY,
     );
+}
+
+/// Asterisk 18.26.4 (no `TechCause`) recorded by the live suite (`LAB_ASTERISK=18`): a
+/// refusal's cause comes from the leg's own HangupRequest, a caller's CANCEL from the
+/// caller's, and each ends as on Asterisk 22.
+#[test]
+fn replayed_asterisk_18_refusals_and_cancel_end_as_on_22() {
+    for (code, cause, disposition) in [
+        ("486", "cause=17 cause_name=USER_BUSY", "BUSY"),
+        ("404", "cause=1 cause_name=UNALLOCATED", "NO ANSWER"),
+        ("603", "cause=21 cause_name=CALL_REJECTED", "NO ANSWER"),
+        ("480", "cause=19 cause_name=NO_ANSWER", "NO ANSWER"),
+    ] {
+        let want = scenarios::rejected(code, cause, disposition);
+        let want: Vec<&str> = want.iter().map(String::as_str).collect();
+        assert_seq(&call_101(&format!("asterisk18/rejected_{code}")), &want);
+    }
+    assert_seq(
+        &call_101("asterisk18/a_caller_who_cancels_while_it_rings_ends_the_call_normally"),
+        scenarios::CALLER_CANCELS,
+    );
+}
+
+/// How each dialect tells the end of `call_id`: native `answered`, Routr's `hangupCause`,
+/// whether Enswitch's feed has an `answer` for it, and PortSIP v22's `call_cdr`
+/// `call_status` with its `talk_duration`.
+fn outcome_in_each_dialect(events: &[Event], call_id: &str) -> (bool, String, bool, String, u64) {
+    use pbxtap::dialect::{enswitch, portsip, routr};
+    let mut buf = Encoded::new();
+    let mine = |ev: &&Event| ev.body.call_id() == Some(call_id);
+    let ended = events
+        .iter()
+        .filter(mine)
+        .find_map(|ev| match &ev.body {
+            Body::CallEnded(e) => Some((ev, e.answered)),
+            _ => None,
+        })
+        .expect("a call.ended");
+    routr::encode(ended.0, &routr::Context { domain: "pbx" }, &mut buf).unwrap();
+    let routr: Value = serde_json::from_slice(&buf).unwrap();
+    let enswitch_answer = events
+        .iter()
+        .filter(mine)
+        .any(|ev| enswitch::event_name(&ev.body) == "answer");
+    let ctx = portsip::Context {
+        version: portsip::Version::V22,
+        domain: "pbx",
+        tenant_id: "1",
+        tenant_name: "lab",
+    };
+    let mut state = portsip::State::default();
+    let mut cdr = None;
+    for ev in events {
+        let seen = state.observe(ev);
+        let mut emit = |_: &portsip::Route, b: &[u8]| {
+            let v: Value = serde_json::from_slice(b).unwrap();
+            if v["event_type"] == "call_cdr" && v["call_id"] == call_id {
+                cdr = Some(v);
+            }
+        };
+        portsip::encode(
+            ev,
+            &seen,
+            &state,
+            &ctx,
+            &mut portsip::Out::new(&mut buf, &mut emit),
+        )
+        .unwrap();
+    }
+    let cdr = cdr.expect("a PortSIP call_cdr");
+    let talk = cdr["talk_duration"]
+        .as_u64()
+        .or_else(|| cdr["talk_duration"].as_str().and_then(|t| t.parse().ok()))
+        .unwrap_or(0);
+    (
+        ended.1,
+        routr["hangupCause"].as_str().unwrap_or("").to_string(),
+        enswitch_answer,
+        cdr["call_status"].as_str().unwrap_or("").to_string(),
+        talk,
+    )
+}
+
+/// `answered`, a caller's cancel and a busy destination mean the same in every dialect,
+/// on the shapes where they used to differ (a leg answered behind a Local channel but
+/// never connected, a click-to-dial whose first phone answered).
+#[test]
+fn replayed_answered_cancel_and_busy_agree_across_dialects() {
+    for (name, from, answered, hangup_cause, status) in [
+        (
+            "follow_me_rings_the_desk_then_the_mobile_which_accepts",
+            "101",
+            true,
+            "NORMAL_CLEARING",
+            "answered",
+        ),
+        (
+            "follow_me_to_a_mobile_that_declines_at_the_prompt_is_not_answered",
+            "101",
+            false,
+            "NO_ANSWER",
+            "noanswer",
+        ),
+        (
+            "click_to_dial_to_a_busy_phone_fails_though_the_first_phone_answered",
+            "102",
+            false,
+            "USER_BUSY",
+            "fail",
+        ),
+        (
+            "a_caller_who_cancels_while_it_rings_ends_the_call_normally",
+            "101",
+            false,
+            // Routr's own name for a CANCEL (it counts as 200).
+            "NORMAL_CLEARING",
+            "noanswer",
+        ),
+        (
+            "asterisk18/a_caller_who_cancels_while_it_rings_ends_the_call_normally",
+            "101",
+            false,
+            // Routr's own name for a CANCEL (it counts as 200).
+            "NORMAL_CLEARING",
+            "noanswer",
+        ),
+    ] {
+        let events = replay_events(name);
+        let json = replay(name);
+        let call = call_from(&json, from);
+        let (native, routr, enswitch, portsip, talk) = outcome_in_each_dialect(&events, &call);
+        assert_eq!(
+            (native, routr.as_str(), enswitch, portsip.as_str()),
+            (answered, hangup_cause, answered, status),
+            "{name}"
+        );
+        assert_eq!(talk > 0, answered, "{name}: PortSIP talk_duration {talk}");
+    }
 }

@@ -65,6 +65,8 @@ struct Call {
     caller_up_at: u64,
     /// A party (a phone, a trunk) was dialled (DialBegin).
     dialled: bool,
+    /// The channel of the party that answered, else of the last one dialled.
+    party: LongText,
     /// Placed with AMI `Originate`: its first channel is the phone that was rung first,
     /// the caller; the destination that phone's channel then dials is the call's `to`.
     originated: bool,
@@ -171,6 +173,9 @@ struct CdrFold {
     pending: Vec<(Cdr, Option<u64>), MAX_PENDING_CDRS>,
     /// Calls whose CDR went out, oldest first.
     sent: heapless::Deque<Id, RECENT_CDR_CALLS>,
+    /// The party of each call that ended lately (`Call::party`), oldest first: what its
+    /// record's `destination_channel` says in place of a Local channel.
+    parties: heapless::Deque<(Id, LongText), MAX_PENDING_CDRS>,
 }
 
 impl CdrFold {
@@ -221,19 +226,23 @@ impl CdrFold {
         if self.pending.is_full() {
             // Sent early, never lost: the oldest held record goes out now.
             let (oldest, _) = self.pending.remove(0);
-            self.mark_sent(&oldest.call_id);
-            emit(Body::CallCdr(oldest));
+            self.send(oldest, emit);
         }
         let _ = self.pending.push((cdr, ended));
     }
 
-    /// The call ended at `now`: its held record goes out once the grace has passed.
-    fn call_ended(&mut self, call_id: &str, now: u64) {
+    /// The call ended at `now`, with `party` its party's channel: its held record goes
+    /// out once the grace has passed.
+    fn call_ended(&mut self, call_id: &Id, party: &LongText, now: u64) {
         for (c, ended) in self.pending.iter_mut() {
-            if c.call_id == call_id && ended.is_none() {
+            if c.call_id == *call_id && ended.is_none() {
                 *ended = Some(now);
             }
         }
+        if self.parties.is_full() {
+            self.parties.pop_front();
+        }
+        let _ = self.parties.push_back((call_id.clone(), party.clone()));
     }
 
     /// Sends the records of calls that ended at least [`CDR_GRACE`] before `now`.
@@ -241,9 +250,24 @@ impl CdrFold {
         let due = |e: &Option<u64>| e.is_some_and(|t| now.saturating_sub(t) >= CDR_GRACE);
         while let Some(i) = self.pending.iter().position(|(_, ended)| due(ended)) {
             let (cdr, _) = self.pending.remove(i);
-            self.mark_sent(&cdr.call_id);
-            emit(Body::CallCdr(cdr));
+            self.send(cdr, emit);
         }
+    }
+
+    /// Sends a call's one record. Asterisk names the Local channel it dialled as the
+    /// destination where the call went through one: the party it reached stands there
+    /// instead (empty when it reached none).
+    fn send(&mut self, mut cdr: Cdr, emit: &mut dyn FnMut(Body)) {
+        self.mark_sent(&cdr.call_id);
+        if local::half(cdr.destination_channel.as_str()).is_some() {
+            cdr.destination_channel = self
+                .parties
+                .iter()
+                .find(|(c, _)| *c == cdr.call_id)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+        }
+        emit(Body::CallCdr(cdr));
     }
 }
 
@@ -479,6 +503,7 @@ impl Calls {
             };
             let call = Call {
                 originated: false,
+                party: LongText::new(),
                 id: started.call_id.clone(),
                 session_id: started.session_id.clone(),
                 from: started.from.clone(),
@@ -762,6 +787,7 @@ impl Calls {
             if call.outcome != Outcome::Answered {
                 call.outcome = Outcome::Answered;
                 call.answered_at = now;
+                call.party.clone_from(&channel);
                 emit(Body::CallAnswered(CallTarget {
                     call_id: call_id.clone(),
                     target,
@@ -850,6 +876,9 @@ impl Calls {
             call.last_activity = now;
             let first = !call.dialled;
             call.dialled = true;
+            if call.outcome != Outcome::Answered {
+                call.party.clone_from(&name);
+            }
             if first {
                 // The dialplan sends the call to its first destination (a ring group's or
                 // a queue's other legs are the same destination).
@@ -1120,20 +1149,39 @@ impl Calls {
             return;
         };
         let cause = parse_u16(msg.get("Cause"));
-        let tech = parse_u16(msg.get("TechCause"));
+        // Asterisk 20.17, 22.7, 23.1 and later; older ones (and chan_sip) tell only `Cause`.
+        let tech = msg.get("TechCause").map(|t| parse_u16(Some(t)));
         let ch = &mut self.channels[i];
         ch.last_activity = now;
         if ch.leg {
-            if tech >= 400 && !ch.up {
-                ch.refused = Some((cause, tech));
+            // The far end ended a party's leg that was not up, before its dial ended: a
+            // refusal. A dial timeout, a cancel or another leg's answer are asked by
+            // Asterisk itself and make no HangupRequest on the leg. (A Local channel's
+            // says what its other half did: the parties behind it tell that.)
+            if !ch.up && !ch.dial_done && ch.local.is_none() {
+                match tech {
+                    Some(sip) if sip >= 400 => ch.refused = Some((cause, sip)),
+                    None if cause != 0 && cause != 16 => {
+                        ch.refused = Some((cause, cause::refusal_sip_code(cause)))
+                    }
+                    _ => {}
+                }
             }
             return;
         }
+        let up = ch.up;
         let (uid, call_id) = (ch.uniqueid.clone(), ch.call_id.clone());
         if let Some(call) = self.call(&call_id) {
             if call.session_id == uid {
                 call.caller_hung_up = true;
-                if tech == 487 && call.outcome != Outcome::Answered {
+                // Before any answer a caller can only CANCEL: Asterisk 22 says 487, older
+                // ones say nothing (their Cause is 127 INTERWORKING) but that the caller's
+                // channel, not answered, asked for its end.
+                let cancel = match tech {
+                    Some(sip) => sip == 487,
+                    None => !up && call.caller_up_at == 0,
+                };
+                if cancel && call.outcome != Outcome::Answered {
                     call.caller_cancelled = true;
                 }
             }
@@ -1191,7 +1239,7 @@ impl Calls {
             return;
         };
         let call = self.calls.swap_remove(i);
-        let id = call.id.clone();
+        let (id, party) = (call.id.clone(), call.party.clone());
         let hangup_cause = call.caller_cause.unwrap_or(last_cause);
         // An answered call ends as its caller's channel did; an unanswered one as its
         // last dial did (busy, no answer, refused), or normally when the caller gave up.
@@ -1252,7 +1300,7 @@ impl Calls {
             },
             extra_headers: call.headers,
         }));
-        self.cdrs.call_ended(&id, now);
+        self.cdrs.call_ended(&id, &party, now);
     }
 
     fn hold(

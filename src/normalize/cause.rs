@@ -68,6 +68,17 @@ pub fn sip_code(cause: u16) -> u16 {
     }
 }
 
+/// The SIP response a far end most likely refused a call with, from Asterisk's `Cause`
+/// alone (Asterisk before 20.17 / 22.7 / 23.1 tells no `TechCause`): as [`sip_code`], but
+/// CALL_REJECTED (21), which Asterisk makes of 401, 403 and 603 alike, is a phone's
+/// Decline, 603, the common case.
+pub fn refusal_sip_code(cause: u16) -> u16 {
+    match cause {
+        21 => 603,
+        c => sip_code(c),
+    }
+}
+
 /// The SIP final response a failed `Dial()` stands for, by its DialStatus.
 pub fn dial_status_sip_code(status: &str) -> u16 {
     match status {
