@@ -271,3 +271,87 @@ fn a_directed_pickup_names_the_phone_that_picked_up() {
     let picker = call_from(&events, "103");
     assert_seq(&of_call_all(&events, &picker), scenarios::FPBX_PICKER);
 }
+
+/// 101 calls 5102 (102 behind a Local channel); 102 transfers it blind (REFER) to 5103,
+/// which reaches 103 behind another Local channel.
+#[test]
+fn a_blind_transfer_between_phones_behind_local_channels() {
+    let pbx = Pbx::start("a_blind_transfer_between_phones_behind_local_channels");
+    let tap = Tap::start(&pbx);
+    pbx.register(102, 120, "b102");
+    pbx.register(103, 120, "b103");
+    let pbx_addr = format!("127.0.0.1:{}", pbx.sip_port);
+    let transferor = pbx.callee(
+        102,
+        "uas_refer",
+        &[
+            ("ring_ms", "500"),
+            ("talk_ms", "1500"),
+            ("refer_to", "5103"),
+            ("me", "102"),
+            ("pbx", &pbx_addr),
+        ],
+    );
+    let target = pbx.callee(
+        103,
+        "uas_answer",
+        &[("ring_ms", "1000"), ("talk_ms", "2000")],
+    );
+    pbx.caller(101, "5102", "uac_call", &[("talk_ms", "0")])
+        .passed();
+    let _ = (transferor.wait(), target.wait());
+    let events = done(&pbx, &tap, &[(102, "b102"), (103, "b103")]);
+    assert_no_local_party(&events);
+    let call = call_from(&events, "101");
+    let (rest, legs) = legs_by_channel(&events, &call);
+    assert_seq(&rest, scenarios::FPBX_BLIND_TRANSFER);
+    assert_legs(&legs, scenarios::FPBX_TRANSFER_LEGS);
+    // The transferee is the caller, not the Local channel between it and 102.
+    let rerouted = events.iter().find(|e| name(e) == "call.rerouted").unwrap();
+    assert!(
+        rerouted["channel"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("PJSIP/101-")),
+        "{rerouted}"
+    );
+}
+
+/// 101 calls 5102; 102 consults 5103 (Atxfer, as its phone's transfer key would), then
+/// hangs up: 101 and 103 are connected, each phone behind a Local channel.
+#[test]
+fn an_attended_transfer_between_phones_behind_local_channels() {
+    let pbx = Pbx::start("an_attended_transfer_between_phones_behind_local_channels");
+    let tap = Tap::start(&pbx);
+    pbx.register(102, 120, "t102");
+    pbx.register(103, 120, "t103");
+    let transferor = pbx.callee(
+        102,
+        "uas_answer",
+        &[("ring_ms", "500"), ("talk_ms", "6000")],
+    );
+    let target = pbx.callee(103, "uas_answer", &[("ring_ms", "500"), ("talk_ms", "0")]);
+    let caller = pbx.caller(101, "5102", "uac_call", &[("talk_ms", "10000")]);
+    let answered = tap.wait_for("the call's answer", |e| name(e) == "call.answered");
+    let channel = answered
+        .iter()
+        .find(|e| name(e) == "call.answered")
+        .and_then(|e| e["channel"].as_str())
+        .unwrap()
+        .to_string();
+    pbx.wait_bridged();
+    let mut ami = RawAmi::login(pbx.ami_port, "tap", "tapsecret").unwrap();
+    ami.send(&[
+        ("Action", "Atxfer"),
+        ("Channel", &channel),
+        ("Exten", "5103"),
+        ("Context", "lab"),
+    ])
+    .unwrap();
+    caller.passed();
+    let _ = (transferor.wait(), target.wait());
+    let events = done(&pbx, &tap, &[(102, "t102"), (103, "t103")]);
+    assert_no_local_party(&events);
+    let (rest, legs) = legs_by_channel(&events, &call_from(&events, "101"));
+    assert_seq(&rest, scenarios::FPBX_ATTENDED_TRANSFER);
+    assert_legs(&legs, scenarios::FPBX_TRANSFER_LEGS);
+}

@@ -241,6 +241,16 @@ fn replayed_freepbx_shapes_name_no_local_channel() {
             scenarios::FPBX_PICKUP.to_vec(),
             vec![scenarios::RING_GROUP_LOSER],
         ),
+        (
+            "a_blind_transfer_between_phones_behind_local_channels",
+            scenarios::FPBX_BLIND_TRANSFER.to_vec(),
+            scenarios::FPBX_TRANSFER_LEGS.to_vec(),
+        ),
+        (
+            "an_attended_transfer_between_phones_behind_local_channels",
+            scenarios::FPBX_ATTENDED_TRANSFER.to_vec(),
+            scenarios::FPBX_TRANSFER_LEGS.to_vec(),
+        ),
     ] {
         let events = replay(name);
         assert_no_local_party(&events);

@@ -1418,13 +1418,50 @@ impl Calls {
             stats.unmatched += 1;
             return;
         };
+        let channel = self.through_local(channel.unwrap_or(""), stats);
         emit(Body::CallRerouted(CallTarget {
             call_id: bounded(stats, call),
             target: bounded(stats, clean(target)),
-            channel: bounded(stats, channel.unwrap_or("")),
+            channel,
         }));
     }
+
+    /// The party a channel named in a transfer stands for: itself, or, for a Local
+    /// channel, the party at the far end of its chain (a `;2`'s: whoever dialled its `;1`;
+    /// a `;1`'s: what its `;2` reached), empty when none is known. Chains are followed
+    /// [`MAX_CHAIN`] deep.
+    fn through_local(&self, name: &str, stats: &mut NormalizeStats) -> LongText {
+        let mut at = name;
+        for _ in 0..MAX_CHAIN {
+            let Some(i) = self.channels.iter().position(|c| c.name == at) else {
+                break;
+            };
+            let next = match self.channels[i].local {
+                None => return self.channels[i].name.clone(),
+                Some(Half::Two) => self
+                    .partner(i)
+                    .and_then(|one| self.channels[one].dialler.as_deref()),
+                Some(Half::One) => self
+                    .partner(i)
+                    .and_then(|two| self.channels[two].behind.as_ref())
+                    .map(|(party, _)| party.as_str()),
+            };
+            match next.and_then(|uid| self.channel_index(uid)) {
+                Some(n) => at = self.channels[n].name.as_str(),
+                None => break,
+            }
+        }
+        if local::half(name).is_some() {
+            LongText::new()
+        } else {
+            bounded(stats, name)
+        }
+    }
 }
+
+/// How many Local channels deep a transfer's channel is followed (FreePBX nests two or
+/// three: a ring group's leg into an extension's).
+const MAX_CHAIN: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -440,3 +440,42 @@ pub const FPBX_PICKER: &[&str] = &[
     "call.started from=103 to=**102 direction=internal",
     "call.ended from=103 to=**102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
 ];
+
+/// `a_blind_transfer_between_phones_behind_local_channels`: 102 (behind a Local channel)
+/// REFERs 101 to 5103; the call's own events (the legs: `FPBX_TRANSFER_LEGS`).
+pub const FPBX_BLIND_TRANSFER: &[&str] = &[
+    "call.started from=101 to=5102 direction=internal",
+    "call.routed target=102",
+    "call.ringing target=102",
+    "call.answered target=102",
+    "call.rerouted target=5103",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=5102 disposition=ANSWERED",
+];
+
+/// `an_attended_transfer_between_phones_behind_local_channels`: 102 consults 5103 (Atxfer)
+/// and hangs up.
+pub const FPBX_ATTENDED_TRANSFER: &[&str] = &[
+    "call.started from=101 to=5102 direction=internal",
+    "call.routed target=102",
+    "call.ringing target=102",
+    "call.answered target=102",
+    "call.held aor=102 peer_aor=101",
+    "call.rerouted target=103",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.cdr source=101 destination=5102 disposition=ANSWERED",
+];
+
+/// The two transfers' legs: the transferor's and the new target's, each a phone.
+pub const FPBX_TRANSFER_LEGS: &[&[&str]] = &[
+    &[
+        "target.added target=102",
+        "target.ringing target=102",
+        "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    ],
+    &[
+        "target.added target=103",
+        "target.ringing target=103",
+        "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    ],
+];
