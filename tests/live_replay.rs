@@ -8,8 +8,8 @@ mod common;
 
 use common::scenarios;
 use common::sequence::{
-    assert_legs, assert_no_local_party, assert_seq, call_from, legs_by_channel, of_call,
-    of_call_all, split_leg, split_legs,
+    assert_legs, assert_no_local_party, assert_one_cdr_per_call, assert_seq, call_from,
+    legs_by_channel, of_call, of_call_all, split_leg, split_legs,
 };
 use pbxtap::ami::frame::{Frame, Limits, Parser};
 use pbxtap::dialect::{native, Encoded};
@@ -254,6 +254,7 @@ fn replayed_freepbx_shapes_name_no_local_channel() {
     ] {
         let events = replay(name);
         assert_no_local_party(&events);
+        assert_one_cdr_per_call(&events);
         let (rest, legs) = legs_by_channel(&events, &call_from(&events, "101"));
         assert_seq(&rest, &want);
         assert_legs(&legs, &want_legs);

@@ -122,6 +122,9 @@ struct Channel {
 pub struct Calls {
     calls: Vec<Call, MAX_CALLS>,
     channels: Vec<Channel, MAX_CHANNELS>,
+    /// Channels that hung up lately, with their call, oldest first: a CDR written after a
+    /// leg's end names only the leg.
+    gone: heapless::Deque<(Id, Id), RECENT_GONE>,
     resyncing: bool,
     direction: Direction,
     cdrs: CdrFold,
@@ -151,6 +154,11 @@ impl Direction {
         }
     }
 }
+
+/// Channels remembered after their Hangup (with their call), so the CDR Asterisk writes
+/// for a leg after it ended (a Local channel's `;2`, a transferor's) is folded into its
+/// call's, not told as a call of its own. A few calls' worth of FreePBX's legs.
+pub const RECENT_GONE: usize = 64;
 
 /// Calls whose `call.cdr` is held until the call ends, so one CDR goes out per call.
 pub const MAX_PENDING_CDRS: usize = 16;
@@ -290,6 +298,19 @@ fn dial_status(s: &str) -> &'static str {
         "TORTURE" => "TORTURE",
         "INVALIDARGS" => "INVALIDARGS",
         _ => "OTHER",
+    }
+}
+
+/// The DialStatus a leg's dial ended with when its Hangup (with `cause`) comes before the
+/// DialEnd: `gave_up`, the caller asked for its end first.
+fn hangup_dial_status(cause: u16, gave_up: bool) -> &'static str {
+    match cause {
+        17 => "BUSY",
+        26 => "CANCEL",
+        16 | 127 if gave_up => "CANCEL",
+        0 | 16 | 18 | 19 | 127 => "NOANSWER",
+        34 | 38 | 41 | 42 | 44 => "CONGESTION",
+        _ => "CHANUNAVAIL",
     }
 }
 
@@ -999,6 +1020,13 @@ impl Calls {
             }
             return;
         }
+        self.dial_ended(i, status, now, emit);
+    }
+
+    /// Leg `i`'s dial ended with `status` (a DialStatus): the leg's and, when its dialler
+    /// was the caller's, the call's outcome.
+    fn dial_ended(&mut self, i: usize, status: &'static str, now: u64, emit: &mut dyn FnMut(Body)) {
+        let ch = &mut self.channels[i];
         ch.dial_done = true;
         if status == "ANSWER" {
             self.came_up(i, now, emit);
@@ -1199,8 +1227,25 @@ impl Calls {
             stats.unmatched += 1;
             return;
         };
-        let ch = self.channels.swap_remove(i);
         let cause = parse_u16(msg.get("Cause"));
+        let ch = &self.channels[i];
+        let dialling = ch.dialled || (ch.local == Some(Half::One) && ch.dialler.is_some());
+        if dialling && !ch.dial_done && !ch.up {
+            // Its Hangup came before its DialEnd (another thread's): the dial ended as the
+            // hangup's cause says; the DialEnd, when it comes, finds nothing.
+            let gave_up = self
+                .calls
+                .iter()
+                .any(|c| c.id == ch.call_id && (c.caller_cancelled || c.caller_hung_up));
+            self.dial_ended(i, hangup_dial_status(cause, gave_up), now, emit);
+        }
+        let ch = self.channels.swap_remove(i);
+        if self.gone.is_full() {
+            self.gone.pop_front();
+        }
+        let _ = self
+            .gone
+            .push_back((ch.uniqueid.clone(), ch.call_id.clone()));
         if ch.leg && ch.dialled {
             let (cause, sip_code) = ch.outcome.unwrap_or((cause, cause::sip_code(cause)));
             emit(Body::TargetEnded(TargetLeg {
@@ -1347,7 +1392,11 @@ impl Calls {
         let uid = id(msg, "UniqueID", stats).unwrap_or("");
         let call_id = match self.channel_index(uid) {
             Some(i) => self.channels[i].call_id.clone(),
-            None => bounded(stats, uid),
+            None => match self.gone.iter().find(|(u, _)| u == uid) {
+                // A leg's record, written after its end (a Local channel's, a transferor's).
+                Some((_, call_id)) => call_id.clone(),
+                None => bounded(stats, uid),
+            },
         };
         let g = |k: &str| msg.get(k).unwrap_or("");
         let num = |k: &str| msg.get(k).and_then(|v| v.trim().parse().ok()).unwrap_or(0);

@@ -197,3 +197,20 @@ pub fn assert_no_local_party(events: &[Value]) {
         );
     }
 }
+
+/// Every `call.cdr` is the one record of a call that was started: none for a leg of its
+/// own (Asterisk writes a record per leg, a Local channel's `;2` included).
+pub fn assert_one_cdr_per_call(events: &[Value]) {
+    let started: Vec<&Value> = events
+        .iter()
+        .filter(|e| name(e) == "call.started")
+        .map(|e| &e["call_id"])
+        .collect();
+    let mut seen = Vec::new();
+    for cdr in events.iter().filter(|e| name(e) == "call.cdr") {
+        let call = &cdr["call_id"];
+        assert!(started.contains(&call), "a CDR of no call: {cdr}");
+        assert!(!seen.contains(&call), "a second CDR of one call: {cdr}");
+        seen.push(call);
+    }
+}
