@@ -1079,3 +1079,66 @@ fn calls_refused_one_after_another_are_told_as_a_low_answer_seizure_ratio() {
         ]
     );
 }
+
+/// chan_sip (`tests/pbx/etc/sip.conf`), which Asterisk 20 and 18 load and 22 no longer has:
+/// a chan_sip phone's registration is told from `PeerStatus` (technology `SIP`), and its
+/// call to a PJSIP phone is a call like any other, its caller's channel `SIP/107-...`.
+#[test]
+#[ignore = "needs chan_sip, which Asterisk 22 has not: scripts/test-versions.sh runs it on 20 and 18"]
+fn a_chan_sip_phone_registers_and_calls_a_pjsip_phone() {
+    let pbx = Pbx::start("a_chan_sip_phone_registers_and_calls_a_pjsip_phone");
+    let tap = Tap::start(&pbx);
+    pbx.register_at(pbx.chan_sip_port(), 107, 120, "s107");
+    tap.wait_for("107's registration", |e| {
+        name(e) == "endpoint.registered" && e["aor"] == "107"
+    });
+    pbx.register(102, 120, "c102");
+    let uas = pbx.callee(102, "uas_answer", &[("ring_ms", "500"), ("talk_ms", "0")]);
+    pbx.caller_at(
+        pbx.chan_sip_port(),
+        107,
+        "102",
+        "uac_call",
+        &[("talk_ms", "2000")],
+    )
+    .passed();
+    let _ = uas.wait();
+    pbx.register_at(pbx.chan_sip_port(), 107, 0, "s107");
+    let events = done(&pbx, &tap, &[(102, "c102")]);
+    let regs: Vec<&Value> = events
+        .iter()
+        .filter(|e| e["aor"] == "107" && name(e) != "endpoint.presence")
+        .collect();
+    let told: Vec<(String, &str)> = regs
+        .iter()
+        .map(|e| (name(e), e["technology"].as_str().unwrap_or("")))
+        .collect();
+    assert_eq!(
+        told,
+        [
+            ("endpoint.registered".to_string(), "SIP"),
+            ("endpoint.unregistered".to_string(), "SIP")
+        ],
+        "{regs:#?}"
+    );
+    let call = call_from(&events, "107");
+    let want: Vec<String> = scenarios::ANSWERED_CALLER_HANGS_UP
+        .iter()
+        .map(|l| {
+            l.replace("from=101", "from=107")
+                .replace("source=101", "source=107")
+        })
+        .collect();
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    assert_seq(&of_call(&events, &call), &want);
+    let start = events
+        .iter()
+        .find(|e| name(e) == "call.started" && e["call_id"] == call)
+        .unwrap();
+    assert!(
+        start["channel"]
+            .as_str()
+            .is_some_and(|c| c.starts_with("SIP/107-")),
+        "{start}"
+    );
+}

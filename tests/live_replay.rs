@@ -301,7 +301,8 @@ fn replayed_click_to_dial_is_one_call_from_the_phone_to_the_destination() {
 
 /// Asterisk 18.26.4 (no `TechCause`) recorded by the live suite (`LAB_ASTERISK=18`): a
 /// refusal's cause comes from the leg's own HangupRequest, a caller's CANCEL from the
-/// caller's, and each ends as on Asterisk 22.
+/// caller's, and each ends as on Asterisk 22; a chan_sip phone's call is a call like any
+/// other.
 #[test]
 fn replayed_asterisk_18_refusals_and_cancel_end_as_on_22() {
     for (code, cause, disposition) in [
@@ -318,6 +319,17 @@ fn replayed_asterisk_18_refusals_and_cancel_end_as_on_22() {
         &call_101("asterisk18/a_caller_who_cancels_while_it_rings_ends_the_call_normally"),
         scenarios::CALLER_CANCELS,
     );
+    // A chan_sip phone's call.
+    let events = replay("asterisk18/a_chan_sip_phone_registers_and_calls_a_pjsip_phone");
+    let want: Vec<String> = scenarios::ANSWERED_CALLER_HANGS_UP
+        .iter()
+        .map(|l| {
+            l.replace("from=101", "from=107")
+                .replace("source=101", "source=107")
+        })
+        .collect();
+    let want: Vec<&str> = want.iter().map(String::as_str).collect();
+    assert_seq(&of_call(&events, &call_from(&events, "107")), &want);
 }
 
 /// How each dialect tells the end of `call_id`: native `answered`, Routr's `hangupCause`,

@@ -1,7 +1,8 @@
 //! A real Asterisk and real SIPp phones for the live suite (`tests/live_asterisk.rs`).
 //!
 //! The project owns its test PBX: the configs in `tests/pbx/etc/` (templates: `@RUN@`,
-//! `@PREFIX@`, `@AMI_PORT@`, `@SIP_PORT@`, `@RTP_START@`, `@RTP_END@`, `@CARRIER_PORT@`) and the SIPp
+//! `@PREFIX@`, `@AMI_PORT@`, `@SIP_PORT@`, `@RTP_START@`, `@RTP_END@`, `@CARRIER_PORT@`,
+//! `@CHAN_SIP_PORT@`) and the SIPp
 //! scenarios in `tests/pbx/sipp/`. Only the binaries come from outside, from the prefix
 //! named by [`PREFIX_VAR`]: `sbin/asterisk`, `lib/asterisk/modules`, `var/lib/asterisk`
 //! (sounds) and `bin/sipp` (else `sipp` on PATH), with `lib/` on `LD_LIBRARY_PATH`.
@@ -147,7 +148,8 @@ impl Pbx {
                 .replace("@SIP_PORT@", &sip_port.to_string())
                 .replace("@RTP_START@", &rtp_start.to_string())
                 .replace("@RTP_END@", &(rtp_start + 199).to_string())
-                .replace("@CARRIER_PORT@", &(phone_base + CARRIER - 100).to_string());
+                .replace("@CARRIER_PORT@", &(phone_base + CARRIER - 100).to_string())
+                .replace("@CHAN_SIP_PORT@", &(sip_port + 1).to_string());
             std::fs::write(etc.join(path.file_name().unwrap()), text).unwrap();
         }
         edit(&etc);
@@ -316,7 +318,18 @@ impl Pbx {
     /// Phone `ext` registers (digest auth) with `expires` seconds under the contact tag
     /// `tag` (a new tag is a new contact), and answers Asterisk's qualify. Waits for it.
     pub fn register(&self, ext: u16, expires: u32, tag: &str) {
+        self.register_at(self.sip_port, ext, expires, tag);
+    }
+
+    /// chan_sip's port (sip.conf; Asterisk 20 and 18 load it): the PBX's SIP port + 1.
+    pub fn chan_sip_port(&self) -> u16 {
+        self.sip_port + 1
+    }
+
+    /// As [`Pbx::register`], to the SIP stack on `port` (PJSIP's or chan_sip's).
+    pub fn register_at(&self, port: u16, ext: u16, expires: u32, tag: &str) {
         let mut args = self.register_args(ext, &format!("{ext}pw"), expires, tag);
+        args[0] = format!("127.0.0.1:{port}");
         args.push("-aa".into());
         let status = self.phone(ext, "register", &args).wait();
         assert!(
@@ -353,8 +366,20 @@ impl Pbx {
 
     /// Phone `ext` calls `target` by `scenario` (`uac_call`, `uac_cancel`, `uac_hold`).
     pub fn caller(&self, ext: u16, target: &str, scenario: &str, keys: &[(&str, &str)]) -> Phone {
+        self.caller_at(self.sip_port, ext, target, scenario, keys)
+    }
+
+    /// As [`Pbx::caller`], through the SIP stack on `port` (PJSIP's or chan_sip's).
+    pub fn caller_at(
+        &self,
+        port: u16,
+        ext: u16,
+        target: &str,
+        scenario: &str,
+        keys: &[(&str, &str)],
+    ) -> Phone {
         let mut args = vec![
-            format!("127.0.0.1:{}", self.sip_port),
+            format!("127.0.0.1:{port}"),
             "-m".into(),
             "1".into(),
             "-aa".into(),
