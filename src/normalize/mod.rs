@@ -800,6 +800,30 @@ mod tests {
     }
 
     #[test]
+    fn an_originate_whose_phone_never_answers_is_held_then_told_with_no_destination() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let text = "Event: Newchannel\nChannel: PJSIP/102-1\nCallerIDNum: 102\nExten: s\nUniqueid: 1.0\nLinkedid: 1.0\n\n\
+            Event: DialBegin\nDestChannel: PJSIP/102-1\nDestUniqueid: 1.0\nDestCallerIDNum: 102\nDialString: 102\n\n\
+            Event: Newstate\nChannel: PJSIP/102-1\nChannelState: 5\nUniqueid: 1.0\n\n";
+        // The phone rings: the start waits for where the call goes, past the usual second.
+        assert!(feed(&mut n, text, 1).is_empty());
+        let mut out = std::vec::Vec::new();
+        n.tick(20_000_000, &mut |b| out.push(b));
+        assert!(out.is_empty(), "{:?}", names(&out));
+        // Originate's timeout: the phone's channel hangs up unanswered.
+        let end =
+            "Event: DialEnd\nDestChannel: PJSIP/102-1\nDestUniqueid: 1.0\nDialStatus: NOANSWER\n\n\
+            Event: Hangup\nChannel: PJSIP/102-1\nUniqueid: 1.0\nCause: 19\n\n";
+        let out = feed(&mut n, end, 31);
+        assert_eq!(names(&out), ["call.started", "call.failed", "call.ended"]);
+        let (Body::CallStarted(start), Some(Body::CallEnded(ended))) = (&out[0], out.last()) else {
+            panic!()
+        };
+        assert_eq!((start.from.as_str(), start.to.as_str()), ("102", ""));
+        assert_eq!((ended.answered, ended.cause), (false, 19));
+    }
+
+    #[test]
     fn unknown_and_uninteresting_events_are_counted_not_errors() {
         let mut n = Normalizer::new(NormalizeConfig::default());
         let out = feed(&mut n, "Event: VarSet\nVariable: RTPAUDIOQOS\nValue: x\n\nEvent: BrandNewEvent\nFoo: bar\n\nResponse: Success\n\n", 1);
