@@ -737,10 +737,12 @@ impl Calls {
         self.reach(i, party, now, emit);
     }
 
-    /// `party` is connected to leg `i`: walk up the chain of diallers to the caller. Through
-    /// a Local `;2` only when its `;1` is up; else the `;2` remembers it for then.
+    /// `party` is connected to leg `i`: walk up the chain of diallers to the caller, at most
+    /// [`MAX_CHAIN`] Local channels. Through a Local `;2` only when its `;1` is up; else the
+    /// `;2` remembers it for then.
     fn reach(&mut self, mut i: usize, party: Id, now: u64, emit: &mut dyn FnMut(Body)) {
-        loop {
+        // Bounded: a stream that makes Local channels dial each other in a ring ends here.
+        for _ in 0..MAX_CHAIN {
             let Some(dialler) = self.channels[i].dialler.clone() else {
                 let (uid, call_id) = (&self.channels[i].uniqueid, self.channels[i].call_id.clone());
                 let originated = self
@@ -1508,9 +1510,11 @@ impl Calls {
     }
 }
 
-/// How many Local channels deep a transfer's channel is followed (FreePBX nests two or
-/// three: a ring group's leg into an extension's).
-const MAX_CHAIN: usize = 8;
+/// How many Local channels deep a chain is followed, to the caller or to a transfer's
+/// party (FreePBX nests two or three: a ring group's leg into an extension's); past that
+/// the answer is not told, so a stream of Local channels dialling each other in a ring
+/// cannot loop.
+pub const MAX_CHAIN: usize = 8;
 
 #[cfg(test)]
 mod tests {

@@ -824,6 +824,36 @@ mod tests {
     }
 
     #[test]
+    fn local_channels_that_dial_each_other_in_a_ring_do_not_loop() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let ch = |name: &str, uid: &str| {
+            format!(
+                "Event: Newchannel\nChannel: {name}\nExten: 1\nUniqueid: {uid}\nLinkedid: 1.0\n\n"
+            )
+        };
+        let dial = |from: &str, to: &str| {
+            format!("Event: DialBegin\nChannel: x\nUniqueid: {from}\nDestChannel: y\nDestUniqueid: {to}\n\n")
+        };
+        let up = |uid: &str| {
+            format!("Event: Newstate\nChannel: z\nChannelState: 6\nUniqueid: {uid}\n\n")
+        };
+        let text = ch("PJSIP/101-1", "1.0")
+            + &ch("Local/a@x-1;1", "1.1")
+            + &ch("Local/a@x-1;2", "1.2")
+            + &ch("Local/b@x-2;1", "1.3")
+            + &ch("Local/b@x-2;2", "1.4")
+            + &ch("PJSIP/102-2", "1.5")
+            + &dial("1.2", "1.3")
+            + &dial("1.4", "1.1")
+            + &dial("1.4", "1.5")
+            + &up("1.1")
+            + &up("1.3")
+            + &up("1.5");
+        let out = names(&feed(&mut n, &text, 1));
+        assert!(!out.iter().any(|e| e == "call.answered"), "{out:?}");
+    }
+
+    #[test]
     fn unknown_and_uninteresting_events_are_counted_not_errors() {
         let mut n = Normalizer::new(NormalizeConfig::default());
         let out = feed(&mut n, "Event: VarSet\nVariable: RTPAUDIOQOS\nValue: x\n\nEvent: BrandNewEvent\nFoo: bar\n\nResponse: Success\n\n", 1);
