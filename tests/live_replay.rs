@@ -448,3 +448,25 @@ fn replayed_answered_cancel_and_busy_agree_across_dialects() {
         assert_eq!(talk > 0, answered, "{name}: PortSIP talk_duration {talk}");
     }
 }
+
+/// A queue call's `billsec` is Asterisk's `TalkTime` (`AgentComplete`), not the replay's
+/// clock (a message every 100 ms here), and its wait Asterisk's `HoldTime`.
+#[test]
+fn replayed_queue_call_bills_asterisks_talk_time() {
+    let events = replay("a_queue_call_answered_after_a_wait");
+    let call = call_from(&events, "101");
+    let of = |n: &str| {
+        events
+            .iter()
+            .find(|e| common::sequence::name(e) == n && e["call_id"] == call)
+            .unwrap()
+    };
+    // The recording's AgentComplete says TalkTime 2, HoldTime 3.
+    assert_eq!(of("call.ended")["billsec"], 2, "{}", of("call.ended"));
+    assert_eq!(
+        of("queue.caller_left")["waited"],
+        3,
+        "{}",
+        of("queue.caller_left")
+    );
+}

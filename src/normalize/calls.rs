@@ -67,6 +67,9 @@ struct Call {
     dialled: bool,
     /// The channel of the party that answered, else of the last one dialled.
     party: LongText,
+    /// Asterisk's own count of the talk (a queue's `AgentComplete` `TalkTime`), while the
+    /// call was not transferred: its `billsec`, in place of pbxtap's clock.
+    talk_secs: Option<u32>,
     /// Placed with AMI `Originate`: its first channel is the phone that was rung first,
     /// the caller; the destination that phone's channel then dials is the call's `to`.
     originated: bool,
@@ -398,6 +401,7 @@ impl Calls {
             E::BlindTransfer | E::AttendedTransfer | E::UnParkedCall => {
                 self.transfer(event, msg, stats, emit)
             }
+            E::AgentComplete => self.agent_complete(msg, stats),
         }
     }
 
@@ -523,6 +527,7 @@ impl Calls {
                 extra_headers: headers.clone(),
             };
             let call = Call {
+                talk_secs: None,
                 originated: false,
                 party: LongText::new(),
                 id: started.call_id.clone(),
@@ -1336,7 +1341,11 @@ impl Calls {
             cause_name: name,
             sip_code,
             duration: secs(call.started_at, now),
-            billsec: if answered { secs(answered_at, now) } else { 0 },
+            billsec: match (answered, call.talk_secs) {
+                (false, _) => 0,
+                (true, Some(talk)) => talk,
+                (true, None) => secs(answered_at, now),
+            },
             answered,
             hangup_by: if call.caller_hung_up {
                 "caller"
@@ -1469,12 +1478,34 @@ impl Calls {
             stats.unmatched += 1;
             return;
         };
+        if let Some(c) = self.calls.iter_mut().find(|k| k.id == call) {
+            // An agent's talk is no longer the whole call's.
+            c.talk_secs = None;
+        }
         let channel = self.through_local(channel.unwrap_or(""), stats);
         emit(Body::CallRerouted(CallTarget {
             call_id: bounded(stats, call),
             target: bounded(stats, clean(target)),
             channel,
         }));
+    }
+
+    /// A queue's agent hung up or was hung up on (`AgentComplete`): Asterisk's `TalkTime`
+    /// is the call's talk, unless a transfer follows.
+    fn agent_complete(&mut self, msg: &Message<'_>, stats: &mut NormalizeStats) {
+        // An agent who transferred the call talked for part of it only.
+        let talk = msg
+            .get("TalkTime")
+            .and_then(|t| t.trim().parse().ok())
+            .filter(|_| msg.get("Reason") != Some("transfer"));
+        let Some(call_id) = id(msg, "Linkedid", stats) else {
+            stats.unmatched += 1;
+            return;
+        };
+        match self.call(call_id) {
+            Some(call) => call.talk_secs = talk,
+            None => stats.unmatched += 1,
+        }
     }
 
     /// The party a channel named in a transfer stands for: itself, or, for a Local

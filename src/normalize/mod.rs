@@ -393,10 +393,12 @@ impl Normalizer {
         self.endpoints.lists_seen();
     }
 
-    /// The connection ended: held starts, and the CDRs of calls that ended, go out now,
+    /// The connection ended: held starts, answered queue callers waiting for their
+    /// AgentConnect, and the CDRs of calls that ended, go out now,
     /// since nothing more about them can come on it.
     pub fn flush_cdrs(&mut self, emit: &mut dyn FnMut(Body)) {
         self.held.get_mut().due(u64::MAX, emit);
+        self.queues.connect_waited(u64::MAX, emit);
         self.calls.flush_cdrs(u64::MAX, emit);
     }
 
@@ -417,9 +419,7 @@ impl Normalizer {
         self.held.get_mut().due(now, &mut out);
         self.calls.flush_cdrs(now, &mut out);
         self.endpoints.tick(now, stats, &mut out);
-        if self.cfg.queue_sla_secs > 0 {
-            self.queues.tick(now, self.cfg.queue_sla_secs, &mut out);
-        }
+        self.queues.tick(now, self.cfg.queue_sla_secs, &mut out);
         self.stats.emitted += emitted;
     }
 }
@@ -696,6 +696,33 @@ mod tests {
             panic!("{:?}", names(&out))
         };
         assert_eq!(left.waited, 8);
+    }
+
+    #[test]
+    fn an_answered_queue_caller_waits_a_second_for_the_agentconnect_then_goes_by_our_clock() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let text = "Event: Newchannel\nChannel: PJSIP/101-1\nCallerIDNum: 101\nExten: 8001\nUniqueid: 7.1\nLinkedid: 7.1\n\n\
+            Event: QueueCallerJoin\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\nCallerIDNum: 101\nPosition: 1\n\n";
+        feed(&mut n, text, 100);
+        let answer = "Event: Newchannel\nChannel: PJSIP/102-2\nCallerIDNum: 102\nUniqueid: 7.2\nLinkedid: 7.1\n\n\
+            Event: DialBegin\nChannel: PJSIP/101-1\nUniqueid: 7.1\nDestChannel: PJSIP/102-2\nDestUniqueid: 7.2\nDestCallerIDNum: 102\n\n\
+            Event: DialEnd\nChannel: PJSIP/101-1\nUniqueid: 7.1\nDestChannel: PJSIP/102-2\nDestUniqueid: 7.2\nDialStatus: ANSWER\n\n\
+            Event: QueueCallerLeave\nQueue: sales\nUniqueid: 7.1\nLinkedid: 7.1\n\n";
+        let out = feed(&mut n, answer, 107);
+        assert!(
+            !names(&out).contains(&"queue.caller_left".into()),
+            "{:?}",
+            names(&out)
+        );
+        let mut out = std::vec::Vec::new();
+        n.tick(107_999_999, &mut |b| out.push(b));
+        assert!(out.is_empty());
+        // No AgentConnect (the agent class not read): pbxtap's own count, join to leave.
+        n.tick(108_000_000, &mut |b| out.push(b));
+        let [Body::QueueCallerLeft(left)] = &out[..] else {
+            panic!("{:?}", names(&out))
+        };
+        assert_eq!((left.reason, left.waited), ("answered", 7));
     }
 
     /// A call from 101 through `Local/102@ext` to PJSIP/102, its messages in `order`.

@@ -20,6 +20,8 @@ pub enum CallEvent {
     AttendedTransfer,
     /// A parked call was picked up from its lot.
     UnParkedCall,
+    /// A queue's agent's part of a call ended: Asterisk's `TalkTime`.
+    AgentComplete,
     /// One live channel of the list asked for after a (re)connect.
     CoreShowChannel,
     /// The end of that list.
@@ -98,7 +100,7 @@ pub enum AmiEvent {
 }
 
 /// Every event read, by its AMI name.
-const NAMES: [(&str, AmiEvent); 40] = {
+const NAMES: [(&str, AmiEvent); 41] = {
     use AmiEvent::{Call, Endpoint, Queue, Security, Trunk};
     use CallEvent as C;
     use EndpointEvent as E;
@@ -118,6 +120,7 @@ const NAMES: [(&str, AmiEvent); 40] = {
         ("BlindTransfer", Call(C::BlindTransfer)),
         ("AttendedTransfer", Call(C::AttendedTransfer)),
         ("UnParkedCall", Call(C::UnParkedCall)),
+        ("AgentComplete", Call(C::AgentComplete)),
         ("CoreShowChannel", Call(C::CoreShowChannel)),
         (
             "CoreShowChannelsComplete",

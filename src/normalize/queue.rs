@@ -33,7 +33,15 @@ struct Waiting {
     /// Asterisk's own count of the wait, once an agent took the call (`AgentConnect`'s
     /// `HoldTime`): it wins over pbxtap's clock.
     held_secs: Option<u32>,
+    /// Left answered at this time (µs), its `caller_left` waiting for the `AgentConnect`
+    /// that follows, with Asterisk's count of the wait ([`CONNECT_WAIT`]).
+    left_at: Option<u64>,
 }
+
+/// How long (µs) an answered caller's `queue.caller_left` waits for the `AgentConnect`
+/// Asterisk sends after its QueueCallerLeave, whose `HoldTime` is the wait; then it goes
+/// out with pbxtap's own count.
+pub const CONNECT_WAIT: u64 = 1_000_000;
 
 impl Waiting {
     /// The caller as an event tells it, with `reason` and `waited`.
@@ -149,8 +157,17 @@ impl Queues {
         use QueueEvent as E;
         match event {
             E::AgentConnect => {
-                if let Some(w) = self.waiting.iter_mut().find(|w| w.uniqueid == uid) {
-                    w.held_secs = msg.get("HoldTime").and_then(|h| h.trim().parse().ok());
+                let Some(i) = self.waiting.iter().position(|w| w.uniqueid == uid) else {
+                    return;
+                };
+                let w = &mut self.waiting[i];
+                w.held_secs = msg.get("HoldTime").and_then(|h| h.trim().parse().ok());
+                if let Some(left_at) = w.left_at {
+                    let waited = w
+                        .held_secs
+                        .unwrap_or_else(|| waited_secs(w.joined_at, left_at));
+                    emit(Body::QueueCallerLeft(w.told("answered", waited)));
+                    self.waiting.swap_remove(i);
                 }
             }
             E::QueueCallerJoin => {
@@ -186,12 +203,17 @@ impl Queues {
                         "left"
                     };
                     // Asterisk's own count when it gives one (QueueCallerAbandon, or the
-                    // AgentConnect before), else pbxtap's clock.
+                    // AgentConnect before), else pbxtap's clock; an answered caller's
+                    // AgentConnect usually comes right after: it is waited for.
                     let waited = msg
                         .get("HoldTime")
                         .and_then(|h| h.trim().parse().ok())
-                        .or(w.held_secs)
-                        .unwrap_or_else(|| waited_secs(w.joined_at, now));
+                        .or(w.held_secs);
+                    if reason == "answered" && waited.is_none() {
+                        w.left_at = Some(now);
+                        return;
+                    }
+                    let waited = waited.unwrap_or_else(|| waited_secs(w.joined_at, now));
                     emit(Body::QueueCallerLeft(w.told(reason, waited)));
                 }
                 if !abandon {
@@ -257,6 +279,7 @@ impl Queues {
             sla_reported: false,
             listed: true,
             held_secs: None,
+            left_at: None,
         };
         emit(Body::QueueCallerJoined(w.told("", 0)));
         let _ = self.waiting.push(w);
@@ -318,7 +341,27 @@ impl Queues {
     }
 
     /// Reports each caller still waiting after `sla_secs`, once.
+    /// Answered callers whose AgentConnect did not come within [`CONNECT_WAIT`] of their
+    /// leaving by `now` (`u64::MAX`: all of them): told with pbxtap's count of the wait.
+    pub fn connect_waited(&mut self, now: u64, emit: &mut dyn FnMut(Body)) {
+        let due = |w: &Waiting| {
+            w.left_at
+                .is_some_and(|t| now.saturating_sub(t) >= CONNECT_WAIT)
+        };
+        while let Some(i) = self.waiting.iter().position(due) {
+            let w = self.waiting.swap_remove(i);
+            let left_at = w.left_at.unwrap_or(now);
+            emit(Body::QueueCallerLeft(
+                w.told("answered", waited_secs(w.joined_at, left_at)),
+            ));
+        }
+    }
+
     pub fn tick(&mut self, now: u64, sla_secs: u32, emit: &mut dyn FnMut(Body)) {
+        self.connect_waited(now, emit);
+        if sla_secs == 0 {
+            return;
+        }
         for w in self
             .waiting
             .iter_mut()
