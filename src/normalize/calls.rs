@@ -67,6 +67,8 @@ struct Call {
     dialled: bool,
     /// The channel of the party that answered, else of the last one dialled.
     party: LongText,
+    /// The caller's channel: the first channel's, or an originated call's phone's.
+    caller: LongText,
     /// Asterisk's own count of the talk (a queue's `AgentComplete` `TalkTime`), while the
     /// call was not transferred: its `billsec`, in place of pbxtap's clock.
     talk_secs: Option<u32>,
@@ -184,9 +186,10 @@ struct CdrFold {
     pending: Vec<(Cdr, Option<u64>), MAX_PENDING_CDRS>,
     /// Calls whose CDR went out, oldest first.
     sent: heapless::Deque<Id, RECENT_CDR_CALLS>,
-    /// The party of each call that ended lately (`Call::party`), oldest first: what its
-    /// record's `destination_channel` says in place of a Local channel.
-    parties: heapless::Deque<(Id, LongText), MAX_PENDING_CDRS>,
+    /// The caller's and the party's channel of each call that ended lately
+    /// (`Call::caller`, `Call::party`), oldest first: what its record's `channel` and
+    /// `destination_channel` say in place of a Local channel.
+    parties: heapless::Deque<(Id, LongText, LongText), MAX_PENDING_CDRS>,
 }
 
 impl CdrFold {
@@ -244,7 +247,7 @@ impl CdrFold {
 
     /// The call ended at `now`, with `party` its party's channel: its held record goes
     /// out once the grace has passed.
-    fn call_ended(&mut self, call_id: &Id, party: &LongText, now: u64) {
+    fn call_ended(&mut self, call_id: &Id, caller: &LongText, party: &LongText, now: u64) {
         for (c, ended) in self.pending.iter_mut() {
             if c.call_id == *call_id && ended.is_none() {
                 *ended = Some(now);
@@ -253,7 +256,9 @@ impl CdrFold {
         if self.parties.is_full() {
             self.parties.pop_front();
         }
-        let _ = self.parties.push_back((call_id.clone(), party.clone()));
+        let _ = self
+            .parties
+            .push_back((call_id.clone(), caller.clone(), party.clone()));
     }
 
     /// Sends the records of calls that ended at least [`CDR_GRACE`] before `now`.
@@ -266,17 +271,17 @@ impl CdrFold {
     }
 
     /// Sends a call's one record. Asterisk names the Local channel it dialled as the
-    /// destination where the call went through one: the party it reached stands there
-    /// instead (empty when it reached none).
+    /// destination where the call went through one (and an originated Local channel as
+    /// the caller's): the party it reached, and the caller's phone, stand there instead
+    /// (empty when unknown).
     fn send(&mut self, mut cdr: Cdr, emit: &mut dyn FnMut(Body)) {
         self.mark_sent(&cdr.call_id);
+        let known = self.parties.iter().find(|(c, _, _)| *c == cdr.call_id);
         if local::half(cdr.destination_channel.as_str()).is_some() {
-            cdr.destination_channel = self
-                .parties
-                .iter()
-                .find(|(c, _)| *c == cdr.call_id)
-                .map(|(_, p)| p.clone())
-                .unwrap_or_default();
+            cdr.destination_channel = known.map(|(_, _, p)| p.clone()).unwrap_or_default();
+        }
+        if local::half(cdr.channel.as_str()).is_some() {
+            cdr.channel = known.map(|(_, c, _)| c.clone()).unwrap_or_default();
         }
         emit(Body::CallCdr(cdr));
     }
@@ -527,6 +532,7 @@ impl Calls {
                 extra_headers: headers.clone(),
             };
             let call = Call {
+                caller: started.channel.clone(),
                 talk_secs: None,
                 originated: false,
                 party: LongText::new(),
@@ -984,8 +990,9 @@ impl Calls {
         let direction = self.direction.of(channel.as_str(), to.as_str());
         let call = &mut self.calls[c];
         call.to = to.clone();
-        if let Some((phone, _)) = &phone {
+        if let Some((phone, channel)) = &phone {
             call.from = phone.clone();
+            call.caller = channel.clone();
         }
         let mut held = held.borrow_mut();
         if let Some(start) = held.start(call_id) {
@@ -1291,7 +1298,7 @@ impl Calls {
             return;
         };
         let call = self.calls.swap_remove(i);
-        let (id, party) = (call.id.clone(), call.party.clone());
+        let (id, caller, party) = (call.id.clone(), call.caller.clone(), call.party.clone());
         let hangup_cause = call.caller_cause.unwrap_or(last_cause);
         // An answered call ends as its caller's channel did; an unanswered one as its
         // last dial did (busy, no answer, refused), or normally when the caller gave up.
@@ -1356,7 +1363,7 @@ impl Calls {
             },
             extra_headers: call.headers,
         }));
-        self.cdrs.call_ended(&id, &party, now);
+        self.cdrs.call_ended(&id, &caller, &party, now);
     }
 
     fn hold(
