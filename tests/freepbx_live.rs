@@ -14,7 +14,8 @@ use common::live::{done, Tap};
 use common::pbx::{Pbx, RawAmi, CARRIER};
 use common::scenarios;
 use common::sequence::{
-    assert_legs, assert_no_local_party, assert_seq, call_from, legs_by_channel, name, of_call_all,
+    assert_channel, assert_legs, assert_no_local_party, assert_seq, call_from, legs_by_channel,
+    name, of_call_all,
 };
 use serde_json::Value;
 
@@ -41,13 +42,7 @@ fn an_extension_reached_through_a_local_channel() {
     assert_no_local_party(&events);
     let call = call_from(&events, "101");
     assert_seq(&of_call_all(&events, &call), scenarios::FPBX_EXTENSION);
-    let answered = events.iter().find(|e| name(e) == "call.answered").unwrap();
-    assert!(
-        answered["channel"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("PJSIP/102-")),
-        "{answered}"
-    );
+    assert_channel(&events, "call.answered", &call, "PJSIP/102-");
 }
 
 #[test]
@@ -201,13 +196,8 @@ fn click_to_dial_by_originate_of_a_local_channel() {
             "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
         ]],
     );
-    let start = events.iter().find(|e| name(e) == "call.started").unwrap();
-    assert!(
-        start["channel"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("PJSIP/102-")),
-        "the caller's channel is the phone's: {start}"
-    );
+    // The caller's channel is the phone's.
+    assert_channel(&events, "call.started", &call, "PJSIP/102-");
 }
 
 /// Click-to-dial to a busy phone: the first phone answered the Originate, but nobody
@@ -258,16 +248,7 @@ fn a_directed_pickup_names_the_phone_that_picked_up() {
     let (rest, legs) = legs_by_channel(&events, &call);
     assert_seq(&rest, scenarios::FPBX_PICKUP);
     assert_legs(&legs, &[scenarios::RING_GROUP_LOSER]);
-    let answered = events
-        .iter()
-        .find(|e| name(e) == "call.answered" && e["call_id"] == call)
-        .unwrap();
-    assert!(
-        answered["channel"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("PJSIP/103-")),
-        "{answered}"
-    );
+    assert_channel(&events, "call.answered", &call, "PJSIP/103-");
     let picker = call_from(&events, "103");
     assert_seq(&of_call_all(&events, &picker), scenarios::FPBX_PICKER);
 }
@@ -307,13 +288,7 @@ fn a_blind_transfer_between_phones_behind_local_channels() {
     assert_seq(&rest, scenarios::FPBX_BLIND_TRANSFER);
     assert_legs(&legs, scenarios::FPBX_TRANSFER_LEGS);
     // The transferee is the caller, not the Local channel between it and 102.
-    let rerouted = events.iter().find(|e| name(e) == "call.rerouted").unwrap();
-    assert!(
-        rerouted["channel"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("PJSIP/101-")),
-        "{rerouted}"
-    );
+    assert_channel(&events, "call.rerouted", &call, "PJSIP/101-");
 }
 
 /// 101 calls 5102; 102 consults 5103 (Atxfer, as its phone's transfer key would), then

@@ -18,7 +18,7 @@ use common::live::{done, ended, Tap, WAIT};
 use common::pbx::Pbx;
 use common::scenarios;
 use common::sequence::{
-    assert_seq, call_from, name, of_call, of_call_all, shown, split_leg, split_legs,
+    assert_channel, assert_seq, call_from, name, of_call, of_call_all, shown, split_leg, split_legs,
 };
 use serde_json::Value;
 
@@ -1122,23 +1122,8 @@ fn a_chan_sip_phone_registers_and_calls_a_pjsip_phone() {
         "{regs:#?}"
     );
     let call = call_from(&events, "107");
-    let want: Vec<String> = scenarios::ANSWERED_CALLER_HANGS_UP
-        .iter()
-        .map(|l| {
-            l.replace("from=101", "from=107")
-                .replace("source=101", "source=107")
-        })
-        .collect();
+    let want = scenarios::answered_from("107");
     let want: Vec<&str> = want.iter().map(String::as_str).collect();
     assert_seq(&of_call(&events, &call), &want);
-    let start = events
-        .iter()
-        .find(|e| name(e) == "call.started" && e["call_id"] == call)
-        .unwrap();
-    assert!(
-        start["channel"]
-            .as_str()
-            .is_some_and(|c| c.starts_with("SIP/107-")),
-        "{start}"
-    );
+    assert_channel(&events, "call.started", &call, "SIP/107-");
 }

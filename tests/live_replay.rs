@@ -321,13 +321,7 @@ fn replayed_asterisk_18_refusals_and_cancel_end_as_on_22() {
     );
     // A chan_sip phone's call.
     let events = replay("asterisk18/a_chan_sip_phone_registers_and_calls_a_pjsip_phone");
-    let want: Vec<String> = scenarios::ANSWERED_CALLER_HANGS_UP
-        .iter()
-        .map(|l| {
-            l.replace("from=101", "from=107")
-                .replace("source=101", "source=107")
-        })
-        .collect();
+    let want = scenarios::answered_from("107");
     let want: Vec<&str> = want.iter().map(String::as_str).collect();
     assert_seq(&of_call(&events, &call_from(&events, "107")), &want);
 }

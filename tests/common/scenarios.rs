@@ -16,6 +16,17 @@ pub const ANSWERED_CALLER_HANGS_UP: &[&str] = &[
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
+/// `ANSWERED_CALLER_HANGS_UP` from another phone, `caller` (chan_sip's 107).
+pub fn answered_from(caller: &str) -> Vec<String> {
+    ANSWERED_CALLER_HANGS_UP
+        .iter()
+        .map(|l| {
+            l.replace("from=101", &format!("from={caller}"))
+                .replace("source=101", &format!("source={caller}"))
+        })
+        .collect()
+}
+
 /// `a_call_answered_and_hung_up_by_the_callee`.
 pub const ANSWERED_CALLEE_HANGS_UP: &[&str] = &[
     "call.started from=101 to=102 direction=internal",

@@ -214,3 +214,16 @@ pub fn assert_one_cdr_per_call(events: &[Value]) {
         seen.push(call);
     }
 }
+
+/// The first `event` (`class.event`) of call `call_id` names a channel starting with
+/// `prefix` (`PJSIP/102-`): the party or caller a consumer sees, not a Local channel.
+pub fn assert_channel(events: &[Value], event: &str, call_id: &str, prefix: &str) {
+    let e = events
+        .iter()
+        .find(|e| name(e) == event && e["call_id"] == call_id)
+        .unwrap_or_else(|| panic!("no {event} for {call_id}"));
+    assert!(
+        e["channel"].as_str().is_some_and(|c| c.starts_with(prefix)),
+        "{event} should name {prefix}...: {e}"
+    );
+}
