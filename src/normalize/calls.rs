@@ -80,6 +80,13 @@ struct Call {
     headers: Headers,
 }
 
+impl Call {
+    /// The caller asked for the end (a CANCEL or a BYE).
+    fn gave_up(&self) -> bool {
+        self.caller_cancelled || self.caller_hung_up
+    }
+}
+
 #[derive(Debug, Clone)]
 struct Channel {
     uniqueid: Id,
@@ -1056,7 +1063,7 @@ impl Calls {
             return;
         };
         let answered = call.outcome == Outcome::Answered;
-        let gave_up = call.caller_cancelled || call.caller_hung_up;
+        let gave_up = call.gave_up();
         if status == "CANCEL" {
             // Another leg answered (its Hangup says ANSWERED_ELSEWHERE), or the caller
             // gave up: then the leg ended normally, with the 487 of the cancel.
@@ -1247,10 +1254,7 @@ impl Calls {
         if dialling && !ch.dial_done && !ch.up {
             // Its Hangup came before its DialEnd (another thread's): the dial ended as the
             // hangup's cause says; the DialEnd, when it comes, finds nothing.
-            let gave_up = self
-                .calls
-                .iter()
-                .any(|c| c.id == ch.call_id && (c.caller_cancelled || c.caller_hung_up));
+            let gave_up = self.calls.iter().any(|c| c.id == ch.call_id && c.gave_up());
             self.dial_ended(i, hangup_dial_status(cause, gave_up), now, emit);
         }
         let ch = self.channels.swap_remove(i);
