@@ -786,6 +786,15 @@ mod tests {
     }
 
     #[test]
+    fn a_local_channel_the_dialplan_answers_itself_answers_as_its_extension_with_no_channel() {
+        // Its `;2` dials no one (voicemail, an IVR, an announcement) and answers.
+        assert_eq!(
+            local_call(&[0, 1, 2, 3, 9, 10]),
+            ["call.started", "call.answered 102 "]
+        );
+    }
+
+    #[test]
     fn an_answer_behind_a_local_channel_that_never_reaches_the_caller_is_not_the_calls() {
         // The party answers, but the `;1` never comes up (declined at a prompt), and the
         // caller's dial of it ends NOANSWER: no call.answered, and the call ends unanswered.
