@@ -778,18 +778,30 @@ impl Calls {
                 self.answered(&call_id, &party, now, emit);
                 return;
             };
-            if self.channels[d].local != Some(Half::Two) {
-                // Dialled by the caller, or by another party (a transfer's consultation).
-                let call_id = self.channels[d].call_id.clone();
-                self.answered(&call_id, &party, now, emit);
-                return;
-            }
-            self.channels[d].behind = Some((party.clone(), true));
-            match self.partner(d) {
-                Some(one) if self.channels[one].up => i = one,
-                _ => return,
+            match self.through(d, &party, now, emit) {
+                Some(one) => i = one,
+                None => return,
             }
         }
+    }
+
+    /// `party` reached what channel `d` dialled. Dialled by the caller, or by another party
+    /// (a transfer's consultation): the call's answer. Dialled by a Local `;2`: it
+    /// remembers the party, and the `;1` to go on from is returned if it is up.
+    fn through(
+        &mut self,
+        d: usize,
+        party: &Id,
+        now: u64,
+        emit: &mut dyn FnMut(Body),
+    ) -> Option<usize> {
+        if self.channels[d].local != Some(Half::Two) {
+            let call_id = self.channels[d].call_id.clone();
+            self.answered(&call_id, party, now, emit);
+            return None;
+        }
+        self.channels[d].behind = Some((party.clone(), true));
+        self.partner(d).filter(|&one| self.channels[one].up)
     }
 
     /// Whether party `uid` is still being dialled: alive, not up, its dial not ended.
@@ -1179,14 +1191,8 @@ impl Calls {
     /// `party` reached whatever dialler `d` dialled (a directed or group pickup: the phone
     /// that picked up answers the dial in the ringing phone's place).
     fn reach_from_dialler(&mut self, d: usize, party: Id, now: u64, emit: &mut dyn FnMut(Body)) {
-        if self.channels[d].local == Some(Half::Two) {
-            self.channels[d].behind = Some((party.clone(), true));
-            if let Some(one) = self.partner(d).filter(|&one| self.channels[one].up) {
-                self.reach(one, party, now, emit);
-            }
-        } else {
-            let call_id = self.channels[d].call_id.clone();
-            self.answered(&call_id, &party, now, emit);
+        if let Some(one) = self.through(d, &party, now, emit) {
+            self.reach(one, party, now, emit);
         }
     }
 
