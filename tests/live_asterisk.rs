@@ -439,17 +439,7 @@ fn a_call_made_with_ami_originate() {
         &[("ring_ms", "300"), ("talk_ms", "3000")],
     );
     let second = pbx.callee(103, "uas_answer", &[("ring_ms", "300"), ("talk_ms", "0")]);
-    let mut ami = common::pbx::RawAmi::login(pbx.ami_port, "tap", "tapsecret").unwrap();
-    ami.send(&[
-        ("Action", "Originate"),
-        ("Channel", "PJSIP/102"),
-        ("Context", "lab"),
-        ("Exten", "103"),
-        ("Priority", "1"),
-        ("CallerID", "Click2Call <102>"),
-        ("Async", "true"),
-    ])
-    .unwrap();
+    pbx.originate("PJSIP/102", "lab", "103");
     let _ = (first.wait(), second.wait());
     let events = done(&pbx, &tap, &[(102, "o102"), (103, "o103")]);
     let call = events

@@ -80,12 +80,7 @@ fn replayed_answered_calls_hung_up_by_either_side() {
 
 #[test]
 fn replayed_refusals_486_404_603_480() {
-    for (code, cause, disposition) in [
-        ("486", "cause=17 cause_name=USER_BUSY", "BUSY"),
-        ("404", "cause=1 cause_name=UNALLOCATED", "NO ANSWER"),
-        ("603", "cause=21 cause_name=CALL_REJECTED", "NO ANSWER"),
-        ("480", "cause=19 cause_name=NO_ANSWER", "NO ANSWER"),
-    ] {
+    for (code, cause, disposition) in scenarios::REFUSALS {
         let want = scenarios::rejected(code, cause, disposition);
         let want: Vec<&str> = want.iter().map(String::as_str).collect();
         assert_seq(&call_101(&format!("rejected_{code}")), &want);
@@ -283,13 +278,9 @@ fn replayed_click_to_dial_is_one_call_from_the_phone_to_the_destination() {
     let events = replay("click_to_dial_by_originate_of_a_local_channel");
     assert_no_local_party(&events);
     let call = call_from(&events, "102");
-    let (rest, _) = legs_by_channel(&events, &call);
-    let want: Vec<&str> = scenarios::FPBX_ORIGINATE
-        .iter()
-        .copied()
-        .filter(|l| !l.starts_with("target."))
-        .collect();
-    assert_seq(&rest, &want);
+    let (rest, legs) = legs_by_channel(&events, &call);
+    assert_seq(&rest, scenarios::FPBX_ORIGINATE);
+    assert_legs(&legs, &[scenarios::FPBX_ORIGINATE_LEG]);
     assert_seq(
         &call_of(
             "click_to_dial_to_a_busy_phone_fails_though_the_first_phone_answered",
@@ -305,12 +296,7 @@ fn replayed_click_to_dial_is_one_call_from_the_phone_to_the_destination() {
 /// other.
 #[test]
 fn replayed_asterisk_18_refusals_and_cancel_end_as_on_22() {
-    for (code, cause, disposition) in [
-        ("486", "cause=17 cause_name=USER_BUSY", "BUSY"),
-        ("404", "cause=1 cause_name=UNALLOCATED", "NO ANSWER"),
-        ("603", "cause=21 cause_name=CALL_REJECTED", "NO ANSWER"),
-        ("480", "cause=19 cause_name=NO_ANSWER", "NO ANSWER"),
-    ] {
+    for (code, cause, disposition) in scenarios::REFUSALS {
         let want = scenarios::rejected(code, cause, disposition);
         let want: Vec<&str> = want.iter().map(String::as_str).collect();
         assert_seq(&call_101(&format!("asterisk18/rejected_{code}")), &want);

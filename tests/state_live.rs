@@ -25,6 +25,8 @@ const MEMBER_103: &str = "queue_member/lab-queue/PJSIP/103";
 /// The FreePBX-shaped queue's members (Local channels, told by the phones they follow).
 const FPBX_102: &str = "queue_member/fpbx-queue/PJSIP/102";
 const FPBX_103: &str = "queue_member/fpbx-queue/PJSIP/103";
+/// Every queue membership of the test PBX, in the order the state keys sort in.
+const MEMBERS: [&str; 4] = [FPBX_102, FPBX_103, MEMBER, MEMBER_103];
 
 /// The two brokers the state is kept in, and a late consumer of each.
 struct Brokers {
@@ -141,15 +143,9 @@ fn a_consumer_started_after_the_calls_began_learns_every_contact_and_live_call()
     // Started while the call is up: both contacts, the call, and the queue's members
     // (102's state follows the phone's), each as its latest event.
     let call = format!("call/{call_id}");
-    for state in brokers.wait_state(&[
-        &call,
-        "contact/101/",
-        "contact/102/",
-        FPBX_102,
-        FPBX_103,
-        MEMBER,
-        MEMBER_103,
-    ]) {
+    for state in
+        brokers.wait_state(&[&[&call, "contact/101/", "contact/102/"][..], &MEMBERS].concat())
+    {
         let now = &state[&same_key(&call)];
         assert_eq!(field(now, "call_id"), Some(call_id.as_str()), "{now}");
         for (key, payload) in &state {
@@ -164,14 +160,7 @@ fn a_consumer_started_after_the_calls_began_learns_every_contact_and_live_call()
     let _ = uac.wait();
     let _ = uas.wait();
     tap.wait_line(WAIT, |l| name(l) == "call.ended");
-    brokers.wait_state(&[
-        "contact/101/",
-        "contact/102/",
-        FPBX_102,
-        FPBX_103,
-        MEMBER,
-        MEMBER_103,
-    ]);
+    brokers.wait_state(&[&["contact/101/", "contact/102/"][..], &MEMBERS].concat());
 
     // pbxtap is killed. While it is away, 102 leaves and its member is paused for lunch.
     // The next run clears what the last one left, and tells the present again from the
@@ -194,11 +183,11 @@ fn a_consumer_started_after_the_calls_began_learns_every_contact_and_live_call()
     tap.wait_stderr(WAIT, "mqtt_state_swept");
     tap.wait_stderr(WAIT, "nats_state_swept");
     // The member was swept, so what shows is what the list told.
-    for state in brokers.wait_state(&["contact/101/", FPBX_102, FPBX_103, MEMBER, MEMBER_103]) {
+    for state in brokers.wait_state(&[&["contact/101/"][..], &MEMBERS].concat()) {
         let member = &state[&same_key(MEMBER)];
         assert_eq!(field(member, "state"), Some("paused"), "{member}");
         assert_eq!(field(member, "reason"), Some("lunch"), "{member}");
     }
     pbx.register(101, 0, "s101");
-    brokers.wait_state(&[FPBX_102, FPBX_103, MEMBER, MEMBER_103]);
+    brokers.wait_state(&MEMBERS);
 }

@@ -398,6 +398,25 @@ impl Pbx {
     }
 }
 
+impl Pbx {
+    /// Click-to-dial, as a CRM does it: an async AMI `Originate` that rings `channel`
+    /// (`PJSIP/102`, `Local/102@fpbx-ext`) and then sends it to `exten@context`, with the
+    /// caller ID `Click2Call <102>`.
+    pub fn originate(&self, channel: &str, context: &str, exten: &str) {
+        let mut ami = RawAmi::login(self.ami_port, "tap", "tapsecret").unwrap();
+        ami.send(&[
+            ("Action", "Originate"),
+            ("Channel", channel),
+            ("Context", context),
+            ("Exten", exten),
+            ("Priority", "1"),
+            ("CallerID", "Click2Call <102>"),
+            ("Async", "true"),
+        ])
+        .unwrap();
+    }
+}
+
 fn key_args(keys: &[(&str, &str)]) -> Vec<String> {
     keys.iter()
         .flat_map(|(k, v)| ["-key".to_string(), k.to_string(), v.to_string()])

@@ -291,6 +291,15 @@ pub const QUEUE_WINNER: &[&str] = &[
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
 ];
 
+/// The refusals the live suite places, each as `(code, cause, disposition)` for
+/// [`rejected`]: Asterisk maps every code but 486 to NO ANSWER in its CDR.
+pub const REFUSALS: [(&str, &str, &str); 4] = [
+    ("486", "cause=17 cause_name=USER_BUSY", "BUSY"),
+    ("404", "cause=1 cause_name=UNALLOCATED", "NO ANSWER"),
+    ("603", "cause=21 cause_name=CALL_REJECTED", "NO ANSWER"),
+    ("480", "cause=19 cause_name=NO_ANSWER", "NO ANSWER"),
+];
+
 /// A callee that refuses with SIP `code`: `cause` as `cause=N cause_name=NAME`, and the
 /// CDR's disposition (Asterisk's, which says NO ANSWER for every refusal but 486).
 pub fn rejected(code: &str, cause: &str, disposition: &str) -> Vec<String> {
@@ -407,15 +416,22 @@ pub const FPBX_FOLLOW_ME_DECLINED: &[&str] = &[
 
 /// `click_to_dial_by_originate_of_a_local_channel`: Originate rings 102 through
 /// Local/102@fpbx-ext, then sends it to 5103. One call from 102 to 5103, answered by 103.
+/// The call's own events; its leg's are `FPBX_ORIGINATE_LEG` (102 hangs up, Asterisk hangs
+/// 103 up: the leg's end races the call's).
 pub const FPBX_ORIGINATE: &[&str] = &[
     "call.started from=102 to=5103 direction=internal",
     "call.routed target=103",
-    "target.added target=103",
-    "target.ringing target=103",
     "call.ringing target=103",
     "call.answered target=103",
     "call.ended from=102 to=5103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
     "call.cdr source=102 destination=5103 disposition=ANSWERED",
+];
+
+/// `click_to_dial_by_originate_of_a_local_channel`: the destination's leg.
+pub const FPBX_ORIGINATE_LEG: &[&str] = &[
+    "target.added target=103",
+    "target.ringing target=103",
+    "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
 ];
 
 /// `click_to_dial_to_a_busy_phone_fails_though_the_first_phone_answered`.
