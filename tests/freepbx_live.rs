@@ -228,18 +228,7 @@ fn a_blind_transfer_between_phones_behind_local_channels() {
     let tap = Tap::start(&pbx);
     pbx.register(102, 120, "b102");
     pbx.register(103, 120, "b103");
-    let pbx_addr = format!("127.0.0.1:{}", pbx.sip_port);
-    let transferor = pbx.callee(
-        102,
-        "uas_refer",
-        &[
-            ("ring_ms", "500"),
-            ("talk_ms", "1500"),
-            ("refer_to", "5103"),
-            ("me", "102"),
-            ("pbx", &pbx_addr),
-        ],
-    );
+    let transferor = pbx.referrer(102, "500", "1500", "5103");
     let target = pbx.callee(
         103,
         "uas_answer",

@@ -285,18 +285,7 @@ fn a_blind_transfer_by_refer() {
     let tap = Tap::start(&pbx);
     pbx.register(102, 120, "b102");
     pbx.register(103, 120, "b103");
-    let pbx_addr = format!("127.0.0.1:{}", pbx.sip_port);
-    let transferor = pbx.callee(
-        102,
-        "uas_refer",
-        &[
-            ("ring_ms", "500"),
-            ("talk_ms", "1500"),
-            ("refer_to", "103"),
-            ("me", "102"),
-            ("pbx", &pbx_addr),
-        ],
-    );
+    let transferor = pbx.referrer(102, "500", "1500", "103");
     let target = pbx.callee(
         103,
         "uas_answer",
@@ -354,18 +343,7 @@ fn a_call_parked_and_hung_up_in_the_lot() {
     let pbx = Pbx::start("a_call_parked_and_hung_up_in_the_lot");
     let tap = Tap::start(&pbx);
     pbx.register(102, 120, "p102");
-    let pbx_addr = format!("127.0.0.1:{}", pbx.sip_port);
-    let parker = pbx.callee(
-        102,
-        "uas_refer",
-        &[
-            ("ring_ms", "500"),
-            ("talk_ms", "1000"),
-            ("refer_to", "70"),
-            ("me", "102"),
-            ("pbx", &pbx_addr),
-        ],
-    );
+    let parker = pbx.referrer(102, "500", "1000", "70");
     pbx.caller(101, "102", "uac_call", &[("talk_ms", "5000")])
         .passed();
     let _ = parker.wait();
@@ -648,18 +626,7 @@ fn a_parked_call_retrieved_from_the_lot() {
     let pbx = Pbx::start("a_parked_call_retrieved_from_the_lot");
     let tap = Tap::start(&pbx);
     pbx.register(102, 120, "r102");
-    let pbx_addr = format!("127.0.0.1:{}", pbx.sip_port);
-    let parker = pbx.callee(
-        102,
-        "uas_refer",
-        &[
-            ("ring_ms", "500"),
-            ("talk_ms", "1000"),
-            ("refer_to", "70"),
-            ("me", "102"),
-            ("pbx", &pbx_addr),
-        ],
-    );
+    let parker = pbx.referrer(102, "500", "1000", "70");
     let parked = pbx.caller(101, "102", "uac_call", &[("talk_ms", "0")]);
     tap.wait_for("the call parked", |e| {
         name(e) == "call.rerouted" && e["target"] == "70"

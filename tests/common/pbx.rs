@@ -364,6 +364,25 @@ impl Pbx {
         self.phone(ext, scenario, &key_args(keys))
     }
 
+    /// Phone `ext` answers a call after `ring_ms`, and `talk_ms` later transfers it blind
+    /// (REFER) to `refer_to` (`uas_refer`): a transfer key, or parking when `refer_to` is
+    /// the lot (70).
+    pub fn referrer(&self, ext: u16, ring_ms: &str, talk_ms: &str, refer_to: &str) -> Phone {
+        let me = ext.to_string();
+        let pbx = format!("127.0.0.1:{}", self.sip_port);
+        self.callee(
+            ext,
+            "uas_refer",
+            &[
+                ("ring_ms", ring_ms),
+                ("talk_ms", talk_ms),
+                ("refer_to", refer_to),
+                ("me", &me),
+                ("pbx", &pbx),
+            ],
+        )
+    }
+
     /// Phone `ext` calls `target` by `scenario` (`uac_call`, `uac_cancel`, `uac_hold`).
     pub fn caller(&self, ext: u16, target: &str, scenario: &str, keys: &[(&str, &str)]) -> Phone {
         self.caller_at(self.sip_port, ext, target, scenario, keys)
