@@ -236,9 +236,15 @@ body! {
         sip_code: u16,
         /// Seconds from start to end.
         duration: u32,
-        /// Seconds from answer to end; 0 when never answered.
+        /// Seconds from the answer to the end: a party's answer, else the PBX's; 0 when
+        /// neither answered.
         billsec: u32,
+        /// The caller was connected to a party: a phone or a trunk answered, and its answer
+        /// reached the caller's channel.
         answered: bool,
+        /// The PBX itself picked up before any party answered (Answer(), an IVR, voicemail,
+        /// a queue's music, a conference, a feature code).
+        pbx_answered: bool,
         /// Whose side asked for the end: `caller` (a BYE or CANCEL from the caller),
         /// `callee` (an answered call the caller did not end), or empty when unknown
         /// (the PBX ended it, or the call was never answered and the caller stayed).

@@ -46,6 +46,23 @@ fn an_extension_reached_through_a_local_channel() {
 }
 
 #[test]
+fn voicemail_behind_a_local_channel_is_the_pbx_picking_up() {
+    let pbx = Pbx::start("voicemail_behind_a_local_channel_is_the_pbx_picking_up");
+    let tap = Tap::start(&pbx);
+    pbx.caller(101, "5900", "uac_call", &[("talk_ms", "1500")])
+        .passed();
+    let events = done(&pbx, &tap, &[]);
+    assert_no_local_party(&events);
+    let call = call_from(&events, "101");
+    assert_seq(&of_call_all(&events, &call), scenarios::FPBX_VOICEMAIL);
+    let added = events
+        .iter()
+        .find(|e| name(e) == "target.added" && e["call_id"] == call.as_str())
+        .expect("the voicemail's target.added");
+    assert_eq!(added["contact"], "", "{added}");
+}
+
+#[test]
 fn a_ring_group_of_local_legs() {
     let pbx = Pbx::start("a_ring_group_of_local_legs");
     let tap = Tap::start(&pbx);

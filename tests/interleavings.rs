@@ -183,7 +183,7 @@ fn interleave(msgs: &[Msg], positions: &[usize]) -> Vec<Msg> {
     out
 }
 
-const RECORDINGS: [&str; 8] = [
+const RECORDINGS: [&str; 9] = [
     "a_ring_group_of_local_legs",
     "a_queue_whose_members_are_local_channels",
     "an_extension_reached_through_a_local_channel",
@@ -192,6 +192,7 @@ const RECORDINGS: [&str; 8] = [
     "a_directed_pickup_names_the_phone_that_picked_up",
     "a_ring_group_where_one_of_two_phones_answers",
     "rejected_603",
+    "voicemail_behind_a_local_channel_is_the_pbx_picking_up",
 ];
 
 proptest! {

@@ -232,6 +232,15 @@ fn replayed_freepbx_shapes_name_no_local_channel() {
             vec![scenarios::QUEUE_LOSER, scenarios::QUEUE_WINNER],
         ),
         (
+            "voicemail_behind_a_local_channel_is_the_pbx_picking_up",
+            scenarios::FPBX_VOICEMAIL
+                .iter()
+                .copied()
+                .filter(|l| !l.starts_with("target."))
+                .collect::<Vec<_>>(),
+            vec![&scenarios::FPBX_VOICEMAIL[1..3]],
+        ),
+        (
             "a_directed_pickup_names_the_phone_that_picked_up",
             scenarios::FPBX_PICKUP.to_vec(),
             vec![scenarios::RING_GROUP_LOSER],
@@ -414,6 +423,16 @@ fn replayed_answered_cancel_and_busy_agree_across_dialects() {
             // Routr's own name for a CANCEL (it counts as 200).
             "NORMAL_CLEARING",
             "noanswer",
+        ),
+        (
+            // No party answered, the PBX did: no `answer` for Enswitch, a call that got
+            // through (200) for Routr, `answered` with no talk for PortSIP, as PortSIP says
+            // of its own voicemail.
+            "voicemail_behind_a_local_channel_is_the_pbx_picking_up",
+            "101",
+            false,
+            "NORMAL_CLEARING",
+            "answered",
         ),
     ] {
         let events = replay_events(name);

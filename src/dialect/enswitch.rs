@@ -315,7 +315,7 @@ mod tests {
         );
         assert!(form.contains("&cause=16&cause_name=NORMAL_CLEARING&"));
         assert!(
-            form.ends_with("&answered=1&hangup_by=&extra_headers=%7B%7D"),
+            form.ends_with("&answered=1&pbx_answered=0&hangup_by=&extra_headers=%7B%7D"),
             "{form}"
         );
     }

@@ -1,5 +1,6 @@
 //! The answer-seizure ratio: of the last `normalize.asr_calls` calls that ended, the share
-//! answered. When it falls under `normalize.asr_min_percent` that is one `system.asr_low`;
+//! answered, by a party or by the PBX itself (an IVR, voicemail): either way the call got
+//! through. When it falls under `normalize.asr_min_percent` that is one `system.asr_low`;
 //! once it is back at the threshold, one `system.asr_recovered`. A carrier refusing calls,
 //! a broken outbound route or a dialplan change gone wrong shows as calls that end
 //! unanswered, one after another. Fixed memory: one outcome per call in the window.

@@ -60,9 +60,12 @@ struct Call {
     caller_cancelled: bool,
     /// The caller's side asked for the end (a BYE or CANCEL: a HangupRequest on it).
     caller_hung_up: bool,
-    /// When the PBX answered the caller's channel itself (Answer(), a conference, a
-    /// queue's announcement); 0: never.
+    /// When the caller's channel came up (the PBX's answer or a party's); 0: never.
     caller_up_at: u64,
+    /// When the PBX picked up before any party answered: the caller's channel came up
+    /// itself (Answer(), an IVR, voicemail, a queue's music, a conference, a feature code)
+    /// or a Local leg the dialplan answered; 0: never. `call.ended`'s `pbx_answered`.
+    pbx_answered_at: u64,
     /// A party (a phone, a trunk) was dialled (DialBegin).
     dialled: bool,
     /// The channel of the party that answered, else of the last one dialled.
@@ -107,6 +110,9 @@ struct Channel {
     /// It said Ringing before its DialBegin (Asterisk emits the two from different threads):
     /// told right after its `target.added`.
     rang_early: bool,
+    /// A Local `;1` the dialplan answered itself (voicemail, an IVR, an announcement): told
+    /// as a target, its extension with no contact.
+    dialplan: bool,
     /// For a Local `;2`: the channel its dial reached last, and whether that one is up
     /// (answered, or picked up). What the `;1` stands for once it is up, or when its dial
     /// ends unanswered.
@@ -128,6 +134,22 @@ struct Channel {
     seen: bool,
     /// Periodic channel lists in a row that did not show it.
     unlisted: u8,
+}
+
+impl Channel {
+    /// Told as `target.*`: a dialled party, or a Local leg the dialplan answered.
+    fn told(&self) -> bool {
+        self.leg && (self.dialled || self.dialplan)
+    }
+
+    /// Its channel as a target's `contact`: none for the dialplan.
+    fn contact(&self) -> LongText {
+        if self.dialplan {
+            LongText::new()
+        } else {
+            self.name.clone()
+        }
+    }
 }
 
 #[derive(Default)]
@@ -558,6 +580,7 @@ impl Calls {
                 caller_cancelled: false,
                 caller_hung_up: false,
                 caller_up_at: 0,
+                pbx_answered_at: 0,
                 dialled: false,
                 last_outcome: None,
                 headers,
@@ -591,6 +614,7 @@ impl Calls {
             local: local::half(channel),
             dialler: None,
             rang_early: false,
+            dialplan: false,
             behind: None,
             behind_refused: None,
             ringing: false,
@@ -642,11 +666,11 @@ impl Calls {
     ) {
         while let Some(i) = self.channels.iter().position(&gone) {
             let ch = self.channels.swap_remove(i);
-            if ch.leg {
+            if ch.told() {
                 emit(Body::TargetEnded(TargetLeg {
                     call_id: ch.call_id.clone(),
                     target: ch.target.clone(),
-                    contact: ch.name.clone(),
+                    contact: ch.contact(),
                     cause: 0,
                     cause_name,
                     sip_code: 0,
@@ -677,12 +701,7 @@ impl Calls {
         ch.last_activity = now;
         if !ch.leg {
             if state == "6" {
-                let (uid, call_id) = (ch.uniqueid.clone(), ch.call_id.clone());
-                if let Some(call) = self.call(&call_id) {
-                    if call.session_id == uid && call.caller_up_at == 0 {
-                        call.caller_up_at = now;
-                    }
-                }
+                self.caller_up(i, now);
             }
             return;
         }
@@ -694,6 +713,29 @@ impl Calls {
             } else {
                 // Its DialBegin is still to come.
                 ch.rang_early = true;
+            }
+        }
+    }
+
+    /// Channel `i`, not a leg, is up: if it is the caller's, the PBX picked up, unless a
+    /// party's answer came first, or it is an originated call's phone (directly, or behind
+    /// the originated Local channel) answering.
+    fn caller_up(&mut self, i: usize, now: u64) {
+        let ch = &self.channels[i];
+        let reached_phone = match ch.local {
+            None => true,
+            Some(_) => self
+                .partner(i)
+                .is_some_and(|p| self.channels[p].behind.is_some()),
+        };
+        let (uid, call_id) = (ch.uniqueid.clone(), ch.call_id.clone());
+        if let Some(call) = self.call(&call_id) {
+            if call.session_id == uid && call.caller_up_at == 0 {
+                call.caller_up_at = now;
+                let phone = call.originated && reached_phone;
+                if call.outcome != Outcome::Answered && !phone {
+                    call.pbx_answered_at = now;
+                }
             }
         }
     }
@@ -833,8 +875,15 @@ impl Calls {
     }
 
     /// The call was answered by `party` (a channel's uniqueid): `call.answered`, once per
-    /// call.
+    /// call. A Local channel is the dialplan answering, not a party.
     fn answered(&mut self, call_id: &Id, party: &str, now: u64, emit: &mut dyn FnMut(Body)) {
+        if let Some(i) = self
+            .channel_index(party)
+            .filter(|&i| self.channels[i].local.is_some())
+        {
+            self.dialplan_answered(call_id, i, now, emit);
+            return;
+        }
         let (target, channel) = self.party(party);
         if let Some(call) = self.call(call_id) {
             if call.outcome != Outcome::Answered {
@@ -846,6 +895,29 @@ impl Calls {
                     target,
                     channel,
                 }));
+            }
+        }
+    }
+
+    /// Local leg `i` was answered by the dialplan itself (voicemail, an IVR, an
+    /// announcement): the PBX picked up, no party did. It is told as a target: its
+    /// extension, with no contact.
+    fn dialplan_answered(&mut self, call_id: &Id, i: usize, now: u64, emit: &mut dyn FnMut(Body)) {
+        let ch = &mut self.channels[i];
+        if ch.dialplan {
+            return;
+        }
+        ch.dialplan = true;
+        ch.target.clear();
+        event::set(&mut ch.target, local::exten(ch.name.as_str()));
+        emit(Body::TargetAdded(TargetLeg {
+            call_id: call_id.clone(),
+            target: ch.target.clone(),
+            ..Default::default()
+        }));
+        if let Some(call) = self.call(call_id) {
+            if call.outcome != Outcome::Answered && call.pbx_answered_at == 0 {
+                call.pbx_answered_at = now;
             }
         }
     }
@@ -1270,12 +1342,12 @@ impl Calls {
         let _ = self
             .gone
             .push_back((ch.uniqueid.clone(), ch.call_id.clone()));
-        if ch.leg && ch.dialled {
+        if ch.told() {
             let (cause, sip_code) = ch.outcome.unwrap_or((cause, cause::sip_code(cause)));
             emit(Body::TargetEnded(TargetLeg {
                 call_id: ch.call_id.clone(),
                 target: ch.target.clone(),
-                contact: ch.name.clone(),
+                contact: ch.contact(),
                 cause,
                 cause_name: cause::name(cause),
                 sip_code,
@@ -1312,8 +1384,8 @@ impl Calls {
         let hangup_cause = call.caller_cause.unwrap_or(last_cause);
         // An answered call ends as its caller's channel did; an unanswered one as its
         // last dial did (busy, no answer, refused), or normally when the caller gave up.
-        // A call that dialled no one and was answered by the PBX (a conference, an IVR,
-        // voicemail) is answered; a queue caller answered only by its announcement is not.
+        // A call that dialled no one and that the PBX picked up (a conference, an IVR,
+        // voicemail) ends as its caller's channel did too.
         let by_pbx = call.outcome != Outcome::Answered && !call.dialled && call.caller_up_at > 0;
         // Asterisk's cause 0 ("unknown") on a call whose caller hung up is a normal end.
         let hangup_cause = match hangup_cause {
@@ -1344,12 +1416,8 @@ impl Calls {
                 dial_status: "",
             }));
         }
-        let answered = call.outcome == Outcome::Answered || by_pbx;
-        let answered_at = if by_pbx {
-            call.caller_up_at
-        } else {
-            call.answered_at
-        };
+        let answered = call.outcome == Outcome::Answered;
+        let pbx_answered = call.pbx_answered_at > 0;
         emit(Body::CallEnded(CallEnded {
             call_id: call.id,
             from: call.from,
@@ -1358,12 +1426,15 @@ impl Calls {
             cause_name: name,
             sip_code,
             duration: secs(call.started_at, now),
+            // From a party's answer, else from the PBX's.
             billsec: match (answered, call.talk_secs) {
-                (false, _) => 0,
                 (true, Some(talk)) => talk,
-                (true, None) => secs(answered_at, now),
+                (true, None) => secs(call.answered_at, now),
+                (false, _) if pbx_answered => secs(call.pbx_answered_at, now),
+                (false, _) => 0,
             },
             answered,
+            pbx_answered,
             hangup_by: if call.caller_hung_up {
                 "caller"
             } else if call.outcome == Outcome::Answered {

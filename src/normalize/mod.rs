@@ -258,7 +258,7 @@ impl Watch {
     fn pass(&mut self, b: Body, now: u64, emit: &mut dyn FnMut(Body)) -> u64 {
         let health = match &b {
             Body::EndpointUnregistered(_) => self.unregistrations.unregistered(now),
-            Body::CallEnded(ended) => self.answers.ended(ended.answered),
+            Body::CallEnded(ended) => self.answers.ended(ended.answered || ended.pbx_answered),
             _ => None,
         };
         emit(b);
@@ -570,9 +570,12 @@ mod tests {
     #[test]
     fn calls_that_vanished_while_disconnected_end_with_a_clear_cause() {
         let mut n = Normalizer::new(NormalizeConfig::default());
+        let dial = "Event: DialBegin\nChannel: PJSIP/101-1\nUniqueid: 1.1\nDestChannel: PJSIP/102-1\nDestUniqueid: 1.2\nDestCallerIDNum: 102\n\n";
+        // A Local channel of the call is plumbing: it ends with it, untold.
+        let local = "Event: Newchannel\nChannel: Local/5@ctx-1;2\nCallerIDNum: 5\nExten: 5\nUniqueid: 1.3\nLinkedid: 1.1\n\n";
         feed(
             &mut n,
-            &(newchannel("1.1", "1.1", "101") + &newchannel("1.2", "1.1", "102")),
+            &(newchannel("1.1", "1.1", "101") + &newchannel("1.2", "1.1", "102") + dial + local),
             1,
         );
         // As the tap does when the connection ends.
@@ -739,6 +742,11 @@ mod tests {
             "Event: DialEnd\nChannel: Local/102@ext-1;2\nUniqueid: 1.2\nDestChannel: PJSIP/102-2\nDestUniqueid: 1.3\nDialStatus: ANSWER\n\n",
             "Event: Newstate\nChannel: Local/102@ext-1;1\nChannelState: 6\nUniqueid: 1.1\n\n",
             "Event: DialEnd\nChannel: PJSIP/101-1\nUniqueid: 1.0\nDestChannel: Local/102@ext-1;1\nDestUniqueid: 1.1\nDialStatus: ANSWER\n\n",
+            "Event: Newstate\nChannel: PJSIP/101-1\nChannelState: 6\nUniqueid: 1.0\n\n",
+            "Event: Hangup\nChannel: Local/102@ext-1;2\nUniqueid: 1.2\nCause: 16\n\n",
+            "Event: Hangup\nChannel: Local/102@ext-1;1\nUniqueid: 1.1\nCause: 16\n\n",
+            "Event: Hangup\nChannel: PJSIP/101-1\nUniqueid: 1.0\nCause: 16\n\n",
+            "Event: Hangup\nChannel: PJSIP/102-2\nUniqueid: 1.3\nCause: 16\n\n",
         ];
         let mut n = Normalizer::new(NormalizeConfig::default());
         let text: std::string::String = order.iter().map(|&i| msgs[i]).collect();
@@ -754,7 +762,7 @@ mod tests {
                         a.channel
                     )
                 }
-                Body::TargetAdded(t) | Body::TargetRinging(t) => {
+                Body::TargetAdded(t) | Body::TargetRinging(t) | Body::TargetEnded(t) => {
                     format!(
                         "{}.{} {} {}",
                         b.class().as_str(),
@@ -763,6 +771,10 @@ mod tests {
                         t.contact
                     )
                 }
+                Body::CallEnded(e) => format!(
+                    "call.ended answered={} pbx_answered={}",
+                    e.answered, e.pbx_answered
+                ),
                 b => format!("{}.{}", b.class().as_str(), b.name()),
             })
             .collect()
@@ -786,11 +798,26 @@ mod tests {
     }
 
     #[test]
-    fn a_local_channel_the_dialplan_answers_itself_answers_as_its_extension_with_no_channel() {
-        // Its `;2` dials no one (voicemail, an IVR, an announcement) and answers.
+    fn a_local_channel_the_dialplan_answers_itself_is_the_pbx_picking_up_told_as_its_extension() {
+        // Its `;2` dials no one (voicemail, an IVR, an announcement) and answers: no party
+        // answered; a target with its extension and no contact.
         assert_eq!(
-            local_call(&[0, 1, 2, 3, 9, 10]),
-            ["call.started", "call.answered 102 "]
+            local_call(&[0, 1, 2, 3, 9, 10, 11, 12, 13, 14]),
+            [
+                "call.started",
+                "target.added 102 ",
+                "target.ended 102 ",
+                "call.ended answered=false pbx_answered=true"
+            ]
+        );
+        // Answered by a party behind it, the same call is not the PBX's.
+        assert_eq!(
+            local_call(&[0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 15, 14])[5..],
+            [
+                "call.answered 102 PJSIP/102-2",
+                "target.ended 102 PJSIP/102-2",
+                "call.ended answered=true pbx_answered=false"
+            ]
         );
     }
 

@@ -12,7 +12,7 @@ pub const ANSWERED_CALLER_HANGS_UP: &[&str] = &[
     "call.ringing target=102",
     "call.answered target=102",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
@@ -36,7 +36,7 @@ pub const ANSWERED_CALLEE_HANGS_UP: &[&str] = &[
     "call.ringing target=102",
     "call.answered target=102",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
@@ -48,7 +48,7 @@ pub const CALLER_CANCELS: &[&str] = &[
     "target.ringing target=102",
     "call.ringing target=102",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=487",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=487 answered=false",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=487 answered=false pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=NO ANSWER",
 ];
 
@@ -63,7 +63,7 @@ pub const NO_ANSWER: &[&str] = &[
     "target.noanswer target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
     "call.noanswer target=102",
     "target.ended target=102 cause=19 cause_name=NO_ANSWER sip_code=480",
-    "call.ended from=101 to=402 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false",
+    "call.ended from=101 to=402 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false pbx_answered=false",
     "call.cdr source=101 destination=402 disposition=NO ANSWER",
 ];
 
@@ -80,7 +80,7 @@ pub const RING_GROUP: &[&str] = &[
     "call.routed target=*",
     "call.ringing target=*",
     "call.answered target=103",
-    "call.ended from=101 to=600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=600 disposition=ANSWERED",
 ];
 
@@ -99,7 +99,7 @@ pub const QUEUE_ANSWERED: &[&str] = &[
     "call.ringing target=*",
     "call.answered target=102",
     "queue.caller_left queue=lab-queue caller=101 reason=answered",
-    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=true",
     "call.cdr source=101 destination=8001 disposition=ANSWERED",
 ];
 
@@ -117,7 +117,7 @@ pub const QUEUE_ABANDON: &[&str] = &[
     "call.ringing target=102",
     "queue.sla_breached queue=lab-queue caller=101 waited=2",
     "queue.caller_left queue=lab-queue caller=101 reason=abandoned",
-    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false",
+    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false pbx_answered=true",
     "call.cdr source=101 destination=8001 disposition=NO ANSWER",
 ];
 
@@ -138,7 +138,7 @@ pub const BLIND_TRANSFER: &[&str] = &[
     "target.added target=103",
     "target.ringing target=103",
     "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=* disposition=ANSWERED",
 ];
 
@@ -153,21 +153,21 @@ pub const HOLD_UNHOLD: &[&str] = &[
     "call.held aor=101 peer_aor=102",
     "call.unheld aor=101 peer_aor=102",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
-/// `a_confbridge_with_two_callers`.
+/// `a_confbridge_with_two_callers`: a conference is the PBX's, no party answers.
 pub const CONFBRIDGE_FIRST: &[&str] = &[
     "call.started from=101 to=700 direction=internal",
-    "call.ended from=101 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false pbx_answered=true",
     "call.cdr source=101 destination=700 disposition=ANSWERED",
 ];
 
 /// `a_confbridge_with_two_callers`.
 pub const CONFBRIDGE_SECOND: &[&str] = &[
     "call.started from=104 to=700 direction=internal",
-    "call.ended from=104 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=104 to=700 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false pbx_answered=true",
     "call.cdr source=104 destination=700 disposition=ANSWERED",
 ];
 
@@ -181,7 +181,7 @@ pub const PARKED: &[&str] = &[
     "call.answered target=102",
     "call.rerouted target=70",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
@@ -203,7 +203,7 @@ pub const ATTENDED_TRANSFER: &[&str] = &[
     "target.ringing target=103",
     "call.rerouted target=103",
     "target.ended target=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
@@ -221,7 +221,7 @@ pub const ORIGINATE: &[&str] = &[
     "target.ringing target=103",
     "call.ringing target=103",
     "call.answered target=103",
-    "call.ended from=102 to=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=102 to=103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=102 destination=103 disposition=ANSWERED",
 ];
 
@@ -234,7 +234,7 @@ pub const MANAGER_RELOAD: &[&str] = &[
     "call.ringing target=102",
     "call.answered target=102",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
@@ -250,7 +250,7 @@ pub const QUEUE_PAST_SLA_ANSWERED: &[&str] = &[
     "call.answered target=102",
     "queue.caller_left queue=lab-queue caller=101 reason=answered",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=8001 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=true",
     "call.cdr source=101 destination=8001 disposition=ANSWERED",
 ];
 
@@ -266,14 +266,15 @@ pub const PARKED_RETRIEVED: &[&str] = &[
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
     // 103 picked it up from slot 71 (UnParkedCall).
     "call.rerouted target=103",
-    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=102 disposition=ANSWERED",
 ];
 
-/// `a_parked_call_retrieved_from_the_lot`.
+/// `a_parked_call_retrieved_from_the_lot`: the retriever's own call to the slot, which
+/// the PBX picks up (the parked call is the other call's).
 pub const RETRIEVER: &[&str] = &[
     "call.started from=103 to=71 direction=internal",
-    "call.ended from=103 to=71 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=103 to=71 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false pbx_answered=true",
     "call.cdr source=103 destination=71 disposition=ANSWERED",
 ];
 
@@ -312,7 +313,9 @@ pub fn rejected(code: &str, cause: &str, disposition: &str) -> Vec<String> {
         format!("target.failed target=102 {cause} sip_code={code}"),
         format!("call.failed target=102 {cause} sip_code={code}"),
         format!("target.ended target=102 {cause} sip_code={code}"),
-        format!("call.ended from=101 to=102 {cause} sip_code={code} answered=false"),
+        format!(
+            "call.ended from=101 to=102 {cause} sip_code={code} answered=false pbx_answered=false"
+        ),
         format!("call.cdr source=101 destination=102 disposition={disposition}"),
     ]
 }
@@ -329,8 +332,18 @@ pub const FPBX_EXTENSION: &[&str] = &[
     "call.ringing target=102",
     "call.answered target=102",
     "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
-    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=5102 disposition=ANSWERED",
+];
+
+/// `voicemail_behind_a_local_channel_is_the_pbx_picking_up` (5900): the dialplan answers
+/// the Local leg itself; its extension is the target, with no contact; no party answered.
+pub const FPBX_VOICEMAIL: &[&str] = &[
+    "call.started from=101 to=5900 direction=internal",
+    "target.added target=102",
+    "target.ended target=102 cause=16 cause_name=NORMAL_CLEARING sip_code=200",
+    "call.ended from=101 to=5900 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false pbx_answered=true",
+    "call.cdr source=101 destination=5900 disposition=ANSWERED",
 ];
 
 /// `a_ring_group_of_local_legs` (5600): 103 answers, 102 loses. The legs' own events are
@@ -340,7 +353,7 @@ pub const FPBX_RING_GROUP: &[&str] = &[
     "call.routed target=*",
     "call.ringing target=*",
     "call.answered target=103",
-    "call.ended from=101 to=5600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=5600 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=5600 disposition=ANSWERED",
 ];
 
@@ -353,7 +366,7 @@ pub const FPBX_QUEUE: &[&str] = &[
     "call.ringing target=*",
     "call.answered target=102",
     "queue.caller_left queue=fpbx-queue caller=101 reason=answered",
-    "call.ended from=101 to=5800 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=5800 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=true",
     "call.cdr source=101 destination=5800 disposition=ANSWERED",
 ];
 
@@ -368,7 +381,7 @@ pub const FPBX_FOLLOW_ME_ACCEPTED: &[&str] = &[
     "call.noanswer target=102",
     "call.rerouted target=*",
     "call.answered target=0155501",
-    "call.ended from=101 to=570201 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=570201 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=570201 disposition=ANSWERED",
 ];
 
@@ -410,7 +423,7 @@ pub const FPBX_FOLLOW_ME_DECLINED: &[&str] = &[
     "call.routed target=0155500",
     "call.ringing target=0155500",
     "call.noanswer target=0155500",
-    "call.ended from=101 to=570200 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false",
+    "call.ended from=101 to=570200 cause=19 cause_name=NO_ANSWER sip_code=480 answered=false pbx_answered=false",
     "call.cdr source=101 destination=570200 disposition=FAILED",
 ];
 
@@ -423,7 +436,7 @@ pub const FPBX_ORIGINATE: &[&str] = &[
     "call.routed target=103",
     "call.ringing target=103",
     "call.answered target=103",
-    "call.ended from=102 to=5103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=102 to=5103 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=102 destination=5103 disposition=ANSWERED",
 ];
 
@@ -444,7 +457,7 @@ pub const ORIGINATE_BUSY: &[&str] = &[
     "target.failed target=103 cause=17 cause_name=USER_BUSY sip_code=486",
     "call.failed target=103 cause=17 cause_name=USER_BUSY sip_code=486",
     "target.ended target=103 cause=17 cause_name=USER_BUSY sip_code=486",
-    "call.ended from=102 to=103 cause=17 cause_name=USER_BUSY sip_code=486 answered=false",
+    "call.ended from=102 to=103 cause=17 cause_name=USER_BUSY sip_code=486 answered=false pbx_answered=false",
     // Asterisk's own record, as it sent it: the Originate's leg was answered.
     "call.cdr source=102 destination=103 disposition=ANSWERED",
 ];
@@ -457,7 +470,7 @@ pub const FPBX_PICKUP: &[&str] = &[
     "call.routed target=102",
     "call.ringing target=102",
     "call.answered target=103",
-    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=5102 disposition=ANSWERED",
 ];
 
@@ -465,7 +478,7 @@ pub const FPBX_PICKUP: &[&str] = &[
 /// the pickup code), answered by the PBX.
 pub const FPBX_PICKER: &[&str] = &[
     "call.started from=103 to=**102 direction=internal",
-    "call.ended from=103 to=**102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=103 to=**102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=false pbx_answered=true",
 ];
 
 /// `a_blind_transfer_between_phones_behind_local_channels`: 102 (behind a Local channel)
@@ -476,7 +489,7 @@ pub const FPBX_BLIND_TRANSFER: &[&str] = &[
     "call.ringing target=102",
     "call.answered target=102",
     "call.rerouted target=5103",
-    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=5102 disposition=ANSWERED",
 ];
 
@@ -489,7 +502,7 @@ pub const FPBX_ATTENDED_TRANSFER: &[&str] = &[
     "call.answered target=102",
     "call.held aor=102 peer_aor=101",
     "call.rerouted target=103",
-    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true",
+    "call.ended from=101 to=5102 cause=16 cause_name=NORMAL_CLEARING sip_code=200 answered=true pbx_answered=false",
     "call.cdr source=101 destination=5102 disposition=ANSWERED",
 ];
 

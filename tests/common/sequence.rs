@@ -22,7 +22,15 @@ pub fn shown(e: &Value) -> String {
             &["target"]
         }
         "call.failed" => &["target", "cause", "cause_name", "sip_code"],
-        "call.ended" => &["from", "to", "cause", "cause_name", "sip_code", "answered"],
+        "call.ended" => &[
+            "from",
+            "to",
+            "cause",
+            "cause_name",
+            "sip_code",
+            "answered",
+            "pbx_answered",
+        ],
         "call.held" | "call.unheld" => &["aor", "peer_aor"],
         "call.cdr" => &["source", "destination", "disposition"],
         "target.added" | "target.ringing" => &["target"],

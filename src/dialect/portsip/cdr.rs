@@ -50,7 +50,9 @@ fn span(from: u64, to: u64) -> u64 {
 }
 
 pub fn summary<'a>(call: &'a Call, end: &CallEnded, now: u64) -> Summary<'a> {
-    let answered = end.answered || call.answered != 0;
+    // PortSIP, a PBX, says `answered` for a call its IVR or voicemail picked up too: its
+    // talk time is a party's only.
+    let answered = end.answered || end.pbx_answered || call.answered != 0;
     let call_status = if answered {
         "answered"
     } else if end.cause == 19 || matches!(end.sip_code, 0 | 408 | 480 | 487) {

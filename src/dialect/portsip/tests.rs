@@ -229,6 +229,26 @@ fn unanswered_calls_say_why() {
             && json.contains(r#""status_code":"486""#),
         "{json}"
     );
+    // Voicemail or an IVR took it: PortSIP says answered; no party talked.
+    run(&mut st, &started(), Version::V22);
+    let voicemail = Body::CallEnded(CallEnded {
+        call_id: text(ID),
+        from: text("102"),
+        to: text("103"),
+        sip_code: 200,
+        cause: 16,
+        hangup_by: "caller",
+        pbx_answered: true,
+        ..Default::default()
+    });
+    let (json, _) = one(&mut st, &ev(110, voicemail), Version::V22);
+    assert!(
+        json.contains(r#""call_status":"answered""#)
+            && json.contains(r#""ended_reason":"caller_disconnected""#)
+            && json.contains(r#""status_code":"0""#)
+            && json.contains(r#""talk_duration":0"#),
+        "{json}"
+    );
     // Ended after the table forgot it: the end event's own parties, no targets.
     let (json, _) = one(&mut st, &ev(110, ended("", 480, 19)), Version::V22);
     assert!(
