@@ -554,7 +554,12 @@ impl Calls {
                 from_name: bounded(stats, clean(msg.get("CallerIDName"))),
                 to: bounded(stats, clean(msg.get("Exten"))),
                 direction: self.direction.of(channel, clean(msg.get("Exten"))),
-                channel: bounded(stats, channel),
+                // A call begun by a Local channel (an Originate of one) has no caller's
+                // channel until the phone it rings is known; the dialplan is no party.
+                channel: match local::half(channel) {
+                    Some(_) => LongText::new(),
+                    None => bounded(stats, channel),
+                },
                 account_code: bounded(stats, msg.get("AccountCode").unwrap_or("")),
                 context: bounded(stats, msg.get("Context").unwrap_or("")),
                 tenant_id: bounded(stats, msg.get("TenantID").unwrap_or("")),
