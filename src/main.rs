@@ -5,23 +5,63 @@ use std::process::ExitCode;
 
 use pbxtap::config::{self, Config};
 
-const USAGE: &str = "\
-usage: pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to the configured sinks
-       pbxtap check-config [--bind] [FILE]
+/// Each command's synopsis and what it does: `--help` shows them all, `COMMAND --help` its
+/// own. Continuation lines are indented to the column the descriptions start at.
+const COMMANDS: [(&str, &str); 5] = [
+    (
+        "run",
+        "pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to the configured sinks",
+    ),
+    (
+        "check-config",
+        "pbxtap check-config [--bind] [FILE]
                                       validate a config file (exit 0 when valid); with
-                                      --bind, also listen on each sink's address and let go
-       pbxtap status [--address HOST:PORT] [FILE]
+                                      --bind, also listen on each sink's address and let go",
+    ),
+    (
+        "status",
+        "pbxtap status [--address HOST:PORT] [FILE]
                                       a running daemon's state, read from its metrics
-                                      endpoint ([metrics] in FILE, or the address given)
-       pbxtap demo [--fast] [--portsip]
+                                      endpoint ([metrics] in FILE, or the address given)",
+    ),
+    (
+        "demo",
+        "pbxtap demo [--fast] [--portsip]
                                       recorded calls through the pipeline to stdout and a
                                       WebSocket feed, at their recorded pace until Ctrl-C
                                       (--fast: once, at full speed); --portsip adds the
-                                      PortSIP feed
-       pbxtap --version
+                                      PortSIP feed",
+    ),
+    ("--version", "pbxtap --version"),
+];
 
+const FOOTER: &str = "\
 FILE defaults to /etc/pbxtap/pbxtap.toml. Environment variables (PBXTAP_AMI_ADDRESS, ...,
 NATS_PUBLISHER_*) override the file; see README.md.";
+
+/// The usage of every command, or of `only`.
+fn usage(only: Option<&str>) -> String {
+    let mut out = String::from("usage: ");
+    let shown = COMMANDS
+        .iter()
+        .filter(|(name, _)| only.is_none_or(|o| o == *name));
+    for (i, (_, synopsis)) in shown.enumerate() {
+        if i > 0 {
+            out.push_str("\n       ");
+        }
+        out.push_str(synopsis);
+    }
+    out + "\n\n" + FOOTER
+}
+
+/// The command `args` name, if pbxtap has it.
+fn command_of(args: &[String]) -> Option<&'static str> {
+    let first = args.first()?;
+    COMMANDS
+        .iter()
+        .map(|(name, _)| *name)
+        .find(|name| name == first)
+}
 
 enum Command {
     Run(PathBuf),
@@ -31,15 +71,24 @@ enum Command {
     Status(Result<String, PathBuf>),
     Demo(pbxtap::app::demo::Options),
     Version,
-    Help,
+    /// Every command's usage, or one command's.
+    Help(Option<&'static str>),
 }
 
 fn parse_args(args: &[String]) -> Result<Command, String> {
     let default = || PathBuf::from(config::DEFAULT_PATH);
+    if let Some(command) = command_of(args) {
+        if args[1..].iter().any(|a| a == "--help" || a == "-h") {
+            return Ok(Command::Help(Some(command)));
+        }
+    }
     match args {
         [] => Err("a command is needed".into()),
         [v] if v == "--version" || v == "-V" || v == "version" => Ok(Command::Version),
-        [h, ..] if h == "--help" || h == "-h" || h == "help" => Ok(Command::Help),
+        [v, rest @ ..] if v == "--version" || v == "-V" || v == "version" => {
+            Err(format!("unexpected argument `{}` for --version", rest[0]))
+        }
+        [h, ..] if h == "--help" || h == "-h" || h == "help" => Ok(Command::Help(None)),
         [c, rest @ ..] if c == "run" => match rest {
             [] => Ok(Command::Run(default())),
             [f, file] if f == "--config" || f == "-c" => Ok(Command::Run(file.into())),
@@ -54,10 +103,15 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             match rest {
                 [] => Ok(Command::CheckConfig(default(), bind)),
                 [file] if !file.starts_with('-') => Ok(Command::CheckConfig(file.into(), bind)),
-                other => Err(format!(
-                    "unexpected argument `{}` for check-config",
-                    other[other.len().min(1)]
-                )),
+                // A flag, or what follows the file.
+                [first, rest @ ..] => {
+                    let bad = if first.starts_with('-') {
+                        first
+                    } else {
+                        &rest[0]
+                    };
+                    Err(format!("unexpected argument `{bad}` for check-config"))
+                }
             }
         }
         [c, rest @ ..] if c == "status" => match rest {
@@ -91,7 +145,7 @@ fn main() -> ExitCode {
     let command = match parse_args(&args) {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("pbxtap: {e}\n\n{USAGE}");
+            eprintln!("pbxtap: {e}\n\n{}", usage(command_of(&args)));
             return ExitCode::from(2);
         }
     };
@@ -100,8 +154,8 @@ fn main() -> ExitCode {
             println!("pbxtap {}", env!("CARGO_PKG_VERSION"));
             ExitCode::SUCCESS
         }
-        Command::Help => {
-            println!("{USAGE}");
+        Command::Help(only) => {
+            println!("{}", usage(only));
             ExitCode::SUCCESS
         }
         Command::CheckConfig(path, bind) => match Config::load(&path, &env) {

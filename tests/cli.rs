@@ -246,3 +246,60 @@ fn a_port_in_use_is_said_once_and_check_config_says_what_it_did_not_try() {
         "{msg}"
     );
 }
+
+/// Every command answers `--help` and `-h` with its own usage on stdout, exit 0; the
+/// others' synopses are not in it.
+#[test]
+fn every_command_answers_help_with_its_own_usage() {
+    let commands = ["run", "check-config", "status", "demo", "--version"];
+    for command in commands {
+        for flag in ["--help", "-h"] {
+            let out = pbxtap(&[command, flag]);
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                out.status.success(),
+                "{command} {flag}: {}",
+                common::output_text(&out)
+            );
+            assert!(
+                stdout.starts_with(&format!("usage: pbxtap {command}")),
+                "{command} {flag}: {stdout}"
+            );
+            for other in commands.iter().filter(|c| **c != command) {
+                assert!(
+                    !stdout.contains(&format!("pbxtap {other}")),
+                    "{command} {flag} shows {other}'s usage too: {stdout}"
+                );
+            }
+        }
+    }
+    // Alone, --help shows them all.
+    let out = pbxtap(&["--help"]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success());
+    for command in commands {
+        assert!(stdout.contains(&format!("pbxtap {command}")), "{stdout}");
+    }
+}
+
+/// An unknown flag names itself, with the command's usage, and exits 2.
+#[test]
+fn an_unknown_flag_names_itself_and_exits_2() {
+    for args in [
+        &["run", "--bogus"][..],
+        &["check-config", "--bogus"],
+        &["status", "--bogus"],
+        &["demo", "--bogus"],
+        &["--version", "--bogus"],
+    ] {
+        let out = pbxtap(args);
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {stderr}");
+        assert!(stderr.contains("`--bogus`"), "{args:?}: {stderr}");
+        assert!(
+            stderr.contains(&format!("usage: pbxtap {}", args[0])),
+            "{args:?}: {stderr}"
+        );
+        assert!(out.stdout.is_empty(), "{args:?}");
+    }
+}
