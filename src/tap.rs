@@ -19,6 +19,9 @@ pub struct TapGauges {
     pub tables: [AtomicU64; normalize::TABLES.len()],
     pub truncated: AtomicU64,
     pub evicted: AtomicU64,
+    /// How far behind Asterisk's own `Timestamp` the last message stamped with one was
+    /// read, in ms (0 without `timestampevents`).
+    pub lag_ms: AtomicU64,
 }
 
 pub struct Tap {
@@ -108,6 +111,9 @@ impl Handler for Tap {
     fn message(&mut self, msg: &Message<'_>) {
         let received = event::now_micros();
         let now = event_time(msg, received);
+        self.gauges
+            .lag_ms
+            .store(received.saturating_sub(now) / 1000, Ordering::Relaxed);
         let bus = &self.bus;
         if let Some(body) = self.lag.observe(now, received) {
             bus.publish(Event::new(received, bus.host(), body));
@@ -179,6 +185,36 @@ mod tests {
             }
         });
         out
+    }
+
+    #[test]
+    fn the_lag_gauge_is_how_far_behind_its_timestamp_the_last_message_was_read() {
+        use crate::normalize::NormalizeConfig;
+        let bus = Arc::new(Bus::new(16, event::text("h")));
+        let mut tap = Tap::new(Normalizer::new(NormalizeConfig::default()), bus, "a");
+        let gauges = tap.gauges();
+        let stamped = event::now_micros() - 2_500_000;
+        let ev = format!(
+            "Event: Hangup\r\nTimestamp: {}.{:06}\r\n\r\n",
+            stamped / 1_000_000,
+            stamped % 1_000_000
+        );
+        let mut p = Parser::new(Limits::default());
+        p.push(b"Asterisk Call Manager/11.0.0\r\n", &mut |_| {});
+        p.push(ev.as_bytes(), &mut |f| {
+            if let Ok(Frame::Message(m)) = f {
+                tap.message(&m);
+            }
+        });
+        let lag = gauges.lag_ms.load(Ordering::Relaxed);
+        assert!((2_500..10_000).contains(&lag), "{lag}");
+        // A message without a Timestamp is not late.
+        p.push(b"Event: Hangup\r\n\r\n", &mut |f| {
+            if let Ok(Frame::Message(m)) = f {
+                tap.message(&m);
+            }
+        });
+        assert_eq!(gauges.lag_ms.load(Ordering::Relaxed), 0);
     }
 
     #[test]

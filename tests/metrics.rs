@@ -42,6 +42,94 @@ fn value(page: &Value, key: &str) -> u64 {
         .unwrap_or_else(|| panic!("no sample {key} in {}", page["samples"])) as u64
 }
 
+/// The metric names an expression or a template query reads.
+fn metric_names(expr: &str) -> Vec<&str> {
+    expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_'))
+        .filter(|w| w.starts_with("pbxtap_") || w.starts_with("process_"))
+        .collect()
+}
+
+/// The labels an expression groups by (`by (a, b)`) or matches (`{a=~"..."}`), and those
+/// its legend shows (`{{a}}`).
+fn labels_used(expr: &str, legend: &str) -> Vec<String> {
+    let mut out = Vec::new();
+    for group in expr.split("by (").skip(1) {
+        let inside = group.split(')').next().unwrap_or("");
+        out.extend(inside.split(',').map(|l| l.trim().to_string()));
+    }
+    for matcher in expr.split('{').skip(1) {
+        let inside = matcher.split('}').next().unwrap_or("");
+        for m in inside.split(',').filter(|m| !m.trim().is_empty()) {
+            out.push(m.split(['=', '!']).next().unwrap().trim().to_string());
+        }
+    }
+    for shown in legend.split("{{").skip(1) {
+        out.push(shown.split("}}").next().unwrap_or("").trim().to_string());
+    }
+    out
+}
+
+/// Every metric and label the Grafana dashboard (`docs/grafana/pbxtap.json`) queries is
+/// on a live page. `instance` and `job` are Prometheus' own, added at the scrape.
+fn assert_dashboard_queries(page: &Value) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/grafana/pbxtap.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap())
+        .expect("the dashboard is JSON");
+    let samples = page["samples"].as_object().unwrap();
+    let of = |metric: &str| -> Vec<&String> {
+        samples
+            .keys()
+            .filter(|k| k.starts_with(&format!("{metric}{{")))
+            .collect()
+    };
+    let mut queries: Vec<(String, String)> = dashboard["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|v| v["type"] == "query")
+        .map(|v| (v["query"].as_str().unwrap().to_string(), String::new()))
+        .collect();
+    for panel in dashboard["panels"].as_array().unwrap() {
+        for target in panel["targets"].as_array().into_iter().flatten() {
+            queries.push((
+                target["expr"].as_str().unwrap().to_string(),
+                target["legendFormat"].as_str().unwrap_or("").to_string(),
+            ));
+        }
+    }
+    assert!(queries.len() > 15, "{queries:?}");
+    let mut metrics_read = std::collections::BTreeSet::new();
+    for (expr, legend) in &queries {
+        let metrics = metric_names(expr);
+        assert!(!metrics.is_empty(), "a query of no pbxtap metric: {expr}");
+        for metric in &metrics {
+            assert!(!of(metric).is_empty(), "{expr}: no {metric} on the page");
+            metrics_read.insert(metric.to_string());
+        }
+        for label in labels_used(expr, legend) {
+            if label == "instance" || label == "job" {
+                continue;
+            }
+            for metric in &metrics {
+                assert!(
+                    of(metric)
+                        .iter()
+                        .any(|k| k.contains(&format!("{{{label}="))
+                            || k.contains(&format!(",{label}="))),
+                    "{expr}: {metric} has no label {label} on the page"
+                );
+            }
+        }
+    }
+    // And the dashboard shows every family the page has.
+    for family in page["types"].as_object().unwrap().keys() {
+        assert!(
+            metrics_read.iter().any(|m| m.starts_with(family.as_str())),
+            "the dashboard shows no {family}"
+        );
+    }
+}
+
 #[test]
 fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
     let peer = Peer::start(&RECORDINGS, 1, None);
@@ -127,6 +215,9 @@ fn a_known_run_reads_back_from_the_metrics_page_and_pbxtap_status() {
     }
     let rss = value(&page, "process_resident_memory_bytes{}");
     assert!((1 << 20..256 << 20).contains(&rss), "{rss}");
+    // The recordings carry no Timestamp: nothing is late.
+    assert_eq!(value(&page, "pbxtap_ami_lag_ms{}"), 0);
+    assert_dashboard_queries(&page);
 
     let out = Command::new(common::pbxtap_bin())
         .args(["status", "--address", &address])

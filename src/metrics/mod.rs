@@ -165,7 +165,7 @@ pub fn render(src: &Sources, out: &mut String) {
             "pbxtap_normalizer_table_capacity{{table=\"{table}\"}} {capacity}"
         );
     }
-    let gauges: [(&str, &str, &str, u64); 9] = [
+    let gauges: [(&str, &str, &str, u64); 10] = [
         (
             "pbxtap_ami_connected",
             "gauge",
@@ -195,6 +195,12 @@ pub fn render(src: &Sources, out: &mut String) {
             "gauge",
             "1 while Asterisk sends only the events pbxtap reads (ami.filter_at_source).",
             u64::from(ami.filtered_at_source.load(Ordering::Relaxed)),
+        ),
+        (
+            "pbxtap_ami_lag_ms",
+            "gauge",
+            "How far behind Asterisk's own Timestamp the last stamped AMI message was read, in ms.",
+            tap.lag_ms.load(Ordering::Relaxed),
         ),
         (
             "pbxtap_ami_frame_errors_total",
