@@ -7,7 +7,7 @@ use pbxtap::config::{self, Config};
 
 /// Each command's synopsis and what it does: `--help` shows them all, `COMMAND --help` its
 /// own. Continuation lines are indented to the column the descriptions start at.
-const COMMANDS: [(&str, &str); 5] = [
+const COMMANDS: [(&str, &str); 7] = [
     (
         "run",
         "pbxtap run [--config FILE]     tap Asterisk's AMI and forward events to the configured sinks",
@@ -31,6 +31,21 @@ const COMMANDS: [(&str, &str); 5] = [
                                       WebSocket feed, at their recorded pace until Ctrl-C
                                       (--fast: once, at full speed); --portsip adds the
                                       PortSIP feed",
+    ),
+    (
+        "capture",
+        "pbxtap capture [--config FILE] [--duration SECS] [--max-bytes N] [--redact VALUE]... OUTPUT
+                                      write what Asterisk's AMI says to OUTPUT (a new file)
+                                      for a bug report, until Ctrl-C, SECS or N bytes (64 MiB);
+                                      read-only: login, a version query, Logoff; each VALUE
+                                      (a number, a name) is replaced by a placeholder",
+    ),
+    (
+        "replay",
+        "pbxtap replay [--config FILE] [--paced] CAPTURE
+                                      a capture (or a recording) through the real pipeline:
+                                      events to stdout, or to the sinks FILE names; --paced:
+                                      at the recorded pace",
     ),
     ("--version", "pbxtap --version"),
 ];
@@ -70,6 +85,10 @@ enum Command {
     /// The metrics address given, or the config file naming it.
     Status(Result<String, PathBuf>),
     Demo(pbxtap::app::demo::Options),
+    /// The config file, and what to capture.
+    Capture(PathBuf, pbxtap::app::capture::Options),
+    /// The config file, if one is named, and what to replay.
+    Replay(Option<PathBuf>, pbxtap::app::replay::Options),
     Version,
     /// Every command's usage, or one command's.
     Help(Option<&'static str>),
@@ -132,8 +151,80 @@ fn parse_args(args: &[String]) -> Result<Command, String> {
             }
             Ok(Command::Demo(opts))
         }
+        [c, rest @ ..] if c == "capture" => parse_capture(rest),
+        [c, rest @ ..] if c == "replay" => parse_replay(rest),
         [other, ..] => Err(format!("unknown command `{other}`")),
     }
+}
+
+/// The value after flag `flag`, from `args`.
+fn value_of<'a>(flag: &str, args: &mut std::slice::Iter<'a, String>) -> Result<&'a String, String> {
+    args.next().ok_or_else(|| format!("{flag} needs a value"))
+}
+
+fn parse_capture(args: &[String]) -> Result<Command, String> {
+    let mut config = PathBuf::from(config::DEFAULT_PATH);
+    let mut opts = pbxtap::app::capture::Options {
+        output: PathBuf::new(),
+        duration: None,
+        max_bytes: pbxtap::app::capture::DEFAULT_MAX_BYTES,
+        redact: Vec::new(),
+    };
+    let mut output = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "-c" => config = value_of(a, &mut it)?.into(),
+            "--duration" => {
+                let v = value_of(a, &mut it)?;
+                let secs: u64 = v
+                    .parse()
+                    .ok()
+                    .filter(|&s| s > 0)
+                    .ok_or_else(|| format!("--duration `{v}`: seconds, more than 0"))?;
+                opts.duration = Some(std::time::Duration::from_secs(secs));
+            }
+            "--max-bytes" => {
+                let v = value_of(a, &mut it)?;
+                opts.max_bytes = v
+                    .parse()
+                    .ok()
+                    .filter(|&n| n > 0)
+                    .ok_or_else(|| format!("--max-bytes `{v}`: bytes, more than 0"))?;
+            }
+            "--redact" => opts.redact.push(value_of(a, &mut it)?.clone()),
+            flag if flag.starts_with('-') => {
+                return Err(format!("unexpected argument `{flag}` for capture"))
+            }
+            file if output.is_none() => output = Some(PathBuf::from(file)),
+            extra => return Err(format!("unexpected argument `{extra}` for capture")),
+        }
+    }
+    opts.output = output.ok_or("capture needs the OUTPUT file to write")?;
+    Ok(Command::Capture(config, opts))
+}
+
+fn parse_replay(args: &[String]) -> Result<Command, String> {
+    let mut config = None;
+    let mut paced = false;
+    let mut file = None;
+    let mut it = args.iter();
+    while let Some(a) = it.next() {
+        match a.as_str() {
+            "--config" | "-c" => config = Some(value_of(a, &mut it)?.into()),
+            "--paced" => paced = true,
+            flag if flag.starts_with('-') => {
+                return Err(format!("unexpected argument `{flag}` for replay"))
+            }
+            f if file.is_none() => file = Some(PathBuf::from(f)),
+            extra => return Err(format!("unexpected argument `{extra}` for replay")),
+        }
+    }
+    let file = file.ok_or("replay needs the CAPTURE file to play")?;
+    Ok(Command::Replay(
+        config,
+        pbxtap::app::replay::Options { file, paced },
+    ))
 }
 
 fn env(key: &str) -> Option<String> {
@@ -180,6 +271,46 @@ fn main() -> ExitCode {
         Command::Demo(opts) => {
             pbxtap::logging::init_demo();
             run_async(pbxtap::app::demo::run(opts))
+        }
+        Command::Capture(path, opts) => {
+            let cfg = match Config::load(&path, &env) {
+                Ok(cfg) => cfg,
+                Err(e) => {
+                    eprintln!("pbxtap capture: invalid config: {e}");
+                    return ExitCode::from(1);
+                }
+            };
+            run_async(async move {
+                let stop = pbxtap::app::termination();
+                let summary = pbxtap::app::capture::run(cfg, opts, stop).await?;
+                eprintln!("{summary}");
+                Ok(())
+            })
+        }
+        Command::Replay(path, opts) => {
+            let cfg = match path {
+                None => Config {
+                    host: "replay".into(),
+                    sinks: vec![pbxtap::sink::SinkConfig::Stdout(Default::default())],
+                    ..Config::default()
+                },
+                Some(path) => match Config::load(&path, &env) {
+                    Ok(cfg) => cfg,
+                    Err(e) => {
+                        eprintln!("pbxtap replay: invalid config: {e}");
+                        return ExitCode::from(1);
+                    }
+                },
+            };
+            let recording = match pbxtap::app::replay::read(&opts.file) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("pbxtap replay: {e:#}");
+                    return ExitCode::from(1);
+                }
+            };
+            pbxtap::logging::init_demo();
+            run_async(pbxtap::app::replay::run(cfg, recording, opts.paced))
         }
     }
 }

@@ -251,7 +251,15 @@ fn a_port_in_use_is_said_once_and_check_config_says_what_it_did_not_try() {
 /// others' synopses are not in it.
 #[test]
 fn every_command_answers_help_with_its_own_usage() {
-    let commands = ["run", "check-config", "status", "demo", "--version"];
+    let commands = [
+        "run",
+        "check-config",
+        "status",
+        "demo",
+        "capture",
+        "replay",
+        "--version",
+    ];
     for command in commands {
         for flag in ["--help", "-h"] {
             let out = pbxtap(&[command, flag]);
@@ -290,6 +298,8 @@ fn an_unknown_flag_names_itself_and_exits_2() {
         &["check-config", "--bogus"],
         &["status", "--bogus"],
         &["demo", "--bogus"],
+        &["capture", "--bogus"],
+        &["replay", "--bogus"],
         &["--version", "--bogus"],
     ] {
         let out = pbxtap(args);
@@ -302,4 +312,93 @@ fn an_unknown_flag_names_itself_and_exits_2() {
         );
         assert!(out.stdout.is_empty(), "{args:?}");
     }
+}
+
+/// A capture never overwrites a file: it says so before it reaches for Asterisk, and the
+/// file is left as it was.
+#[test]
+fn capture_refuses_to_overwrite_a_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &config,
+        "[ami]\naddress = \"127.0.0.1:9\"\nusername = \"u\"\nsecret = \"s\"\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n",
+    )
+    .unwrap();
+    let output = dir.path().join("old.ami");
+    std::fs::write(&output, "kept").unwrap();
+    let out = pbxtap(&[
+        "capture",
+        "--config",
+        config.to_str().unwrap(),
+        output.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("old.ami exists") && stderr.contains("never overwrites"),
+        "{stderr}"
+    );
+    assert_eq!(std::fs::read_to_string(&output).unwrap(), "kept");
+    // A value to redact that is empty is refused, naming the flag.
+    let out = pbxtap(&[
+        "capture",
+        "--config",
+        config.to_str().unwrap(),
+        "--redact",
+        "",
+        dir.path().join("new.ami").to_str().unwrap(),
+    ]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--redact value 1"));
+    // Without an output file, or with a bad limit: usage errors.
+    for args in [
+        &["capture"][..],
+        &["capture", "--duration", "0", "x.ami"],
+        &["capture", "--max-bytes", "lots", "x.ami"],
+        &["replay"],
+    ] {
+        let out = pbxtap(args);
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+    }
+}
+
+/// Replay plays a recording through the pipeline to stdout, and names the line of a file
+/// that is not AMI.
+#[test]
+fn replay_plays_a_recording_and_names_the_line_of_one_that_is_not() {
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ami/02-call-answered.ami"
+    );
+    let out = pbxtap(&["replay", fixture]);
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    for needed in [
+        "\"event\":\"started\"",
+        "\"event\":\"answered\"",
+        "\"event\":\"ended\"",
+        "\"event\":\"cdr\"",
+    ] {
+        assert!(stdout.contains(needed), "no {needed} in {stdout}");
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let bad = dir.path().join("bad.ami");
+    std::fs::write(
+        &bad,
+        "Asterisk Call Manager/11.0.0\r\nEvent: Hangup\r\nnot a header\r\n\r\n",
+    )
+    .unwrap();
+    let out = pbxtap(&["replay", bad.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("bad.ami: line 3: not an AMI line"),
+        "{stderr}"
+    );
+    assert!(out.stdout.is_empty());
 }

@@ -7,23 +7,17 @@
 //! until Ctrl-C; `--fast` plays them once, as fast as they go, and ends (for scripts).
 
 use std::sync::Arc;
-use std::time::Duration;
 
-use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use super::{drain, start_sinks, termination};
-use crate::ami::client::{self, AmiHealth, ClientConfig};
-use crate::ami::config::AmiAuth;
-use crate::ami::replay::{self, ReplayConfig};
+use super::replay::{serve, tap_until_done, Pace};
+use super::start_sinks;
 use crate::bus::Bus;
 use crate::config::Config;
 use crate::dialect::portsip::Version;
 use crate::event;
-use crate::normalize::Normalizer;
 use crate::sink::websocket::{Protocol, UserConfig, WebsocketSink, WebsocketSinkConfig};
 use crate::sink::{websocket::portsip::Role, SinkConfig};
-use crate::tap::Tap;
 
 /// The recorded Asterisk session the demo replays: registrations, an answered call,
 /// hold/unhold, a busy call, a call nobody answers, and a queue call.
@@ -111,25 +105,19 @@ fn portsip() -> WebsocketSinkConfig {
 }
 
 pub async fn run(opts: Options) -> anyhow::Result<()> {
-    let mut rc = ReplayConfig::new(RECORDINGS.iter().map(|r| r.to_vec()).collect());
-    rc.close_after_replay = opts.fast;
-    if !opts.fast {
-        rc.recorded_pace = true;
-        rc.repeat = usize::MAX;
-    }
-    let peer = replay::start(rc.clone())
-        .await
-        .context("starting the replaying AMI peer")?;
     let mut cfg = Config {
         host: "demo".into(),
         sinks: vec![SinkConfig::Stdout(Default::default())],
         ..Config::default()
     };
-    cfg.ami.address = peer.address.clone();
-    cfg.ami.username = rc.username;
-    cfg.ami.secret = Some(rc.secret);
-    cfg.ami.auth = AmiAuth::Md5;
     cfg.buffers.per_sink = 4096;
+    let recordings = RECORDINGS.iter().map(|r| r.to_vec()).collect();
+    let pace = if opts.fast {
+        Pace::Fast
+    } else {
+        Pace::RecordedForever
+    };
+    let _peer = serve(recordings, pace, &mut cfg).await?;
     let bus = Arc::new(Bus::new(cfg.buffers.per_sink, event::text(&cfg.host)));
     let mut sinks = start_sinks(&cfg, &bus).await?;
     sinks.extend(
@@ -151,19 +139,6 @@ pub async fn run(opts: Options) -> anyhow::Result<()> {
             "demo: playing the recorded calls at their recorded pace, over and over; Ctrl-C stops"
         );
     }
-    let health = AmiHealth::default();
-    let mut tap = Tap::new(
-        Normalizer::new(cfg.normalize.clone()),
-        bus.clone(),
-        &peer.address,
-    );
-    let mut client_cfg = ClientConfig::from_config(
-        &cfg.ami,
-        Duration::from_secs(cfg.watchdog.ping_interval_secs),
-    );
-    client_cfg.reconnect = false;
-    client::run(client_cfg, &mut tap, &health, termination()).await;
-    drop(tap);
-    drain(bus, sinks, Duration::from_secs(5)).await;
+    tap_until_done(&cfg, bus, sinks).await;
     Ok(())
 }

@@ -1,7 +1,9 @@
-//! The daemon's top level: wires config, AMI tap, bus and sinks; `run` here, `demo` in
-//! its own file.
+//! The daemon's top level: wires config, AMI tap, bus and sinks; `run` here, `demo`,
+//! `capture` and `replay` in their own files.
 
+pub mod capture;
 pub mod demo;
+pub mod replay;
 
 use std::path::PathBuf;
 use std::sync::atomic::Ordering;
@@ -75,7 +77,7 @@ pub(crate) async fn drain(
 }
 
 /// Resolves on SIGTERM or SIGINT.
-pub(crate) async fn termination() {
+pub async fn termination() {
     use tokio::signal::unix::{signal, SignalKind};
     let (Ok(mut term), Ok(mut int)) = (
         signal(SignalKind::terminate()),
