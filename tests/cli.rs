@@ -340,6 +340,21 @@ fn capture_refuses_to_overwrite_a_file() {
         "{stderr}"
     );
     assert_eq!(std::fs::read_to_string(&output).unwrap(), "kept");
+    // One that cannot reach Asterisk says where, and leaves no empty file behind.
+    let new = dir.path().join("new.ami");
+    let out = pbxtap(&[
+        "capture",
+        "--config",
+        config.to_str().unwrap(),
+        new.to_str().unwrap(),
+    ]);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("cannot reach Asterisk's AMI at 127.0.0.1:9"),
+        "{stderr}"
+    );
+    assert!(!new.exists());
     // A value to redact that is empty is refused, naming the flag.
     let out = pbxtap(&[
         "capture",
@@ -401,4 +416,38 @@ fn replay_plays_a_recording_and_names_the_line_of_one_that_is_not() {
         "{stderr}"
     );
     assert!(out.stdout.is_empty());
+}
+
+/// With `--config`, replay takes that config's sinks and settings (its `host` here), and
+/// `--paced` plays at the recorded pace: the recording's 4 s of call take about as long.
+#[test]
+fn replay_uses_the_configs_sinks_and_can_play_at_the_recorded_pace() {
+    let dir = tempfile::tempdir().unwrap();
+    let config = dir.path().join("pbxtap.toml");
+    std::fs::write(
+        &config,
+        "host = \"mybox\"\n[ami]\nsecret = \"unused\"\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n",
+    )
+    .unwrap();
+    let fixture = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/tests/fixtures/ami/02-call-answered.ami"
+    );
+    let started = std::time::Instant::now();
+    let out = pbxtap(&[
+        "replay",
+        "--config",
+        config.to_str().unwrap(),
+        "--paced",
+        fixture,
+    ]);
+    let took = started.elapsed();
+    assert!(out.status.success(), "{}", common::output_text(&out));
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert!(stdout.contains("\"event\":\"ended\""), "{stdout}");
+    assert!(
+        stdout.lines().all(|l| l.contains("\"host\":\"mybox\"")),
+        "{stdout}"
+    );
+    assert!(took >= std::time::Duration::from_secs(3), "{took:?}");
 }

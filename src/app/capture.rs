@@ -169,6 +169,21 @@ fn create(path: &Path) -> anyhow::Result<std::fs::File> {
         })
 }
 
+/// A capture file just made: removed again unless kept (once its header is written), so
+/// that a capture that could not log in leaves no empty file behind to refuse the next.
+struct Fresh<'a> {
+    path: &'a Path,
+    kept: bool,
+}
+
+impl Drop for Fresh<'_> {
+    fn drop(&mut self) {
+        if !self.kept {
+            let _ = std::fs::remove_file(self.path);
+        }
+    }
+}
+
 /// Writes to the capture, naming a full disk as such.
 fn write_all(
     file: &mut std::fs::File,
@@ -199,6 +214,10 @@ pub async fn run(
 ) -> anyhow::Result<String> {
     let redactor = Redactor::new(&opts.redact).map_err(anyhow::Error::msg)?;
     let mut file = create(&opts.output)?;
+    let mut fresh = Fresh {
+        path: &opts.output,
+        kept: false,
+    };
     let ami = &cfg.ami;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(ami.login_timeout_secs.max(1));
     let mut sock = tokio::time::timeout_at(deadline, TcpStream::connect(&ami.address))
@@ -281,6 +300,7 @@ pub async fn run(
         redactor.len(),
     );
     let mut written = 0u64;
+    fresh.kept = true;
     for part in [head.as_bytes(), &banner, &early] {
         write_all(&mut file, &opts.output, part, written)?;
         written += part.len() as u64;
