@@ -32,6 +32,8 @@ for version in 20 18; do
     prefix=$(LAB_ASTERISK=$version "$lab" prefix)
   fi
   echo "live scenarios against $(LD_LIBRARY_PATH="$prefix/lib" "$prefix/sbin/asterisk" -V 2>/dev/null || echo "$prefix")" >&2
+  # Their recordings apart from the main suites' (which run beside them in scripts/test.sh).
+  export PBXTAP_LIVE_AMI_DIR="$PWD/target/tmp/live-ami-asterisk$version"
   PBXTAP_ASTERISK_PREFIX="$prefix" cargo test --test live_asterisk "$@" -- --include-ignored "${scenarios[@]}"
   PBXTAP_ASTERISK_PREFIX="$prefix" cargo test --test freepbx_live "$@"
 done

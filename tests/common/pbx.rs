@@ -13,7 +13,7 @@
 //! not boot, panics with the reason: the suite never skips.
 
 use std::io::{Read, Write};
-use std::net::TcpStream;
+use std::net::{TcpListener, TcpStream};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::atomic::{AtomicU16, Ordering};
@@ -30,8 +30,25 @@ pub const PHONE_RUN: Duration = Duration::from_secs(60);
 pub const CARRIER: u16 = 106;
 /// Ports each instance takes: SIP, phones, Asterisk's RTP (200) and the phones' RTP.
 const PORT_BLOCK: u16 = 500;
-/// The next block; offset by the process id so that two suites on one machine differ.
+/// Blocks of ports from 20,000 that instances take.
+const BLOCKS: u16 = 80;
+/// The next block to try; offset by the process id so that suites running side by side
+/// (scripts/test.sh runs the Asterisk 20/18 scenarios beside the main suites) start apart.
 static NEXT_BLOCK: AtomicU16 = AtomicU16::new(0);
+
+/// Claims a block of ports that no other test PBX holds, in this process or another: a
+/// TCP listener on the block's first port (its SIP port, which Asterisk binds for UDP
+/// only) is the claim, held as long as the PBX runs.
+fn claim_block() -> (u16, TcpListener) {
+    let start = (std::process::id() as u16 % 8) * 10 + NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
+    for i in 0..BLOCKS {
+        let base = 20_000 + ((start + i) % BLOCKS) * PORT_BLOCK;
+        if let Ok(claim) = TcpListener::bind(("127.0.0.1", base)) {
+            return (base, claim);
+        }
+    }
+    panic!("no free block of {PORT_BLOCK} ports from 20000 for a test PBX");
+}
 
 /// The prefix holding Asterisk and SIPp, checked.
 pub fn prefix() -> PathBuf {
@@ -70,9 +87,12 @@ fn library_path(prefix: &Path) -> String {
     }
 }
 
-/// Where each test's whole AMI stream is recorded (`<test>.ami`).
+/// Where each test's whole AMI stream is recorded (`<test>.ami`): `PBXTAP_LIVE_AMI_DIR`, else
+/// `target/tmp/live-ami`.
 pub fn capture_dir() -> PathBuf {
-    Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-ami")
+    std::env::var_os("PBXTAP_LIVE_AMI_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_TARGET_TMPDIR")).join("live-ami"))
 }
 
 /// The files of the test PBX, in the repository.
@@ -91,6 +111,8 @@ pub struct Pbx {
     /// SIPp phone N sends media from `rtp_base + (N - 100) * 20`.
     rtp_base: u16,
     child: Child,
+    /// This PBX's claim on its block of ports.
+    _block: TcpListener,
 }
 
 impl Pbx {
@@ -125,8 +147,7 @@ impl Pbx {
     /// `etc/`), e.g. a longer `systemname` or another AMI user.
     pub fn start_with(name: &str, edit: impl FnOnce(&Path)) -> Pbx {
         let prefix = prefix();
-        let block = NEXT_BLOCK.fetch_add(1, Ordering::Relaxed);
-        let base = 20_000 + ((std::process::id() as u16 % 8) * 10 + block % 10) * PORT_BLOCK;
+        let (base, block) = claim_block();
         let (sip_port, phone_base) = (base, base + 10);
         let (rtp_start, rtp_base) = (base + 100, base + 300);
         let ami_port = super::free_port();
@@ -172,6 +193,7 @@ impl Pbx {
             phone_base,
             rtp_base,
             child,
+            _block: block,
         };
         pbx.wait_booted();
         pbx.record(name);
