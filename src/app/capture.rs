@@ -11,7 +11,9 @@
 //! Bounds: one message at a time in memory, at most `ami.max_message_len` bytes (a longer
 //! one is left out and counted); the login and the version query within
 //! `ami.login_timeout_secs`; events that arrive before the version answer are held, at
-//! most [`EARLY`] bytes, and written after the header.
+//! most [`EARLY`] bytes, and written after the header. While capturing, Asterisk may stay
+//! quiet for as long as it likes; a vanished Asterisk is found by TCP keepalive (idle
+//! [`KEEPALIVE`], 60 s, then probes), which ends the capture like a closed connection.
 
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
@@ -33,6 +35,8 @@ const EARLY: usize = 1 << 20;
 /// How long `Logoff` may take at the end.
 const LOGOFF_WAIT: Duration = Duration::from_secs(2);
 const VERSION_ID: &str = "pbxtap-capture-version";
+/// TCP keepalive of the AMI connection: idle this long, then probed every sixth of it.
+const KEEPALIVE: Duration = Duration::from_secs(60);
 
 /// How a capture runs.
 #[derive(Debug, Clone)]
@@ -224,6 +228,13 @@ pub async fn run(
         .await
         .with_context(|| format!("cannot reach Asterisk's AMI at {} (timed out)", ami.address))?
         .with_context(|| format!("cannot reach Asterisk's AMI at {}", ami.address))?;
+    // A quiet Asterisk is normal and capture sends no Ping; TCP keepalive finds a vanished
+    // one (no FIN: powered off, cable out) within minutes, which ends the capture.
+    let _ = socket2::SockRef::from(&sock).set_tcp_keepalive(
+        &socket2::TcpKeepalive::new()
+            .with_time(KEEPALIVE)
+            .with_interval(KEEPALIVE / 6),
+    );
     let mut split = Splitter::new(ami.max_message_len);
     let mut buf = [0u8; 8192];
     let banner = loop {
