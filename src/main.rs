@@ -231,6 +231,15 @@ fn env(key: &str) -> Option<String> {
     std::env::var(key).ok()
 }
 
+/// The config at `path` with the environment's overrides; an invalid one is said on
+/// stderr after `who` (exit 1).
+fn load(path: &std::path::Path, who: &str) -> Result<Config, ExitCode> {
+    Config::load(path, &env).map_err(|e| {
+        eprintln!("{who}: invalid config: {e}");
+        ExitCode::from(1)
+    })
+}
+
 fn main() -> ExitCode {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let command = match parse_args(&args) {
@@ -249,21 +258,15 @@ fn main() -> ExitCode {
             println!("{}", usage(only));
             ExitCode::SUCCESS
         }
-        Command::CheckConfig(path, bind) => match Config::load(&path, &env) {
+        Command::CheckConfig(path, bind) => match load(&path, "pbxtap") {
             Ok(cfg) => check_listening(&path, &cfg, bind),
-            Err(e) => {
-                eprintln!("pbxtap: invalid config: {e}");
-                ExitCode::from(1)
-            }
+            Err(code) => code,
         },
         Command::Status(at) => status(at),
         Command::Run(path) => {
-            let cfg = match Config::load(&path, &env) {
+            let cfg = match load(&path, "pbxtap") {
                 Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("pbxtap: invalid config: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             pbxtap::logging::init(&cfg.log);
             run_async(pbxtap::app::run(cfg, path))
@@ -273,12 +276,9 @@ fn main() -> ExitCode {
             run_async(pbxtap::app::demo::run(opts))
         }
         Command::Capture(path, opts) => {
-            let cfg = match Config::load(&path, &env) {
+            let cfg = match load(&path, "pbxtap capture") {
                 Ok(cfg) => cfg,
-                Err(e) => {
-                    eprintln!("pbxtap capture: invalid config: {e}");
-                    return ExitCode::from(1);
-                }
+                Err(code) => return code,
             };
             run_async(async move {
                 let stop = pbxtap::app::termination();
@@ -294,12 +294,9 @@ fn main() -> ExitCode {
                     sinks: vec![pbxtap::sink::SinkConfig::Stdout(Default::default())],
                     ..Config::default()
                 },
-                Some(path) => match Config::load(&path, &env) {
+                Some(path) => match load(&path, "pbxtap replay") {
                     Ok(cfg) => cfg,
-                    Err(e) => {
-                        eprintln!("pbxtap replay: invalid config: {e}");
-                        return ExitCode::from(1);
-                    }
+                    Err(code) => return code,
                 },
             };
             let recording = match pbxtap::app::replay::read(&opts.file) {

@@ -16,6 +16,13 @@ pub const BANNER_PREFIX: &[u8] = b"Asterisk Call Manager/";
 /// Longest line shown in an error.
 const SHOWN: usize = 60;
 
+/// Where the message at the start of `data` ends: after its blank line (CRLF CRLF).
+pub fn message_end(data: &[u8]) -> Option<usize> {
+    data.windows(4)
+        .position(|w| w == b"\r\n\r\n")
+        .map(|i| i + 4)
+}
+
 /// The header lines for a capture (each ending CRLF).
 pub fn header(asterisk: &str, pbxtap: &str, captured: &str, redacted: usize) -> String {
     format!(

@@ -16,6 +16,7 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::task::JoinHandle;
 
 use super::frame::{Frame, Limits, Parser};
+use super::recording::message_end;
 use super::session::md5_key;
 
 /// The banner the peer sends, as Asterisk 22 does.
@@ -129,7 +130,7 @@ pub fn messages_of(recording: &[u8]) -> Vec<&[u8]> {
         rest = &rest[end..];
     }
     while !rest.is_empty() {
-        let end = find_blank_line(rest).unwrap_or(rest.len());
+        let end = message_end(rest).unwrap_or(rest.len());
         out.push(&rest[..end]);
         rest = &rest[end..];
     }
@@ -144,12 +145,6 @@ pub fn messages_of(recording: &[u8]) -> Vec<&[u8]> {
         out.pop();
     }
     out
-}
-
-fn find_blank_line(data: &[u8]) -> Option<usize> {
-    data.windows(4)
-        .position(|w| w == b"\r\n\r\n")
-        .map(|i| i + 4)
 }
 
 /// Starts a peer on 127.0.0.1 at a free port.

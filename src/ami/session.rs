@@ -144,7 +144,38 @@ pub fn md5_key(challenge: &str, secret: &str) -> String {
     digest.iter().map(|b| format!("{b:02x}")).collect()
 }
 
+/// The action asking Asterisk for an MD5 challenge, with ActionID `id`.
+pub fn challenge_action(id: &str) -> String {
+    format!("Action: Challenge\r\nAuthType: MD5\r\nActionID: {id}\r\n\r\n")
+}
+
+/// The Login action (ActionID `id`) asking for the `events` mask: answering `challenge`
+/// with the MD5 key, or, without one, with the secret in the clear.
+pub fn login_action(
+    username: &str,
+    secret: &str,
+    events: &str,
+    challenge: Option<&str>,
+    id: &str,
+) -> String {
+    match challenge {
+        Some(challenge) => format!(
+            "Action: Login\r\nAuthType: MD5\r\nUsername: {username}\r\nKey: {}\r\nEvents: {events}\r\nActionID: {id}\r\n\r\n",
+            md5_key(challenge, secret)
+        ),
+        None => format!(
+            "Action: Login\r\nUsername: {username}\r\nSecret: {secret}\r\nEvents: {events}\r\nActionID: {id}\r\n\r\n"
+        ),
+    }
+}
+
 impl Session {
+    /// The Login action for this session's user.
+    fn login(&self, challenge: Option<&str>) -> String {
+        let c = &self.cfg;
+        login_action(&c.username, &c.secret, &c.events, challenge, LOGIN_ID)
+    }
+
     /// A session on a connection made at `now`.
     pub fn new(cfg: SessionConfig, now: Instant) -> Self {
         Session {
@@ -201,14 +232,11 @@ impl Session {
         match self.cfg.auth {
             AmiAuth::Md5 => {
                 self.state = State::AwaitChallenge;
-                format!("Action: Challenge\r\nAuthType: MD5\r\nActionID: {CHALLENGE_ID}\r\n\r\n")
+                challenge_action(CHALLENGE_ID)
             }
             AmiAuth::Plain => {
                 self.state = State::AwaitLogin;
-                format!(
-                    "Action: Login\r\nUsername: {}\r\nSecret: {}\r\nEvents: {}\r\nActionID: {LOGIN_ID}\r\n\r\n",
-                    self.cfg.username, self.cfg.secret, self.cfg.events
-                )
+                self.login(None)
             }
         }
     }
@@ -247,12 +275,7 @@ impl Session {
                 };
                 self.state = State::AwaitLogin;
                 Ok(Step {
-                    send: Some(format!(
-                        "Action: Login\r\nAuthType: MD5\r\nUsername: {}\r\nKey: {}\r\nEvents: {}\r\nActionID: {LOGIN_ID}\r\n\r\n",
-                        self.cfg.username,
-                        md5_key(challenge, &self.cfg.secret),
-                        self.cfg.events
-                    )),
+                    send: Some(self.login(Some(challenge))),
                     ..Step::default()
                 })
             }

@@ -25,7 +25,7 @@ use tokio::net::TcpStream;
 
 use crate::ami::config::AmiAuth;
 use crate::ami::recording::{self, Redactor};
-use crate::ami::session::md5_key;
+use crate::ami::session::{challenge_action, login_action};
 use crate::config::Config;
 
 /// The file grows to at most this by default (`--max-bytes`).
@@ -34,6 +34,8 @@ pub const DEFAULT_MAX_BYTES: u64 = 64 << 20;
 const EARLY: usize = 1 << 20;
 /// How long `Logoff` may take at the end.
 const LOGOFF_WAIT: Duration = Duration::from_secs(2);
+const CHALLENGE_ID: &str = "pbxtap-capture-challenge";
+const LOGIN_ID: &str = "pbxtap-capture-login";
 const VERSION_ID: &str = "pbxtap-capture-version";
 /// TCP keepalive of the AMI connection: idle this long, then probed every sixth of it.
 const KEEPALIVE: Duration = Duration::from_secs(60);
@@ -91,8 +93,8 @@ impl Splitter {
     /// Adds `data`, then calls `each` with every complete message (blank line included).
     fn push(&mut self, data: &[u8], each: &mut dyn FnMut(&[u8])) {
         self.buf.extend_from_slice(data);
-        while let Some(i) = self.buf.windows(4).position(|w| w == b"\r\n\r\n") {
-            let msg: Vec<u8> = self.buf.drain(..i + 4).collect();
+        while let Some(end) = recording::message_end(&self.buf) {
+            let msg: Vec<u8> = self.buf.drain(..end).collect();
             if self.skipping {
                 self.skipping = false;
             } else {
@@ -131,22 +133,10 @@ async fn until_reply(
     other: &mut dyn FnMut(&[u8]),
 ) -> anyhow::Result<Vec<u8>> {
     let mut buf = [0u8; 8192];
-    let mut found: Option<Vec<u8>> = None;
-    // Messages already buffered first.
-    split.push(&[], &mut |m| {
-        if found.is_none() && done(m) {
-            found = Some(m.to_vec());
-        } else {
-            other(m);
-        }
-    });
-    while found.is_none() {
-        let n = tokio::time::timeout_at(deadline, sock.read(&mut buf))
-            .await
-            .with_context(|| format!("no answer to {what} within ami.login_timeout_secs"))??;
-        if n == 0 {
-            bail!("Asterisk closed the connection before answering {what}");
-        }
+    // The messages already buffered first, then what each read brings.
+    let mut n = 0;
+    loop {
+        let mut found: Option<Vec<u8>> = None;
         split.push(&buf[..n], &mut |m| {
             if found.is_none() && done(m) {
                 found = Some(m.to_vec());
@@ -154,8 +144,16 @@ async fn until_reply(
                 other(m);
             }
         });
+        if let Some(reply) = found {
+            return Ok(reply);
+        }
+        n = tokio::time::timeout_at(deadline, sock.read(&mut buf))
+            .await
+            .with_context(|| format!("no answer to {what} within ami.login_timeout_secs"))??;
+        if n == 0 {
+            bail!("Asterisk closed the connection before answering {what}");
+        }
     }
-    Ok(found.unwrap_or_default())
 }
 
 /// Opens `path` for a new capture: never over an existing file.
@@ -263,22 +261,37 @@ pub async fn run(
             early.extend_from_slice(&redactor.apply(m));
         }
     };
-    let login = match ami.auth {
+    let challenge = match ami.auth {
         AmiAuth::Md5 => {
-            sock.write_all(b"Action: Challenge\r\nAuthType: MD5\r\nActionID: pbxtap-capture-challenge\r\n\r\n").await?;
-            let reply = until_reply(&mut sock, &mut split, deadline, "the MD5 challenge", &mut |m| field(m, "ActionID") == Some("pbxtap-capture-challenge"), &mut hold).await?;
-            let challenge = field(&reply, "Challenge").unwrap_or("").to_string();
-            format!("Action: Login\r\nAuthType: MD5\r\nUsername: {}\r\nKey: {}\r\nEvents: {}\r\nActionID: pbxtap-capture-login\r\n\r\n", ami.username, md5_key(&challenge, &secret), ami.events)
+            sock.write_all(challenge_action(CHALLENGE_ID).as_bytes())
+                .await?;
+            let reply = until_reply(
+                &mut sock,
+                &mut split,
+                deadline,
+                "the MD5 challenge",
+                &mut |m| field(m, "ActionID") == Some(CHALLENGE_ID),
+                &mut hold,
+            )
+            .await?;
+            Some(field(&reply, "Challenge").unwrap_or("").to_string())
         }
-        AmiAuth::Plain => format!("Action: Login\r\nUsername: {}\r\nSecret: {secret}\r\nEvents: {}\r\nActionID: pbxtap-capture-login\r\n\r\n", ami.username, ami.events),
+        AmiAuth::Plain => None,
     };
+    let login = login_action(
+        &ami.username,
+        &secret,
+        &ami.events,
+        challenge.as_deref(),
+        LOGIN_ID,
+    );
     sock.write_all(login.as_bytes()).await?;
     let reply = until_reply(
         &mut sock,
         &mut split,
         deadline,
         "the login",
-        &mut |m| field(m, "ActionID") == Some("pbxtap-capture-login"),
+        &mut |m| field(m, "ActionID") == Some(LOGIN_ID),
         &mut hold,
     )
     .await?;

@@ -316,6 +316,13 @@ impl CdrFold {
     }
 }
 
+/// What a Local channel stands for when the dialplan answers it: its extension.
+fn extension(local_channel: &str) -> Text {
+    let mut t = Text::new();
+    event::set(&mut t, local::exten(local_channel));
+    t
+}
+
 /// The endpoint part of a channel name: `PJSIP/101-00000002` → `101`.
 fn endpoint_of(channel: &str) -> &str {
     let rest = channel.split_once('/').map_or(channel, |(_, r)| r);
@@ -869,11 +876,7 @@ impl Calls {
     /// that the dialplan answered itself is its extension, with no channel.
     fn party(&self, uid: &str) -> (Text, LongText) {
         match self.channel_index(uid).map(|i| &self.channels[i]) {
-            Some(c) if c.local.is_some() => {
-                let mut t = Text::new();
-                event::set(&mut t, local::exten(c.name.as_str()));
-                (t, LongText::new())
-            }
+            Some(c) if c.local.is_some() => (extension(c.name.as_str()), LongText::new()),
             Some(c) => (c.target.clone(), c.name.clone()),
             None => (Text::new(), LongText::new()),
         }
@@ -913,8 +916,7 @@ impl Calls {
             return;
         }
         ch.dialplan = true;
-        ch.target.clear();
-        event::set(&mut ch.target, local::exten(ch.name.as_str()));
+        ch.target = extension(ch.name.as_str());
         emit(Body::TargetAdded(TargetLeg {
             call_id: call_id.clone(),
             target: ch.target.clone(),
