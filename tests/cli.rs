@@ -12,10 +12,16 @@ fn pbxtap(args: &[&str]) -> std::process::Output {
         .expect("run pbxtap")
 }
 
+/// `text` as `pbxtap.toml` in `dir`.
+fn config_file(dir: &std::path::Path, text: &str) -> std::path::PathBuf {
+    let path = dir.join("pbxtap.toml");
+    std::fs::write(&path, text).unwrap();
+    path
+}
+
 fn check_config(text: &str) -> (bool, String) {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pbxtap.toml");
-    std::fs::write(&path, text).unwrap();
+    let path = config_file(dir.path(), text);
     let out = pbxtap(&["check-config", path.to_str().unwrap()]);
     let msg =
         String::from_utf8_lossy(&out.stdout).to_string() + &String::from_utf8_lossy(&out.stderr);
@@ -106,8 +112,7 @@ fn the_readme_config_example_is_valid() {
     for name in ["ami.secret", "webhook.key", "ws.key"] {
         std::fs::write(dir.path().join(name), "s3cret-0123456789\n").unwrap();
     }
-    let path = dir.path().join("pbxtap.toml");
-    std::fs::write(&path, example).unwrap();
+    let path = config_file(dir.path(), example);
     let out = Command::new(common::pbxtap_bin())
         .args(["check-config", path.to_str().unwrap()])
         .env("CREDENTIALS_DIRECTORY", dir.path())
@@ -185,8 +190,7 @@ fn pbxtap_within_10s(args: &[&str]) -> (Option<i32>, String) {
 #[test]
 fn a_secret_file_that_never_ends_is_refused_at_once() {
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pbxtap.toml");
-    std::fs::write(&path, "[ami]\nsecret_file = \"/dev/zero\"\n").unwrap();
+    let path = config_file(dir.path(), "[ami]\nsecret_file = \"/dev/zero\"\n");
     let (code, msg) = pbxtap_within_10s(&["check-config", path.to_str().unwrap()]);
     assert_eq!(code, Some(1), "{msg}");
     assert!(
@@ -200,15 +204,13 @@ fn a_port_in_use_is_said_once_and_check_config_says_what_it_did_not_try() {
     let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let address = taken.local_addr().unwrap().to_string();
     let dir = tempfile::tempdir().unwrap();
-    let path = dir.path().join("pbxtap.toml");
-    std::fs::write(
-        &path,
-        format!(
+    let path = config_file(
+        dir.path(),
+        &format!(
             "[ami]\nsecret = \"s\"\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"websocket\"\n\
              listen = \"{address}\"\nauthkey = \"0123456789abcdef\"\n"
         ),
-    )
-    .unwrap();
+    );
     let file = path.to_str().unwrap();
     let (code, msg) = pbxtap_within_10s(&["run", "--config", file]);
     assert_eq!(code, Some(1), "{msg}");
@@ -319,12 +321,10 @@ fn an_unknown_flag_names_itself_and_exits_2() {
 #[test]
 fn capture_refuses_to_overwrite_a_file() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pbxtap.toml");
-    std::fs::write(
-        &config,
+    let config = config_file(
+        dir.path(),
         "[ami]\naddress = \"127.0.0.1:9\"\nusername = \"u\"\nsecret = \"s\"\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n",
-    )
-    .unwrap();
+    );
     let output = dir.path().join("old.ami");
     std::fs::write(&output, "kept").unwrap();
     let out = pbxtap(&[
@@ -423,12 +423,10 @@ fn replay_plays_a_recording_and_names_the_line_of_one_that_is_not() {
 #[test]
 fn replay_uses_the_configs_sinks_and_can_play_at_the_recorded_pace() {
     let dir = tempfile::tempdir().unwrap();
-    let config = dir.path().join("pbxtap.toml");
-    std::fs::write(
-        &config,
+    let config = config_file(
+        dir.path(),
         "host = \"mybox\"\n[ami]\nsecret = \"unused\"\n[watchdog]\nenabled = false\n[[sinks]]\ntype = \"stdout\"\n",
-    )
-    .unwrap();
+    );
     let fixture = concat!(
         env!("CARGO_MANIFEST_DIR"),
         "/tests/fixtures/ami/02-call-answered.ami"

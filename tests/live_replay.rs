@@ -203,16 +203,21 @@ fn replayed_queue_wait_past_the_sla_and_parking_retrieval() {
 
 /// The FreePBX-shaped scenarios (`tests/freepbx_live.rs`) replayed: no Local channel as a
 /// party, the same calls as live.
+/// A live scenario's lines but its legs' (`target.*`), which are compared apart.
+fn without_targets<'a>(lines: &[&'a str]) -> Vec<&'a str> {
+    lines
+        .iter()
+        .copied()
+        .filter(|l| !l.starts_with("target."))
+        .collect()
+}
+
 #[test]
 fn replayed_freepbx_shapes_name_no_local_channel() {
     for (name, want, want_legs) in [
         (
             "an_extension_reached_through_a_local_channel",
-            scenarios::FPBX_EXTENSION
-                .iter()
-                .copied()
-                .filter(|l| !l.starts_with("target."))
-                .collect::<Vec<_>>(),
+            without_targets(scenarios::FPBX_EXTENSION),
             vec![
                 &[
                     "target.added target=102",
@@ -233,11 +238,7 @@ fn replayed_freepbx_shapes_name_no_local_channel() {
         ),
         (
             "voicemail_behind_a_local_channel_is_the_pbx_picking_up",
-            scenarios::FPBX_VOICEMAIL
-                .iter()
-                .copied()
-                .filter(|l| !l.starts_with("target."))
-                .collect::<Vec<_>>(),
+            without_targets(scenarios::FPBX_VOICEMAIL),
             vec![&scenarios::FPBX_VOICEMAIL[1..3]],
         ),
         (
