@@ -1185,3 +1185,53 @@ async fn portsip_a_client_resumes_after_its_last_event_id_with_what_it_subscribe
     let reply = command(&mut late, &bad).await;
     assert_eq!(reply["status"], -1, "{reply}");
 }
+
+/// Connections that never log in cannot keep PortSIP users out: one address gets at most
+/// 4 past the handshake (the rest are closed at once), none of them holds a client slot,
+/// and each is closed 10 s after its handshake. Users from elsewhere fill `max_clients`.
+#[tokio::test]
+async fn portsip_connections_that_never_log_in_hold_no_client_slot() {
+    let f = feed(WebsocketSinkConfig {
+        max_clients: 4,
+        ..portsip()
+    })
+    .await;
+    let mut idle = Vec::new();
+    for _ in 0..64 {
+        let Ok(stream) = tcp_from([127, 0, 0, 2], f.addr).await else {
+            continue;
+        };
+        let upgrade = tokio_tungstenite::client_async(f.url("/"), stream);
+        if let Ok(Ok((ws, _))) = tokio::time::timeout(WAIT, upgrade).await {
+            idle.push(ws);
+        }
+    }
+    assert_eq!(
+        idle.len(),
+        4,
+        "connections past the handshake from one address"
+    );
+    let mut users = Vec::new();
+    for _ in 0..4 {
+        let stream = tcp_from([127, 0, 0, 1], f.addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(f.url("/"), stream)
+            .await
+            .expect("a user refused while others only hold connections open");
+        login(&mut ws, "101", "pw101").await;
+        users.push(ws);
+    }
+    // A fifth user: the server is full of logged-in users, and says so.
+    assert_eq!(refused(&f.url("/")).await, 503);
+    let started = tokio::time::Instant::now();
+    let closed = tokio::time::timeout(Duration::from_secs(15), idle[0].next())
+        .await
+        .expect("a connection that never logged in still open after 15 s");
+    match closed {
+        Some(Ok(Message::Close(Some(c)))) => {
+            assert_eq!(c.reason.as_str(), "no auth within 10 seconds");
+            assert_eq!(u16::from(c.code), 1008);
+        }
+        other => panic!("expected a close frame, got {other:?}"),
+    }
+    assert!(started.elapsed() < Duration::from_secs(11));
+}

@@ -5,7 +5,7 @@
 
 use libfuzzer_sys::fuzz_target;
 use pbxtap::dialect::portsip::Version;
-use pbxtap::sink::websocket::portsip::{Role, Session, User, Users};
+use pbxtap::sink::websocket::portsip::{Gate, Role, Session, User, Users};
 
 fuzz_target!(|data: &[u8]| {
     let users = [
@@ -35,7 +35,7 @@ fuzz_target!(|data: &[u8]| {
         let mut session = Session::default();
         for line in data.split(|&b| b == b'\n') {
             let text = String::from_utf8_lossy(line);
-            let out = session.handle(&text, &with, true);
+            let out = session.handle(&text, &with, Gate::Open);
             let json = out.reply.to_json(version);
             assert!(json.starts_with('{') && json.contains("\"status\":"), "{json}");
         }

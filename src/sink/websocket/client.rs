@@ -14,10 +14,13 @@ use tokio_tungstenite::tungstenite::protocol::CloseFrame;
 use tokio_tungstenite::tungstenite::{Message, Utf8Bytes};
 use tokio_tungstenite::WebSocketStream;
 
+use super::limit::PendingSlot;
 use super::{Admitted, Protocol, Shared};
 
-/// Time a PortSIP client has to log in after connecting.
-pub const AUTH_TIMEOUT: Duration = Duration::from_secs(30);
+/// Time a PortSIP client has to log in after its handshake. Until then it holds one of
+/// the few pending slots (`limit::MAX_PENDING`), not a client slot: kept short so
+/// connections that never log in cannot keep real users waiting long.
+pub const AUTH_TIMEOUT: Duration = Duration::from_secs(10);
 /// Time allowed to send a close frame to a client that may not be reading; its slot
 /// stays taken meanwhile, so `max_clients` holds.
 pub const CLOSE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -78,7 +81,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
         }
     }
 
-    pub async fn serve(mut self, shared: &Arc<Shared>, sink: &str) {
+    /// Serves the client until it leaves or is closed. `pending` is a PortSIP client's
+    /// pending slot, given back when it logs in.
+    pub async fn serve(mut self, shared: &Arc<Shared>, sink: &str, pending: Option<PendingSlot>) {
+        let mut pending = pending;
         let _release = Release {
             shared,
             id: self.id,
@@ -103,7 +109,7 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                     biased;
                     r = &mut self.kick => break r.ok(),
                     _ = tokio::time::sleep_until(login_by), if !logged_in => {
-                        break close("no auth within 30 seconds", CloseCode::Policy);
+                        break close("no auth within 10 seconds", CloseCode::Policy);
                     }
                     msg = self.rx.recv() => match msg {
                         Some(frame) => {
@@ -125,7 +131,10 @@ impl<S: AsyncRead + AsyncWrite + Unpin> Client<S> {
                             if let Some(reason) = ended {
                                 break reason;
                             }
-                            logged_in = logged_in || shared.is_logged_in(self.id);
+                            if !logged_in && shared.is_logged_in(self.id) {
+                                logged_in = true;
+                                drop(pending.take());
+                            }
                         }
                         Some(Ok(Message::Binary(_))) if shared.protocol == Protocol::Portsip => {
                             let reply = super::portsip::Reply {

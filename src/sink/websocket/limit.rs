@@ -1,6 +1,6 @@
 //! Who may try to get in, in fixed-size tables (pure; time passed in): failed logins per
-//! address and for everyone together ([`AuthLimiter`]), and handshakes in progress per
-//! address ([`Pending`]).
+//! address and for everyone together ([`AuthLimiter`]), and connections not yet let in
+//! per address ([`Pending`], held as a [`PendingSlot`]).
 //!
 //! Failed logins are counted in token buckets. An address may fail [`ADDRESS_BURST`]
 //! times, then once per [`ADDRESS_REFILL`]; all addresses together [`GLOBAL_BURST`]
@@ -12,6 +12,7 @@
 //! (at most `ADDRESS_REFILL`), never a whole minute.
 
 use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// Failed logins an address may make at once.
@@ -25,9 +26,11 @@ pub const GLOBAL_BURST: u32 = 30;
 pub const GLOBAL_REFILL: Duration = Duration::from_secs(2);
 /// Addresses tracked at once; when full, the one with the fullest bucket is forgotten.
 pub const MAX_TRACKED: usize = 256;
-/// Handshakes in progress at once, from all addresses (each holds a socket and a task).
+/// Connections not yet let in at once, from all addresses (each holds a socket and a
+/// task): in their handshake, and for PortSIP until they log in.
 pub const MAX_PENDING: usize = 32;
-/// Handshakes in progress at once from one address: one address cannot hold every slot.
+/// Connections not yet let in at once from one address: one address cannot hold every
+/// slot.
 pub const MAX_PENDING_PER_ADDRESS: u16 = 4;
 
 /// A token bucket of failures: `tokens` left at `at`, one more every `refill` up to `burst`.
@@ -131,26 +134,26 @@ impl AuthLimiter {
     }
 }
 
-/// Handshakes in progress, counted per address.
+/// Connections not yet let in (in their handshake, or logging in), counted per address.
 #[derive(Debug, Default)]
 pub struct Pending {
-    /// At most one entry per handshake in progress, so `MAX_PENDING` entries suffice.
+    /// At most one entry per pending connection, so `MAX_PENDING` entries suffice.
     by_address: heapless::Vec<(IpAddr, u16), MAX_PENDING>,
     total: usize,
 }
 
 impl Pending {
-    /// Takes a handshake slot for `ip`: `Err` says why there is none.
+    /// Takes a pending slot for `ip`: `Err` says why there is none.
     pub fn begin(&mut self, ip: IpAddr) -> Result<(), &'static str> {
         if self.total >= MAX_PENDING {
-            return Err("too many handshakes in progress");
+            return Err("too many connections not yet logged in");
         }
         match self.by_address.iter_mut().find(|(a, _)| *a == ip) {
             Some((_, n)) if *n >= MAX_PENDING_PER_ADDRESS => {
-                return Err("too many handshakes in progress from this address")
+                return Err("too many connections not yet logged in from this address")
             }
             Some((_, n)) => *n += 1,
-            // Cannot fail: fewer than MAX_PENDING handshakes means fewer entries.
+            // Cannot fail: fewer than MAX_PENDING connections means fewer entries.
             None => {
                 let _ = self.by_address.push((ip, 1));
             }
@@ -168,6 +171,31 @@ impl Pending {
                 self.by_address.swap_remove(i);
             }
         }
+    }
+}
+
+/// A slot of [`Pending`] for one address, given back when dropped.
+pub struct PendingSlot {
+    table: Arc<Mutex<Pending>>,
+    ip: IpAddr,
+}
+
+impl PendingSlot {
+    pub fn take(table: &Arc<Mutex<Pending>>, ip: IpAddr) -> Result<Self, &'static str> {
+        table.lock().unwrap_or_else(|e| e.into_inner()).begin(ip)?;
+        Ok(PendingSlot {
+            table: table.clone(),
+            ip,
+        })
+    }
+}
+
+impl Drop for PendingSlot {
+    fn drop(&mut self) {
+        self.table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .end(self.ip);
     }
 }
 

@@ -34,7 +34,7 @@ use crate::dialect::{self, enswitch as enswitch_dialect, portsip as portsip_dial
 use crate::event::Event;
 use crate::sink::filter::Filter;
 pub use config::{Protocol, UserConfig, WebsocketSinkConfig};
-use portsip::{Session, User, Users};
+use portsip::{Gate, Session, User, Users};
 
 #[derive(Debug, thiserror::Error)]
 pub enum WebsocketSinkError {
@@ -61,6 +61,8 @@ struct Shared {
     tenant_name: String,
     client_queue: usize,
     max_frame: usize,
+    /// Clients served at once: Enswitch connections, PortSIP sessions logged in.
+    max_clients: usize,
     /// This appliance's identity: a resume's `since` must name it.
     host: String,
     /// PortSIP: `event_id` in every event message (`event_ids`).
@@ -73,7 +75,8 @@ struct Shared {
 /// Connected clients and the PortSIP state, locked together so a `queue_status` snapshot
 /// and the events after it reach a client in order.
 struct Hub {
-    /// `max_clients` slots, fixed at start.
+    /// `max_clients` slots, fixed at start; PortSIP: `limit::MAX_PENDING` more for
+    /// connections still logging in (each holds a pending slot until it does).
     slots: Vec<Option<Slot>>,
     next_id: u64,
     portsip: Box<portsip_dialect::State>,
@@ -134,6 +137,10 @@ impl Shared {
             })
             .collect();
         let tenant_id = cfg.tenant_id.clone().unwrap_or_else(|| host.to_string());
+        let logging_in = match cfg.protocol {
+            Protocol::Portsip => limit::MAX_PENDING,
+            Protocol::Enswitch => 0,
+        };
         Shared {
             protocol: cfg.protocol,
             version: cfg.version,
@@ -147,10 +154,11 @@ impl Shared {
             tenant_id,
             client_queue: cfg.client_queue,
             max_frame: cfg.max_frame,
+            max_clients: cfg.max_clients,
             host: host.to_string(),
             event_ids: cfg.event_ids,
             hub: Mutex::new(Hub {
-                slots: (0..cfg.max_clients).map(|_| None).collect(),
+                slots: (0..cfg.max_clients + logging_in).map(|_| None).collect(),
                 next_id: 0,
                 portsip: Box::default(),
                 limiter: limit::AuthLimiter::new(std::time::Instant::now()),
@@ -188,13 +196,17 @@ impl Shared {
         }
     }
 
-    /// Takes a free slot for a client at `addr`, or `None` when all are taken. A client
+    /// Takes a free slot for a client at `addr`, or `None` when `max_clients` are served
+    /// (PortSIP: logged in; one still logging in holds a slot of its own). A client
     /// that resumes `since` an event is owed, before the live events (which cannot come
     /// in between: both are decided under the hub lock), a notice of what it missed and
     /// the held frames after that event.
     fn admit(&self, addr: SocketAddr, since: Option<&enswitch::Since>) -> Option<Admitted> {
         let mut hub = self.lock();
         if hub.closing {
+            return None;
+        }
+        if self.served(&hub) >= self.max_clients {
             return None;
         }
         let backlog = since.map_or_else(Vec::new, |since| self.owed(&hub.history, since, |_| true));
@@ -258,12 +270,24 @@ impl Shared {
         }
     }
 
+    /// Clients that count against `max_clients`.
+    fn served(&self, hub: &Hub) -> usize {
+        let slots = hub.slots.iter().flatten();
+        match self.protocol {
+            Protocol::Enswitch => slots.count(),
+            Protocol::Portsip => slots.filter(|s| s.session.authenticated()).count(),
+        }
+    }
+
     fn is_logged_in(&self, id: u64) -> bool {
-        self.lock()
-            .slots
-            .iter()
-            .flatten()
-            .any(|s| s.id == id && s.session.authenticated())
+        self.is_in(&self.lock(), id)
+    }
+
+    /// Whether client `id` counts against `max_clients` (PortSIP: is logged in).
+    fn is_in(&self, hub: &Hub, id: u64) -> bool {
+        hub.slots.iter().flatten().any(|s| {
+            s.id == id && (self.protocol == Protocol::Enswitch || s.session.authenticated())
+        })
     }
 
     fn clients(&self) -> usize {
@@ -358,11 +382,17 @@ impl Shared {
         let now = std::time::Instant::now();
         let mut hub = self.lock();
         let hub = &mut *hub;
-        let allowed = hub.limiter.allowed(addr.ip(), now);
+        let gate = if !hub.limiter.allowed(addr.ip(), now) {
+            Gate::Blocked
+        } else if self.served(hub) >= self.max_clients && !self.is_in(hub, id) {
+            Gate::Full
+        } else {
+            Gate::Open
+        };
         let Some(slot) = hub.slots.iter_mut().flatten().find(|s| s.id == id) else {
             return Vec::new();
         };
-        let out = slot.session.handle(text, &self.users(), allowed);
+        let out = slot.session.handle(text, &self.users(), gate);
         if out.auth_failed {
             let left = hub.limiter.failed(addr.ip(), now);
             if left == limit::ADDRESS_BURST - 1 || left == 0 {
@@ -573,6 +603,55 @@ mod tests {
             fast.rx.try_recv(),
             Err(mpsc::error::TryRecvError::Disconnected)
         ));
+    }
+
+    /// Connections that never log in hold no client slot: with every pending slot taken
+    /// (`limit::MAX_PENDING`, which the accept loop enforces), a user still logs in. Once
+    /// `max_clients` users are in, another's `auth` is refused unchecked until one leaves.
+    #[test]
+    fn portsip_client_slots_are_for_logged_in_sessions_only() {
+        let cfg = WebsocketSinkConfig {
+            protocol: Protocol::Portsip,
+            max_clients: 1,
+            users: vec![UserConfig {
+                username: "101".into(),
+                domain: "d".into(),
+                extension_number: None,
+                password: Some("pw".into()),
+                password_file: None,
+                role: portsip::Role::Extension,
+                queues: vec![],
+            }],
+            ..Default::default()
+        };
+        let shared = Shared::new(&cfg, "h");
+        let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
+        let idle: Vec<_> = (0..limit::MAX_PENDING)
+            .map(|_| shared.admit(addr, None).unwrap())
+            .collect();
+        let first = shared
+            .admit(addr, None)
+            .expect("a slot beside the idle ones");
+        let auth = r#"{"command":"auth","username":"101","domain":"d","password":"pw"}"#;
+        assert_eq!(
+            shared.command(first.id, addr, auth, "t"),
+            [r#"{"command":"auth","id":"1","status":0}"#]
+        );
+        assert!(
+            shared.admit(addr, None).is_none(),
+            "max_clients logged in: 503"
+        );
+        let second = idle[0].id;
+        let full = shared.command(second, addr, auth, "t");
+        assert!(full[0].contains("server full"), "{full:?}");
+        assert!(!shared.is_logged_in(second));
+        // The one logged in may send auth again.
+        let again = shared.command(first.id, addr, auth, "t");
+        assert!(again[0].contains(r#""status":0"#), "{again:?}");
+        shared.release(first.id);
+        let now_in = shared.command(second, addr, auth, "t");
+        assert!(now_in[0].contains(r#""status":0"#), "{now_in:?}");
+        assert!(shared.is_logged_in(second));
     }
 
     #[test]

@@ -16,7 +16,7 @@ use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, 
 use tokio_tungstenite::tungstenite::http::StatusCode;
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
-use super::limit::Pending;
+use super::limit::{Pending, PendingSlot};
 use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
 use crate::dialect::portsip::Version;
 use crate::logging::LogLimit;
@@ -146,9 +146,10 @@ pub async fn accept_loop(
                 }
             };
             let result = tokio::time::timeout(HANDSHAKE_TIMEOUT, handshake).await;
-            drop(slot);
+            // A PortSIP client is let in only by its login: until then it keeps its slot.
+            let pending = (shared.protocol == Protocol::Portsip).then_some(slot);
             match result {
-                Ok(Ok(run)) => run.serve(&shared, &sink).await,
+                Ok(Ok(run)) => run.serve(&shared, &sink, pending).await,
                 Ok(Err(why)) => refusals
                     .lock()
                     .unwrap_or_else(|e| e.into_inner())
@@ -160,34 +161,6 @@ pub async fn accept_loop(
                 ),
             }
         });
-    }
-}
-
-/// A handshake slot of one address ([`Pending`]), given back when dropped.
-struct PendingSlot {
-    table: Arc<std::sync::Mutex<Pending>>,
-    ip: std::net::IpAddr,
-}
-
-impl PendingSlot {
-    fn take(
-        table: &Arc<std::sync::Mutex<Pending>>,
-        ip: std::net::IpAddr,
-    ) -> Result<Self, &'static str> {
-        table.lock().unwrap_or_else(|e| e.into_inner()).begin(ip)?;
-        Ok(PendingSlot {
-            table: table.clone(),
-            ip,
-        })
-    }
-}
-
-impl Drop for PendingSlot {
-    fn drop(&mut self) {
-        self.table
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .end(self.ip);
     }
 }
 
@@ -210,10 +183,10 @@ impl From<client::Client<tokio_rustls::server::TlsStream<TcpStream>>> for Upgrad
 }
 
 impl Upgraded {
-    async fn serve(self, shared: &Arc<Shared>, sink: &str) {
+    async fn serve(self, shared: &Arc<Shared>, sink: &str, pending: Option<PendingSlot>) {
         match self {
-            Upgraded::Plain(c) => c.serve(shared, sink).await,
-            Upgraded::Tls(c) => c.serve(shared, sink).await,
+            Upgraded::Plain(c) => c.serve(shared, sink, pending).await,
+            Upgraded::Tls(c) => c.serve(shared, sink, pending).await,
         }
     }
 }

@@ -9,7 +9,7 @@ mod session;
 use tokio_tungstenite::tungstenite::Utf8Bytes;
 
 pub use command::{Reply, MAX_FILTER};
-pub use session::{Outcome, Session, Users};
+pub use session::{Gate, Outcome, Session, Users};
 
 use super::enswitch::Since;
 use super::frame;

@@ -97,6 +97,16 @@ fn permitted(topic: Named, role: Role) -> Result<(), &'static str> {
     }
 }
 
+/// Whether an `auth` may be checked now; when not, it is refused unchecked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gate {
+    Open,
+    /// The client's address made too many failed logins.
+    Blocked,
+    /// `max_clients` sessions are logged in already.
+    Full,
+}
+
 /// A client's session.
 #[derive(Debug, Default)]
 pub struct Session {
@@ -142,9 +152,8 @@ impl Session {
         self.user
     }
 
-    /// Handles one text frame. `auth_allowed` is false while the client's address is
-    /// blocked for too many failed logins: `auth` is then refused without checking.
-    pub fn handle(&mut self, text: &str, with: &Users, auth_allowed: bool) -> Outcome {
+    /// Handles one text frame; `gate` says whether an `auth` may be checked now.
+    pub fn handle(&mut self, text: &str, with: &Users, gate: Gate) -> Outcome {
         self.commands = self.commands.saturating_add(1);
         let cmd = match command::parse(text) {
             Ok(cmd) => cmd,
@@ -152,7 +161,7 @@ impl Session {
         };
         let name = cmd.command.unwrap_or("");
         match name {
-            "auth" => self.auth(&cmd, with, auth_allowed),
+            "auth" => self.auth(&cmd, with, gate),
             "subscribe" | "unsubscribe" => {
                 let Some(user) = self.user.map(|i| &with.users[i]) else {
                     return self.error(name, format!("not authenticated: send auth before {name}"));
@@ -202,12 +211,21 @@ impl Session {
         self.outcome(command, Some(message))
     }
 
-    fn auth(&mut self, cmd: &Command, with: &Users, auth_allowed: bool) -> Outcome {
-        if !auth_allowed {
-            return self.error(
-                "auth",
-                "too many failed logins from this address; try again later".into(),
-            );
+    fn auth(&mut self, cmd: &Command, with: &Users, gate: Gate) -> Outcome {
+        match gate {
+            Gate::Open => {}
+            Gate::Blocked => {
+                return self.error(
+                    "auth",
+                    "too many failed logins from this address; try again later".into(),
+                )
+            }
+            Gate::Full => {
+                return self.error(
+                    "auth",
+                    "server full: max_clients users logged in; try again later".into(),
+                )
+            }
         }
         let Some(password) = &cmd.password else {
             return self.error("auth", "auth needs a password".into());
@@ -486,7 +504,7 @@ mod tests {
             (
                 Version::V22,
                 r#"{"command":"auth","error":"access_token , username , domain or password error","id":"1","status":-1}"#,
-                r#"{"command":"auth","id":"3","status":0}"#,
+                r#"{"command":"auth","id":"4","status":0}"#,
             ),
         ] {
             let w = with(&u, version);
@@ -494,13 +512,16 @@ mod tests {
             let out = s.handle(
                 r#"{"command":"auth","username":"alice","domain":"pbx.local","password":"nope"}"#,
                 &w,
-                true,
+                Gate::Open,
             );
             assert!(out.auth_failed);
             assert_eq!(out.reply.to_json(version), wrong);
-            let out = s.handle(AUTH_ALICE, &w, false);
+            let out = s.handle(AUTH_ALICE, &w, Gate::Blocked);
             assert!(!s.authenticated() && !out.auth_failed, "blocked: {out:?}");
-            let out = s.handle(AUTH_ALICE, &w, true);
+            let out = s.handle(AUTH_ALICE, &w, Gate::Full);
+            assert!(!s.authenticated() && !out.auth_failed, "full: {out:?}");
+            assert!(out.reply.to_json(version).contains("server full"));
+            let out = s.handle(AUTH_ALICE, &w, Gate::Open);
             assert_eq!(out.reply.to_json(version), ok);
             assert_eq!(s.user(), Some(0));
         }
@@ -512,23 +533,23 @@ mod tests {
         let w = with(&u, Version::V22);
         let mut s = Session::default();
         let by_number = r#"{"command":"auth","extension_number":"101","password":"secret101","domain":"pbx.local"}"#;
-        assert!(s.handle(by_number, &w, true).reply.ok());
+        assert!(s.handle(by_number, &w, Gate::Open).reply.ok());
         assert_eq!(s.user(), Some(0));
         let mut root = Session::default();
         let system = r#"{"command":"auth","username":"root","password":"rootpw"}"#;
-        assert!(root.handle(system, &w, true).reply.ok());
+        assert!(root.handle(system, &w, Gate::Open).reply.ok());
         assert_eq!(root.user(), Some(2));
         // A tenant user without its domain, and the system administrator with one, fail.
         let mut s = Session::default();
         let no_domain = r#"{"command":"auth","username":"boss","password":"bosspw"}"#;
-        assert!(s.handle(no_domain, &w, true).auth_failed);
+        assert!(s.handle(no_domain, &w, Gate::Open).auth_failed);
         let with_domain =
             r#"{"command":"auth","username":"root","password":"rootpw","domain":"pbx.local"}"#;
-        assert!(s.handle(with_domain, &w, true).auth_failed);
+        assert!(s.handle(with_domain, &w, Gate::Open).auth_failed);
         // v16 knows only username, domain and password.
         let v16 = with(&u, Version::V16);
         for cmd in [by_number, system] {
-            let out = Session::default().handle(cmd, &v16, true);
+            let out = Session::default().handle(cmd, &v16, Gate::Open);
             assert_eq!(
                 out.reply.error.as_deref(),
                 Some("auth needs username, domain and password")
@@ -554,7 +575,7 @@ mod tests {
                 "needs a password",
             ),
         ] {
-            let out = s.handle(text, &w, true);
+            let out = s.handle(text, &w, Gate::Open);
             let e = out
                 .reply
                 .error
@@ -566,11 +587,11 @@ mod tests {
                 .to_json(Version::V22)
                 .ends_with(r#","status":-1}"#));
         }
-        s.handle(AUTH_ALICE, &w, true);
+        s.handle(AUTH_ALICE, &w, Gate::Open);
         let out = s.handle(
             r#"{"command":"subscribe","topics":["sms_events"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert_eq!(
             out.reply.error.as_deref(),
@@ -579,18 +600,18 @@ mod tests {
         // The v22 topics are unknown to v16.
         let mut s = Session::default();
         let v16 = with(&u, Version::V16);
-        s.handle(AUTH_ALICE, &v16, true);
+        s.handle(AUTH_ALICE, &v16, Gate::Open);
         let out = s.handle(
             r#"{"command":"subscribe","topics":["global_cdr_events"]}"#,
             &v16,
-            true,
+            Gate::Open,
         );
         assert!(!out.reply.ok());
         // The seed's own unsubscribe example is not JSON ("topic" : inside a list).
         let out = s.handle(
             r#"{"command" : "unsubscribe","topics":["extension_events", "topic" : "cdr_events"]}"#,
             &v16,
-            true,
+            Gate::Open,
         );
         assert!(!out.reply.ok());
         let too_many = format!(
@@ -600,7 +621,7 @@ mod tests {
                 .collect::<std::vec::Vec<_>>()
                 .join(",")
         );
-        let out = s.handle(&too_many, &v16, true);
+        let out = s.handle(&too_many, &v16, Gate::Open);
         assert!(out.reply.error.unwrap().contains("at most 64"));
     }
 
@@ -609,12 +630,12 @@ mod tests {
         let u = users();
         let w = with(&u, Version::V22);
         let mut s = Session::default();
-        s.handle(AUTH_BOSS, &w, true);
+        s.handle(AUTH_BOSS, &w, Gate::Open);
         assert!(!s.wants(&ext_route(&["102"]), &u));
         let out = s.handle(
             r#"{"command":"subscribe","topics":["extension_events","cdr_events"],"extensions":["102"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert_eq!(
             out.reply.to_json(Version::V22),
@@ -625,7 +646,7 @@ mod tests {
         s.handle(
             r#"{"command":"subscribe","topics":["extension_events"],"extensions":["103"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(
             s.wants(&ext_route(&["101", "102"]), &u),
@@ -637,13 +658,13 @@ mod tests {
         s.handle(
             r#"{"command":"unsubscribe","topics":["extension_events"],"extensions":["103"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(!s.wants(&ext_route(&["103"]), &u) && s.wants(&ext_route(&["102"]), &u));
         s.handle(
             r#"{"command":"unsubscribe","extensions":["102"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(
             !s.wants(&ext_route(&["102"]), &u),
@@ -652,7 +673,7 @@ mod tests {
         let out = s.handle(
             r#"{"command":"subscribe","topics":["extension_events"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert_eq!(
             out.status_for.as_deref(),
@@ -663,7 +684,7 @@ mod tests {
         s.handle(
             r#"{"command":"unsubscribe","topics":[ "extension_events" ] }"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(!s.wants(&ext_route(&["999"]), &u));
     }
@@ -673,12 +694,12 @@ mod tests {
         let u = users();
         let w = with(&u, Version::V22);
         let mut alice = Session::default();
-        alice.handle(AUTH_ALICE, &w, true);
+        alice.handle(AUTH_ALICE, &w, Gate::Open);
         // A queue alice may not see is left out silently; the rest flows.
         let out = alice.handle(
             r#"{"command":"subscribe","topics":["queue_events"],"queues":["8001","8002"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(out.reply.ok() && out.queue_snapshot, "{out:?}");
         assert!(alice.wants(&queue_route("8001"), &u) && !alice.wants(&queue_route("8002"), &u));
@@ -687,7 +708,7 @@ mod tests {
         let out = alice.handle(
             r#"{"command":"subscribe","topics":["extension_events","cdr_events"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(out.reply.error.unwrap().contains("tenant administrator"));
         assert!(
@@ -695,18 +716,18 @@ mod tests {
             "nothing of it applied"
         );
         let mut boss = Session::default();
-        boss.handle(AUTH_BOSS, &w, true);
+        boss.handle(AUTH_BOSS, &w, Gate::Open);
         boss.handle(
             r#"{"command":"subscribe","topics":["cdr_events","queue_events"]}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(boss.wants(&cdr_route(), &u) && boss.wants(&queue_route("8002"), &u));
         assert!(!boss
             .handle(
                 r#"{"command":"subscribe","topics":["global_cdr_events"]}"#,
                 &w,
-                true
+                Gate::Open
             )
             .reply
             .ok());
@@ -715,21 +736,21 @@ mod tests {
         root.handle(
             r#"{"command":"auth","username":"root","password":"rootpw"}"#,
             &w,
-            true,
+            Gate::Open,
         );
         assert!(!root
             .handle(
                 r#"{"command":"subscribe","topics":["cdr_events"]}"#,
                 &w,
-                true
+                Gate::Open
             )
             .reply
             .ok());
         let other = r#"{"command":"subscribe","topics":["global_cdr_events"],"tenants":["t9"]}"#;
-        assert!(root.handle(other, &w, true).reply.ok());
+        assert!(root.handle(other, &w, Gate::Open).reply.ok());
         assert!(!root.wants(&cdr_route(), &u), "another tenant's");
         let ours = r#"{"command":"subscribe","topics":["global_cdr_events","global_queue_management_events"],"tenants":["t9","t1"]}"#;
-        assert!(root.handle(ours, &w, true).reply.ok());
+        assert!(root.handle(ours, &w, Gate::Open).reply.ok());
         assert!(root.wants(&cdr_route(), &u));
     }
 
@@ -746,16 +767,16 @@ mod tests {
         let w = with(&u, Version::V16);
         let mut s = Session::default();
         let auth = "{\n\"command\":\"auth\",\n\"username\":\"testuser\",\n\"domain\":\"portsip.io\",\n\"password\":\"111111\"\n}";
-        assert!(s.handle(auth, &w, true).reply.ok());
+        assert!(s.handle(auth, &w, Gate::Open).reply.ok());
         let sub = "\n{\n\"command\":\"subscribe\",\n\"topics\":[\n \"extension_events\"\n],\n\"extensions\":[\n\"102\",\n\"103\"] \n}";
-        assert!(s.handle(sub, &w, true).reply.ok());
+        assert!(s.handle(sub, &w, Gate::Open).reply.ok());
         assert!(s.wants(&ext_route(&["103"]), &u));
         let queues = "{\n\"command\":\"subscribe\",\n\"topics\":[ \"queue_events\" ],\n\"queues\":\n[\n\"8001\",\n\"8002\"\n]  \n}";
-        let out = s.handle(queues, &w, true);
+        let out = s.handle(queues, &w, Gate::Open);
         assert!(out.reply.ok() && out.queue_snapshot);
         let unsub = "{\n\"command\":\"unsubscribe\",\n\"topics\":[ \"cdr_events\" ] \n}";
         assert_eq!(
-            s.handle(unsub, &w, true).reply.to_json(Version::V16),
+            s.handle(unsub, &w, Gate::Open).reply.to_json(Version::V16),
             r#"{"status":0}"#
         );
     }
