@@ -11,9 +11,11 @@
 //! - `sink::*`: stdout, NATS, MQTT, webhook, WebSocket; `dialect::*`: their wire formats.
 //! - `settings`: the shared config error and key helpers (a leaf); `config` composes every
 //!   part's own settings with the TOML file, environment overrides and secrets.
-//! - `backoff`: the one reconnect/retry delay rule; `logging`: journald or stderr.
+//! - `backoff`: the one reconnect/retry delay rule; `accept`: the one rule for a failing
+//!   `accept` on a listener; `logging`: journald or stderr.
 //! - `watchdog`: Asterisk's health into the bus; liveness and status to systemd.
 
+pub mod accept;
 pub mod ami;
 pub mod app;
 pub mod backoff;

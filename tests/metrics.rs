@@ -275,3 +275,212 @@ fn status_says_why_it_cannot_tell() {
     assert_eq!(out.status.code(), Some(1));
     assert!(err.contains("cannot reach the metrics endpoint"), "{err}");
 }
+
+/// A daemon serving metrics (AMI unreachable: the page is served regardless), with
+/// `extra` TOML appended, started through `wrapper` (none: directly). Returns it and the
+/// page's address.
+fn metrics_daemon(extra: &str, wrapper: &[&std::ffi::OsStr]) -> (Daemon, String) {
+    let address = format!("127.0.0.1:{}", common::free_port());
+    let config = format!(
+        "host = \"m1\"\n[ami]\naddress = \"127.0.0.1:{}\"\nusername = \"tap\"\nsecret = \"s\"\n\
+         [watchdog]\nenabled = false\n[metrics]\nenabled = true\nlisten = \"{address}\"\n{extra}",
+        common::free_port()
+    );
+    let dir = tempfile::tempdir().unwrap();
+    let daemon = Daemon::start_wrapped(dir, &config, &[], true, wrapper);
+    daemon.wait_stderr(WAIT, "metrics served at");
+    (daemon, address)
+}
+
+/// Sockets on the metrics port that hold on without finishing a request, from the
+/// loopback addresses `from` in turn: `idle` send nothing, the others one byte of a request
+/// every 300 ms; each is reopened as soon as it is closed. They run until `stop`; `opened`
+/// counts connections made.
+fn hold_sockets(
+    address: &str,
+    from: &[[u8; 4]],
+    idle: usize,
+    dribbling: usize,
+    stop: &std::sync::Arc<std::sync::atomic::AtomicBool>,
+    opened: &std::sync::Arc<std::sync::atomic::AtomicUsize>,
+) -> Vec<std::thread::JoinHandle<()>> {
+    use std::io::{Read, Write};
+    use std::sync::atomic::Ordering;
+    (0..idle + dribbling)
+        .map(|n| {
+            let (stop, opened) = (stop.clone(), opened.clone());
+            let to: std::net::SocketAddr = address.parse().unwrap();
+            let from = std::net::SocketAddr::from((from[n % from.len()], 0));
+            std::thread::spawn(move || {
+                let request = b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n";
+                while !stop.load(Ordering::Relaxed) {
+                    let socket =
+                        socket2::Socket::new(socket2::Domain::IPV4, socket2::Type::STREAM, None)
+                            .unwrap();
+                    socket.bind(&from.into()).unwrap();
+                    if socket.connect(&to.into()).is_err() {
+                        continue;
+                    }
+                    let mut conn = std::net::TcpStream::from(socket);
+                    opened.fetch_add(1, Ordering::Relaxed);
+                    conn.set_read_timeout(Some(Duration::from_millis(300)))
+                        .unwrap();
+                    let mut sent = 0;
+                    let mut byte = [0u8; 1];
+                    while !stop.load(Ordering::Relaxed) {
+                        // Closed by the server: reopen. A read timing out is the pacing.
+                        match conn.read(&mut byte) {
+                            Ok(_) => break,
+                            Err(e) if e.kind() != std::io::ErrorKind::WouldBlock => break,
+                            Err(_) => {}
+                        }
+                        if n >= idle && sent + 1 < request.len() {
+                            if conn.write_all(&request[sent..=sent]).is_err() {
+                                break;
+                            }
+                            sent += 1;
+                        }
+                    }
+                }
+            })
+        })
+        .collect()
+}
+
+/// Sockets that idle or dribble from other addresses cannot silence the page, however fast
+/// they reconnect: a scraper and `pbxtap status` always get through. A request ending in
+/// bare LFs is answered at once.
+#[test]
+fn idle_and_dribbling_sockets_do_not_keep_scrapes_out() {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let (daemon, address) = metrics_daemon("", &[]);
+    let stop = Arc::new(AtomicBool::new(false));
+    let opened = Arc::new(AtomicUsize::new(0));
+    // As many idle as the old server's slots, as many again dribbling, from two addresses:
+    // together they hold every slot.
+    let holders = hold_sockets(
+        &address,
+        &[[127, 0, 0, 2], [127, 0, 0, 3]],
+        4,
+        4,
+        &stop,
+        &opened,
+    );
+    common::wait_until("the holding sockets to connect", WAIT, || {
+        opened.load(Ordering::Relaxed) >= 8
+    });
+    let mut failed = Vec::new();
+    for _ in 0..40 {
+        if let Err(e) = pbxtap::metrics::fetch(&address, Duration::from_secs(3)) {
+            failed.push(e);
+        }
+        // Scrapes spread over 4 s, so the holders reopen in between.
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let status = Command::new(common::pbxtap_bin())
+        .args(["status", "--address", &address])
+        .output()
+        .unwrap();
+    stop.store(true, Ordering::Relaxed);
+    for h in holders {
+        h.join().unwrap();
+    }
+    assert!(
+        failed.is_empty(),
+        "{} of 40 scrapes failed: {failed:?}",
+        failed.len()
+    );
+    assert!(
+        status.status.success(),
+        "pbxtap status: {}",
+        common::output_text(&status)
+    );
+    // Bare LF line ends: answered, not left waiting for a CRLF that never comes.
+    use std::io::{Read, Write};
+    let mut conn = std::net::TcpStream::connect(&address).unwrap();
+    conn.set_read_timeout(Some(Duration::from_secs(2))).unwrap();
+    conn.write_all(b"GET /metrics HTTP/1.0\nHost: x\n\n")
+        .unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer)
+        .expect("a request with bare LF line ends answered within 2 s");
+    assert!(answer.starts_with("HTTP/1.1 200 OK\r\n"), "{answer}");
+    drop(daemon);
+}
+
+/// CPU time pbxtap has used, in clock ticks (`utime + stime`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    let fields: Vec<&str> = after_name.split(' ').collect();
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the name.
+    fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap()
+}
+
+/// Out of file descriptors, an `accept` fails at once for as long as the connection
+/// waits: each listener then waits between tries instead of spinning, says so, and
+/// answers once descriptors are free again.
+#[test]
+fn out_of_descriptors_the_accept_loops_wait_instead_of_spinning() {
+    use tokio_tungstenite::tungstenite;
+    let feed = common::free_port();
+    let extra = format!(
+        "[[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{feed}\"\n\
+         authkey = \"abcdefghijklmnopqrstuvwxyz123456\"\nmax_clients = 1024\n"
+    );
+    let prlimit = common::require("prlimit", "util-linux");
+    let wrapper = [prlimit.as_os_str(), "--nofile=64:64".as_ref()];
+    let (daemon, address) = metrics_daemon(&extra, &wrapper);
+    let pid = daemon.child.id();
+    // Feed clients until pbxtap has no descriptor left to accept another.
+    let url =
+        format!("ws://127.0.0.1:{feed}/events/websocket/?authkey=abcdefghijklmnopqrstuvwxyz123456");
+    let mut clients = Vec::new();
+    loop {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", feed)).unwrap();
+        stream
+            .set_read_timeout(Some(Duration::from_secs(1)))
+            .unwrap();
+        match tungstenite::client(url.as_str(), stream) {
+            Ok((ws, _)) => clients.push(ws),
+            Err(_) => break,
+        }
+        assert!(
+            clients.len() < 64,
+            "64 clients accepted under a limit of 64 descriptors"
+        );
+    }
+    // A scrape now waits in the listen queue, and pbxtap cannot accept it.
+    let (connected, is_connected) = std::sync::mpsc::channel();
+    let waiting = std::thread::spawn({
+        let address = address.clone();
+        move || {
+            use std::io::{Read, Write};
+            let mut conn = std::net::TcpStream::connect(&address).unwrap();
+            connected.send(()).unwrap();
+            conn.set_read_timeout(Some(Duration::from_secs(20)))
+                .unwrap();
+            conn.write_all(b"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n")
+                .unwrap();
+            let mut answer = String::new();
+            conn.read_to_string(&mut answer).map(|_| answer)
+        }
+    });
+    is_connected.recv_timeout(WAIT).unwrap();
+    let before = cpu_ticks(pid);
+    // A measuring window: how much CPU two seconds of failing accepts cost.
+    std::thread::sleep(Duration::from_secs(2));
+    let spent = cpu_ticks(pid) - before;
+    assert!(
+        spent < 40,
+        "{spent} ticks of CPU in 2 s while accept kept failing: spinning"
+    );
+    daemon.wait_stderr(WAIT, "cannot accept a connection");
+    drop(clients);
+    let page = waiting.join().unwrap();
+    assert!(
+        page.is_ok(),
+        "the waiting scrape, once descriptors are free: {page:?}"
+    );
+}

@@ -4,10 +4,11 @@
 //!
 //! [`render`] writes what [`Sources`] hold into a page, in memory fixed by the config:
 //! one line per sink and per event class, no label that grows with input. `server`
-//! answers the scrapes. `pbxtap status` reads the same page ([`Scrape`]).
+//! answers the scrapes, `slots` bounds who it answers. `pbxtap status` reads the same page ([`Scrape`]).
 
 mod config;
 mod server;
+mod slots;
 mod status;
 
 use std::fmt::Write as _;

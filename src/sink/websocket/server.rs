@@ -18,6 +18,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 
 use super::limit::{Pending, PendingSlot};
 use super::{client, enswitch, Admitted, Protocol, Shared, WebsocketSinkError};
+use crate::accept::Acceptor;
 use crate::dialect::portsip::Version;
 use crate::logging::LogLimit;
 
@@ -98,18 +99,10 @@ pub async fn accept_loop(
     let refusals = Arc::new(std::sync::Mutex::new(RefusalLog(LogLimit::new(
         REFUSAL_LOG_INTERVAL,
     ))));
-    let mut accept_errors = RefusalLog(LogLimit::new(REFUSAL_LOG_INTERVAL));
     tracing::info!(sink, address = ?listener.local_addr().ok(), protocol = ?shared.protocol, tls = tls.is_some(), "websocket feed listening");
+    let mut listener = Acceptor::new(listener, "websocket");
     loop {
-        let (stream, addr) = match listener.accept().await {
-            Ok(c) => c,
-            Err(e) => {
-                // Out of file descriptors and the like: back off a little.
-                accept_errors.note(&sink, &"(accept)", &e.to_string());
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, addr) = listener.accept().await;
         let slot = match PendingSlot::take(&pending, addr.ip()) {
             Ok(slot) => slot,
             Err(why) => {
