@@ -61,6 +61,21 @@ impl Tap {
         self.gauges.clone()
     }
 
+    /// What the normalizer holds back (starts waiting for the dialplan's variables, CDRs
+    /// in their grace, queue callers waiting for their agent) goes onto the bus now.
+    fn flush(&mut self) {
+        let now = event::now_micros();
+        let bus = &self.bus;
+        self.normalizer
+            .flush_cdrs(&mut |body| bus.publish(Event::new(now, bus.host(), body)));
+    }
+
+    /// pbxtap is stopping: what the normalizer holds goes onto the bus, so the drain that
+    /// follows delivers the CDR of a call that just ended.
+    pub fn stop(mut self) {
+        self.flush();
+    }
+
     fn link(&self, reason: &str) -> AmiLink {
         AmiLink {
             address: self.address.clone(),
@@ -132,10 +147,7 @@ impl Handler for Tap {
     }
 
     fn disconnected(&mut self, reason: &AmiError) {
-        let now = event::now_micros();
-        let bus = &self.bus;
-        self.normalizer
-            .flush_cdrs(&mut |body| bus.publish(Event::new(now, bus.host(), body)));
+        self.flush();
         self.normalizer.connection_lost();
         if self.connected.replace(false) == Some(false) {
             // Still down: the client logs each failed redial.

@@ -152,6 +152,57 @@ fn sigterm_with_a_sink_that_keeps_up_delivers_everything_and_exits_0() {
     );
 }
 
+/// What the normalizer still holds when SIGTERM comes goes out before the exit: the CDR
+/// of a call that ended a moment ago (in its 0.5 s grace), and the `call.started` of a
+/// call just begun (held for the dialplan's variables).
+#[test]
+fn sigterm_right_after_a_call_ends_still_delivers_its_cdr_and_a_held_start() {
+    let held_start = {
+        let whole = common::ami::fixture("03-call-hold-unhold.ami");
+        let text = String::from_utf8(whole).unwrap();
+        let at = text.find("Event: Newchannel").unwrap();
+        let end = at + text[at..].find("\r\n\r\n").unwrap() + 4;
+        text[..end].as_bytes().to_vec()
+    };
+    let recordings = vec![
+        common::ami::fixture("02-call-answered.ami"),
+        held_start,
+        common::ami::fixture("01-register-unregister.ami"),
+    ];
+    let peer = Peer::start_with(pbxtap::ami::replay::ReplayConfig::new(recordings));
+    let mut d = Daemon::start(&config(&peer, 5), &[], false);
+    let rx = common::lines_of(d.take_stdout());
+    // Up to the first endpoint line after the call's end: the registrations that come
+    // after the new start.
+    let mut all = Vec::new();
+    let mut ended = false;
+    loop {
+        let line = rx
+            .recv_timeout(Duration::from_secs(10))
+            .expect("events flow");
+        let n = name(&line);
+        all.push(line);
+        ended |= n == "call.ended";
+        if ended && n.starts_with("endpoint.") {
+            break;
+        }
+    }
+    d.signal(Signal::SIGTERM);
+    assert!(d.wait_exit(Duration::from_secs(10)).success());
+    all.extend(rx.iter());
+    let names: Vec<String> = all.iter().map(|l| name(l)).collect();
+    assert_eq!(
+        names.iter().filter(|n| *n == "call.cdr").count(),
+        1,
+        "the ended call's CDR: {names:?}"
+    );
+    assert_eq!(
+        names.iter().filter(|n| *n == "call.started").count(),
+        2,
+        "both calls' starts: {names:?}"
+    );
+}
+
 #[test]
 fn sighup_with_a_bad_config_keeps_running_on_the_old_one() {
     let peer = Peer::start(&DEMO, 2, Some(Duration::from_millis(4)));

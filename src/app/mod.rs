@@ -152,7 +152,7 @@ pub async fn run(cfg: Config, path: PathBuf) -> anyhow::Result<()> {
         m.abort();
     }
     exit_after(deadline + EXIT_GRACE);
-    drop(tap);
+    tap.stop();
     let stopped = drain(bus, sinks, deadline).await;
     tracing::info!(stopped, "pbxtap stopped");
     Ok(())
