@@ -162,7 +162,7 @@ fn sigterm_right_after_a_call_ends_still_delivers_its_cdr_and_a_held_start() {
         let text = String::from_utf8(whole).unwrap();
         let at = text.find("Event: Newchannel").unwrap();
         let end = at + text[at..].find("\r\n\r\n").unwrap() + 4;
-        text[..end].as_bytes().to_vec()
+        text.as_bytes()[..end].to_vec()
     };
     let recordings = vec![
         common::ami::fixture("02-call-answered.ami"),
