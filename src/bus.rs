@@ -139,7 +139,8 @@ pub struct SinkCounters {
     pub name: event::Text,
     /// Events the sink delivered (its own notion: published, acknowledged, written).
     pub delivered: AtomicU64,
-    /// Events overwritten in the rings before the sink read them (their `shed`, summed).
+    /// Events overwritten in the rings before the sink read them (their `shed`, summed),
+    /// and events it took but could not deliver (`SinkRx::lost`).
     pub dropped: AtomicU64,
     /// `dropped` as of the last `system.events_dropped` report.
     reported: AtomicU64,
@@ -539,6 +540,12 @@ impl SinkRx {
     /// Records that the sink delivered `n` events.
     pub fn delivered(&self, n: u64) {
         self.counters.delivered.fetch_add(n, Ordering::Relaxed);
+    }
+
+    /// Records that the sink took `n` events and could not deliver them (a failed write
+    /// it cannot retry): counted as dropped, and reported as such.
+    pub fn lost(&self, n: u64) {
+        self.counters.dropped.fetch_add(n, Ordering::Relaxed);
     }
 
     pub fn counters(&self) -> &Arc<SinkCounters> {

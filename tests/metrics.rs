@@ -484,3 +484,68 @@ fn out_of_descriptors_the_accept_loops_wait_instead_of_spinning() {
         "the waiting scrape, once descriptors are free: {page:?}"
     );
 }
+
+/// A stdout that cannot be written (a full device, a reader that closed the pipe) is a
+/// sink down: told once, the events of each failed write counted as dropped, none as
+/// delivered, the rest waiting in its ring: every published event is one or the other.
+#[test]
+fn a_stdout_that_cannot_be_written_is_a_sink_down_with_its_events_dropped() {
+    let peer = Peer::start(&RECORDINGS, 1, None);
+    let config = |address: &str| {
+        format!(
+            "host = \"m1\"\n{}[watchdog]\nenabled = false\n[metrics]\nenabled = true\n\
+             listen = \"{address}\"\n[[sinks]]\ntype = \"stdout\"\n",
+            peer.ami_toml()
+        )
+    };
+    let full: [&std::ffi::OsStr; 4] = [
+        "sh".as_ref(),
+        "-c".as_ref(),
+        "exec \"$@\" > /dev/full".as_ref(),
+        "sh".as_ref(),
+    ];
+    for case in ["/dev/full", "a closed pipe"] {
+        let address = format!("127.0.0.1:{}", common::free_port());
+        let dir = tempfile::tempdir().unwrap();
+        let mut daemon = if case == "/dev/full" {
+            Daemon::start_wrapped(dir, &config(&address), &[], false, &full)
+        } else {
+            let mut d = Daemon::start_in(dir, &config(&address), &[], false);
+            drop(d.take_stdout());
+            d
+        };
+        daemon.wait_stderr(WAIT, "metrics served at");
+        let mut page = None;
+        common::wait_until(
+            &format!("{case}: events dropped, and the rest waiting"),
+            WAIT,
+            || {
+                page = pbxtap::metrics::fetch(&address, Duration::from_secs(2)).ok();
+                page.as_ref().is_some_and(|p| {
+                    let n = |key: &str| p.get(key).unwrap_or(0.0);
+                    let dropped = n("pbxtap_sink_dropped_total{sink=\"stdout#0\"}");
+                    let backlog = n("pbxtap_sink_backlog{sink=\"stdout#0\"}");
+                    dropped > 0.0 && dropped + backlog == n("pbxtap_events_published_total")
+                })
+            },
+        );
+        let page = page.unwrap();
+        assert_eq!(
+            page.get("pbxtap_sink_delivered_total{sink=\"stdout#0\"}"),
+            Some(0.0),
+            "{case}"
+        );
+        assert_eq!(
+            page.get("pbxtap_sink_up{sink=\"stdout#0\"}"),
+            Some(0.0),
+            "{case}"
+        );
+        let stderr = daemon.stderr();
+        assert_eq!(
+            stderr.matches("cannot write to stdout").count(),
+            1,
+            "{case}: told once\n{stderr}"
+        );
+        assert!(daemon.is_running(), "{case}");
+    }
+}

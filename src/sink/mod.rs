@@ -158,7 +158,7 @@ pub async fn start(cfg: &SinkConfig, index: usize, bus: &Bus) -> Result<JoinHand
     let publisher: Publisher = bus.publisher();
     Ok(match cfg {
         SinkConfig::Stdout(c) => {
-            let sink = stdout::StdoutSink::new(c);
+            let sink = stdout::StdoutSink::new(c, publisher);
             let rx = bus.subscribe(&name);
             tokio::spawn(sink.run(rx))
         }
