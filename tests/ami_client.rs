@@ -196,3 +196,29 @@ async fn a_peer_that_stalls_before_login_is_dropped_at_the_deadline_and_redialle
         assert_eq!(rec.count(&Seen::Connected), 0);
     }
 }
+
+/// The peer refuses `PJSIPShowContacts` (as a chan_sip-only Asterisk, or a user without
+/// the right, does): the other lists still come every period, not only after login.
+#[tokio::test]
+async fn a_refused_contact_list_does_not_stop_the_other_periodic_lists() {
+    let peer = replay::start(ReplayConfig::new(vec![fixture("02-call-answered.ami")]))
+        .await
+        .unwrap();
+    let mut cfg = client_config(&peer.address, AmiAuth::Md5, "tapsecret");
+    cfg.session.contacts_every = Some(Duration::from_millis(500));
+    let (stop, task) = start(cfg);
+    // After login: the resync list and the first periodic one; then one per period.
+    let lists = || peer.stats.channel_lists.load(Ordering::Relaxed);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    while lists() < 5 {
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "CoreShowChannels asked {} times in 10 s with a list every 500 ms",
+            lists()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    stop.send(()).unwrap();
+    let rec = task.await.unwrap();
+    assert_eq!(rec.count(&Seen::Connected), 1, "one connection throughout");
+}

@@ -321,6 +321,9 @@ async fn serve<H: Handler>(
                                     if let Some(f) = step.filtering {
                                         log_filtering(&f, health);
                                     }
+                                    if let Some(r) = step.list_refused {
+                                        tracing::warn!(code = "ami_list_refused", action = r.action, reason = %r.message, "Asterisk refused {}: what it lists is told by live events alone (no such module here, or the AMI user may not list it); the other lists go on", r.action);
+                                    }
                                 }
                             }
                         }

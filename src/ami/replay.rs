@@ -96,6 +96,8 @@ pub struct PeerStats {
     pub logins_ok: AtomicUsize,
     pub logins_failed: AtomicUsize,
     pub pings: AtomicUsize,
+    /// `CoreShowChannels` lists asked for.
+    pub channel_lists: AtomicUsize,
     /// Messages of the stream written so far.
     pub sent: AtomicUsize,
     /// The `Events:` mask of the last Login.
@@ -326,6 +328,7 @@ fn answer(
                 }
             }
             a if a.eq_ignore_ascii_case("CoreShowChannels") => {
+                stats.channel_lists.fetch_add(1, Ordering::Relaxed);
                 out.push_str(&format!("Response: Success\r\nActionID: {id}\r\nEventList: start\r\nMessage: Channels will follow\r\n\r\n"));
                 for c in &cfg.channels {
                     out.push_str(&format!(

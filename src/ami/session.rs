@@ -70,6 +70,16 @@ pub struct Step {
     pub contacts_listed: bool,
     /// What became of the filters at the source, once known.
     pub filtering: Option<Filtering>,
+    /// Asterisk refused one of the periodic lists (no such module, or the AMI user may
+    /// not): it is left out from now on, the others go on.
+    pub list_refused: Option<ListRefused>,
+}
+
+/// A periodic list Asterisk refused: the action, and Asterisk's `Message`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListRefused {
+    pub action: &'static str,
+    pub message: String,
 }
 
 /// Whether Asterisk filters the events at the source for this session.
@@ -120,20 +130,32 @@ const VERSION_ID: &str = "pbxtap-version";
 /// registrations (trunks), the queues' members and waiting callers, and the live channels
 /// (besides the resync list after login: a channel two lists in a row do not show ended
 /// untold). ActionID and action.
-const STATE_LISTS: [(&str, &str); 3] = [
+/// ActionID, action name and the action as sent.
+const STATE_LISTS: [(&str, &str, &str); 3] = [
     (
         "pbxtap-trunks",
+        "PJSIPShowRegistrationsOutbound",
         "Action: PJSIPShowRegistrationsOutbound\r\nActionID: pbxtap-trunks\r\n\r\n",
     ),
     (
         "pbxtap-queues",
+        "QueueStatus",
         "Action: QueueStatus\r\nActionID: pbxtap-queues\r\n\r\n",
     ),
     (
         "pbxtap-channels",
+        "CoreShowChannels",
         "Action: CoreShowChannels\r\nActionID: pbxtap-channels\r\n\r\n",
     ),
 ];
+
+/// What Asterisk said when refusing list `action`.
+fn refused(action: &'static str, msg: &Message<'_>) -> ListRefused {
+    ListRefused {
+        action,
+        message: msg.get("Message").unwrap_or("no reason given").to_string(),
+    }
+}
 
 /// The key of an MD5 login: lowercase hex of MD5(challenge + secret).
 pub fn md5_key(challenge: &str, secret: &str) -> String {
@@ -200,10 +222,14 @@ impl Session {
         self.next_contacts = self.cfg.contacts_every.map(|every| now + every);
     }
 
-    /// The actions listing the contacts and the rest of [`STATE_LISTS`] Asterisk has.
+    /// The actions listing the contacts and the rest of [`STATE_LISTS`], those Asterisk
+    /// has.
     fn lists(&self) -> String {
-        let mut lists = CONTACTS_ACTION.to_string();
-        for ((_, action), _) in STATE_LISTS
+        let mut lists = String::new();
+        if self.contacts_supported {
+            lists.push_str(CONTACTS_ACTION);
+        }
+        for ((_, _, action), _) in STATE_LISTS
             .iter()
             .zip(self.lists_supported)
             .filter(|(_, s)| *s)
@@ -213,14 +239,16 @@ impl Session {
         lists
     }
 
-    /// The contact list (and the other state lists), to send now, when the handler wants a fresh one:
-    /// `None` while one is on its way, before login, or where Asterisk has none.
+    /// The contact list and the other state lists, to send now, when the handler wants a
+    /// fresh one: `None` while the contact list is on its way, before login, or where
+    /// Asterisk has none of them.
     pub fn request_contacts(&mut self) -> Option<String> {
-        if self.state != State::Up || self.contacts_out || !self.contacts_supported {
+        if self.state != State::Up || self.contacts_out {
             return None;
         }
-        self.contacts_out = true;
-        Some(self.lists())
+        self.contacts_out = self.contacts_supported;
+        let lists = self.lists();
+        (!lists.is_empty()).then_some(lists)
     }
 
     pub fn is_up(&self) -> bool {
@@ -262,10 +290,16 @@ impl Session {
         let success = response.eq_ignore_ascii_case("Success");
         // A state list's own Success framing: the list follows, ended by its `...Complete`
         // event; an error means Asterisk has no such list.
-        let state_list = STATE_LISTS.iter().position(|(list, _)| *list == id);
+        let state_list = STATE_LISTS.iter().position(|(list, ..)| *list == id);
         if let (State::Up, Some(i)) = (self.state, state_list) {
-            self.lists_supported[i] &= success;
-            return Ok(Step::default());
+            if success || !self.lists_supported[i] {
+                return Ok(Step::default());
+            }
+            self.lists_supported[i] = false;
+            return Ok(Step {
+                list_refused: Some(refused(STATE_LISTS[i].1, msg)),
+                ..Step::default()
+            });
         }
         match (self.state, id) {
             (State::AwaitChallenge, CHALLENGE_ID) => {
@@ -369,13 +403,17 @@ impl Session {
                     .is_some_and(|m| m.eq_ignore_ascii_case("No Contacts found"));
                 if empty {
                     self.list_ended(now);
-                } else {
-                    // No PJSIP here: registrations are told from ContactStatus alone.
-                    self.contacts_supported = false;
-                    self.contacts_out = false;
+                    return Ok(Step {
+                        contacts_listed: true,
+                        ..Step::default()
+                    });
                 }
+                // No PJSIP here, or the user may not list it: registrations are told from
+                // ContactStatus alone. The other lists keep their schedule.
+                self.contacts_supported = false;
+                self.list_ended(now);
                 Ok(Step {
-                    contacts_listed: empty,
+                    list_refused: Some(refused("PJSIPShowContacts", msg)),
                     ..Step::default()
                 })
             }
@@ -426,6 +464,10 @@ impl Session {
             self.next_contacts = None;
             if let Some(lists) = self.request_contacts() {
                 out.push_str(&lists);
+            }
+            if !self.contacts_supported {
+                // No ContactListComplete will set the next time: the lists keep time alone.
+                self.next_contacts = self.cfg.contacts_every.map(|every| now + every);
             }
         }
         Ok((!out.is_empty()).then_some(out))
@@ -634,7 +676,7 @@ mod tests {
             &mut s,
             "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
         );
-        let lists: String = STATE_LISTS.iter().map(|(_, a)| *a).collect();
+        let lists: String = STATE_LISTS.iter().map(|(_, _, a)| *a).collect();
         assert!(step.send.unwrap().ends_with(&lists));
         // The list's items are the handler's; the framing is not.
         let ack = "Response: Success\r\nEventList: start\r\nActionID: pbxtap-trunks\r\n\r\n";
@@ -652,7 +694,51 @@ mod tests {
         with_msg(listed, |m| s.on_message(m, t0 + Duration::from_secs(10))).unwrap();
         let poll = s.poll(t0 + Duration::from_secs(20)).unwrap().unwrap();
         assert!(poll.contains("PJSIPShowContacts") && !poll.contains("Outbound"));
-        assert!(poll.ends_with(&lists[STATE_LISTS[0].1.len()..]));
+        assert!(poll.ends_with(&lists[STATE_LISTS[0].2.len()..]));
+    }
+
+    /// A chan_sip-only Asterisk, or a user without the right, refuses the contact list:
+    /// told once, and the channels and queues are still listed every period.
+    #[test]
+    fn a_refused_contact_list_leaves_the_other_lists_on_their_schedule() {
+        let t0 = Instant::now();
+        let mut c = cfg(AmiAuth::Plain);
+        c.ping_interval = Duration::from_secs(600);
+        let mut s = Session::new(c, t0);
+        s.on_banner();
+        answer(
+            &mut s,
+            "Response: Success\r\nActionID: pbxtap-login\r\n\r\n",
+        );
+        let refused =
+            "Response: Error\r\nActionID: pbxtap-contacts\r\nMessage: Permission denied\r\n\r\n";
+        let step = with_msg(refused, |m| s.on_message(m, t0)).unwrap();
+        assert_eq!(
+            step.list_refused,
+            Some(ListRefused {
+                action: "PJSIPShowContacts",
+                message: "Permission denied".into()
+            })
+        );
+        let lists: String = STATE_LISTS.iter().map(|(_, _, a)| *a).collect();
+        for period in 1..=3 {
+            let at = t0 + Duration::from_secs(10 * period);
+            assert_eq!(s.poll(at - Duration::from_secs(1)).unwrap(), None);
+            assert_eq!(s.poll(at).unwrap(), Some(lists.clone()), "period {period}");
+        }
+        // A list refused once is told once.
+        let queues =
+            "Response: Error\r\nActionID: pbxtap-queues\r\nMessage: Permission denied\r\n\r\n";
+        assert_eq!(
+            answer(&mut s, queues).list_refused.map(|r| r.action),
+            Some("QueueStatus")
+        );
+        assert_eq!(answer(&mut s, queues).list_refused, None);
+        let poll = s.poll(t0 + Duration::from_secs(40)).unwrap().unwrap();
+        assert!(
+            poll.contains("CoreShowChannels") && !poll.contains("QueueStatus"),
+            "{poll}"
+        );
     }
 
     #[test]
