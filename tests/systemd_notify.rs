@@ -392,3 +392,66 @@ fn logs_reach_the_journal_with_structured_fields() {
     // Nothing went to stderr: it all went to the journal.
     assert!(!d.stderr().contains("AMI connected"), "{}", d.stderr());
 }
+
+/// A NOTIFY_SOCKET nobody listens on: the failure is logged, and pbxtap does not claim it
+/// told systemd it was ready.
+#[test]
+fn ready_is_claimed_only_when_systemd_was_told() {
+    let peer = Peer::start(&["01-register-unregister.ami"], 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let nobody = dir.path().join("nobody-listens");
+    let d = Daemon::start(
+        &config(&peer),
+        &[("NOTIFY_SOCKET", nobody.to_str().unwrap())],
+        true,
+    );
+    d.wait_stderr(Duration::from_secs(10), "cannot notify systemd");
+    // The READY line would come right after the failure, from the same task.
+    d.wait_line(Duration::from_secs(10), |l| {
+        l.contains("\"event\":\"registered\"")
+    });
+    let stderr = d.stderr();
+    assert!(!stderr.contains("told systemd we are ready"), "{stderr}");
+}
+
+/// With systemd's watchdog at 2 s the status loop runs every second; the count of log
+/// lines the rate limit held back is still told at most once per minute, not each second.
+#[test]
+fn held_back_log_lines_are_told_once_a_minute_with_a_fast_watchdog() {
+    use tokio_tungstenite::tungstenite;
+    let peer = Peer::start(&["01-register-unregister.ami"], 1, None);
+    let dir = tempfile::tempdir().unwrap();
+    let notify = dir.path().join("notify");
+    let sock = Socket::bind(&notify);
+    let feed = common::free_port();
+    let key = "abcdefghijklmnopqrstuvwxyz123456";
+    let config = format!(
+        "{}[[sinks]]\ntype = \"websocket\"\nlisten = \"127.0.0.1:{feed}\"\nauthkey = \"{key}\"\n",
+        config(&peer)
+    );
+    let d = Daemon::start_in(
+        dir,
+        &config,
+        &[
+            ("NOTIFY_SOCKET", notify.to_str().unwrap()),
+            ("WATCHDOG_USEC", "2000000"),
+        ],
+        true,
+    );
+    sock.recv_until(Duration::from_secs(10), |m| m.contains("READY=1"));
+    common::wait_for_port(feed, Duration::from_secs(10));
+    // Each client logs "client connected" and "client disconnected": one every 100 ms for
+    // 5 s is far past the 10 lines a minute one call site may log, through 5 status runs.
+    let url = format!("ws://127.0.0.1:{feed}/events/websocket/?authkey={key}");
+    let until = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < until {
+        let stream = std::net::TcpStream::connect(("127.0.0.1", feed)).unwrap();
+        let (mut ws, _) = tungstenite::client(url.as_str(), stream).unwrap();
+        ws.close(None).unwrap();
+        while ws.read().is_ok() {}
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    d.wait_stderr(Duration::from_secs(5), "log_suppressed");
+    let told = d.stderr().matches("code=\"log_suppressed\"").count();
+    assert_eq!(told, 1, "{}", d.stderr());
+}

@@ -66,10 +66,15 @@ impl Notifier {
             .map(|_| ())
     }
 
-    /// `send`, logging a failure (rate-limited with every other log line).
-    pub fn send_logged(&self, message: &str) {
-        if let Err(e) = self.send(message) {
-            tracing::warn!(code = "systemd_notify_failed", "cannot notify systemd: {e}");
+    /// `send`, logging a failure (rate-limited with every other log line). Whether it
+    /// was sent.
+    pub fn send_logged(&self, message: &str) -> bool {
+        match self.send(message) {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::warn!(code = "systemd_notify_failed", "cannot notify systemd: {e}");
+                false
+            }
         }
     }
 }
@@ -91,13 +96,15 @@ pub fn watchdog_interval(usec: Option<&str>, pid: Option<&str>, me: u32) -> Opti
 pub async fn run(notifier: Option<Arc<Notifier>>, watchdog: Option<Duration>, pipeline: Pipeline) {
     let period = watchdog.unwrap_or(STATUS_INTERVAL);
     if let Some(n) = &notifier {
-        n.send_logged(&format!("READY=1\nSTATUS={}", pipeline.status(None)));
-        tracing::info!(
-            code = "systemd_ready",
-            watchdog_ms = watchdog.map(|d| d.as_millis() as u64),
-            "told systemd we are ready"
-        );
+        if n.send_logged(&format!("READY=1\nSTATUS={}", pipeline.status(None))) {
+            tracing::info!(
+                code = "systemd_ready",
+                watchdog_ms = watchdog.map(|d| d.as_millis() as u64),
+                "told systemd we are ready"
+            );
+        }
     }
+    let mut suppressed = Suppressed::default();
     let mut gate = Gate::default();
     let mut was_stuck: Option<Stuck> = None;
     let mut ticker = tokio::time::interval(period);
@@ -122,14 +129,7 @@ pub async fn run(notifier: Option<Arc<Notifier>>, watchdog: Option<Duration>, pi
             ),
             _ => {}
         }
-        let suppressed = crate::logging::take_suppressed();
-        if suppressed > 0 {
-            tracing::warn!(
-                code = "log_suppressed",
-                suppressed,
-                "{suppressed} repeated log lines suppressed"
-            );
-        }
+        suppressed.tell(Instant::now());
         if let Some(n) = &notifier {
             let status = pipeline.status(stuck.as_ref());
             if watchdog.is_some() && stuck.is_none() {
@@ -139,6 +139,36 @@ pub async fn run(notifier: Option<Arc<Notifier>>, watchdog: Option<Duration>, pi
             }
         }
         was_stuck = stuck;
+    }
+}
+
+/// Tells how many log lines the rate limit held back, at most once per
+/// `logging::LOG_WINDOW` (the limit's own window), however often the loop runs.
+struct Suppressed {
+    count: u64,
+    limit: crate::logging::LogLimit,
+}
+
+impl Default for Suppressed {
+    fn default() -> Self {
+        Suppressed {
+            count: 0,
+            limit: crate::logging::LogLimit::new(crate::logging::LOG_WINDOW),
+        }
+    }
+}
+
+impl Suppressed {
+    fn tell(&mut self, now: Instant) {
+        self.count += crate::logging::take_suppressed();
+        if self.count > 0 && self.limit.allow(now).is_some() {
+            let suppressed = std::mem::take(&mut self.count);
+            tracing::warn!(
+                code = "log_suppressed",
+                suppressed,
+                "{suppressed} repeated log lines suppressed"
+            );
+        }
     }
 }
 
