@@ -316,7 +316,25 @@ async fn enswitch_a_client_resumes_after_its_last_event_and_is_told_what_is_gone
     let mut ws = connect(&format!("{base}&since=pbx1.1.99")).await;
     let gap = next(&mut ws).await;
     assert!(
-        gap["event"] == "resume_gap" && gap["missed"].is_null(),
+        gap["event"] == "resume_gap"
+            && gap["missed"].is_null()
+            && gap["reason"]
+                .as_str()
+                .unwrap()
+                .starts_with("pbxtap restarted"),
+        "{gap}"
+    );
+    assert_eq!(next(&mut ws).await["event_id"], id(10));
+    // An id another appliance sent: not a restart of this one, and said so.
+    let other = format!("pbx2.{}.3", pbxtap::event::boot_id());
+    let mut ws = connect(&format!("{base}&since={other}")).await;
+    let gap = next(&mut ws).await;
+    assert!(
+        gap["missed"].is_null()
+            && gap["reason"]
+                .as_str()
+                .unwrap()
+                .contains("another appliance"),
         "{gap}"
     );
     assert_eq!(next(&mut ws).await["event_id"], id(10));

@@ -114,18 +114,47 @@ pub fn parse_id(id: &str) -> Option<Since> {
     }
 }
 
-/// The frame that tells a returning client it missed events: `missed` of them after
-/// `since` (events of the bus, some perhaps not for this feed), or, when pbxtap has
-/// restarted since (`None`), an unknown number.
-pub fn gap_notice(since: &Since, host: &str, missed: Option<u64>) -> String {
-    match missed {
-        Some(n) => format!(
-            r#"{{"class":"system","event":"resume_gap","host":"{host}","since":"{since}","missed":{n}}}"#
-        ),
-        None => format!(
-            r#"{{"class":"system","event":"resume_gap","host":"{host}","since":"{since}","missed":null,"reason":"pbxtap restarted since that event: what came before the restart is gone"}}"#
-        ),
+/// What a client resuming `since` an event missed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Gap {
+    /// This many events of this run after it (events of the bus, some perhaps not for
+    /// this feed).
+    Missed(u64),
+    /// The event is of an earlier run of pbxtap on this host: how many is not known.
+    Restarted,
+    /// The event was sent by another appliance (another host): how many is not known.
+    Elsewhere,
+}
+
+impl Gap {
+    /// `since`'s gap for this run (`boot`) of `host`, `missed` being what the history
+    /// counts after it when it is this run's.
+    pub fn of(since: &Since, host: &str, boot: u64, missed: u64) -> Gap {
+        if since.host != host {
+            Gap::Elsewhere
+        } else if since.boot != boot {
+            Gap::Restarted
+        } else {
+            Gap::Missed(missed)
+        }
     }
+
+    /// `"missed":N`, or `"missed":null` and why, as JSON members.
+    pub fn members(self) -> String {
+        match self {
+            Gap::Missed(n) => format!(r#""missed":{n}"#),
+            Gap::Restarted => r#""missed":null,"reason":"pbxtap restarted since that event: what came before the restart is gone""#.into(),
+            Gap::Elsewhere => r#""missed":null,"reason":"that event was sent by another appliance (another host), not this one: what you missed is not known here""#.into(),
+        }
+    }
+}
+
+/// The frame that tells a returning client it missed events.
+pub fn gap_notice(since: &Since, host: &str, gap: Gap) -> String {
+    format!(
+        r#"{{"class":"system","event":"resume_gap","host":"{host}","since":"{since}",{}}}"#,
+        gap.members()
+    )
 }
 
 /// Decodes `%XX` and `+` of a query value into `buf`; `None` when it does not fit or is
@@ -228,14 +257,26 @@ mod tests {
             assert_eq!(t(bad), Err(Refusal::BadSince), "{bad}");
         }
         assert_eq!(Refusal::BadSince.status(), 400);
+        let gap = |host: &str, boot: u64| Gap::of(&at, host, boot, 3);
         let n: serde_json::Value =
-            serde_json::from_str(&gap_notice(&at, "pbx-1", Some(3))).unwrap();
+            serde_json::from_str(&gap_notice(&at, "pbx-1", gap("pbx-1", at.boot))).unwrap();
         assert_eq!(
             (n["event"].as_str(), n["missed"].as_u64()),
             (Some("resume_gap"), Some(3))
         );
-        let n: serde_json::Value = serde_json::from_str(&gap_notice(&at, "pbx-1", None)).unwrap();
+        let n: serde_json::Value =
+            serde_json::from_str(&gap_notice(&at, "pbx-1", gap("pbx-1", at.boot + 1))).unwrap();
         assert!(n["missed"].is_null() && n["since"] == "pbx-1.1796531234567890.18");
+        assert!(n["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("pbxtap restarted"));
+        // An id from another appliance is not a restart of this one.
+        let n: serde_json::Value =
+            serde_json::from_str(&gap_notice(&at, "pbx-2", gap("pbx-2", at.boot))).unwrap();
+        assert!(n["missed"].is_null());
+        let reason = n["reason"].as_str().unwrap();
+        assert!(reason.contains("another appliance"), "{reason}");
     }
 
     #[test]

@@ -241,18 +241,19 @@ impl Shared {
         since: &enswitch::Since,
         wants: impl Fn(Option<&portsip_dialect::Route>) -> bool,
     ) -> Vec<Utf8Bytes> {
-        let ours = since.host == self.host && since.boot == crate::event::boot_id();
+        let boot = crate::event::boot_id();
+        let ours = since.host == self.host && since.boot == boot;
         let after = match self.protocol {
             Protocol::Enswitch => since.seq,
             Protocol::Portsip => since.seq.saturating_sub(1),
         };
         let resume = history.after(if ours { after } else { 0 }, wants);
-        let missed = ours.then_some(resume.missed);
+        let gap = enswitch::Gap::of(since, &self.host, boot, resume.missed);
         let mut owed = Vec::new();
-        if missed != Some(0) {
+        if gap != enswitch::Gap::Missed(0) {
             owed.push(Utf8Bytes::from(match self.protocol {
-                Protocol::Enswitch => enswitch::gap_notice(since, &self.host, missed),
-                Protocol::Portsip => portsip::gap_notice(since, missed),
+                Protocol::Enswitch => enswitch::gap_notice(since, &self.host, gap),
+                Protocol::Portsip => portsip::gap_notice(since, gap),
             }));
         }
         owed.extend(resume.frames);

@@ -11,7 +11,7 @@ use tokio_tungstenite::tungstenite::Utf8Bytes;
 pub use command::{Reply, MAX_FILTER};
 pub use session::{Gate, Outcome, Session, Users};
 
-use super::enswitch::Since;
+use super::enswitch::{Gap, Since};
 use super::frame;
 use crate::dialect::portsip::{self as dialect, Context, Out, State};
 use crate::dialect::Encoded;
@@ -28,16 +28,13 @@ pub fn with_event_id(bytes: &[u8], id: &str) -> Utf8Bytes {
     frame(&out)
 }
 
-/// The message that tells a resuming client it missed events: `missed` of them after
-/// `since` (events of the bus, some perhaps not for it), or, when pbxtap has restarted
-/// since (`None`), an unknown number. In PortSIP's shape: an `event_type`.
-pub fn gap_notice(since: &Since, missed: Option<u64>) -> String {
-    match missed {
-        Some(n) => format!(r#"{{"event_type":"resume_gap","since":"{since}","missed":{n}}}"#),
-        None => format!(
-            r#"{{"event_type":"resume_gap","since":"{since}","missed":null,"reason":"pbxtap restarted since that event: what came before the restart is gone"}}"#
-        ),
-    }
+/// The message that tells a resuming client it missed events, in PortSIP's shape: an
+/// `event_type`.
+pub fn gap_notice(since: &Since, gap: Gap) -> String {
+    format!(
+        r#"{{"event_type":"resume_gap","since":"{since}",{}}}"#,
+        gap.members()
+    )
 }
 
 /// A user allowed to subscribe (`[[sinks.users]]`).
@@ -157,7 +154,7 @@ mod tests {
             seq: 42,
         };
         assert_eq!(
-            gap_notice(&since, Some(3)),
+            gap_notice(&since, Gap::Missed(3)),
             r#"{"event_type":"resume_gap","since":"pbx1.7.42","missed":3}"#
         );
     }
