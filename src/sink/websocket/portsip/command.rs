@@ -13,27 +13,32 @@ pub const MAX_FILTER: usize = 64;
 /// Topics one command may name (there are ten; repeats are allowed up to this).
 pub const MAX_TOPICS: usize = 16;
 
-/// A client command, as PortSIP clients send it. Unknown fields are ignored.
+/// Longest string value, once its JSON escapes are decoded (a password, a `since`).
+const MAX_VALUE: usize = 128;
+
+/// A client command, as PortSIP clients send it, its strings' JSON escapes decoded.
+/// Unknown fields are ignored.
 #[derive(Debug, Deserialize)]
-pub struct Command<'a> {
-    #[serde(borrow)]
-    pub command: Option<&'a str>,
+pub struct Command {
+    pub command: Option<String<64>>,
     pub username: Option<String<64>>,
     pub extension_number: Option<String<64>>,
     pub domain: Option<String<64>>,
-    pub password: Option<String<128>>,
+    pub password: Option<String<MAX_VALUE>>,
     pub topics: Option<Vec<String<48>, MAX_TOPICS>>,
     pub extensions: Option<Vec<Text, MAX_FILTER>>,
     pub queues: Option<Vec<Text, MAX_FILTER>>,
     pub tenants: Option<Vec<Text, MAX_FILTER>>,
     /// pbxtap's addition to `subscribe`: the `event_id` of the last message the client
     /// had, to resume after it (needs `event_ids` on the feed).
-    pub since: Option<String<128>>,
+    pub since: Option<String<MAX_VALUE>>,
 }
 
 /// Parses one text frame, or says in words why it is not a command.
-pub fn parse(text: &str) -> Result<Command<'_>, &'static str> {
-    serde_json_core::from_str(text)
+pub fn parse(text: &str) -> Result<Command, &'static str> {
+    // Where a string with escapes is decoded, one at a time, before it is copied out.
+    let mut unescaped = [0u8; MAX_VALUE];
+    serde_json_core::from_str_escaped(text, &mut unescaped)
         .map(|(cmd, _)| cmd)
         .map_err(describe)
 }
@@ -110,7 +115,7 @@ fn describe(e: serde_json_core::de::Error) -> &'static str {
         | E::TrailingComma
         | E::InvalidNumber
         | E::InvalidEscapeSequence
-        | E::EscapedStringIsTooLong => "not valid JSON",
+        | E::InvalidUnicodeCodePoint => "not valid JSON",
         E::InvalidType => {
             "a field has the wrong type (topics, extensions, queues and tenants are lists of strings)"
         }

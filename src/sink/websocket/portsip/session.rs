@@ -159,7 +159,7 @@ impl Session {
             Ok(cmd) => cmd,
             Err(e) => return self.error("", format!("invalid command: {e}")),
         };
-        let name = cmd.command.unwrap_or("");
+        let name = cmd.command.as_deref().unwrap_or("");
         match name {
             "auth" => self.auth(&cmd, with, gate),
             "subscribe" | "unsubscribe" => {
@@ -525,6 +525,31 @@ mod tests {
             assert_eq!(out.reply.to_json(version), ok);
             assert_eq!(s.user(), Some(0));
         }
+    }
+
+    /// JSON escapes are decoded before anything is compared: the command's name, the user,
+    /// the password (a `"` or `\` in it is written escaped), the topics.
+    #[test]
+    fn json_escapes_in_a_command_are_decoded() {
+        let u = [User {
+            username: "al/ice".into(),
+            password: r#"pa"ss\word"#.into(),
+            ..users()[0].clone()
+        }];
+        let w = with(&u, Version::V22);
+        let mut s = Session::default();
+        let auth = r#"{"command":"\u0061uth","username":"al\/ice","domain":"pbx.local","password":"pa\"ss\\word"}"#;
+        let out = s.handle(auth, &w, Gate::Open);
+        assert!(out.reply.ok() && s.authenticated(), "{out:?}");
+        let sub = r#"{"command":"sub\u0073cribe","topics":["extension\u005fevents"]}"#;
+        let out = s.handle(sub, &w, Gate::Open);
+        assert!(out.reply.ok(), "{out:?}");
+        assert_eq!(out.reply.command, "subscribe");
+        let bad = s.handle(r#"{"command":"\q"}"#, &w, Gate::Open);
+        assert_eq!(
+            bad.reply.error.as_deref(),
+            Some("invalid command: not valid JSON")
+        );
     }
 
     #[test]
