@@ -66,8 +66,8 @@ async fn a_restarted_appliances_events_are_not_taken_for_copies_of_the_last_boot
             },
         )
         .await;
-        published.push(settled.unwrap().0);
-        box0.stop().await;
+        let settled = settled.unwrap().0;
+        published.push(settled + box0.stop().await);
     }
     // boot → seq → copies
     let mut boots: BTreeMap<String, BTreeMap<u64, u32>> = BTreeMap::new();

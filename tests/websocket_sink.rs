@@ -808,7 +808,9 @@ async fn oversized_frames_close_the_connection_and_max_clients_is_enforced() {
         ..portsip()
     })
     .await;
+    // max_clients counts logged-in PortSIP sessions.
     let mut ws = connect(&f.url("/")).await;
+    login(&mut ws, "101", "pw101").await;
     assert_eq!(refused(&f.url("/")).await, 503);
     ws.send(Message::text("x".repeat(1000))).await.unwrap();
     let closed = tokio::time::timeout(WAIT, async {

@@ -270,8 +270,20 @@ impl Appliance {
     }
 
     /// Stops its pbxtap (SIGTERM, which sends what its ring holds) and waits for it.
-    pub async fn stop(self) {
-        self.daemon.stop(Duration::from_secs(10)).await;
+    /// Stops it (SIGTERM): the events its NATS sink delivered while draining, which
+    /// include what the normalizer still held (a CDR in its grace) and published then.
+    pub async fn stop(self) -> u64 {
+        let (_, stderr) = self.daemon.stop(Duration::from_secs(10)).await;
+        let drained = stderr
+            .lines()
+            .find(|l| l.contains("code=\"sink_drained\"") && l.contains("nats#0"))
+            .unwrap_or_else(|| panic!("no drain of nats#0 logged:\n{stderr}"));
+        let at = drained.find(" delivered=").expect("delivered=") + " delivered=".len();
+        drained[at..]
+            .split(|c: char| !c.is_ascii_digit())
+            .next()
+            .and_then(|n| n.parse().ok())
+            .expect("a count after delivered=")
     }
 
     fn scrape(&self) -> Option<Scrape> {
