@@ -404,6 +404,29 @@ body! {
 }
 
 body! {
+    /// `system.clock_stepped`: the wall clock stepped (NTP's first sync on a Pi without a
+    /// battery-backed clock, or someone setting it). Stamps (`time`) before it were on the
+    /// old clock; lengths pbxtap measures are not affected (`clock`).
+    ClockStep {
+        step_ms: u64,
+        /// `forward` or `backward`.
+        direction: &'static str,
+        /// Whether the clock is now known to be synchronised (systemd-timesyncd says so).
+        synchronized: bool,
+    }
+}
+
+body! {
+    /// `system.clock_unsynchronized` (at start, while systemd-timesyncd has not
+    /// synchronised the wall clock: stamps may be far off) and `system.clock_synchronized`
+    /// (once it has).
+    ClockSync {
+        /// What tells: `systemd-timesyncd`.
+        source: &'static str,
+    }
+}
+
+body! {
     /// `system.login_failures`: `failures` failed logins from one address to one service
     /// (`PJSIP`, `AMI`) within `window_secs`: a guessed password, a scan, a phone with a
     /// stale secret.
@@ -569,6 +592,9 @@ bodies! {
     AmiDisconnected(AmiLink) = System, "ami_disconnected";
     AmiLagging(AmiLag) = System, "ami_lagging";
     AmiCaughtUp(AmiLag) = System, "ami_caught_up";
+    ClockStepped(ClockStep) = System, "clock_stepped";
+    ClockUnsynchronized(ClockSync) = System, "clock_unsynchronized";
+    ClockSynchronized(ClockSync) = System, "clock_synchronized";
     LoginFailures(LoginFailures) = System, "login_failures";
     MassUnregistration(MassUnregistration) = System, "mass_unregistration";
     AsrLow(AnswerRatio) = System, "asr_low";
@@ -660,11 +686,43 @@ impl Event {
 /// An event's id: `<host>.<boot>.<seq>`.
 pub type EventId = String<{ TEXT_LEN + 42 }>;
 
-/// When this process first needed an event id (µs since the Unix epoch). `seq` starts at 1
-/// on every start; with this, ids never repeat across restarts.
+/// This run's `<boot>` in event ids ([`boot_number`] of when this process first needed
+/// one). `seq` starts at 1 on every start; with this, ids never repeat across restarts,
+/// even when the clock is set back to an earlier boot's time.
 pub fn boot_id() -> u64 {
     static BOOT: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
-    *BOOT.get_or_init(now_micros)
+    *BOOT.get_or_init(|| boot_number(now_micros(), &kernel_boot_id(), std::process::id()))
+}
+
+/// A run's `<boot>`: the wall second it started at, times a million, plus six digits
+/// mixed from the kernel's boot id, the process id and the wall microseconds. Roughly
+/// time-ordered, and distinct across two boots that start at the same wall time (a Pi
+/// restored to fake-hwclock's saved time after a power cut): their kernel boot ids
+/// differ. Nothing is written to disk.
+pub fn boot_number(wall: u64, kernel_boot_id: &str, pid: u32) -> u64 {
+    // FNV-1a, 64 bits.
+    let mut hash: u64 = 0xcbf2_9ce4_8422_2325;
+    let mut mix = |bytes: &[u8]| {
+        for &b in bytes {
+            hash ^= u64::from(b);
+            hash = hash.wrapping_mul(0x0100_0000_01b3);
+        }
+    };
+    mix(kernel_boot_id.trim().as_bytes());
+    mix(&pid.to_le_bytes());
+    mix(&wall.to_le_bytes());
+    (wall / 1_000_000) * 1_000_000 + hash % 1_000_000
+}
+
+/// The kernel's id of this boot (`/proc/sys/kernel/random/boot_id`, 37 bytes), or empty
+/// where there is none.
+fn kernel_boot_id() -> std::string::String {
+    use std::io::Read;
+    let mut id = std::string::String::new();
+    if let Ok(f) = std::fs::File::open("/proc/sys/kernel/random/boot_id") {
+        let _ = f.take(64).read_to_string(&mut id);
+    }
+    id
 }
 
 impl Event {
@@ -749,6 +807,25 @@ pub fn largest_events() -> [Event; 2] {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn two_boots_at_the_same_wall_time_get_different_boot_numbers() {
+        const S: u64 = 1_000_000;
+        let at = 1_700_000_000 * S + 123;
+        let a = boot_number(at, "4a7d6f0e-0b1c-4a3e-9d1f-1f2e3d4c5b6a\n", 612);
+        let b = boot_number(at, "9c1e2f3a-7b6d-4e5f-8a9b-0c1d2e3f4a5b\n", 612);
+        assert_ne!(a, b);
+        assert_eq!(a / S, at / S, "the second it started at leads");
+        // The same boot, restarted by systemd in the same second: another pid.
+        assert_ne!(
+            a,
+            boot_number(at, "4a7d6f0e-0b1c-4a3e-9d1f-1f2e3d4c5b6a", 613)
+        );
+        assert_eq!(
+            a,
+            boot_number(at, "4a7d6f0e-0b1c-4a3e-9d1f-1f2e3d4c5b6a", 612)
+        );
+    }
 
     #[test]
     fn set_cuts_at_char_boundary_and_reports_it() {

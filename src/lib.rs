@@ -3,6 +3,7 @@
 //! Layout, in the order events flow:
 //! - `ami::frame`: bytes → AMI messages (pure, bounded). `ami::client`: the TCP session.
 //! - `normalize`: AMI messages → `event::Event`s, with fixed-capacity live-call tables.
+//! - `clock`: the wall clock stamps, the monotonic timeline measures; clock steps.
 //! - `lag`: how late Asterisk's events arrive (`system.ami_lagging`).
 //! - `bus`: fan-out to fixed-capacity rings per sink, one per priority; the tap never
 //!   waits on a sink.
@@ -20,6 +21,7 @@ pub mod ami;
 pub mod app;
 pub mod backoff;
 pub mod bus;
+pub mod clock;
 pub mod config;
 pub mod dialect;
 pub mod event;

@@ -7,7 +7,8 @@ use crate::ami::client::{AmiError, Handler};
 use crate::ami::filter::Wanted;
 use crate::ami::frame::Message;
 use crate::bus::Bus;
-use crate::event::{self, AmiLink, Body, Event};
+use crate::clock::{Clock, Reading, SystemClock, Timeline};
+use crate::event::{self, AmiLink, Body, ClockStep, ClockSync, Event};
 use crate::lag::LagWatch;
 use crate::normalize::{self, Normalizer};
 
@@ -33,7 +34,17 @@ pub struct Tap {
     /// `system.ami_disconnected`, not one per failed redial.
     connected: Option<bool>,
     lag: LagWatch,
+    clock: Box<dyn Clock>,
+    timeline: Timeline,
+    /// Until this timeline time the lag watch is not fed: events stamped just before a
+    /// step, read after it, would look late (or early) by the step.
+    lag_quiet_until: u64,
+    /// What was last told of the clock's synchronisation (`None`: nothing yet).
+    sync_told: Option<bool>,
 }
+
+/// After a clock step, how long (µs) the lag watch is not fed.
+const LAG_QUIET: u64 = 2_000_000;
 
 impl Tap {
     pub fn new(normalizer: Normalizer, bus: Arc<Bus>, address: &str) -> Self {
@@ -44,7 +55,54 @@ impl Tap {
             address: event::text(address),
             connected: None,
             lag: LagWatch::new(0),
+            clock: Box::new(SystemClock::default()),
+            timeline: Timeline::default(),
+            lag_quiet_until: 0,
+            sync_told: None,
         }
+    }
+
+    /// Reads time from `clock` instead of the system's (tests step it).
+    pub fn with_clock(mut self, clock: Box<dyn Clock>) -> Self {
+        self.clock = clock;
+        self
+    }
+
+    /// Reads both clocks; a step is told (`system.clock_stepped`) and quiets the lag
+    /// watch a moment.
+    fn read_clock(&mut self) -> Reading {
+        let r = self
+            .timeline
+            .read(self.clock.wall(), self.clock.monotonic());
+        self.normalizer.set_wall_offset(self.timeline.offset());
+        if let Some(step) = r.step {
+            self.lag_quiet_until = r.now + LAG_QUIET;
+            let synchronized = self.clock.synchronized() == Some(true);
+            tracing::warn!(code = "clock_stepped", step_ms = step.size / 1000, forward = step.forward, synchronized, "the wall clock stepped: stamps before it were on the old clock; lengths pbxtap measures are not affected");
+            let body = Body::ClockStepped(ClockStep {
+                step_ms: step.size / 1000,
+                direction: if step.forward { "forward" } else { "backward" },
+                synchronized,
+            });
+            self.bus.publish(Event::new(r.wall, self.bus.host(), body));
+        }
+        r
+    }
+
+    /// Tells `system.clock_unsynchronized` while systemd-timesyncd says the clock is not
+    /// synchronised (once), and `system.clock_synchronized` once it is.
+    fn tell_sync(&mut self, wall: u64) {
+        let body = match (self.clock.synchronized(), self.sync_told) {
+            (Some(false), None | Some(true)) => Body::ClockUnsynchronized,
+            (Some(true), Some(false)) => Body::ClockSynchronized,
+            _ => return,
+        };
+        self.sync_told = self.clock.synchronized();
+        let sync = ClockSync {
+            source: "systemd-timesyncd",
+        };
+        self.bus
+            .publish(Event::new(wall, self.bus.host(), body(sync)));
     }
 
     /// Tells `system.ami_lagging` past `threshold_ms` (`ami.lag_warn_ms`; 0: never).
@@ -64,10 +122,10 @@ impl Tap {
     /// What the normalizer holds back (starts waiting for the dialplan's variables, CDRs
     /// in their grace, queue callers waiting for their agent) goes onto the bus now.
     fn flush(&mut self) {
-        let now = event::now_micros();
+        let r = self.read_clock();
         let bus = &self.bus;
         self.normalizer
-            .flush_cdrs(&mut |body| bus.publish(Event::new(now, bus.host(), body)));
+            .flush_cdrs(&mut |body| bus.publish(Event::new(r.wall, bus.host(), body)));
     }
 
     /// pbxtap is stopping: what the normalizer holds goes onto the bus, so the drain that
@@ -124,17 +182,22 @@ impl Handler for Tap {
     }
 
     fn message(&mut self, msg: &Message<'_>) {
-        let received = event::now_micros();
-        let now = event_time(msg, received);
+        let r = self.read_clock();
+        let received = r.wall;
+        // Stamped with the wall time of the event; measured on the timeline.
+        let stamped = event_time(msg, received);
+        let now = self.timeline.from_wall(stamped);
         self.gauges
             .lag_ms
-            .store(received.saturating_sub(now) / 1000, Ordering::Relaxed);
+            .store(received.saturating_sub(stamped) / 1000, Ordering::Relaxed);
         let bus = &self.bus;
-        if let Some(body) = self.lag.observe(now, received) {
-            bus.publish(Event::new(received, bus.host(), body));
+        if r.now >= self.lag_quiet_until {
+            if let Some(body) = self.lag.observe(stamped, received) {
+                bus.publish(Event::new(received, bus.host(), body));
+            }
         }
         self.normalizer.handle(msg, now, &mut |body| {
-            bus.publish(Event::new(now, bus.host(), body))
+            bus.publish(Event::new(stamped, bus.host(), body))
         });
     }
 
@@ -166,10 +229,11 @@ impl Handler for Tap {
     }
 
     fn tick(&mut self) {
-        let now = event::now_micros();
+        let r = self.read_clock();
+        self.tell_sync(r.wall);
         let bus = &self.bus;
-        self.normalizer.tick(now, &mut |body| {
-            bus.publish(Event::new(now, bus.host(), body))
+        self.normalizer.tick(r.now, &mut |body| {
+            bus.publish(Event::new(r.wall, bus.host(), body))
         });
         bus.report_drops(std::time::Instant::now());
         let stats = self.normalizer.stats();

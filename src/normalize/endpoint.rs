@@ -17,7 +17,7 @@
 use heapless::Vec;
 
 use super::names::EndpointEvent;
-use super::{bounded, NormalizeStats};
+use super::{bounded, At, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{Body, LongText, Presence, Registration, Text};
 
@@ -122,10 +122,11 @@ impl Endpoints {
         &mut self,
         event: EndpointEvent,
         msg: &Message<'_>,
-        now: u64,
+        at: At,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
+        let At { now, wall } = at;
         use EndpointEvent as E;
         match event {
             E::ContactStatus => {
@@ -147,7 +148,7 @@ impl Endpoints {
                 let forget = status == "Removed";
                 self.change(aor, uri, registered, forget, status, "PJSIP", stats, emit);
             }
-            E::ContactList => self.listed(msg, now, stats, emit),
+            E::ContactList => self.listed(msg, wall, stats, emit),
             // The session tells the end of its own lists (`Normalizer::contacts_listed`).
             E::ContactListComplete => {}
             E::PeerStatus => {
@@ -210,11 +211,12 @@ impl Endpoints {
     }
 
     /// A contact of the list: its expiry (and user agent) tells a waiting registration,
-    /// and a later expiry than known tells a refresh.
+    /// and a later expiry than known tells a refresh. `wall` is now on the wall clock,
+    /// which Asterisk's expiry is a time of.
     fn listed(
         &mut self,
         msg: &Message<'_>,
-        now: u64,
+        wall: u64,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
@@ -254,7 +256,7 @@ impl Endpoints {
         if !tell {
             return;
         }
-        let left = expiration.saturating_sub(now / 1_000_000);
+        let left = expiration.saturating_sub(wall / 1_000_000);
         let ua = msg.get("UserAgent").unwrap_or("");
         emit(Body::EndpointRegistered(registration(
             stats,

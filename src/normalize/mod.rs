@@ -171,6 +171,15 @@ pub struct NormalizeStats {
     pub cdrs_folded: u64,
 }
 
+/// When a message came: on the timeline, which lengths are measured on (`clock`), and
+/// on the wall clock, which Asterisk's times of day (a contact's expiry, a member's last
+/// call) are compared with.
+#[derive(Debug, Clone, Copy)]
+pub struct At {
+    pub now: u64,
+    pub wall: u64,
+}
+
 /// The normalizer. Boxed tables: together they are a few hundred KiB, allocated once.
 pub struct Normalizer {
     cfg: NormalizeConfig,
@@ -179,6 +188,8 @@ pub struct Normalizer {
     /// emitting closure and `calls`, which amends a held start (an Originate's `to`); the
     /// two never borrow it at once.
     held: RefCell<Box<held::Held>>,
+    /// Wall clock minus the timeline `now` is on, µs (`set_wall_offset`).
+    wall_offset: i64,
     endpoints: Box<endpoint::Endpoints>,
     queues: Box<queue::Queues>,
     trunks: trunk::Trunks,
@@ -288,6 +299,7 @@ impl Normalizer {
             endpoints: Box::default(),
             queues: Box::default(),
             held: RefCell::default(),
+            wall_offset: 0,
             stats: NormalizeStats::default(),
         }
     }
@@ -313,7 +325,14 @@ impl Normalizer {
         ]
     }
 
-    /// One AMI message received at `now` (µs since the Unix epoch); emits 0..n bodies in order.
+    /// The wall clock's offset from the timeline `now` is on (`clock::Timeline::offset`),
+    /// for comparing with the times of day Asterisk gives.
+    pub fn set_wall_offset(&mut self, offset: i64) {
+        self.wall_offset = offset;
+    }
+
+    /// One AMI message received at `now` (µs on pbxtap's timeline, `clock`: the wall time
+    /// until the wall clock steps, and monotonic after); emits 0..n bodies in order.
     pub fn handle(&mut self, msg: &Message<'_>, now: u64, emit: &mut dyn FnMut(Body)) {
         self.stats.messages += 1;
         let Some(name) = msg.event() else {
@@ -352,13 +371,19 @@ impl Normalizer {
             b => held.borrow_mut().before(b, &mut counted),
         };
         let stats = &mut self.stats;
+        // Asterisk's own times of day (a contact's expiry, a member's last call) are on the
+        // wall clock.
+        let at = At {
+            now,
+            wall: now.saturating_add_signed(self.wall_offset),
+        };
         match event {
             AmiEvent::Call(e) => self.calls.handle(e, msg, now, stats, held, &mut out),
-            AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, now, stats, &mut out),
+            AmiEvent::Endpoint(e) => self.endpoints.handle(e, msg, at, stats, &mut out),
             AmiEvent::Queue(e) => {
                 let calls = &self.calls;
                 let answered = |call_id: &str| calls.is_answered(call_id);
-                self.queues.handle(e, msg, now, &answered, stats, &mut out)
+                self.queues.handle(e, msg, at, &answered, stats, &mut out)
             }
             AmiEvent::Trunk(e) => self.trunks.handle(e, msg, stats, &mut out),
             AmiEvent::Security(_) => self.logins.handle(msg, now, stats, &mut out),

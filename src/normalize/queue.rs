@@ -6,7 +6,7 @@
 use heapless::Vec;
 
 use super::names::QueueEvent;
-use super::{bounded, clean, id, NormalizeStats};
+use super::{bounded, clean, id, At, NormalizeStats};
 use crate::ami::frame::Message;
 use crate::event::{Body, Id, QueueAgent, QueueCaller, QueueSla, Text};
 
@@ -96,12 +96,13 @@ fn member_state(msg: &Message<'_>, paused: bool, now_secs: u64) -> &'static str 
 }
 
 /// A member as a member event tells it: its interface and name under the keys that
-/// event uses (`Interface`/`MemberName` live, `Location`/`Name` in the list).
+/// event uses (`Interface`/`MemberName` live, `Location`/`Name` in the list). `wall` is
+/// now on the wall clock, which Asterisk's `LastCall` is a time of.
 fn agent(
     msg: &Message<'_>,
     interface: &str,
     name: &str,
-    now: u64,
+    wall: u64,
     stats: &mut NormalizeStats,
 ) -> QueueAgent {
     let paused = msg.get("Paused") == Some("1");
@@ -115,7 +116,7 @@ fn agent(
         queue: bounded(stats, msg.get("Queue").unwrap_or("")),
         agent: bounded(stats, agent),
         name: bounded(stats, msg.get(name).unwrap_or("")),
-        state: member_state(msg, paused, now / 1_000_000),
+        state: member_state(msg, paused, wall / 1_000_000),
         paused,
         reason: bounded(
             stats,
@@ -148,11 +149,12 @@ impl Queues {
         &mut self,
         event: QueueEvent,
         msg: &Message<'_>,
-        now: u64,
+        at: At,
         answered: &dyn Fn(&str) -> bool,
         stats: &mut NormalizeStats,
         emit: &mut dyn FnMut(Body),
     ) {
+        let At { now, wall } = at;
         let uid = id(msg, "Uniqueid", stats).unwrap_or("");
         use QueueEvent as E;
         match event {
@@ -224,7 +226,7 @@ impl Queues {
             | E::QueueMemberAdded
             | E::QueueMemberRemoved
             | E::QueueMemberPause => {
-                let agent = agent(msg, "Interface", "MemberName", now, stats);
+                let agent = agent(msg, "Interface", "MemberName", wall, stats);
                 let removed = event == E::QueueMemberRemoved;
                 let agent = QueueAgent {
                     state: if removed { "removed" } else { agent.state },
@@ -234,7 +236,7 @@ impl Queues {
                 emit(Body::QueueAgentStatus(agent));
             }
             E::QueueMember => {
-                let agent = agent(msg, "Location", "Name", now, stats);
+                let agent = agent(msg, "Location", "Name", wall, stats);
                 if self.member(agent.clone(), true, stats) {
                     emit(Body::QueueAgentStatus(agent));
                 }
