@@ -43,7 +43,8 @@ pub struct Tap {
     sync_told: Option<bool>,
 }
 
-/// After a clock step, how long (µs) the lag watch is not fed.
+/// After a clock step, how long (µs) the lag watch is not fed, and a `Timestamp` far from
+/// the new clock is taken as on the old one.
 const LAG_QUIET: u64 = 2_000_000;
 
 impl Tap {
@@ -184,8 +185,16 @@ impl Handler for Tap {
     fn message(&mut self, msg: &Message<'_>) {
         let r = self.read_clock();
         let received = r.wall;
-        // Stamped with the wall time of the event; measured on the timeline.
-        let stamped = event_time(msg, received);
+        // Stamped with the wall time of the event; measured on the timeline. Just after a
+        // step, a Timestamp far from the new clock is on the old one: read time instead.
+        let stamped = match event_time(msg, received) {
+            t if r.now < self.lag_quiet_until
+                && t.abs_diff(received) > crate::clock::STEP_THRESHOLD =>
+            {
+                received
+            }
+            t => t,
+        };
         let now = self.timeline.from_wall(stamped);
         self.gauges
             .lag_ms

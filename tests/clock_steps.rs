@@ -5,7 +5,8 @@
 //! middle. Every event must come out the same as without the step (durations, waits,
 //! alarms), with one `system.clock_stepped` more and no lag alarm; only the stamps
 //! differ. With and without Asterisk's own `Timestamp:` on each message (which steps with
-//! the wall clock, as Asterisk's would on the same box).
+//! the wall clock, as Asterisk's would on the same box; the message at the step is stamped
+//! on the old clock and read on the new, as one in flight would be).
 
 mod common;
 
@@ -115,7 +116,13 @@ impl Run<'_> {
                 }
             }
             let message = if self.timestamps {
-                stamped(m, clock.wall())
+                // The message at the step was stamped by Asterisk just before it, on the
+                // old clock, and is read just after.
+                let before = match self.step {
+                    Some((at, by)) if at == i => clock.wall().saturating_add_signed(-by),
+                    _ => clock.wall(),
+                };
+                stamped(m, before)
             } else {
                 m.to_vec()
             };
