@@ -93,12 +93,13 @@ impl Tap {
     /// Tells `system.clock_unsynchronized` while systemd-timesyncd says the clock is not
     /// synchronised (once), and `system.clock_synchronized` once it is.
     fn tell_sync(&mut self, wall: u64) {
-        let body = match (self.clock.synchronized(), self.sync_told) {
+        let now = self.clock.synchronized();
+        let body = match (now, self.sync_told) {
             (Some(false), None | Some(true)) => Body::ClockUnsynchronized,
             (Some(true), Some(false)) => Body::ClockSynchronized,
             _ => return,
         };
-        self.sync_told = self.clock.synchronized();
+        self.sync_told = now;
         let sync = ClockSync {
             source: "systemd-timesyncd",
         };
