@@ -79,7 +79,18 @@ struct Run<'a> {
     cfg: NormalizeConfig,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
+    /// `messages` at their recorded pace, no step yet.
+    fn recorded(messages: &[&'a [u8]], timestamps: bool, cfg: NormalizeConfig) -> Run<'a> {
+        Run {
+            delays: pbxtap::ami::pace::delays(messages),
+            messages: messages.to_vec(),
+            step: None,
+            timestamps,
+            cfg,
+        }
+    }
+
     fn events(&self) -> Vec<Event> {
         let bus = Arc::new(Bus::new(65_536, text("pbx1")));
         let mut rx = bus.subscribe("test");
@@ -203,10 +214,6 @@ fn same_with_and_without(run: &mut Run, step: (usize, i64)) -> Vec<Event> {
     plain
 }
 
-fn recorded(messages: &[&[u8]]) -> Vec<Duration> {
-    pbxtap::ami::pace::delays(messages)
-}
-
 /// The middle of the call: the first message after its answer.
 fn after(messages: &[&[u8]], event: &str) -> usize {
     let needle = format!("Event: {event}\r\n");
@@ -230,13 +237,7 @@ fn an_answered_call_keeps_its_duration_and_billsec_across_steps() {
     let messages = messages_of(&rec);
     let mid = after(&messages, "BridgeEnter");
     for timestamps in [false, true] {
-        let mut run = Run {
-            delays: recorded(&messages),
-            messages: messages.clone(),
-            step: None,
-            timestamps,
-            cfg: NormalizeConfig::default(),
-        };
+        let mut run = Run::recorded(&messages, timestamps, NormalizeConfig::default());
         for step in [TEN_YEARS, -HOUR] {
             let plain = same_with_and_without(&mut run, (mid, step));
             let Body::CallEnded(ended) = &body_of(&plain, "call.ended").body else {
@@ -257,16 +258,11 @@ fn a_queue_wait_raises_no_false_sla_alarm_across_steps() {
     let messages = messages_of(&rec);
     let mid = after(&messages, "QueueCallerJoin");
     for timestamps in [false, true] {
-        let mut run = Run {
-            delays: recorded(&messages),
-            messages: messages.clone(),
-            step: None,
-            timestamps,
-            cfg: NormalizeConfig {
-                queue_sla_secs: 30,
-                ..NormalizeConfig::default()
-            },
+        let sla = NormalizeConfig {
+            queue_sla_secs: 30,
+            ..NormalizeConfig::default()
         };
+        let mut run = Run::recorded(&messages, timestamps, sla);
         for step in [HOUR, -HOUR, TEN_YEARS] {
             let plain = same_with_and_without(&mut run, (mid, step));
             assert!(
@@ -318,13 +314,8 @@ fn a_login_failure_window_is_kept_across_steps() {
 fn an_unsynchronised_clock_is_told_and_then_its_synchronisation() {
     let rec = fixture("live/a_call_answered_and_hung_up_by_the_callee.ami");
     let messages = messages_of(&rec);
-    let mut run = Run {
-        delays: recorded(&messages),
-        messages: messages.clone(),
-        step: Some((after(&messages, "BridgeEnter"), TEN_YEARS)),
-        timestamps: false,
-        cfg: NormalizeConfig::default(),
-    };
+    let mut run = Run::recorded(&messages, false, NormalizeConfig::default());
+    run.step = Some((after(&messages, "BridgeEnter"), TEN_YEARS));
     let events = run.events();
     let told: Vec<String> = names(&events)
         .into_iter()

@@ -609,11 +609,10 @@ mod tests {
     /// Connections that never log in hold no client slot: with every pending slot taken
     /// (`limit::MAX_PENDING`, which the accept loop enforces), a user still logs in. Once
     /// `max_clients` users are in, another's `auth` is refused unchecked until one leaves.
-    #[test]
-    fn portsip_client_slots_are_for_logged_in_sessions_only() {
-        let cfg = WebsocketSinkConfig {
+    /// A PortSIP feed with one user, `101`@`d`, password `pw`, in `queues`.
+    fn portsip_feed(queues: &[&str]) -> WebsocketSinkConfig {
+        WebsocketSinkConfig {
             protocol: Protocol::Portsip,
-            max_clients: 1,
             users: vec![UserConfig {
                 username: "101".into(),
                 domain: "d".into(),
@@ -621,9 +620,17 @@ mod tests {
                 password: Some("pw".into()),
                 password_file: None,
                 role: portsip::Role::Extension,
-                queues: vec![],
+                queues: queues.iter().map(|q| q.to_string()).collect(),
             }],
             ..Default::default()
+        }
+    }
+
+    #[test]
+    fn portsip_client_slots_are_for_logged_in_sessions_only() {
+        let cfg = WebsocketSinkConfig {
+            max_clients: 1,
+            ..portsip_feed(&[])
         };
         let shared = Shared::new(&cfg, "h");
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -657,19 +664,7 @@ mod tests {
 
     #[test]
     fn portsip_fan_out_follows_each_session_and_snapshots_come_with_the_reply() {
-        let cfg = WebsocketSinkConfig {
-            protocol: Protocol::Portsip,
-            users: vec![UserConfig {
-                username: "101".into(),
-                domain: "d".into(),
-                extension_number: None,
-                password: Some("pw".into()),
-                password_file: None,
-                role: portsip::Role::Extension,
-                queues: vec!["q1".into()],
-            }],
-            ..Default::default()
-        };
+        let cfg = portsip_feed(&["q1"]);
         let shared = Shared::new(&cfg, "h");
         let addr: SocketAddr = "127.0.0.1:1".parse().unwrap();
         let mut a = shared.admit(addr, None).unwrap();
