@@ -209,3 +209,48 @@ fn a_registration_its_refresh_and_its_removal_each_come_with_their_expiry() {
         assert!(js_date_millis(at).is_some(), "{r:?}");
     }
 }
+
+proptest::proptest! {
+    /// Whatever direction pbxtap gives a call and whatever `X-Call-Direction` (in any case)
+    /// the dialplan set, Fonoster's consumer takes the `call.started` it is sent: the
+    /// header is only ever one of Routr's values, or absent.
+    #[test]
+    fn x_call_direction_is_only_ever_one_fonoster_knows(
+        direction in proptest::sample::select(vec!["internal", "inbound", "outbound", "unknown"]),
+        name in proptest::sample::select(vec!["X-Call-Direction", "x-call-direction", "X-CALL-DIRECTION"]),
+        value in "[ -~]{0,24}",
+        other in "[a-z]{1,8}",
+    ) {
+        use pbxtap::event::{text, Body, CallStarted, Event, Headers};
+        let mut headers = Headers::default();
+        headers.insert(&format!("X-{other}"), "v");
+        headers.insert(name, &value);
+        let ev = Event::new(
+            1_735_689_600_000_000,
+            &text("pbx1"),
+            Body::CallStarted(CallStarted {
+                call_id: text("1.2"),
+                from: text("101"),
+                to: text("102"),
+                direction,
+                extra_headers: headers,
+                ..Default::default()
+            }),
+        );
+        let mut out = pbxtap::dialect::Encoded::new();
+        let ctx = pbxtap::dialect::routr::Context { domain: "pbx.local" };
+        pbxtap::dialect::routr::encode(&ev, &ctx, &mut out).unwrap();
+        let payload: Map<String, Value> = serde_json::from_slice(&out).unwrap();
+        // Under any spelling: a consumer may look it up without regard to case.
+        let sent: Vec<&str> = payload["extraHeaders"]
+            .as_object()
+            .unwrap()
+            .iter()
+            .filter(|(k, _)| k.eq_ignore_ascii_case("X-Call-Direction"))
+            .filter_map(|(_, v)| v.as_str())
+            .collect();
+        let ours: Vec<&str> = pbxtap::dialect::routr::call_direction(direction).into_iter().collect();
+        proptest::prop_assert_eq!(sent, ours);
+        proptest::prop_assert!(fonoster::transform(&payload).is_ok(), "{:?}", payload);
+    }
+}

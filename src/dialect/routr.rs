@@ -112,7 +112,8 @@ pub fn subject_suffix(ev: &Event) -> Option<&'static str> {
 }
 
 /// The `X-Call-Direction` Routr's router would set for pbxtap's `direction`; `None` when
-/// the direction is unknown (Fonoster's consumer rejects a value it does not know).
+/// the direction is unknown (Fonoster's consumer rejects a value it does not know). The
+/// only value `X-Call-Direction` ever takes.
 pub fn call_direction(direction: &str) -> Option<&'static str> {
     match direction {
         "internal" => Some("agent-to-agent"),
@@ -171,12 +172,12 @@ impl Serialize for Routr<'_> {
                 map.serialize_entry(&JsonStr("extraHeaders"), &headers)?;
                 map.serialize_entry(&JsonStr("to"), &SipUri(&c.to, domain))?;
             }
+            // Routr's are the headers of the message that ended the call (the BYE), which
+            // pbxtap cannot see: `{}`. Not the call's X- variables again: Fonoster would
+            // give the end a reference of its own.
             Body::CallEnded(c) => {
                 map.serialize_entry(&JsonStr("callId"), &JsonStr(c.call_id.as_str()))?;
-                map.serialize_entry(
-                    &JsonStr("extraHeaders"),
-                    &ExtraHeaders(Some(&c.extra_headers), None),
-                )?;
+                map.serialize_entry(&JsonStr("extraHeaders"), &ExtraHeaders(None, None))?;
                 map.serialize_entry(&JsonStr("endTime"), &JsonStr(time.as_str()))?;
                 let sip = ended_sip_code(c.sip_code, c.cause);
                 map.serialize_entry(&JsonStr("hangupCause"), &JsonStr(hangup_cause(sip)))?;
@@ -196,9 +197,10 @@ impl Serialize for Routr<'_> {
     }
 }
 
-/// The `X-` headers (any case) as a JSON object, with `X-Call-Direction` set to the
-/// second value when there is one (replacing one the call carried, as Routr's router
-/// does); `{}` when there are none.
+/// The `X-` headers (any case) as a JSON object, with `X-Call-Direction` only as pbxtap's
+/// direction gives it (the second value), replacing any the call carried, as Routr's
+/// router does: Fonoster's consumer stops at a value it does not know. `{}` when there
+/// are none.
 struct ExtraHeaders<'a>(Option<&'a Headers>, Option<&'static str>);
 
 impl Serialize for ExtraHeaders<'_> {
@@ -206,7 +208,7 @@ impl Serialize for ExtraHeaders<'_> {
         let mut map = s.serialize_map(None)?;
         for (k, v) in self.0.into_iter().flat_map(|h| h.iter()) {
             let x = k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-");
-            if x && !(self.1.is_some() && k.eq_ignore_ascii_case("X-Call-Direction")) {
+            if x && !k.eq_ignore_ascii_case("X-Call-Direction") {
                 map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
             }
         }
@@ -331,9 +333,10 @@ mod tests {
                 "{json}"
             );
         }
-        // Unknown: no direction of pbxtap's (the call's own header stays); no caller ID.
+        // Unknown: no X-Call-Direction at all (the call's own is never passed on); no
+        // caller ID.
         let (_, json) = json(&started("unknown", ""));
-        assert!(json.contains(r#""X-Call-Direction":"made-up"}"#), "{json}");
+        assert!(!json.contains("X-Call-Direction"), "{json}");
         assert!(
             json.contains(r#""from":"sip:anonymous@pbx.local""#),
             "{json}"
