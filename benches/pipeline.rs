@@ -15,7 +15,10 @@ use pbxtap::event::{text, Body, Event};
 use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
 
 /// The SIP domain of the Routr payloads.
-const ROUTR: routr::Context<'static> = routr::Context { domain: "pbx1" };
+const ROUTR: routr::Context<'static> = routr::Context {
+    domain: "pbx1",
+    metadata: &[],
+};
 /// The machine number of the Enswitch payloads.
 const ENSWITCH: enswitch::Context = enswitch::Context { machine: 1 };
 

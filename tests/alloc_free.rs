@@ -79,7 +79,15 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
                 native::encode(ev, a).unwrap();
                 enswitch::encode_form(ev, &enswitch::Context::default(), b).unwrap();
                 enswitch::encode_json(ev, &enswitch::Context::default(), c).unwrap();
-                routr::encode(ev, &routr::Context { domain: "pbx1" }, d).unwrap();
+                routr::encode(
+                    ev,
+                    &routr::Context {
+                        domain: "pbx1",
+                        metadata: &[],
+                    },
+                    d,
+                )
+                .unwrap();
                 bytes += a.len() + b.len() + c.len() + d.len();
                 // Both PortSIP generations, each message written into the same buffer.
                 for version in [portsip::Version::V16, portsip::Version::V22] {

@@ -337,7 +337,15 @@ fn outcome_in_each_dialect(events: &[Event], call_id: &str) -> (bool, String, bo
             _ => None,
         })
         .expect("a call.ended");
-    routr::encode(ended.0, &routr::Context { domain: "pbx" }, &mut buf).unwrap();
+    routr::encode(
+        ended.0,
+        &routr::Context {
+            domain: "pbx",
+            metadata: &[],
+        },
+        &mut buf,
+    )
+    .unwrap();
     let routr: Value = serde_json::from_slice(&buf).unwrap();
     let enswitch_answer = events
         .iter()

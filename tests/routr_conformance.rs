@@ -238,7 +238,10 @@ proptest::proptest! {
             }),
         );
         let mut out = pbxtap::dialect::Encoded::new();
-        let ctx = pbxtap::dialect::routr::Context { domain: "pbx.local" };
+        let ctx = pbxtap::dialect::routr::Context {
+            domain: "pbx.local",
+            metadata: &[],
+        };
         pbxtap::dialect::routr::encode(&ev, &ctx, &mut out).unwrap();
         let payload: Map<String, Value> = serde_json::from_slice(&out).unwrap();
         // Under any spelling: a consumer may look it up without regard to case.
@@ -253,4 +256,41 @@ proptest::proptest! {
         proptest::prop_assert_eq!(sent, ours);
         proptest::prop_assert!(fonoster::transform(&payload).is_ok(), "{:?}", payload);
     }
+}
+
+/// A call whose dialplan set X- variables but no `X-Call-Ref` nor `X-Access-Key-Id`
+/// (replayed from a recording through the real daemon): the key comes from the sink's
+/// `metadata`, and the call is one record with one reference, as Fonoster's `ListCalls`
+/// needs it.
+#[test]
+fn a_call_without_its_own_key_or_ref_is_one_record_with_the_configured_key() {
+    let nats = NatsServer::start(common::free_port(), &[]);
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let client = rt.block_on(async_nats::connect(nats.url())).unwrap();
+    let store = rt.block_on(fonoster::consume(&client, "routr"));
+    let peer = common::daemon::Peer::start(&["derived/02-call-answered-x-headers.ami"], 1, None);
+    let config = format!(
+        "host = \"lab\"\n{}[watchdog]\nenabled = false\n[[sinks]]\ntype = \"nats\"\nurl = \"{}\"\n\
+         dialect = \"routr\"\nmetadata = {{ accessKeyId = \"AK-CONFIG\" }}\n",
+        peer.ami_toml(),
+        nats.url()
+    );
+    let _daemon = Daemon::start(&config, &[], false);
+    let mut seen = Store::default();
+    common::wait_until("the call's end", WAIT, || {
+        seen = store.lock().unwrap().clone();
+        seen.calls.iter().any(|(_, r)| r.contains_key("status"))
+    });
+    assert!(seen.errors.is_empty(), "{:?}", seen.errors);
+    assert_eq!(seen.calls.len(), 1, "{:#?}", seen.calls);
+    let (id, record) = &seen.calls[0];
+    assert_eq!(record["accessKeyId"], "AK-CONFIG", "{record:?}");
+    assert_eq!(record["direction"], "INTRA_NETWORK", "{record:?}");
+    let refs: Vec<&Value> = seen
+        .refs
+        .iter()
+        .filter(|(c, _)| c == id)
+        .map(|(_, r)| r)
+        .collect();
+    assert_eq!(refs.len(), 1, "one reference per call: {refs:?}");
 }

@@ -20,7 +20,29 @@ use crate::normalize::cause;
 pub struct Context<'a> {
     /// The host of the SIP URIs: `sip:101@<domain>`.
     pub domain: &'a str,
+    /// Keys and values added at the top level of `call.started`, after Routr's own (as
+    /// Routr adds its resources' `extended` metadata).
+    pub metadata: &'a [(String, String)],
 }
+
+/// Most metadata keys, and the longest key and value (bytes), as the config allows.
+pub const MAX_METADATA: usize = 16;
+pub const MAX_METADATA_KEY: usize = 64;
+pub const MAX_METADATA_VALUE: usize = 256;
+
+/// The fields of Routr's payloads: a metadata key may not be one of them.
+pub const FIELDS: [&str; 10] = [
+    "callId",
+    "from",
+    "to",
+    "startTime",
+    "endTime",
+    "hangupCause",
+    "extraHeaders",
+    "expires",
+    "aor",
+    "registeredAt",
+];
 
 /// Length of an ISO 8601 UTC time with milliseconds: `2025-01-01T00:00:00.123Z`.
 pub const ISO_LEN: usize = 24;
@@ -171,6 +193,9 @@ impl Serialize for Routr<'_> {
                 let headers = ExtraHeaders(Some(&c.extra_headers), call_direction(c.direction));
                 map.serialize_entry(&JsonStr("extraHeaders"), &headers)?;
                 map.serialize_entry(&JsonStr("to"), &SipUri(&c.to, domain))?;
+                for (k, v) in self.1.metadata {
+                    map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
+                }
             }
             // Routr's are the headers of the message that ended the call (the BYE), which
             // pbxtap cannot see: `{}`. Not the call's X- variables again: Fonoster would
@@ -228,13 +253,23 @@ mod tests {
     fn the_largest_possible_events_fit() {
         let mut out = Encoded::new();
         let long = "d".repeat(crate::event::TEXT_LEN);
+        // The most metadata the config allows, every value character escaped.
+        let key = |i: usize| format!("{i:02}{}", "k".repeat(MAX_METADATA_KEY - 2));
+        let metadata: std::vec::Vec<_> = (0..MAX_METADATA)
+            .map(|i| (key(i), "\"".repeat(MAX_METADATA_VALUE)))
+            .collect();
+        let ctx = Context {
+            domain: &long,
+            metadata: &metadata,
+        };
         for ev in largest_events() {
-            encode(&ev, &Context { domain: &long }, &mut out).unwrap();
+            encode(&ev, &ctx, &mut out).unwrap();
         }
     }
 
     const CTX: Context<'static> = Context {
         domain: "pbx.local",
+        metadata: &[],
     };
 
     fn json(ev: &Event) -> (Option<&'static str>, std::string::String) {
@@ -341,6 +376,43 @@ mod tests {
             json.contains(r#""from":"sip:anonymous@pbx.local""#),
             "{json}"
         );
+    }
+
+    /// The sink's `metadata` (Fonoster's `accessKeyId`) at the top level of
+    /// `call.started`, after Routr's own fields, as Routr adds `extended`; not in
+    /// `call.ended`.
+    #[test]
+    fn metadata_goes_at_the_top_of_call_started_only() {
+        let metadata = [("accessKeyId".to_string(), "AK\"1".to_string())];
+        let ctx = Context {
+            domain: "pbx.local",
+            metadata: &metadata,
+        };
+        let mut out = Encoded::new();
+        let started = Event::new(
+            NEW_YEAR_2025,
+            &text("pbx1"),
+            Body::CallStarted(CallStarted {
+                call_id: text("1.2"),
+                to: text("102"),
+                ..Default::default()
+            }),
+        );
+        encode(&started, &ctx, &mut out).unwrap();
+        assert!(
+            std::str::from_utf8(&out)
+                .unwrap()
+                .ends_with(r#""to":"sip:102@pbx.local","accessKeyId":"AK\"1"}"#),
+            "{}",
+            std::str::from_utf8(&out).unwrap()
+        );
+        let ended = Event::new(
+            NEW_YEAR_2025,
+            &text("pbx1"),
+            Body::CallEnded(CallEnded::default()),
+        );
+        encode(&ended, &ctx, &mut out).unwrap();
+        assert!(!std::str::from_utf8(&out).unwrap().contains("accessKeyId"));
     }
 
     #[test]

@@ -113,8 +113,13 @@ pub fn transform(event: &Map<String, Value>) -> Result<Map<String, Value>, Strin
             if let Some(v) = header("X-Access-Key-Id") {
                 t.insert("accessKeyId".into(), v);
             }
-            // Fonoster makes up a uuid when the call carries no reference.
-            let reference = header("X-Call-Ref").unwrap_or_else(|| Value::from("<uuid>"));
+            // Fonoster makes up a uuid when the call carries no reference: a new one for
+            // each event.
+            let reference = header("X-Call-Ref").unwrap_or_else(|| {
+                static DRAWN: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+                let n = DRAWN.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                Value::from(format!("<uuid-{n}>"))
+            });
             t.insert("ref".into(), reference);
             if let Some(v) = header("X-Dod-Number") {
                 t.insert("from".into(), v);
@@ -138,6 +143,9 @@ pub fn transform(event: &Map<String, Value>) -> Result<Map<String, Value>, Strin
 pub struct Store {
     /// One record per `callId`, in the order calls were first seen.
     pub calls: Vec<(String, Map<String, Value>)>,
+    /// Every reference written for a `callId`, in order: Fonoster's pivot keeps one per
+    /// call, so two different ones split a call.
+    pub refs: Vec<(String, Value)>,
     /// Every `routr.endpoint.registered` payload, in order.
     pub registrations: Vec<Map<String, Value>>,
     /// What made the consumer fail (a message `JSON.parse` or `transformEvent` threw on).
@@ -172,10 +180,15 @@ pub async fn consume(client: &async_nats::Client, base: &str) -> Arc<Mutex<Store
                 .unwrap_or("undefined")
                 .to_string();
             match transform(&event) {
-                Ok(data) => match st.calls.iter_mut().find(|(id, _)| *id == tag) {
-                    Some((_, record)) => record.extend(data),
-                    None => st.calls.push((tag, data)),
-                },
+                Ok(data) => {
+                    if let Some(r) = data.get("ref") {
+                        st.refs.push((tag.clone(), r.clone()));
+                    }
+                    match st.calls.iter_mut().find(|(id, _)| *id == tag) {
+                        Some((_, record)) => record.extend(data),
+                        None => st.calls.push((tag, data)),
+                    }
+                }
                 Err(e) => st.errors.push(format!("transformEvent: {e}: {event:?}")),
             }
         }

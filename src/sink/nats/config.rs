@@ -6,6 +6,7 @@ use std::path::PathBuf;
 use async_nats::{ConnectOptions, ServerAddr};
 use serde::Deserialize;
 
+use crate::dialect::routr;
 use crate::settings::{
     credential_path, read_bounded, resolve_secret, with_host, ConfigError, MAX_PEM_FILE,
 };
@@ -53,6 +54,10 @@ pub struct NatsSinkConfig {
     /// The host of the SIP URIs of the `routr` dialect (`sip:101@<sip_domain>`); the
     /// appliance's `host` when unset.
     pub sip_domain: Option<String>,
+    /// `routr` dialect: keys and values added at the top level of every `call.started`, as
+    /// Routr adds its resources' `extended` metadata (Fonoster's `accessKeyId`). Sorted by
+    /// key.
+    pub metadata: std::collections::BTreeMap<String, String>,
     /// Connection name shown by the server (`nats server report connections`).
     pub name: String,
     pub user: Option<String>,
@@ -86,6 +91,7 @@ impl Default for NatsSinkConfig {
             dialect: "routr".into(),
             subject: ROUTR_DEFAULT_SUBJECT.into(),
             sip_domain: None,
+            metadata: Default::default(),
             name: "pbxtap".into(),
             user: None,
             password: None,
@@ -105,6 +111,60 @@ impl Default for NatsSinkConfig {
 
 /// Most servers in one `url` (a comma-separated list, as Routr's client takes).
 pub const MAX_SERVERS: usize = 16;
+
+/// `metadata`: Routr's dialect only; at most `routr::MAX_METADATA` keys of letters, digits,
+/// `_` and `-`; values of printable text; no key that would shadow a field of Routr's
+/// own `call.started`.
+fn validate_metadata(
+    key: &str,
+    metadata: &std::collections::BTreeMap<String, String>,
+    dialect: NatsDialect,
+) -> Result<(), ConfigError> {
+    if metadata.is_empty() {
+        return Ok(());
+    }
+    if dialect != NatsDialect::Routr {
+        return Err(ConfigError::new(
+            key,
+            "is Routr's `extended` metadata: only for dialect = \"routr\"",
+        ));
+    }
+    if metadata.len() > routr::MAX_METADATA {
+        return Err(ConfigError::new(
+            key,
+            format!("{} keys: at most {}", metadata.len(), routr::MAX_METADATA),
+        ));
+    }
+    for (name, value) in metadata {
+        let at = format!("{key}.{name}");
+        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+        if name.is_empty() || name.len() > routr::MAX_METADATA_KEY || !name.chars().all(word) {
+            return Err(ConfigError::new(
+                at,
+                format!(
+                    "is not a metadata key: 1 to {} letters, digits, `_` or `-` (e.g. accessKeyId)",
+                    routr::MAX_METADATA_KEY
+                ),
+            ));
+        }
+        if routr::FIELDS.contains(&name.as_str()) {
+            return Err(ConfigError::new(
+                at,
+                format!("would shadow Routr's own field `{name}`: choose another key"),
+            ));
+        }
+        if value.len() > routr::MAX_METADATA_VALUE || value.chars().any(char::is_control) {
+            return Err(ConfigError::new(
+                at,
+                format!(
+                    "must be at most {} bytes of text without control characters",
+                    routr::MAX_METADATA_VALUE
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
 
 /// A `url` setting read: the servers to dial, without credentials, and the login the
 /// URLs carried (`nats://user:pass@host`, or `nats://token@host`), if any.
@@ -260,6 +320,7 @@ impl NatsSinkConfig {
         if self.name.is_empty() {
             return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
         }
+        validate_metadata(&format!("{key}.metadata"), &self.metadata, dialect)?;
         if let Some(domain) = &self.sip_domain {
             let bad = domain.is_empty()
                 || domain.len() > crate::event::TEXT_LEN
@@ -480,6 +541,26 @@ mod tests {
                 "sip_domain = \"a@b\"",
                 "sinks[0].sip_domain",
                 "not a SIP domain",
+            ),
+            (
+                "metadata = { callId = \"x\" }",
+                "sinks[0].metadata.callId",
+                "would shadow Routr's own field `callId`",
+            ),
+            (
+                "metadata = { \"access key\" = \"x\" }",
+                "sinks[0].metadata.access key",
+                "not a metadata key",
+            ),
+            (
+                "metadata = { accessKeyId = \"a\\nb\" }",
+                "sinks[0].metadata.accessKeyId",
+                "without control characters",
+            ),
+            (
+                "dialect = \"native\"\nmetadata = { accessKeyId = \"x\" }",
+                "sinks[0].metadata",
+                "only for dialect = \"routr\"",
             ),
             ("url = \"nats://\"", "sinks[0].url", "no host"),
             (

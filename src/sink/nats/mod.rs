@@ -58,6 +58,8 @@ pub struct NatsSink {
     dialect: NatsDialect,
     /// With `state` (JetStream, native dialect): `<subject>.state.<host>`.
     state: Option<String>,
+    /// `metadata`, as the Routr dialect writes it.
+    metadata: Vec<(String, String)>,
     publisher: Publisher,
 }
 
@@ -77,6 +79,7 @@ impl NatsSink {
         Ok(NatsSink {
             subject,
             state,
+            metadata: cfg.metadata.clone().into_iter().collect(),
             cfg: cfg.clone(),
             servers,
             dialect,
@@ -189,6 +192,7 @@ impl NatsSink {
     /// What Routr's payloads need: the SIP domain (`sip_domain`, else the host).
     fn routr(&self) -> routr::Context<'_> {
         routr::Context {
+            metadata: &self.metadata,
             domain: self
                 .cfg
                 .sip_domain
