@@ -18,6 +18,7 @@ use pbxtap::normalize::{self, NormalizeConfig, Normalizer};
 const ROUTR: routr::Context<'static> = routr::Context {
     domain: "pbx1",
     metadata: &[],
+    endpoints: &[],
 };
 /// The machine number of the Enswitch payloads.
 const ENSWITCH: enswitch::Context = enswitch::Context { machine: 1 };

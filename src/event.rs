@@ -683,6 +683,13 @@ impl Event {
     }
 }
 
+/// The endpoint part of a channel name (a `channel` field): `PJSIP/101-00000002` → `101`,
+/// `PJSIP/trunk-00000003` → `trunk`.
+pub fn channel_endpoint(channel: &str) -> &str {
+    let rest = channel.split_once('/').map_or(channel, |(_, r)| r);
+    rest.rsplit_once('-').map_or(rest, |(e, _)| e)
+}
+
 /// An event's id: `<host>.<boot>.<seq>`.
 pub type EventId = String<{ TEXT_LEN + 42 }>;
 

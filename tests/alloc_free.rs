@@ -84,6 +84,7 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
                     &routr::Context {
                         domain: "pbx1",
                         metadata: &[],
+                        endpoints: &[],
                     },
                     d,
                 )

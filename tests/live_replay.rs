@@ -342,6 +342,7 @@ fn outcome_in_each_dialect(events: &[Event], call_id: &str) -> (bool, String, bo
         &routr::Context {
             domain: "pbx",
             metadata: &[],
+            endpoints: &[],
         },
         &mut buf,
     )

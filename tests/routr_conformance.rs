@@ -241,6 +241,7 @@ proptest::proptest! {
         let ctx = pbxtap::dialect::routr::Context {
             domain: "pbx.local",
             metadata: &[],
+            endpoints: &[],
         };
         pbxtap::dialect::routr::encode(&ev, &ctx, &mut out).unwrap();
         let payload: Map<String, Value> = serde_json::from_slice(&out).unwrap();

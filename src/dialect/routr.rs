@@ -23,10 +23,35 @@ pub struct Context<'a> {
     /// Keys and values added at the top level of `call.started`, after Routr's own (as
     /// Routr adds its resources' `extended` metadata).
     pub metadata: &'a [(String, String)],
+    /// Per endpoint (the caller's channel's, by name), keys over `metadata`'s.
+    pub endpoints: &'a [(String, Vec<(String, String)>)],
 }
 
-/// Most metadata keys, and the longest key and value (bytes), as the config allows.
+impl Context<'_> {
+    /// The metadata of a call whose first channel is `channel`: the endpoint's keys, and
+    /// the sink's that the endpoint does not set.
+    fn metadata_of<'c>(&'c self, channel: &str) -> impl Iterator<Item = (&'c str, &'c str)> {
+        let endpoint = crate::event::channel_endpoint(channel);
+        let own: &[(String, String)] = self
+            .endpoints
+            .iter()
+            .find(|(e, _)| e == endpoint)
+            .map_or(&[], |(_, m)| m.as_slice());
+        let shared = self
+            .metadata
+            .iter()
+            .filter(move |(k, _)| !own.iter().any(|(o, _)| o == k));
+        own.iter()
+            .chain(shared)
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+    }
+}
+
+/// Most metadata keys (an endpoint's and the sink's together), and the longest key and
+/// value (bytes), as the config allows.
 pub const MAX_METADATA: usize = 16;
+/// Most endpoints with metadata of their own.
+pub const MAX_METADATA_ENDPOINTS: usize = 256;
 pub const MAX_METADATA_KEY: usize = 64;
 pub const MAX_METADATA_VALUE: usize = 256;
 
@@ -193,7 +218,7 @@ impl Serialize for Routr<'_> {
                 let headers = ExtraHeaders(Some(&c.extra_headers), call_direction(c.direction));
                 map.serialize_entry(&JsonStr("extraHeaders"), &headers)?;
                 map.serialize_entry(&JsonStr("to"), &SipUri(&c.to, domain))?;
-                for (k, v) in self.1.metadata {
+                for (k, v) in self.1.metadata_of(&c.channel) {
                     map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
                 }
             }
@@ -261,6 +286,7 @@ mod tests {
         let ctx = Context {
             domain: &long,
             metadata: &metadata,
+            endpoints: &[],
         };
         for ev in largest_events() {
             encode(&ev, &ctx, &mut out).unwrap();
@@ -270,6 +296,7 @@ mod tests {
     const CTX: Context<'static> = Context {
         domain: "pbx.local",
         metadata: &[],
+        endpoints: &[],
     };
 
     fn json(ev: &Event) -> (Option<&'static str>, std::string::String) {
@@ -379,32 +406,43 @@ mod tests {
     }
 
     /// The sink's `metadata` (Fonoster's `accessKeyId`) at the top level of
-    /// `call.started`, after Routr's own fields, as Routr adds `extended`; not in
-    /// `call.ended`.
+    /// `call.started`, after Routr's own fields, as Routr adds `extended`; an endpoint's
+    /// own keys over the sink's, by the caller's channel (a trunk's for a call from the
+    /// PSTN); not in `call.ended`.
     #[test]
     fn metadata_goes_at_the_top_of_call_started_only() {
-        let metadata = [("accessKeyId".to_string(), "AK\"1".to_string())];
+        let pair = |k: &str, v: &str| (k.to_string(), v.to_string());
+        let metadata = [pair("accessKeyId", "AK\"1"), pair("region", "eu")];
+        let endpoints = [("carrier".to_string(), vec![pair("accessKeyId", "AK-TRUNK")])];
         let ctx = Context {
             domain: "pbx.local",
             metadata: &metadata,
+            endpoints: &endpoints,
         };
         let mut out = Encoded::new();
-        let started = Event::new(
-            NEW_YEAR_2025,
-            &text("pbx1"),
-            Body::CallStarted(CallStarted {
-                call_id: text("1.2"),
-                to: text("102"),
-                ..Default::default()
-            }),
-        );
-        encode(&started, &ctx, &mut out).unwrap();
+        let started = |channel: &str| {
+            Event::new(
+                NEW_YEAR_2025,
+                &text("pbx1"),
+                Body::CallStarted(CallStarted {
+                    call_id: text("1.2"),
+                    to: text("102"),
+                    channel: text(channel),
+                    ..Default::default()
+                }),
+            )
+        };
+        encode(&started("PJSIP/101-00000001"), &ctx, &mut out).unwrap();
+        let json = std::str::from_utf8(&out).unwrap();
         assert!(
-            std::str::from_utf8(&out)
-                .unwrap()
-                .ends_with(r#""to":"sip:102@pbx.local","accessKeyId":"AK\"1"}"#),
-            "{}",
-            std::str::from_utf8(&out).unwrap()
+            json.ends_with(r#""to":"sip:102@pbx.local","accessKeyId":"AK\"1","region":"eu"}"#),
+            "{json}"
+        );
+        encode(&started("PJSIP/carrier-00000002"), &ctx, &mut out).unwrap();
+        let json = std::str::from_utf8(&out).unwrap();
+        assert!(
+            json.ends_with(r#""to":"sip:102@pbx.local","accessKeyId":"AK-TRUNK","region":"eu"}"#),
+            "{json}"
         );
         let ended = Event::new(
             NEW_YEAR_2025,

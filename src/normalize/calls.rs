@@ -14,6 +14,7 @@ use super::local::{self, Half};
 use super::names::CallEvent;
 use super::{bounded, clean, id, NormalizeStats};
 use crate::ami::frame::Message;
+use crate::event::channel_endpoint as endpoint_of;
 use crate::event::{
     self, Body, CallEnded, CallFailed, CallHold, CallStarted, CallTarget, Cdr, Headers, Id,
     LongText, TargetLeg, Text,
@@ -321,12 +322,6 @@ fn extension(local_channel: &str) -> Text {
     let mut t = Text::new();
     event::set(&mut t, local::exten(local_channel));
     t
-}
-
-/// The endpoint part of a channel name: `PJSIP/101-00000002` → `101`.
-fn endpoint_of(channel: &str) -> &str {
-    let rest = channel.split_once('/').map_or(channel, |(_, r)| r);
-    rest.rsplit_once('-').map_or(rest, |(e, _)| e)
 }
 
 /// The static name of a DialStatus value (the event model holds `&'static str`).

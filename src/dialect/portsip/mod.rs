@@ -30,6 +30,7 @@ use core::fmt::Write as _;
 use heapless::String;
 
 use super::{EncodeError, Encoded};
+use crate::event::channel_endpoint as endpoint_of;
 use crate::event::{self, Body, Event, Text};
 pub use queue::{encode_queue_status, MAX_SNAPSHOT_LEN};
 pub use state::{
@@ -130,11 +131,6 @@ impl Route {
 /// The extension number in an endpoint or interface name: `PJSIP/102` → `102`.
 pub fn extension_number(s: &str) -> &str {
     s.rsplit_once('/').map_or(s, |(_, n)| n)
-}
-
-/// The endpoint of a channel name: `PJSIP/trunk-00000003` → `trunk`.
-fn endpoint_of(channel: &str) -> &str {
-    extension_number(channel.rsplit_once('-').map_or(channel, |(e, _)| e))
 }
 
 /// What the dialect adds that events do not carry.

@@ -58,6 +58,11 @@ pub struct NatsSinkConfig {
     /// Routr adds its resources' `extended` metadata (Fonoster's `accessKeyId`). Sorted by
     /// key.
     pub metadata: std::collections::BTreeMap<String, String>,
+    /// `routr` dialect: metadata per endpoint (the caller's, or the trunk a call from the
+    /// PSTN came in on, by its pjsip.conf name), as Routr takes the `extended` of the
+    /// caller's Agent or Peer, or of the called Number. Over `metadata`, key by key.
+    pub endpoint_metadata:
+        std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
     /// Connection name shown by the server (`nats server report connections`).
     pub name: String,
     pub user: Option<String>,
@@ -92,6 +97,7 @@ impl Default for NatsSinkConfig {
             subject: ROUTR_DEFAULT_SUBJECT.into(),
             sip_domain: None,
             metadata: Default::default(),
+            endpoint_metadata: Default::default(),
             name: "pbxtap".into(),
             user: None,
             password: None,
@@ -321,6 +327,43 @@ impl NatsSinkConfig {
             return Err(ConfigError::new(format!("{key}.name"), "must not be empty"));
         }
         validate_metadata(&format!("{key}.metadata"), &self.metadata, dialect)?;
+        if self.endpoint_metadata.len() > routr::MAX_METADATA_ENDPOINTS {
+            return Err(ConfigError::new(
+                format!("{key}.endpoint_metadata"),
+                format!(
+                    "{} endpoints: at most {}",
+                    self.endpoint_metadata.len(),
+                    routr::MAX_METADATA_ENDPOINTS
+                ),
+            ));
+        }
+        for (endpoint, metadata) in &self.endpoint_metadata {
+            let at = format!("{key}.endpoint_metadata.{endpoint}");
+            if endpoint.is_empty() || endpoint.len() > crate::event::TEXT_LEN {
+                return Err(ConfigError::new(
+                    at,
+                    format!(
+                        "is not an endpoint name: 1 to {} bytes",
+                        crate::event::TEXT_LEN
+                    ),
+                ));
+            }
+            validate_metadata(&at, metadata, dialect)?;
+            let keys = self
+                .metadata
+                .keys()
+                .chain(metadata.keys().filter(|k| !self.metadata.contains_key(*k)))
+                .count();
+            if keys > routr::MAX_METADATA {
+                return Err(ConfigError::new(
+                    at,
+                    format!(
+                        "{keys} keys with metadata's: at most {} together",
+                        routr::MAX_METADATA
+                    ),
+                ));
+            }
+        }
         if let Some(domain) = &self.sip_domain {
             let bad = domain.is_empty()
                 || domain.len() > crate::event::TEXT_LEN
@@ -556,6 +599,17 @@ mod tests {
                 "metadata = { accessKeyId = \"a\\nb\" }",
                 "sinks[0].metadata.accessKeyId",
                 "without control characters",
+            ),
+            (
+                "endpoint_metadata = { 101 = { callId = \"x\" } }",
+                "sinks[0].endpoint_metadata.101.callId",
+                "would shadow Routr's own field `callId`",
+            ),
+            (
+                "metadata = { a = \"1\", b = \"2\", c = \"3\", d = \"4\", e = \"5\", f = \"6\", g = \"7\", h = \"8\", i = \"9\" }\n\
+                 endpoint_metadata = { 101 = { j = \"1\", k = \"2\", l = \"3\", m = \"4\", n = \"5\", o = \"6\", p = \"7\", q = \"8\" } }",
+                "sinks[0].endpoint_metadata.101",
+                "17 keys with metadata's: at most 16 together",
             ),
             (
                 "dialect = \"native\"\nmetadata = { accessKeyId = \"x\" }",

@@ -58,8 +58,9 @@ pub struct NatsSink {
     dialect: NatsDialect,
     /// With `state` (JetStream, native dialect): `<subject>.state.<host>`.
     state: Option<String>,
-    /// `metadata`, as the Routr dialect writes it.
+    /// `metadata` and `endpoint_metadata`, as the Routr dialect takes them.
     metadata: Vec<(String, String)>,
+    endpoint_metadata: Vec<(String, Vec<(String, String)>)>,
     publisher: Publisher,
 }
 
@@ -80,6 +81,11 @@ impl NatsSink {
             subject,
             state,
             metadata: cfg.metadata.clone().into_iter().collect(),
+            endpoint_metadata: cfg
+                .endpoint_metadata
+                .iter()
+                .map(|(e, m)| (e.clone(), m.clone().into_iter().collect()))
+                .collect(),
             cfg: cfg.clone(),
             servers,
             dialect,
@@ -193,6 +199,7 @@ impl NatsSink {
     fn routr(&self) -> routr::Context<'_> {
         routr::Context {
             metadata: &self.metadata,
+            endpoints: &self.endpoint_metadata,
             domain: self
                 .cfg
                 .sip_domain
