@@ -127,15 +127,15 @@ pub enum Gap {
 }
 
 impl Gap {
-    /// `since`'s gap for this run (`boot`) of `host`, `missed` being what the history
-    /// counts after it when it is this run's.
-    pub fn of(since: &Since, host: &str, boot: u64, missed: u64) -> Gap {
+    /// Why nothing after `since` can be counted, when it is not an event of this run
+    /// (`boot`) of `host`; `None` when it is (then the history counts what was missed).
+    pub fn unknown(since: &Since, host: &str, boot: u64) -> Option<Gap> {
         if since.host != host {
-            Gap::Elsewhere
+            Some(Gap::Elsewhere)
         } else if since.boot != boot {
-            Gap::Restarted
+            Some(Gap::Restarted)
         } else {
-            Gap::Missed(missed)
+            None
         }
     }
 
@@ -257,7 +257,7 @@ mod tests {
             assert_eq!(t(bad), Err(Refusal::BadSince), "{bad}");
         }
         assert_eq!(Refusal::BadSince.status(), 400);
-        let gap = |host: &str, boot: u64| Gap::of(&at, host, boot, 3);
+        let gap = |host: &str, boot: u64| Gap::unknown(&at, host, boot).unwrap_or(Gap::Missed(3));
         let n: serde_json::Value =
             serde_json::from_str(&gap_notice(&at, "pbx-1", gap("pbx-1", at.boot))).unwrap();
         assert_eq!(

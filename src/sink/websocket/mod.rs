@@ -241,14 +241,13 @@ impl Shared {
         since: &enswitch::Since,
         wants: impl Fn(Option<&portsip_dialect::Route>) -> bool,
     ) -> Vec<Utf8Bytes> {
-        let boot = crate::event::boot_id();
-        let ours = since.host == self.host && since.boot == boot;
+        let unknown = enswitch::Gap::unknown(since, &self.host, crate::event::boot_id());
         let after = match self.protocol {
             Protocol::Enswitch => since.seq,
             Protocol::Portsip => since.seq.saturating_sub(1),
         };
-        let resume = history.after(if ours { after } else { 0 }, wants);
-        let gap = enswitch::Gap::of(since, &self.host, boot, resume.missed);
+        let resume = history.after(if unknown.is_none() { after } else { 0 }, wants);
+        let gap = unknown.unwrap_or(enswitch::Gap::Missed(resume.missed));
         let mut owed = Vec::new();
         if gap != enswitch::Gap::Missed(0) {
             owed.push(Utf8Bytes::from(match self.protocol {
@@ -271,13 +270,19 @@ impl Shared {
         }
     }
 
+    /// Whether a client counts against `max_clients`: every Enswitch connection, a
+    /// PortSIP session once logged in.
+    fn counts(&self, slot: &Slot) -> bool {
+        self.protocol == Protocol::Enswitch || slot.session.authenticated()
+    }
+
     /// Clients that count against `max_clients`.
     fn served(&self, hub: &Hub) -> usize {
-        let slots = hub.slots.iter().flatten();
-        match self.protocol {
-            Protocol::Enswitch => slots.count(),
-            Protocol::Portsip => slots.filter(|s| s.session.authenticated()).count(),
-        }
+        hub.slots
+            .iter()
+            .flatten()
+            .filter(|s| self.counts(s))
+            .count()
     }
 
     fn is_logged_in(&self, id: u64) -> bool {
@@ -286,9 +291,10 @@ impl Shared {
 
     /// Whether client `id` counts against `max_clients` (PortSIP: is logged in).
     fn is_in(&self, hub: &Hub, id: u64) -> bool {
-        hub.slots.iter().flatten().any(|s| {
-            s.id == id && (self.protocol == Protocol::Enswitch || s.session.authenticated())
-        })
+        hub.slots
+            .iter()
+            .flatten()
+            .any(|s| s.id == id && self.counts(s))
     }
 
     fn clients(&self) -> usize {
