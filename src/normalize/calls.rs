@@ -441,7 +441,9 @@ impl Calls {
         }
     }
 
-    /// A VarSet of an `X-` variable: the call's extra header.
+    /// A VarSet of an `X-` variable on the caller's channel: the call's extra header (the
+    /// caller's INVITE's). A callee's own (`X-Account` set where its leg is dialled) is
+    /// not the call's.
     pub fn var_set(
         &mut self,
         msg: &Message<'_>,
@@ -457,9 +459,13 @@ impl Calls {
             stats.unmatched += 1;
             return;
         };
-        let call_id = self.channels[i].call_id.clone();
+        let (call_id, leg) = (self.channels[i].call_id.clone(), self.channels[i].leg);
+        let name = self.channels[i].name.clone();
         if let Some(call) = self.call(&call_id) {
             call.last_activity = now;
+            if leg && call.caller != name {
+                return;
+            }
             if call.headers.insert(var, msg.get("Value").unwrap_or("")) {
                 stats.truncated += 1;
             }
@@ -596,12 +602,9 @@ impl Calls {
             let _ = self.calls.push(call);
             emit(Body::CallStarted(started));
         } else if let Some(call) = self.call(linkedid) {
+            // A later channel's variables (a callee's, or the caller's inherited ones) are
+            // not the caller's INVITE's.
             call.last_activity = now;
-            let mut headers = core::mem::take(&mut call.headers);
-            Self::chan_variables(msg, &mut headers, stats);
-            if let Some(call) = self.call(linkedid) {
-                call.headers = headers;
-            }
         }
         self.make_room_for_channel(stats);
         let ch = Channel {

@@ -593,6 +593,40 @@ mod tests {
     }
 
     #[test]
+    fn a_callees_x_variables_are_not_the_calls() {
+        let mut n = Normalizer::new(NormalizeConfig::default());
+        let var = |ch: &str, uid: &str, value: &str| {
+            format!("Event: VarSet\nChannel: {ch}\nUniqueid: {uid}\nLinkedid: 1.1\nVariable: X-Account\nValue: {value}\n\n")
+        };
+        // 102's leg announces its own X-Account (channelvars) and its dialplan sets one
+        // (a predial hook); the call is 101's, with 101's.
+        let text = newchannel("1.1", "1.1", "101")
+            + &var("PJSIP/101-1", "1.1", "acct-101")
+            + "Event: DialBegin\nChannel: PJSIP/101-1\nUniqueid: 1.1\nLinkedid: 1.1\nDestChannel: PJSIP/102-1\nDestUniqueid: 1.2\nDestCallerIDNum: 102\n\n"
+            + "Event: Newchannel\nChannel: PJSIP/102-1\nCallerIDNum: 102\nExten: 102\nUniqueid: 1.2\nLinkedid: 1.1\nChanVariable(X-Account): acct-102\n\n"
+            + &var("PJSIP/102-1", "1.2", "acct-102")
+            + "Event: Hangup\nUniqueid: 1.2\nLinkedid: 1.1\nCause: 16\n\n"
+            + "Event: Hangup\nUniqueid: 1.1\nLinkedid: 1.1\nCause: 16\n\n";
+        let out = feed(&mut n, &text, 1);
+        let headers = |b: &Body| -> std::vec::Vec<(std::string::String, std::string::String)> {
+            let h = match b {
+                Body::CallStarted(c) => &c.extra_headers,
+                Body::CallEnded(c) => &c.extra_headers,
+                _ => unreachable!(),
+            };
+            h.iter().map(|(k, v)| (k.into(), v.into())).collect()
+        };
+        let calls: std::vec::Vec<_> = out
+            .iter()
+            .filter(|b| matches!(b, Body::CallStarted(_) | Body::CallEnded(_)))
+            .collect();
+        assert_eq!(calls.len(), 2, "{:?}", names(&out));
+        for b in calls {
+            assert_eq!(headers(b), [("X-Account".into(), "acct-101".into())]);
+        }
+    }
+
+    #[test]
     fn calls_that_vanished_while_disconnected_end_with_a_clear_cause() {
         let mut n = Normalizer::new(NormalizeConfig::default());
         let dial = "Event: DialBegin\nChannel: PJSIP/101-1\nUniqueid: 1.1\nDestChannel: PJSIP/102-1\nDestUniqueid: 1.2\nDestCallerIDNum: 102\n\n";
