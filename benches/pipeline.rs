@@ -19,6 +19,7 @@ const ROUTR: routr::Context<'static> = routr::Context {
     domain: "pbx1",
     metadata: &[],
     endpoints: &[],
+    prefix: "",
 };
 /// The machine number of the Enswitch payloads.
 const ENSWITCH: enswitch::Context = enswitch::Context { machine: 1 };

@@ -85,6 +85,7 @@ fn framing_normalizing_publishing_and_encoding_allocate_nothing_per_event() {
                         domain: "pbx1",
                         metadata: &[],
                         endpoints: &[],
+                        prefix: "",
                     },
                     d,
                 )

@@ -343,6 +343,7 @@ fn outcome_in_each_dialect(events: &[Event], call_id: &str) -> (bool, String, bo
             domain: "pbx",
             metadata: &[],
             endpoints: &[],
+            prefix: "",
         },
         &mut buf,
     )

@@ -242,6 +242,7 @@ proptest::proptest! {
             domain: "pbx.local",
             metadata: &[],
             endpoints: &[],
+            prefix: "",
         };
         pbxtap::dialect::routr::encode(&ev, &ctx, &mut out).unwrap();
         let payload: Map<String, Value> = serde_json::from_slice(&out).unwrap();

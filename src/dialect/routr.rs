@@ -25,26 +25,62 @@ pub struct Context<'a> {
     pub metadata: &'a [(String, String)],
     /// Per endpoint (the caller's channel's, by name), keys over `metadata`'s.
     pub endpoints: &'a [(String, Vec<(String, String)>)],
+    /// Per call: the caller's `X-` variables named `<prefix><key>` (`X-Meta-accessKeyId`)
+    /// are the call's own metadata, over the endpoint's, and leave `extraHeaders`. Empty:
+    /// none.
+    pub prefix: &'a str,
 }
 
 impl Context<'_> {
-    /// The metadata of a call whose first channel is `channel`: the endpoint's keys, and
-    /// the sink's that the endpoint does not set.
-    fn metadata_of<'c>(&'c self, channel: &str) -> impl Iterator<Item = (&'c str, &'c str)> {
+    /// The metadata key a call's header `name` stands for: the rest after the prefix,
+    /// when it is a key the config would take (not one of Routr's [`FIELDS`]).
+    fn key_of<'n>(&self, name: &'n str) -> Option<&'n str> {
+        let p = self.prefix.len();
+        let named = p > 0
+            && name.len() > p
+            && name.as_bytes()[..p].eq_ignore_ascii_case(self.prefix.as_bytes());
+        let key = name.get(p..).filter(|_| named)?;
+        (is_metadata_key(key) && !FIELDS.contains(&key)).then_some(key)
+    }
+
+    /// The metadata of a call whose first channel is `channel` and whose caller's headers
+    /// are `headers`: the call's own keys, the endpoint's it does not set, and the sink's
+    /// neither sets.
+    fn metadata_of<'c>(
+        &'c self,
+        channel: &str,
+        headers: &'c Headers,
+    ) -> impl Iterator<Item = (&'c str, &'c str)> {
         let endpoint = crate::event::channel_endpoint(channel);
         let own: &[(String, String)] = self
             .endpoints
             .iter()
             .find(|(e, _)| e == endpoint)
             .map_or(&[], |(_, m)| m.as_slice());
+        let call = move || {
+            headers
+                .iter()
+                .filter_map(move |(k, v)| Some((self.key_of(k)?, v)))
+        };
+        let endpoint = own
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .filter(move |(k, _)| !call().any(|(c, _)| c == *k));
         let shared = self
             .metadata
             .iter()
-            .filter(move |(k, _)| !own.iter().any(|(o, _)| o == k));
-        own.iter()
-            .chain(shared)
             .map(|(k, v)| (k.as_str(), v.as_str()))
+            .filter(move |(k, _)| {
+                !call().any(|(c, _)| c == *k) && !own.iter().any(|(o, _)| o == k)
+            });
+        call().chain(endpoint).chain(shared)
     }
+}
+
+/// A metadata key: 1 to [`MAX_METADATA_KEY`] letters, digits, `_` or `-`.
+pub fn is_metadata_key(key: &str) -> bool {
+    let word = |c: u8| c.is_ascii_alphanumeric() || c == b'_' || c == b'-';
+    !key.is_empty() && key.len() <= MAX_METADATA_KEY && key.bytes().all(word)
 }
 
 /// Most metadata keys (an endpoint's and the sink's together), and the longest key and
@@ -215,10 +251,13 @@ impl Serialize for Routr<'_> {
                 map.serialize_entry(&JsonStr("callId"), &JsonStr(c.call_id.as_str()))?;
                 map.serialize_entry(&JsonStr("from"), &SipUri(&c.from, domain))?;
                 map.serialize_entry(&JsonStr("startTime"), &JsonStr(time.as_str()))?;
-                let headers = ExtraHeaders(Some(&c.extra_headers), call_direction(c.direction));
+                let headers = ExtraHeaders(
+                    Some((&c.extra_headers, self.1)),
+                    call_direction(c.direction),
+                );
                 map.serialize_entry(&JsonStr("extraHeaders"), &headers)?;
                 map.serialize_entry(&JsonStr("to"), &SipUri(&c.to, domain))?;
-                for (k, v) in self.1.metadata_of(&c.channel) {
+                for (k, v) in self.1.metadata_of(&c.channel, &c.extra_headers) {
                     map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
                 }
             }
@@ -249,16 +288,22 @@ impl Serialize for Routr<'_> {
 
 /// The `X-` headers (any case) as a JSON object, with `X-Call-Direction` only as pbxtap's
 /// direction gives it (the second value), replacing any the call carried, as Routr's
-/// router does: Fonoster's consumer stops at a value it does not know. `{}` when there
-/// are none.
-struct ExtraHeaders<'a>(Option<&'a Headers>, Option<&'static str>);
+/// router does: Fonoster's consumer stops at a value it does not know. The call's own
+/// metadata headers (the context's `prefix`) are at the top level instead. `{}` when
+/// there are none.
+struct ExtraHeaders<'a>(Option<(&'a Headers, &'a Context<'a>)>, Option<&'static str>);
 
 impl Serialize for ExtraHeaders<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        for (k, v) in self.0.into_iter().flat_map(|h| h.iter()) {
+        let (headers, ctx) = match self.0 {
+            Some((h, ctx)) => (Some(h), Some(ctx)),
+            None => (None, None),
+        };
+        for (k, v) in headers.into_iter().flat_map(|h| h.iter()) {
             let x = k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-");
-            if x && !k.eq_ignore_ascii_case("X-Call-Direction") {
+            let metadata = ctx.is_some_and(|c| c.key_of(k).is_some());
+            if x && !metadata && !k.eq_ignore_ascii_case("X-Call-Direction") {
                 map.serialize_entry(&JsonStr(k), &JsonStr(v))?;
             }
         }
@@ -287,6 +332,7 @@ mod tests {
             domain: &long,
             metadata: &metadata,
             endpoints: &[],
+            prefix: "",
         };
         for ev in largest_events() {
             encode(&ev, &ctx, &mut out).unwrap();
@@ -297,6 +343,7 @@ mod tests {
         domain: "pbx.local",
         metadata: &[],
         endpoints: &[],
+        prefix: "",
     };
 
     fn json(ev: &Event) -> (Option<&'static str>, std::string::String) {
@@ -418,6 +465,7 @@ mod tests {
             domain: "pbx.local",
             metadata: &metadata,
             endpoints: &endpoints,
+            prefix: "X-Meta-",
         };
         let mut out = Encoded::new();
         let started = |channel: &str| {
@@ -451,6 +499,40 @@ mod tests {
         );
         encode(&ended, &ctx, &mut out).unwrap();
         assert!(!std::str::from_utf8(&out).unwrap().contains("accessKeyId"));
+
+        // The call's own (the dialplan's `X-Meta-*`, any case) over the endpoint's and the
+        // sink's, and out of extraHeaders; a name that is no key, or is one of Routr's
+        // fields, stays a header.
+        let mut ev = started("PJSIP/carrier-00000003");
+        let Body::CallStarted(c) = &mut ev.body else {
+            unreachable!()
+        };
+        for (k, v) in [
+            ("x-meta-accessKeyId", "AK-CALL"),
+            ("X-Meta-callId", "shadow"),
+            ("X-Meta-a.b", "dot"),
+            ("X-Meta-", "empty"),
+            ("X-Trace", "t1"),
+        ] {
+            c.extra_headers.insert(k, v);
+        }
+        encode(&ev, &ctx, &mut out).unwrap();
+        let v: serde_json::Value = serde_json::from_slice(&out).unwrap();
+        assert_eq!(v["accessKeyId"], "AK-CALL", "{v}");
+        assert_eq!(v["region"], "eu", "{v}");
+        assert_eq!(v["callId"], "1.2", "{v}");
+        assert_eq!(
+            v["extraHeaders"],
+            serde_json::json!({"X-Meta-callId": "shadow", "X-Meta-a.b": "dot", "X-Meta-": "empty",
+                               "X-Trace": "t1"}),
+            "{v}"
+        );
+        let json = std::str::from_utf8(&out).unwrap();
+        assert_eq!(json.matches("accessKeyId").count(), 1, "{json}");
+        assert!(
+            json.ends_with(r#""to":"sip:102@pbx.local","accessKeyId":"AK-CALL","region":"eu"}"#),
+            "{json}"
+        );
     }
 
     #[test]

@@ -63,6 +63,11 @@ pub struct NatsSinkConfig {
     /// caller's Agent or Peer, or of the called Number. Over `metadata`, key by key.
     pub endpoint_metadata:
         std::collections::BTreeMap<String, std::collections::BTreeMap<String, String>>,
+    /// `routr` dialect: the call's own metadata, from the dialplan. The caller's `X-`
+    /// variables named `<prefix><key>` (`X-Meta-accessKeyId` for `X-Meta-`) become the key
+    /// `<key>` of its `call.started`, over `endpoint_metadata` and `metadata`, and leave
+    /// `extraHeaders`. Unset: none.
+    pub metadata_prefix: Option<String>,
     /// Connection name shown by the server (`nats server report connections`).
     pub name: String,
     pub user: Option<String>,
@@ -98,6 +103,7 @@ impl Default for NatsSinkConfig {
             sip_domain: None,
             metadata: Default::default(),
             endpoint_metadata: Default::default(),
+            metadata_prefix: None,
             name: "pbxtap".into(),
             user: None,
             password: None,
@@ -143,8 +149,7 @@ fn validate_metadata(
     }
     for (name, value) in metadata {
         let at = format!("{key}.{name}");
-        let word = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
-        if name.is_empty() || name.len() > routr::MAX_METADATA_KEY || !name.chars().all(word) {
+        if !routr::is_metadata_key(name) {
             return Err(ConfigError::new(
                 at,
                 format!(
@@ -168,6 +173,32 @@ fn validate_metadata(
                 ),
             ));
         }
+    }
+    Ok(())
+}
+
+/// `metadata_prefix`: Routr's dialect only; `X-` and a word short enough to leave room
+/// for a key in a header name (`event::HEADER_NAME_LEN`).
+fn validate_metadata_prefix(
+    key: &str,
+    prefix: &str,
+    dialect: NatsDialect,
+) -> Result<(), ConfigError> {
+    if dialect != NatsDialect::Routr {
+        return Err(ConfigError::new(
+            key,
+            "is Routr's per-call `extended` metadata: only for dialect = \"routr\"",
+        ));
+    }
+    let longest = crate::event::HEADER_NAME_LEN - 1;
+    let x = prefix.len() > 2 && prefix.as_bytes()[..2].eq_ignore_ascii_case(b"x-");
+    if !x || prefix.len() > longest || !routr::is_metadata_key(prefix) {
+        return Err(ConfigError::new(
+            key,
+            format!(
+                "`{prefix}` is not a variable prefix: `X-` and then letters, digits, `_` or `-`, at most {longest} bytes in all (e.g. X-Meta-)"
+            ),
+        ));
     }
     Ok(())
 }
@@ -363,6 +394,9 @@ impl NatsSinkConfig {
                     ),
                 ));
             }
+        }
+        if let Some(prefix) = &self.metadata_prefix {
+            validate_metadata_prefix(&format!("{key}.metadata_prefix"), prefix, dialect)?;
         }
         if let Some(domain) = &self.sip_domain {
             let bad = domain.is_empty()
@@ -614,6 +648,31 @@ mod tests {
             (
                 "dialect = \"native\"\nmetadata = { accessKeyId = \"x\" }",
                 "sinks[0].metadata",
+                "only for dialect = \"routr\"",
+            ),
+            (
+                "metadata_prefix = \"Meta-\"",
+                "sinks[0].metadata_prefix",
+                "`Meta-` is not a variable prefix",
+            ),
+            (
+                "metadata_prefix = \"X-\"",
+                "sinks[0].metadata_prefix",
+                "`X-` is not a variable prefix",
+            ),
+            (
+                "metadata_prefix = \"X-Meta.\"",
+                "sinks[0].metadata_prefix",
+                "not a variable prefix",
+            ),
+            (
+                "metadata_prefix = \"X-0123456789012345678901234567890\"",
+                "sinks[0].metadata_prefix",
+                "at most 31 bytes",
+            ),
+            (
+                "dialect = \"native\"\nmetadata_prefix = \"X-Meta-\"",
+                "sinks[0].metadata_prefix",
                 "only for dialect = \"routr\"",
             ),
             ("url = \"nats://\"", "sinks[0].url", "no host"),

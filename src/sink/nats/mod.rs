@@ -200,6 +200,7 @@ impl NatsSink {
         routr::Context {
             metadata: &self.metadata,
             endpoints: &self.endpoint_metadata,
+            prefix: self.cfg.metadata_prefix.as_deref().unwrap_or(""),
             domain: self
                 .cfg
                 .sip_domain
