@@ -35,7 +35,8 @@ struct Setup {
     _rt: tokio::runtime::Runtime,
 }
 
-fn setup(name: &str) -> Setup {
+/// `sink` is added to the NATS sink's config.
+fn setup(name: &str, sink: &str) -> Setup {
     let nats = NatsServer::start(common::free_port(), &[]);
     let rt = tokio::runtime::Runtime::new().unwrap();
     let client = rt.block_on(async_nats::connect(nats.url())).unwrap();
@@ -47,7 +48,7 @@ fn setup(name: &str) -> Setup {
     let config = format!(
         "host = \"lab\"\n{}contacts_poll_secs = 1\nevents = \"system,call,agent,user,cdr,dialplan\"\n\
          [watchdog]\nenabled = false\n\
-         [[sinks]]\ntype = \"nats\"\nurl = \"{}\"\ndialect = \"routr\"\nsip_domain = \"{DOMAIN}\"\n",
+         [[sinks]]\ntype = \"nats\"\nurl = \"{}\"\ndialect = \"routr\"\nsip_domain = \"{DOMAIN}\"\n{sink}",
         pbx.ami_toml(),
         nats.url()
     );
@@ -79,14 +80,33 @@ impl Setup {
         seen
     }
 
-    /// The record of the one call 101 placed, once it has ended.
-    fn ended_call(&self) -> Map<String, Value> {
-        let store = self.wait_for("the call's end", |s| {
-            s.calls.iter().any(|(_, r)| r.contains_key("status"))
-        });
-        assert_eq!(store.calls.len(), 1, "{:#?}", store.calls);
-        store.calls[0].1.clone()
+    /// The store once `n` calls have ended.
+    fn ended(&self, n: usize) -> Store {
+        let ended = |s: &Store| {
+            s.calls
+                .iter()
+                .filter(|(_, r)| r.contains_key("status"))
+                .count()
+        };
+        let store = self.wait_for("the call's end", |s| ended(s) >= n);
+        assert_eq!(store.calls.len(), n, "{:#?}", store.calls);
+        store
     }
+}
+
+/// The rows Fonoster's `ListCalls` returns for `key`, from what the consumer wrote.
+fn list_calls(store: &Store, key: &str) -> Vec<Map<String, Value>> {
+    fonoster::list_calls(&store.lines, key).unwrap_or_else(|e| panic!("InfluxDB refused: {e}"))
+}
+
+/// Every reference the consumer wrote for the call `id`.
+fn refs_of<'a>(store: &'a Store, id: &Value) -> Vec<&'a Value> {
+    store
+        .refs
+        .iter()
+        .filter(|(c, _)| Some(c.as_str()) == id.as_str())
+        .map(|(_, r)| r)
+        .collect()
 }
 
 /// A record's number field.
@@ -96,20 +116,26 @@ fn number(r: &Map<String, Value>, key: &str) -> f64 {
         .unwrap_or_else(|| panic!("{key} is not a number (NaN to JavaScript): {r:?}"))
 }
 
-/// The fields every call record must have, as Fonoster stores them.
-fn check_call(r: &Map<String, Value>, status: &str) {
+/// The fields every call row must have, as Fonoster's `ListCalls` returns them: `to`
+/// dialled, the `status`, and its reference (the INVITE's `X-Call-Ref` when `invite_ref`,
+/// else one Fonoster drew).
+fn check_call(r: &Map<String, Value>, to: &str, status: &str, invite_ref: bool) {
     let field = |key: &str| r.get(key).unwrap_or_else(|| panic!("no {key}: {r:?}"));
     assert_eq!(field("status"), status, "{r:?}");
     assert_eq!(field("from"), &format!("sip:101@{DOMAIN}"), "{r:?}");
-    assert_eq!(field("to"), "102", "sip: and the domain cut off: {r:?}");
-    let key = field("accessKeyId");
-    assert_eq!(key, "AK-101", "the INVITE's X-Access-Key-Id: {r:?}");
+    assert_eq!(field("to"), to, "sip: and the domain cut off: {r:?}");
     let reference = field("ref").as_str().unwrap_or_default();
-    assert!(
+    assert_eq!(
         reference.starts_with("ref-"),
-        "the INVITE's X-Call-Ref: {r:?}"
+        invite_ref,
+        "the INVITE's X-Call-Ref, or one Fonoster drew: {r:?}"
     );
     assert_eq!(field("direction"), "INTRA_NETWORK", "{r:?}");
+    assert_eq!(
+        field("duration").as_f64(),
+        Some(number(r, "endedAt") - number(r, "startedAt")),
+        "{r:?}"
+    );
     let (started, ended) = (number(r, "startedAt"), number(r, "endedAt"));
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
@@ -141,36 +167,65 @@ fn dates_as_javascript_reads_them() {
     }
 }
 
+/// Fonoster's `ListCalls` over the live test PBX's calls, in the order placed:
+/// - answered, and busy: the INVITE's X- headers give their key (`X-Access-Key-Id:
+///   AK-101`) and reference (`X-Call-Ref`);
+/// - unanswered (402 rings 102 for 4 s), without X- headers: its key is the sink's
+///   `metadata`, its reference one Fonoster draws;
+/// - answered through 302, whose dialplan sets `X-Meta-accessKeyId`: the call's own key
+///   (`metadata_prefix`), over the sink's.
+///
+/// Each is listed once under its key, with one reference, its direction and its status.
 #[test]
-fn an_answered_call_makes_a_complete_fonoster_record() {
-    let s = setup("routr_an_answered_call");
+fn fonosters_list_calls_has_every_call_once_with_one_reference() {
+    let s = setup(
+        "routr_list_calls",
+        "metadata = { accessKeyId = \"AK-CONFIG\" }\nmetadata_prefix = \"X-Meta-\"\n",
+    );
     s.pbx.register(102, 120, "c102");
-    let uas = s
-        .pbx
-        .callee(102, "uas_answer", &[("ring_ms", "300"), ("talk_ms", "0")]);
-    let uac = s.pbx.caller(101, "102", "uac_call", &[("talk_ms", "1500")]);
-    uac.passed();
-    let _ = uas.wait();
-    let r = s.ended_call();
-    check_call(&r, "NORMAL_CLEARING");
-    let talked = number(&r, "endedAt") - number(&r, "startedAt");
-    assert!((1.0..10.0).contains(&talked), "{talked} s: {r:?}");
-}
+    let call = |to: &str, callee: &str, keys: &[(&str, &str)], talk_ms: &str| {
+        let uas = s.pbx.callee(102, callee, keys);
+        let _ = s
+            .pbx
+            .caller(101, to, "uac_call", &[("talk_ms", talk_ms)])
+            .wait();
+        let _ = uas.wait();
+    };
+    let answer = [("ring_ms", "300"), ("talk_ms", "0")];
+    call("102", "uas_answer", &answer, "1500");
+    s.ended(1);
+    call("102", "uas_busy", &[("ring_ms", "300")], "0");
+    s.ended(2);
+    call("402", "uas_ring", &[], "0");
+    s.ended(3);
+    call("302", "uas_answer", &answer, "1500");
+    let store = s.ended(4);
 
-#[test]
-fn a_busy_callee_makes_a_record_with_routrs_status() {
-    let s = setup("routr_a_busy_callee");
-    s.pbx.register(102, 120, "c102");
-    let uas = s.pbx.callee(102, "uas_busy", &[("ring_ms", "300")]);
-    let uac = s.pbx.caller(101, "102", "uac_call", &[("talk_ms", "0")]);
-    let _ = uac.wait();
-    let _ = uas.wait();
-    check_call(&s.ended_call(), "USER_BUSY");
+    let mut invite = list_calls(&store, "AK-101");
+    assert_eq!(invite.len(), 2, "{invite:#?}");
+    // Sorted by `startedAtParsed`, which is the start in seconds / 1000: calls placed
+    // seconds apart tie. Sorted here by status.
+    invite.sort_by_key(|r| r["status"].as_str().map(String::from));
+    check_call(&invite[0], "102", "NORMAL_CLEARING", true);
+    check_call(&invite[1], "102", "USER_BUSY", true);
+    let talked = number(&invite[0], "endedAt") - number(&invite[0], "startedAt");
+    assert!((1.0..10.0).contains(&talked), "{talked} s: {:?}", invite[0]);
+    let config = list_calls(&store, "AK-CONFIG");
+    assert_eq!(config.len(), 1, "{config:#?}");
+    check_call(&config[0], "402", "NO_ANSWER", false);
+    let dialplan = list_calls(&store, "AK-PLAN-101");
+    assert_eq!(dialplan.len(), 1, "{dialplan:#?}");
+    check_call(&dialplan[0], "302", "NORMAL_CLEARING", false);
+
+    for row in invite.iter().chain(&config).chain(&dialplan) {
+        let refs = refs_of(&store, &row["callId"]);
+        assert_eq!(refs, [&row["ref"]], "one reference per call: {row:?}");
+    }
 }
 
 #[test]
 fn a_registration_its_refresh_and_its_removal_each_come_with_their_expiry() {
-    let s = setup("routr_a_registration_lifecycle");
+    let s = setup("routr_a_registration_lifecycle", "");
     let aor = format!("sip:102@{DOMAIN}");
     let expires_of = |st: &Store| -> Vec<u64> {
         st.registrations
@@ -288,11 +343,55 @@ fn a_call_without_its_own_key_or_ref_is_one_record_with_the_configured_key() {
     let (id, record) = &seen.calls[0];
     assert_eq!(record["accessKeyId"], "AK-CONFIG", "{record:?}");
     assert_eq!(record["direction"], "INTRA_NETWORK", "{record:?}");
-    let refs: Vec<&Value> = seen
-        .refs
-        .iter()
-        .filter(|(c, _)| c == id)
-        .map(|(_, r)| r)
-        .collect();
-    assert_eq!(refs.len(), 1, "one reference per call: {refs:?}");
+    let rows = list_calls(&seen, "AK-CONFIG");
+    assert_eq!(rows.len(), 1, "{rows:#?}");
+    assert_eq!(rows[0]["callId"], id.as_str());
+    assert_eq!(rows[0]["status"], "NORMAL_CLEARING", "{:?}", rows[0]);
+    let refs = refs_of(&seen, &rows[0]["callId"]);
+    assert_eq!(refs, [&rows[0]["ref"]], "one reference per call");
+}
+
+/// The model's InfluxDB side, on payloads written out: `createInfluxDbPub`'s types (a
+/// number an integer, floored; text quoted and escaped), and the query's pivot (the latest
+/// point's value per field), `duration`, filter by key and order.
+#[test]
+fn points_and_rows_as_fonosters_influxdb_side_makes_them() {
+    let data = |v: Value| v.as_object().unwrap().clone();
+    let started = data(serde_json::json!({"from": "sip:101@pbx", "to": "102",
+        "startedAt": 1_795_376_847.493, "endedAt": 1_795_376_847.493, "ref": "r \"1\"",
+        "accessKeyId": "AK 1", "direction": "INTRA_NETWORK"}));
+    let line = fonoster::point("c,1", &started, 7).unwrap();
+    assert_eq!(
+        line,
+        "cdr,callId=c\\,1 accessKeyId=\"AK 1\",direction=\"INTRA_NETWORK\",endedAt=1795376847i,\
+         from=\"sip:101@pbx\",ref=\"r \\\"1\\\"\",startedAt=1795376847i,to=\"102\" 7"
+    );
+    let ended = data(serde_json::json!({"endedAt": 1_795_376_850.2, "status": "NORMAL_CLEARING"}));
+    let other = data(serde_json::json!({"startedAt": 1_795_380_000.0, "accessKeyId": "AK 1"}));
+    let lines = [
+        line,
+        fonoster::point("c,1", &ended, 8).unwrap(),
+        fonoster::point("c2", &other, 9).unwrap(),
+        fonoster::point(
+            "c3",
+            &data(serde_json::json!({"startedAt": 1.0, "accessKeyId": "AK 2"})),
+            10,
+        )
+        .unwrap(),
+    ];
+    let rows = fonoster::list_calls(&lines, "AK 1").unwrap();
+    assert_eq!(rows.len(), 2, "{rows:#?}");
+    assert_eq!(rows[0]["callId"], "c2", "newest first");
+    let r = &rows[1];
+    assert_eq!(r["callId"], "c,1");
+    assert_eq!(r["ref"], "r \"1\"");
+    assert_eq!(r["endedAt"], 1_795_376_850_i64, "the latest point's value");
+    assert_eq!(r["duration"], 3);
+    assert_eq!(r["startedAtParsed"], 1_795_376);
+    assert_eq!(r["status"], "NORMAL_CLEARING");
+    // NaN (a time JavaScript could not read) makes intField throw; a field that changes
+    // type is refused by InfluxDB.
+    assert!(fonoster::point("c", &data(serde_json::json!({"startedAt": null})), 1).is_err());
+    let text = fonoster::point("c", &data(serde_json::json!({"endedAt": "x"})), 11).unwrap();
+    assert!(fonoster::list_calls(&[lines[0].clone(), text], "AK 1").is_err());
 }

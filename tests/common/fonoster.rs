@@ -6,6 +6,13 @@
 //! `Date`, `to` cut at `@` with `sip:` replaced, the X- headers read by name, and
 //! `mapCallDirectionToEnum`, which throws on a direction it does not know.
 //!
+//! Then what `index.ts` does with it: `createInfluxDbPub.ts` makes it an InfluxDB point
+//! (measurement `cdr`, tag `callId`, a field per key, typed as it types them) and writes it
+//! as line protocol, stamped with the time of the write ([`point`]); and what
+//! `calls/createFetchCalls.ts`'s Flux query lists for an access key ([`list_calls`]): the
+//! points pivoted into one row per `callId` (each field's latest value), `duration` and
+//! `startedAtParsed` computed, the rows of that `accessKeyId` kept, newest first.
+//!
 //! Registrations are not read by Fonoster's apiserver; `registrations` keeps what a
 //! consumer of `routr.endpoint.registered` gets, parsed the same way.
 
@@ -138,9 +145,264 @@ pub fn transform(event: &Map<String, Value>) -> Result<Map<String, Value>, Strin
     Ok(t)
 }
 
+/// `createInfluxDbPub`'s point for one transformed event, as the line protocol the
+/// InfluxDB client writes (`@influxdata/influxdb-client`'s `Point.toLineProtocol`: fields
+/// sorted by key, a tag left out when empty), stamped `time_ns`. `Err` where the client
+/// throws: `intField` of NaN (a time JavaScript could not parse).
+pub fn point(call_id: &str, data: &Map<String, Value>, time_ns: u128) -> Result<String, String> {
+    let mut fields: Vec<(String, String)> = Vec::new();
+    for (key, value) in data {
+        let v = match value {
+            // `typeof value === "number"`: `intField`, floored.
+            Value::Number(n) => format!("{}i", n.as_f64().unwrap_or(f64::NAN).floor() as i64),
+            // NaN (how `transform` keeps it): `intField` throws.
+            Value::Null => return Err(format!("invalid integer value for field '{key}': 'NaN'!")),
+            Value::Bool(b) => (if *b { "T" } else { "F" }).to_string(),
+            Value::String(s) => quoted(s),
+            // `stringField` takes `String(value)`.
+            Value::Array(_) | Value::Object(_) => quoted("[object Object]"),
+        };
+        fields.push((key.clone(), v));
+    }
+    if fields.is_empty() {
+        return Err("no fields: the client writes nothing".into());
+    }
+    fields.sort();
+    let fields: Vec<String> = fields
+        .iter()
+        .map(|(k, v)| format!("{}={v}", escape_tag(k)))
+        .collect();
+    let tag = if call_id.is_empty() {
+        String::new()
+    } else {
+        format!(",callId={}", escape_tag(call_id))
+    };
+    Ok(format!("cdr{tag} {} {time_ns}", fields.join(",")))
+}
+
+/// The client's `escape.tag` (keys and tag values).
+fn escape_tag(s: &str) -> String {
+    let mut out = String::new();
+    for c in s.chars() {
+        match c {
+            ',' | '=' | ' ' => {
+                out.push('\\');
+                out.push(c);
+            }
+            '\n' => out.push_str("\\n"),
+            '\r' => out.push_str("\\r"),
+            '\t' => out.push_str("\\t"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// The client's `escape.quoted` (string field values).
+fn quoted(s: &str) -> String {
+    format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
+}
+
+/// A field value as InfluxDB stores it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Field {
+    Int(i64),
+    Float(f64),
+    Bool(bool),
+    Str(String),
+}
+
+impl Field {
+    fn json(&self) -> Value {
+        match self {
+            Field::Int(i) => Value::from(*i),
+            Field::Float(f) => Value::from(*f),
+            Field::Bool(b) => Value::from(*b),
+            Field::Str(s) => Value::from(s.as_str()),
+        }
+    }
+}
+
+/// One point read back from its line: measurement, tags, fields, time.
+#[derive(Debug, Clone)]
+pub struct Point {
+    pub measurement: String,
+    pub tags: Vec<(String, String)>,
+    pub fields: Vec<(String, Field)>,
+    pub time: u128,
+}
+
+/// Splits `s` at the first `sep` outside a backslash escape and a quoted string.
+fn split_once_unescaped(s: &str, sep: char) -> (&str, &str) {
+    let (mut escaped, mut quoted) = (false, false);
+    for (i, c) in s.char_indices() {
+        match c {
+            _ if escaped => escaped = false,
+            '\\' => escaped = true,
+            '"' => quoted = !quoted,
+            c if c == sep && !quoted => return (&s[..i], &s[i + 1..]),
+            _ => {}
+        }
+    }
+    (s, "")
+}
+
+fn unescape(s: &str) -> String {
+    let mut out = String::new();
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        match (c, c == '\\') {
+            (_, true) => match chars.next() {
+                Some('n') => out.push('\n'),
+                Some('r') => out.push('\r'),
+                Some('t') => out.push('\t'),
+                Some(c) => out.push(c),
+                None => out.push('\\'),
+            },
+            (c, false) => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads a line as InfluxDB does; `Err` where it would refuse the write.
+pub fn parse_line(line: &str) -> Result<Point, String> {
+    let (series, rest) = split_once_unescaped(line, ' ');
+    let (fields, time) = split_once_unescaped(rest, ' ');
+    let mut parts = Vec::new();
+    let mut left = series;
+    while !left.is_empty() {
+        let (part, more) = split_once_unescaped(left, ',');
+        parts.push(part);
+        left = more;
+    }
+    let measurement = unescape(parts.first().ok_or("no measurement")?);
+    let mut tags = Vec::new();
+    for t in &parts[1..] {
+        let (k, v) = split_once_unescaped(t, '=');
+        tags.push((unescape(k), unescape(v)));
+    }
+    let mut parsed = Vec::new();
+    let mut left = fields;
+    while !left.is_empty() {
+        let (f, more) = split_once_unescaped(left, ',');
+        let (k, v) = split_once_unescaped(f, '=');
+        let value = if let Some(q) = v.strip_prefix('"').and_then(|v| v.strip_suffix('"')) {
+            Field::Str(q.replace("\\\"", "\"").replace("\\\\", "\\"))
+        } else if let Some(i) = v.strip_suffix('i') {
+            Field::Int(i.parse().map_err(|e| format!("{k}={v}: {e}"))?)
+        } else if v == "T" || v == "F" {
+            Field::Bool(v == "T")
+        } else {
+            Field::Float(v.parse().map_err(|e| format!("{k}={v}: {e}"))?)
+        };
+        parsed.push((unescape(k), value));
+        left = more;
+    }
+    if parsed.is_empty() {
+        return Err(format!("no fields: {line}"));
+    }
+    Ok(Point {
+        measurement,
+        tags,
+        fields: parsed,
+        time: time.parse().map_err(|e| format!("time {time}: {e}"))?,
+    })
+}
+
+/// A pivoted row: its measurement and `callId`, its columns, and when each field was
+/// written.
+type Row = (
+    (String, Option<String>),
+    Map<String, Value>,
+    Vec<(String, u128)>,
+);
+
+/// What `createFetchCalls(influxdb)(accessKeyId, {})` returns as `items`: from the points
+/// written (`lines`, in the order written), the Flux query's rows. `Err` when InfluxDB
+/// would have refused a write (a field whose type changed).
+pub fn list_calls(
+    lines: &[String],
+    access_key_id: &str,
+) -> Result<Vec<Map<String, Value>>, String> {
+    let mut kinds: Vec<(String, std::mem::Discriminant<Field>)> = Vec::new();
+    // |> pivot(rowKey: ["callId"], columnKey: ["_field"], valueColumn: "_value"): one row
+    // per measurement and callId, each field's value at the latest time.
+    let mut rows: Vec<Row> = Vec::new();
+    for line in lines {
+        let p = parse_line(line)?;
+        for (k, v) in &p.fields {
+            let kind = std::mem::discriminant(v);
+            match kinds.iter().find(|(n, _)| n == k) {
+                Some((_, known)) if *known != kind => {
+                    return Err(format!("field type conflict: {k} in {line}"))
+                }
+                Some(_) => {}
+                None => kinds.push((k.clone(), kind)),
+            }
+        }
+        let call = p
+            .tags
+            .iter()
+            .find(|(k, _)| k == "callId")
+            .map(|(_, v)| v.clone());
+        let key = (p.measurement.clone(), call.clone());
+        let at = match rows.iter().position(|(k, _, _)| *k == key) {
+            Some(i) => i,
+            None => {
+                let mut row = Map::new();
+                row.insert("_measurement".into(), Value::from(p.measurement.clone()));
+                row.insert("callId".into(), call.map_or(Value::Null, Value::from));
+                rows.push((key, row, Vec::new()));
+                rows.len() - 1
+            }
+        };
+        let (_, row, times) = &mut rows[at];
+        for (k, v) in &p.fields {
+            match times.iter_mut().find(|(n, _)| n == k) {
+                Some((_, t)) if *t > p.time => continue,
+                Some((_, t)) => *t = p.time,
+                None => times.push((k.clone(), p.time)),
+            }
+            row.insert(k.clone(), v.json());
+        }
+    }
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs_f64();
+    let int = |v: Option<&Value>| v.and_then(Value::as_f64).map(|f| f.trunc() as i64);
+    let mut listed: Vec<Map<String, Value>> = rows
+        .into_iter()
+        .filter_map(|(_, mut row, _)| {
+            // |> map(duration: int(endedAt) - int(startedAt), startedAtParsed: int(startedAt) / 1000)
+            let (started, ended) = (int(row.get("startedAt")), int(row.get("endedAt")));
+            let duration = started.zip(ended).map(|(s, e)| e - s);
+            row.insert("duration".into(), duration.map_or(Value::Null, Value::from));
+            let parsed = started.map(|s| s / 1000);
+            row.insert(
+                "startedAtParsed".into(),
+                parsed.map_or(Value::Null, Value::from),
+            );
+            // |> filter(_measurement == "cdr" and startedAtParsed < before and
+            //            accessKeyId == "<key>"): a null compares false.
+            let keep = row["_measurement"] == "cdr"
+                && parsed.is_some_and(|p| (p as f64) < now)
+                && row.get("accessKeyId").and_then(Value::as_str) == Some(access_key_id);
+            keep.then_some(row)
+        })
+        .collect();
+    // |> group() |> sort(columns: ["startedAtParsed"], desc: true) |> limit(n: 50)
+    listed.sort_by_key(|r| std::cmp::Reverse(r["startedAtParsed"].as_i64()));
+    listed.truncate(50);
+    Ok(listed)
+}
+
 /// What the consumer has stored.
 #[derive(Default, Debug, Clone)]
 pub struct Store {
+    /// Every point written, as line protocol, in order.
+    pub lines: Vec<String>,
     /// One record per `callId`, in the order calls were first seen.
     pub calls: Vec<(String, Map<String, Value>)>,
     /// Every reference written for a `callId`, in order: Fonoster's pivot keeps one per
@@ -183,6 +445,21 @@ pub async fn consume(client: &async_nats::Client, base: &str) -> Arc<Mutex<Store
                 Ok(data) => {
                     if let Some(r) = data.get("ref") {
                         st.refs.push((tag.clone(), r.clone()));
+                    }
+                    // Stamped by the client when written: the time now, in nanoseconds,
+                    // later than the last point's.
+                    let now = std::time::SystemTime::now()
+                        .duration_since(std::time::UNIX_EPOCH)
+                        .unwrap()
+                        .as_nanos();
+                    let last = st
+                        .lines
+                        .last()
+                        .and_then(|l| l.rsplit(' ').next()?.parse().ok());
+                    let time = now.max(last.map_or(0, |t: u128| t + 1));
+                    match point(if tag == "undefined" { "" } else { &tag }, &data, time) {
+                        Ok(line) => st.lines.push(line),
+                        Err(e) => st.errors.push(format!("createInfluxDbPub: {e}: {event:?}")),
                     }
                     match st.calls.iter_mut().find(|(id, _)| *id == tag) {
                         Some((_, record)) => record.extend(data),
