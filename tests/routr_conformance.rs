@@ -1,10 +1,10 @@
 //! Routr conformance: a consumer that does what Fonoster's apiserver does with Routr's
-//! NATS events (`tests/common/fonoster.rs`) reads them from a real nats-server, where the
-//! real `pbxtap run` publishes in the `routr` dialect what a real Asterisk (the live
-//! suite's test PBX) tells of real SIP calls and registrations. It must get complete
-//! records: an answered call and a failed one (both times, the status, the callee, the
-//! X- headers of the caller's INVITE, the direction), and a registration, its refresh and
-//! its removal with their expiry.
+//! NATS events (`tests/common/fonoster.rs`: `transformEvent`, the InfluxDB point it
+//! writes, the rows `ListCalls` returns for an access key) reads them from a real
+//! nats-server, where the real `pbxtap run` publishes in the `routr` dialect what a real
+//! Asterisk (the live suite's test PBX) tells of real SIP calls and registrations. Every
+//! call must be listed once under its key, with one reference, its times, status, callee
+//! and direction; a registration, its refresh and its removal must come with their expiry.
 //!
 //! Needs `PBXTAP_ASTERISK_PREFIX` (scripts/test.sh sets it to the lab's Asterisk) and
 //! nats-server.
