@@ -51,19 +51,39 @@ print("SUBSCRIBED", flush=True)
 
 STATUS_ENTRY = {"extension": str, "extension_id": str, "call_status": str, "online": bool,
                 "presence": str, "presence_note": str, "push_online": bool, "time": str}
-CALL_INFO = {"event_type": str, "time": str, "session_id": str, "cdr_id": str, "direction": str,
-             "call_id": str, "caller_display_name": str, "caller": str, "callee_display_name": str,
-             "callee": str, "tenant_id": str, "did": str, "outbound_caller_id": str}
-CDR = {"answered_time": str, "call_id": str, "call_status": str, "call_targets": list, "callee": str,
+# The event reference's tables, every field, with the types it gives ("Unix timestamp in
+# string format", "numeric tenant ID in string format"); where the table gives none, the
+# example's (status_code "0" and ring_duration "0" strings at the top, talk_duration a
+# number; per target status_code a number, the durations strings). Where the example has
+# a field the table lacks, it is checked too (call_targets[].id, user_data, ended_reason).
+CALL_UPDATE = {"event_type": str, "time": str, "session_id": str, "cdr_id": str, "direction": str,
+               "caller_display_name": str, "caller": str, "callee_display_name": str,
+               "callee": str, "tenant_id": str, "did": str, "outbound_caller_id": str}
+CALL_START = dict(CALL_UPDATE, user_data=str, call_id=str)
+CDR = {"event_type": str, "start_time": str, "ring_time": str, "answered_time": str,
+       "ended_time": str, "session_id": str, "cdr_id": str, "call_id": str, "callee": str,
        "callee_domain": str, "caller": str, "caller_display_name": str, "caller_domain": str,
-       "did": str, "direction": str, "ended_reason": str, "ended_time": str, "event_type": str,
-       "outbound_caller_id": str, "ring_duration": str, "ring_time": str, "session_id": str,
-       "start_time": str, "status_code": str, "talk_duration": int, "tenant_id": str,
-       "tenant_name": str, "trunk_name": str, "user_data": str}
-TARGET = {"answered_time": str, "call_type": str, "callee": str, "caller": str, "destination": str,
-          "did": str, "end_reason": str, "ended_time": str, "id": str, "outbound_caller_id": str,
-          "ring_duration": str, "ring_time": str, "start_time": str, "status": str,
-          "status_code": int, "talk_duration": str, "trunk_name": str}
+       "call_status": str, "trunk_name": str, "tenant_id": str, "tenant_name": str,
+       "status_code": str, "direction": str, "end_reason": str, "did": str,
+       "outbound_caller_id": str, "ring_duration": str, "talk_duration": int,
+       "call_targets": list, "user_data": str, "ended_reason": str}
+TARGET = {"call_type": str, "start_time": str, "ring_time": str, "answered_time": str,
+          "ended_time": str, "cdr_id": str, "callee": str, "caller": str, "destination": str,
+          "status": str, "trunk_name": str, "cost": str, "status_code": int, "direction": str,
+          "end_reason": str, "did": str, "outbound_caller_id": str, "ring_duration": str,
+          "talk_duration": str, "id": str}
+DIRECTIONS = ("internal", "inbound", "inbound_outbound", "outbound")
+REASONS = ("None", "caller_disconnected", "callee_disconnected", "replaced", "referred",
+           "redirected", "blind_transfer_complete", "attended_transfer_complete", "cancelled")
+CALL_TYPES = ("callback_call", "none", "normal_call", "queue_call", "queue_callback_call",
+              "ring_group_call")
+
+
+def digits(msg, key):
+    v = msg[key]
+    if not (isinstance(v, str) and v.isdigit()):
+        fail("%s.%s is not a number in a string: %r" % (msg.get("event_type"), key, v))
+
 
 while True:
     try:
@@ -86,25 +106,31 @@ while True:
         if msg["call_status"] not in ("ON_CALL", "RINGING", ""):
             fail("call_status %r" % msg["call_status"])
     elif kind in ("call_start", "call_update_info"):
-        expect_keys(msg, CALL_INFO)
+        expect_keys(msg, CALL_START if kind == "call_start" else CALL_UPDATE)
         unix_string(msg, "time")
-        if msg["direction"] not in ("internal", "inbound", "inbound_outbound", "outbound"):
+        digits(msg, "tenant_id")
+        if msg["direction"] not in DIRECTIONS:
             fail("direction %r" % msg["direction"])
     elif kind == "call_cdr":
         expect_keys(msg, CDR)
         for key in ("start_time", "ended_time", "ring_time", "answered_time"):
             unix_string(msg, key)
+        for key in ("tenant_id", "status_code", "ring_duration"):
+            digits(msg, key)
         if msg["call_status"] not in ("answered", "noanswer", "fail"):
             fail("call_status %r" % msg["call_status"])
         if msg["direction"] not in ("ext", "in", "out", "in2out"):
             fail("direction %r" % msg["direction"])
-        reasons = ("None", "caller_disconnected", "callee_disconnected", "replaced", "referred",
-                   "redirected", "blind_transfer_complete", "attended_transfer_complete", "cancelled")
-        if msg["ended_reason"] not in reasons:
-            fail("ended_reason %r" % msg["ended_reason"])
+        if msg["end_reason"] not in REASONS or msg["ended_reason"] != msg["end_reason"]:
+            fail("end_reason %r, ended_reason %r" % (msg["end_reason"], msg["ended_reason"]))
         for target in msg["call_targets"]:
             expect_keys(target, TARGET)
-            if target["end_reason"] not in reasons or target["status"] not in ("answered", "noanswer"):
+            for key in ("start_time", "ended_time", "ring_time", "answered_time"):
+                unix_string(target, key)
+            for key in ("ring_duration", "talk_duration"):
+                digits(target, key)
+            if (target["end_reason"] not in REASONS or target["status"] not in ("answered", "noanswer")
+                    or target["direction"] not in DIRECTIONS or target["call_type"] not in CALL_TYPES):
                 fail("target %s" % json.dumps(target))
     elif kind in ("extension_presence", "extension_agent_status"):
         pass

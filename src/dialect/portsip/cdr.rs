@@ -17,7 +17,7 @@ pub struct Summary<'a> {
     pub status_code: u16,
     /// `None`, `caller_disconnected`, `callee_disconnected`, `referred`, `cancelled`.
     pub ended_reason: &'static str,
-    /// `ext`, `in`, `out`, or empty when pbxtap could not tell.
+    /// `ext`, `in` or `out`.
     pub direction: &'static str,
     pub start_time: Num,
     pub ring_time: Num,
@@ -31,13 +31,13 @@ pub struct Summary<'a> {
     pub trunk_name: &'a str,
 }
 
-/// The CDR direction (`ext`, `in`, `out`) for pbxtap's.
+/// The CDR direction (`ext`, `in`, `out`) for pbxtap's; `ext` for a call whose start the
+/// dialect's table forgot (`unknown`), as `call_start`'s words have it.
 pub fn direction(d: &str) -> &'static str {
     match d {
-        "internal" => "ext",
         "inbound" => "in",
         "outbound" => "out",
-        _ => "",
+        _ => "ext",
     }
 }
 

@@ -92,14 +92,21 @@ struct CallInfoMsg<'a> {
     outbound_caller_id: &'a str,
 }
 
+/// A call target: the event reference's table (`cdr_id`, `cost`, `direction`) and its
+/// example (`id`) together.
 #[derive(Serialize)]
 struct TargetMsg<'a> {
     answered_time: &'a str,
     call_type: &'a str,
     callee: &'a str,
     caller: &'a str,
+    cdr_id: &'a str,
+    /// The call's cost with billing on; pbxtap has none: empty.
+    cost: &'a str,
     destination: JsonStr<'a>,
     did: &'a str,
+    /// `call_start`'s words (`internal`, `inbound`, `outbound`).
+    direction: &'a str,
     end_reason: &'a str,
     ended_time: &'a str,
     id: &'a str,
@@ -113,8 +120,10 @@ struct TargetMsg<'a> {
     trunk_name: &'a str,
 }
 
-/// The event reference's CDR; its types as its example has them (`status_code` and
-/// `ring_duration` strings, `talk_duration` a number).
+/// The event reference's CDR: its table's fields, and its example's where they differ
+/// (`ended_reason` beside the table's `end_reason`, `user_data`); the types as the example
+/// has them where the table says none (`status_code` and `ring_duration` strings,
+/// `talk_duration` a number).
 #[derive(Serialize)]
 struct CdrMsg<'a> {
     answered_time: &'a str,
@@ -129,6 +138,7 @@ struct CdrMsg<'a> {
     cdr_id: &'a str,
     did: &'a str,
     direction: &'a str,
+    end_reason: &'a str,
     ended_reason: &'a str,
     ended_time: &'a str,
     event_type: &'a str,
@@ -145,11 +155,13 @@ struct CdrMsg<'a> {
     user_data: &'a str,
 }
 
-/// `call_start` / `call_update_info`'s direction words.
+/// `call_start` / `call_update_info`'s (and a target's) direction words. A call whose start
+/// the dialect's table forgot (`unknown`) is told `internal`: PortSIP has no word for
+/// not knowing.
 fn direction(d: &'static str) -> &'static str {
     match d {
-        "internal" | "inbound" | "outbound" => d,
-        _ => "",
+        "inbound" | "outbound" => d,
+        _ => "internal",
     }
 }
 
@@ -339,8 +351,11 @@ fn call_cdr(
             call_type: l.call_type,
             callee: &t.callee,
             caller: &call.caller,
+            cdr_id: &call.call_id,
+            cost: "",
             destination: JsonStr(&t.destination),
             did: whole.did,
+            direction: direction(call.direction),
             end_reason: l.end_reason,
             ended_time: &l.ended_time,
             id: &call.call_id,
@@ -368,6 +383,7 @@ fn call_cdr(
         cdr_id: &call.call_id,
         did: whole.did,
         direction: whole.direction,
+        end_reason: whole.ended_reason,
         ended_reason: whole.ended_reason,
         ended_time: &whole.ended_time,
         event_type: "call_cdr",

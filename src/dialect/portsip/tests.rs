@@ -165,6 +165,23 @@ fn answered_call(st: &mut State, version: Version) -> std::vec::Vec<(std::string
     run(st, &ev(120, ended), version)
 }
 
+/// A call that ends after the table forgot it still has one of the reference's
+/// directions: PortSIP has no word for not knowing.
+#[test]
+fn a_forgotten_calls_cdr_has_a_documented_direction() {
+    let mut st = State::default();
+    let ended = Body::CallEnded(CallEnded {
+        call_id: text(ID),
+        from: text("102"),
+        to: text("103"),
+        ..Default::default()
+    });
+    let got = run(&mut st, &ev(120, ended), Version::V22);
+    assert_eq!(got.len(), 1, "{got:?}");
+    let v: serde_json::Value = serde_json::from_str(&got[0].0).unwrap();
+    assert_eq!(v["direction"], "ext", "{v}");
+}
+
 #[test]
 fn v22_call_cdr_follows_the_event_reference() {
     let mut st = State::default();
@@ -174,7 +191,7 @@ fn v22_call_cdr_follows_the_event_reference() {
     assert_eq!(route.topic, Topic::CdrEvents);
     assert_eq!(
         json,
-        r#"{"answered_time":"105","call_id":"rjFyDxQSbXPxXAd1IR8W-g..","call_status":"answered","call_targets":[{"answered_time":"105","call_type":"normal_call","callee":"103","caller":"102","destination":"PJSIP/103-00000001","did":"","end_reason":"caller_disconnected","ended_time":"120","id":"rjFyDxQSbXPxXAd1IR8W-g..","outbound_caller_id":"","ring_duration":"4","ring_time":"101","start_time":"100","status":"answered","status_code":0,"talk_duration":"15","trunk_name":""},{"answered_time":"0","call_type":"normal_call","callee":"104","caller":"102","destination":"PJSIP/104-00000001","did":"","end_reason":"None","ended_time":"102","id":"rjFyDxQSbXPxXAd1IR8W-g..","outbound_caller_id":"","ring_duration":"0","ring_time":"0","start_time":"101","status":"noanswer","status_code":486,"talk_duration":"0","trunk_name":""}],"callee":"103","callee_domain":"portsip.io","caller":"102","caller_display_name":"","caller_domain":"portsip.io","cdr_id":"rjFyDxQSbXPxXAd1IR8W-g..","did":"","direction":"ext","ended_reason":"caller_disconnected","ended_time":"120","event_type":"call_cdr","outbound_caller_id":"","ring_duration":"4","ring_time":"101","session_id":"494533487177502720","start_time":"100","status_code":"0","talk_duration":15,"tenant_id":"236047118140313600","tenant_name":"Acme","trunk_name":"","user_data":""}"#
+        r#"{"answered_time":"105","call_id":"rjFyDxQSbXPxXAd1IR8W-g..","call_status":"answered","call_targets":[{"answered_time":"105","call_type":"normal_call","callee":"103","caller":"102","cdr_id":"rjFyDxQSbXPxXAd1IR8W-g..","cost":"","destination":"PJSIP/103-00000001","did":"","direction":"internal","end_reason":"caller_disconnected","ended_time":"120","id":"rjFyDxQSbXPxXAd1IR8W-g..","outbound_caller_id":"","ring_duration":"4","ring_time":"101","start_time":"100","status":"answered","status_code":0,"talk_duration":"15","trunk_name":""},{"answered_time":"0","call_type":"normal_call","callee":"104","caller":"102","cdr_id":"rjFyDxQSbXPxXAd1IR8W-g..","cost":"","destination":"PJSIP/104-00000001","did":"","direction":"internal","end_reason":"None","ended_time":"102","id":"rjFyDxQSbXPxXAd1IR8W-g..","outbound_caller_id":"","ring_duration":"0","ring_time":"0","start_time":"101","status":"noanswer","status_code":486,"talk_duration":"0","trunk_name":""}],"callee":"103","callee_domain":"portsip.io","caller":"102","caller_display_name":"","caller_domain":"portsip.io","cdr_id":"rjFyDxQSbXPxXAd1IR8W-g..","did":"","direction":"ext","end_reason":"caller_disconnected","ended_reason":"caller_disconnected","ended_time":"120","event_type":"call_cdr","outbound_caller_id":"","ring_duration":"4","ring_time":"101","session_id":"494533487177502720","start_time":"100","status_code":"0","talk_duration":15,"tenant_id":"236047118140313600","tenant_name":"Acme","trunk_name":"","user_data":""}"#
     );
     assert!(st.call(ID).is_none(), "forgotten once ended");
 }
