@@ -146,6 +146,14 @@ impl Pbx {
     /// Boots the test PBX after `edit` has changed its rendered configs (in the run dir's
     /// `etc/`), e.g. a longer `systemname` or another AMI user.
     pub fn start_with(name: &str, edit: impl FnOnce(&Path)) -> Pbx {
+        let pbx = Pbx::start_unrecorded(edit);
+        pbx.record(name);
+        pbx
+    }
+
+    /// As [`Pbx::start_with`], without the recording session: no AMI client is attached
+    /// unless the caller attaches one (`benches/asterisk_cost.rs` measures what one costs).
+    pub fn start_unrecorded(edit: impl FnOnce(&Path)) -> Pbx {
         let prefix = prefix();
         let (base, block) = claim_block();
         let (sip_port, phone_base) = (base, base + 10);
@@ -196,7 +204,6 @@ impl Pbx {
             _block: block,
         };
         pbx.wait_booted();
-        pbx.record(name);
         pbx
     }
 
@@ -299,7 +306,29 @@ impl Pbx {
     /// A SIPp phone `ext` running `scenario` (a file of `tests/pbx/sipp`), in the
     /// background; `args` follow the common ones.
     pub fn phone(&self, ext: u16, scenario: &str, args: &[String]) -> Phone {
+        let mut all = vec![
+            "-timeout".to_string(),
+            "50s".into(),
+            "-timeout_error".into(),
+        ];
+        all.extend(["-trace_msg".to_string(), "-message_file".into()]);
         let label = format!("{scenario}-{ext}-{}", self.run_count());
+        let logs = self.run.path().join("sipp");
+        all.push(logs.join(format!("{label}.msg")).display().to_string());
+        all.extend_from_slice(args);
+        self.sipp(ext, scenario, &label, &all)
+    }
+
+    /// A SIPp phone `ext` for a load: no message trace, no time limit (it ends with its
+    /// `-m` calls, or when dropped).
+    pub fn load_phone(&self, ext: u16, scenario: &str, args: &[String]) -> Phone {
+        let label = format!("{scenario}-{ext}-{}", self.run_count());
+        self.sipp(ext, scenario, &label, args)
+    }
+
+    /// SIPp running `scenario` as phone `ext`, errors logged under `label`.
+    fn sipp(&self, ext: u16, scenario: &str, label: &str, args: &[String]) -> Phone {
+        let label = label.to_string();
         let logs = self.run.path().join("sipp");
         std::fs::create_dir_all(&logs).unwrap();
         let rtp = self.rtp_base + (ext - 100) * 20;
@@ -309,13 +338,10 @@ impl Pbx {
             .args(["-i", "127.0.0.1", "-p", &self.phone_port(ext).to_string()])
             .args(["-min_rtp_port", &rtp.to_string()])
             .args(["-max_rtp_port", &(rtp + 19).to_string()])
-            .args(["-nostdin", "-timeout", "50s", "-timeout_error"])
+            .arg("-nostdin")
             .arg("-trace_err")
             .arg("-error_file")
             .arg(logs.join(format!("{label}.err")))
-            .arg("-trace_msg")
-            .arg("-message_file")
-            .arg(logs.join(format!("{label}.msg")))
             .args(args)
             .env("LD_LIBRARY_PATH", library_path(&self.prefix))
             .stdin(Stdio::null())
@@ -361,7 +387,7 @@ impl Pbx {
     }
 
     /// SIPp's arguments for a REGISTER of `ext` with `password` (register.xml's keys).
-    fn register_args(&self, ext: u16, password: &str, expires: u32, tag: &str) -> Vec<String> {
+    pub fn register_args(&self, ext: u16, password: &str, expires: u32, tag: &str) -> Vec<String> {
         let mut args = vec![
             format!("127.0.0.1:{}", self.sip_port),
             "-m".into(),
