@@ -90,6 +90,65 @@ fn demo_shows_every_kind_of_call_and_registration() {
         && l.contains("\"cause\":17")));
 }
 
+/// Stdout is written without blocking when it is a pipe or a socket, and through a
+/// blocking thread when it is a file: the lines are the same either way (`time` and `id`
+/// aside, which are the run's), none lost or torn.
+#[test]
+fn the_demo_writes_the_same_lines_to_a_pipe_a_socket_and_a_file() {
+    let shape = |out: &[u8]| -> Vec<String> {
+        let text = String::from_utf8(out.to_vec()).unwrap();
+        text.lines()
+            .map(|l| {
+                let mut v: serde_json::Value =
+                    serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"));
+                let o = v.as_object_mut().unwrap();
+                // The demo's fake Asterisk listens on a port of its own each run.
+                for k in ["time", "id", "seq", "address", "reason"] {
+                    o.remove(k);
+                }
+                v.to_string()
+            })
+            .collect()
+    };
+    let piped = pbxtap(&["demo", "--fast"]);
+    assert!(piped.status.success());
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("out");
+    let status = Command::new(common::pbxtap_bin())
+        .args(["demo", "--fast"])
+        .stdout(std::fs::File::create(&file).unwrap())
+        .stderr(std::process::Stdio::null())
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let (ours, theirs) = std::os::unix::net::UnixStream::pair().unwrap();
+    let mut child = Command::new(common::pbxtap_bin())
+        .args(["demo", "--fast"])
+        .stdout(std::process::Stdio::from(std::os::fd::OwnedFd::from(
+            theirs,
+        )))
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut socket = Vec::new();
+    std::io::Read::read_to_end(&mut &ours, &mut socket).unwrap();
+    assert!(child.wait().unwrap().success());
+    let lines = shape(&piped.stdout);
+    assert!(lines.len() > 50, "{}", lines.len());
+    for (what, got) in [
+        ("a file", shape(&std::fs::read(&file).unwrap())),
+        ("a socket", shape(&socket)),
+    ] {
+        let differ = got.iter().zip(&lines).position(|(a, b)| a != b);
+        assert!(
+            got.len() == lines.len() && differ.is_none(),
+            "{what}: {} lines against {}, first different at {differ:?}",
+            got.len(),
+            lines.len()
+        );
+    }
+}
+
 #[test]
 fn a_valid_config_passes() {
     let (ok, msg) =

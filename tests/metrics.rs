@@ -504,11 +504,21 @@ fn a_stdout_that_cannot_be_written_is_a_sink_down_with_its_events_dropped() {
         "exec \"$@\" > /dev/full".as_ref(),
         "sh".as_ref(),
     ];
-    for case in ["/dev/full", "a closed pipe"] {
+    // A socket whose reader is gone (journald's stream, stopped).
+    let socket: [&std::ffi::OsStr; 3] = [
+        "python3".as_ref(),
+        "-c".as_ref(),
+        "import os, socket, sys\na, b = socket.socketpair()\nb.close()\nos.dup2(a.fileno(), 1)\n\
+         os.execv(sys.argv[1], sys.argv[1:])"
+            .as_ref(),
+    ];
+    for case in ["/dev/full", "a closed socket", "a closed pipe"] {
         let address = format!("127.0.0.1:{}", common::free_port());
         let dir = tempfile::tempdir().unwrap();
         let mut daemon = if case == "/dev/full" {
             Daemon::start_wrapped(dir, &config(&address), &[], false, &full)
+        } else if case == "a closed socket" {
+            Daemon::start_wrapped(dir, &config(&address), &[], false, &socket)
         } else {
             let mut d = Daemon::start_in(dir, &config(&address), &[], false);
             drop(d.take_stdout());

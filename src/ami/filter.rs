@@ -46,25 +46,29 @@ pub fn advanced(version: &str) -> bool {
             .any(|&(m, since)| m == major && minor >= since)
 }
 
-/// The `Filter` actions for `wanted`, plus `FullyBooted` (which the client watches): one
-/// include filter on the `Event` header for the names, and one for `VarSet` by variable.
-/// Asterisk sends an event that any include filter lets through.
+/// The `Filter` actions for `wanted`, plus `FullyBooted` (which the client watches): an
+/// include filter per event name, and one for `VarSet` by variable. Asterisk sends an
+/// event that any include filter lets through.
+///
+/// A filter on the name alone (`name(Newchannel)`, no pattern) is the cheapest Asterisk
+/// has: it compares the event name's hash, which Asterisk computes once per event. One
+/// regular expression over the `Event` header instead makes Asterisk copy each event and
+/// scan its lines for every session, which cost it more than writing every event did
+/// (`benches/asterisk_cost.rs`, docs/performance.md).
 pub fn actions(wanted: &Wanted) -> String {
-    let names: Vec<&str> = wanted
+    let names = wanted
         .events
         .iter()
         .copied()
         .filter(|&n| !(n == "VarSet" && wanted.variables.is_some()))
-        .chain(["FullyBooted"])
+        .chain(["FullyBooted"]);
+    let mut filters: Vec<(String, &str)> = names
+        .map(|n| (format!("action(include),name({n})"), ""))
         .collect();
-    let mut filters = vec![(
-        "action(include),header(Event),method(regex)",
-        format!("^({})$", names.join("|")),
-    )];
     if let Some(variables) = wanted.variables {
         filters.push((
-            "action(include),name(VarSet),header(Variable),method(regex)",
-            variables.to_string(),
+            "action(include),name(VarSet),header(Variable),method(regex)".to_string(),
+            variables,
         ));
     }
     let n = filters.len();
@@ -120,19 +124,27 @@ mod tests {
     }
 
     #[test]
-    fn one_filter_for_the_names_and_one_for_x_variables() {
+    fn a_filter_per_name_and_one_for_x_variables() {
         let wanted = Wanted {
             events: &["Newchannel", "VarSet", "Hangup"],
             variables: Some("[xX]-"),
         };
+        let filter = |id: &str, criteria: &str, pattern: &str| {
+            format!(
+                "Action: Filter\r\nActionID: pbxtap-filter-{id}\r\nOperation: Add\r\n\
+                 MatchCriteria: {criteria}\r\nFilter: {pattern}\r\n\r\n"
+            )
+        };
         assert_eq!(
             actions(&wanted),
-            "Action: Filter\r\nActionID: pbxtap-filter-0\r\nOperation: Add\r\n\
-             MatchCriteria: action(include),header(Event),method(regex)\r\n\
-             Filter: ^(Newchannel|Hangup|FullyBooted)$\r\n\r\n\
-             Action: Filter\r\nActionID: pbxtap-filter-last\r\nOperation: Add\r\n\
-             MatchCriteria: action(include),name(VarSet),header(Variable),method(regex)\r\n\
-             Filter: [xX]-\r\n\r\n"
+            filter("0", "action(include),name(Newchannel)", "")
+                + &filter("1", "action(include),name(Hangup)", "")
+                + &filter("2", "action(include),name(FullyBooted)", "")
+                + &filter(
+                    "last",
+                    "action(include),name(VarSet),header(Variable),method(regex)",
+                    "[xX]-"
+                )
         );
         let every_varset = Wanted {
             events: &["VarSet"],
@@ -140,9 +152,8 @@ mod tests {
         };
         assert_eq!(
             actions(&every_varset),
-            "Action: Filter\r\nActionID: pbxtap-filter-last\r\nOperation: Add\r\n\
-             MatchCriteria: action(include),header(Event),method(regex)\r\n\
-             Filter: ^(VarSet|FullyBooted)$\r\n\r\n"
+            filter("0", "action(include),name(VarSet)", "")
+                + &filter("last", "action(include),name(FullyBooted)", "")
         );
     }
 }

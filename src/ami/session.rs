@@ -579,7 +579,7 @@ mod tests {
         );
         let filters = step.send.unwrap();
         assert!(
-            filters.contains("Filter: ^(Newchannel|FullyBooted)$"),
+            filters.contains("MatchCriteria: action(include),name(Newchannel)\r\nFilter: \r\n"),
             "{filters}"
         );
         assert!(!step.deliver && step.filtering.is_none());

@@ -5,10 +5,17 @@
 //! disk, a reader that closed the pipe) loses the lines it held: they are counted as
 //! dropped, the sink is down (told once, as every sink tells it), and it tries again after
 //! [`RETRY`], its events waiting in its ring meanwhile.
+//!
+//! A pipe or a socket (a reader process, journald's stream) is written from the runtime's
+//! own thread without blocking, epoll saying when it takes more ([`Out`]); a file or a
+//! terminal through tokio's stdout, which writes on a blocking thread.
 
 use std::time::Duration;
 
 use serde::Deserialize;
+use std::os::unix::fs::OpenOptionsExt;
+
+use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
 
 use crate::backoff::Backoff;
@@ -52,7 +59,7 @@ impl StdoutSink {
     pub async fn run(self, mut rx: SinkRx) {
         let reporter = HealthReporter::new(rx.counters().clone(), "stdout".into(), self.publisher);
         let mut health = LinkHealth::new(1);
-        let mut out = tokio::io::stdout();
+        let mut out = Out::new();
         let mut lines = Lines {
             bytes: Vec::with_capacity(STDOUT_BUFFER + crate::dialect::MAX_ENCODED_LEN + 1),
             events: 0,
@@ -92,12 +99,84 @@ impl StdoutSink {
     }
 }
 
+/// Where the lines go. Tokio's stdout hands every write to a blocking thread and back: two
+/// thread switches a write, most of this sink's CPU when events come one at a time, as
+/// calls bring them (`benches/asterisk_cost.rs`). A pipe or a socket needs none of that.
+enum Out {
+    /// A pipe, opened again with a file description of its own that does not block (the
+    /// one stdout shares with other processes is left as it is).
+    Pipe(AsyncFd<std::fs::File>),
+    /// A socket, written with `MSG_DONTWAIT` (its flags are shared with whoever else holds
+    /// it, so they are left as they are).
+    Socket(AsyncFd<std::os::fd::OwnedFd>),
+    /// Anything else: a file, a terminal.
+    Blocking(tokio::io::Stdout),
+}
+
+impl Out {
+    fn new() -> Out {
+        use nix::sys::stat::{fstat, SFlag};
+        use std::os::fd::AsFd;
+        let stdout = std::io::stdout();
+        let kind =
+            fstat(stdout.as_fd()).map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT);
+        // SAFETY (both `register`s): the descriptor is one the `AsyncFd` owns (a file or
+        // an `OwnedFd` opened or cloned here), so it stays open and the same until dropped.
+        let own = match kind {
+            Ok(SFlag::S_IFIFO) => std::fs::OpenOptions::new()
+                .write(true)
+                .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
+                .open("/proc/self/fd/1")
+                .and_then(|f| Ok(unsafe { AsyncFd::register(f) }?))
+                .map(Out::Pipe),
+            Ok(SFlag::S_IFSOCK) => stdout
+                .as_fd()
+                .try_clone_to_owned()
+                .and_then(|f| Ok(unsafe { AsyncFd::register(f) }?))
+                .map(Out::Socket),
+            _ => Err(std::io::ErrorKind::Unsupported.into()),
+        };
+        own.unwrap_or_else(|_| Out::Blocking(tokio::io::stdout()))
+    }
+
+    async fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
+        use std::io::Write;
+        use std::os::fd::AsRawFd;
+        while !buf.is_empty() {
+            let n = match self {
+                Out::Blocking(out) => return out.write_all(buf).await.and(out.flush().await),
+                Out::Pipe(fd) => {
+                    let mut ready = fd.writable().await?;
+                    match ready.try_io(|f| f.get_ref().write(buf)) {
+                        Ok(n) => n?,
+                        Err(_would_block) => continue,
+                    }
+                }
+                Out::Socket(fd) => {
+                    let mut ready = fd.writable().await?;
+                    let send = |f: &AsyncFd<std::os::fd::OwnedFd>| {
+                        use nix::sys::socket::{send, MsgFlags};
+                        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+                        send(f.get_ref().as_raw_fd(), buf, flags).map_err(std::io::Error::from)
+                    };
+                    match ready.try_io(send) {
+                        Ok(n) => n?,
+                        Err(_would_block) => continue,
+                    }
+                }
+            };
+            if n == 0 {
+                return Err(std::io::ErrorKind::WriteZero.into());
+            }
+            buf = &buf[n..];
+        }
+        Ok(())
+    }
+}
+
 /// Writes `lines` out and empties them: delivered when written, lost when not.
-async fn write(out: &mut tokio::io::Stdout, lines: &mut Lines, rx: &SinkRx) -> std::io::Result<()> {
-    let written = match out.write_all(&lines.bytes).await {
-        Ok(()) => out.flush().await,
-        Err(e) => Err(e),
-    };
+async fn write(out: &mut Out, lines: &mut Lines, rx: &SinkRx) -> std::io::Result<()> {
+    let written = out.write_all(&lines.bytes).await;
     match written {
         Ok(()) => rx.delivered(lines.events),
         Err(_) => rx.lost(lines.events),
