@@ -2,7 +2,7 @@
 //! nothing attached to AMI, with pbxtap attached, and with a reference client that takes
 //! every event (`benches/asterisk_cost/reference_client.py`, a plain Python socket reader:
 //! the cheapest forwarder a script can be). The configurations alternate within a run, so
-//! the machine's drift falls on all of them alike; each gets the same load on the same
+//! the machine's drift falls on all of them alike (every other round in the reverse order); each gets the same load on the same
 //! Asterisk (the lab's, through `PBXTAP_ASTERISK_PREFIX`, as the live suite finds it).
 //!
 //! The load (`Load`): phone 101 calls 102 at `rate` calls/s (102 rings 1 s, the caller
@@ -15,9 +15,13 @@
 //! count every call placed: a run that lost calls is reported, not taken as faster).
 //!
 //! Run: `cargo bench --bench asterisk_cost` (5 rounds of 300 calls at 15/s);
-//! `PBXTAP_COST_ROUNDS`, `PBXTAP_COST_CALLS` change them; configurations can be named:
-//! `cargo bench --bench asterisk_cost -- nothing pbxtap pbxtap-unfiltered`. Under
-//! `cargo test --all-targets`, one small round of each.
+//! `PBXTAP_COST_ROUNDS`, `PBXTAP_COST_CALLS` change them. Configurations can be named
+//! (`cargo bench --bench asterisk_cost -- nothing pbxtap silent`): `nothing`, `pbxtap`,
+//! `reference`; `silent` (the reference client logged in with `Events: off`, sent
+//! nothing); `pbxtap-unfiltered` (`ami.filter_at_source = false`), `pbxtap-nolists`
+//! (`ami.contacts_poll_secs = 0`), `baseline` (the binary `PBXTAP_COST_BASELINE` names,
+//! e.g. the tree before a change). Under `cargo test --all-targets`, one small round of
+//! nothing, pbxtap and reference.
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -62,14 +66,19 @@ enum Client {
         name: &'static str,
         ami: &'static str,
     },
-    Reference,
+    /// The reference client, logged in with `Events: on`, or (`silent`) `off`: a session
+    /// that is sent nothing, what merely having an AMI client costs.
+    Reference {
+        events: &'static str,
+    },
 }
 
 impl Client {
     fn named(name: &str) -> Client {
         match name {
             "nothing" => Client::Nothing,
-            "reference" => Client::Reference,
+            "reference" => Client::Reference { events: "on" },
+            "silent" => Client::Reference { events: "off" },
             "pbxtap" => Client::Pbxtap { name: "pbxtap", ami: "" },
             // Candidates for what Asterisk spends on pbxtap (docs/performance.md).
             "pbxtap-unfiltered" => Client::Pbxtap {
@@ -80,8 +89,14 @@ impl Client {
                 name: "pbxtap-nolists",
                 ami: "contacts_poll_secs = 0\n",
             },
+            // Another build of pbxtap (`PBXTAP_COST_BASELINE`: its binary), with defaults:
+            // a change measured against the tree before it, in the same run.
+            "baseline" => Client::Pbxtap {
+                name: "baseline",
+                ami: "",
+            },
             other => panic!(
-                "no configuration `{other}`: nothing, pbxtap, reference, pbxtap-unfiltered, pbxtap-nolists"
+                "no configuration `{other}`: nothing, pbxtap, reference, silent, pbxtap-unfiltered, pbxtap-nolists, baseline"
             ),
         }
     }
@@ -90,7 +105,8 @@ impl Client {
         match self {
             Client::Nothing => "nothing",
             Client::Pbxtap { name, .. } => name,
-            Client::Reference => "reference",
+            Client::Reference { events: "on" } => "reference",
+            Client::Reference { .. } => "silent",
         }
     }
 }
@@ -130,7 +146,7 @@ impl Attached {
     fn start(pbx: &Pbx, client: &Client) -> Attached {
         match client {
             Client::Nothing => Attached::Nothing,
-            Client::Pbxtap { ami, .. } => {
+            Client::Pbxtap { ami, name } => {
                 let metrics = format!("127.0.0.1:{}", common::free_port());
                 let config = format!(
                     "host = \"lab\"\n{}{ami}[watchdog]\nenabled = false\n\
@@ -138,17 +154,38 @@ impl Attached {
                      [[sinks]]\ntype = \"stdout\"\n",
                     pbx.ami_toml()
                 );
-                let daemon = Daemon::start(&config, &[], true);
+                let daemon = if *name == "baseline" {
+                    let bin = std::env::var("PBXTAP_COST_BASELINE")
+                        .expect("PBXTAP_COST_BASELINE: the pbxtap binary to compare with");
+                    // The wrapper drops this build's path and runs the other binary with
+                    // the same arguments.
+                    let wrapper = format!("shift; exec {bin} \"$@\"");
+                    let args: [&std::ffi::OsStr; 4] = [
+                        "sh".as_ref(),
+                        "-c".as_ref(),
+                        wrapper.as_ref(),
+                        "sh".as_ref(),
+                    ];
+                    Daemon::start_wrapped(tempfile::tempdir().unwrap(), &config, &[], true, &args)
+                } else {
+                    Daemon::start(&config, &[], true)
+                };
                 daemon.wait_stderr(WAIT, "AMI connected");
                 Attached::Pbxtap { daemon, metrics }
             }
-            Client::Reference => {
+            Client::Reference { events } => {
                 let script = concat!(
                     env!("CARGO_MANIFEST_DIR"),
                     "/benches/asterisk_cost/reference_client.py"
                 );
                 let mut child = Command::new(common::require("python3", "python3"))
-                    .args([script, &pbx.ami_port.to_string(), "tap", "tapsecret"])
+                    .args([
+                        script,
+                        &pbx.ami_port.to_string(),
+                        "tap",
+                        "tapsecret",
+                        events,
+                    ])
                     .stdin(Stdio::null())
                     .stdout(Stdio::piped())
                     .spawn()
@@ -336,11 +373,25 @@ fn pbx_cpu_ms(pbx: &Pbx) -> u64 {
     pbx.cpu_time().as_millis() as u64
 }
 
-/// Median and range of `f` over `samples`.
+/// Median (of the middle two, for an even count) and range of `f` over `samples`.
 fn stats(samples: &[Sample], f: impl Fn(&Sample) -> u64) -> (u64, u64, u64) {
     let mut v: Vec<u64> = samples.iter().map(f).collect();
     v.sort_unstable();
-    (v[v.len() / 2], v[0], v[v.len() - 1])
+    let n = v.len();
+    ((v[(n - 1) / 2] + v[n / 2]) / 2, v[0], v[n - 1])
+}
+
+/// Median of the per-round differences `ours - base` (Asterisk's CPU, ms): the machine's
+/// drift from one round to the next falls on both.
+fn paired(ours: &[Sample], base: &[Sample]) -> i64 {
+    let mut d: Vec<i64> = ours
+        .iter()
+        .zip(base)
+        .map(|(o, b)| o.asterisk_ms as i64 - b.asterisk_ms as i64)
+        .collect();
+    d.sort_unstable();
+    let n = d.len();
+    (d[(n - 1) / 2] + d[n / 2]) / 2
 }
 
 fn main() {
@@ -380,7 +431,14 @@ fn main() {
     );
     let mut samples: Vec<Vec<Sample>> = vec![Vec::new(); clients.len()];
     for r in 0..rounds {
-        for (c, client) in clients.iter().enumerate() {
+        // Every other round in the reverse order: a drift of the machine within a round
+        // then falls on the first and the last configurations alike.
+        let mut order: Vec<usize> = (0..clients.len()).collect();
+        if r % 2 == 1 {
+            order.reverse();
+        }
+        for c in order {
+            let client = &clients[c];
             let s = round(&pbx, client, load);
             println!(
                 "round {} {:<18} asterisk {:>5} ms  client {:>5} ms  ami {:>9} B {:>6} msgs  events {:>6}  calls ended {}",
@@ -403,31 +461,31 @@ fn main() {
             samples[c].push(s);
         }
     }
-    let base = clients
-        .iter()
-        .position(|c| matches!(c, Client::Nothing))
-        .map(|i| stats(&samples[i], |s| s.asterisk_ms).0);
+    let base = clients.iter().position(|c| matches!(c, Client::Nothing));
     println!(
-        "\n| attached to AMI | Asterisk CPU ms, median (range) | client CPU ms | total cost over Asterisk's own | AMI bytes | AMI messages | events |"
+        "\n| attached to AMI | Asterisk CPU ms, median (range) | Asterisk's extra: median of per-round differences | client CPU ms, median (range) | total cost: extra + client, over Asterisk's own | AMI bytes | AMI messages | events |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (c, client) in clients.iter().enumerate() {
         let s = &samples[c];
         let (a, a0, a1) = stats(s, |s| s.asterisk_ms);
         let (k, k0, k1) = stats(s, |s| s.client_ms);
-        let cost = match (base, client) {
-            (Some(b), Client::Nothing) if b > 0 => "–".to_string(),
-            (Some(b), _) if b > 0 => format!(
-                "{:+.0} %",
-                (a as f64 - b as f64 + k as f64) * 100.0 / b as f64
-            ),
-            _ => "?".into(),
+        let (extra, cost) = match (base, client) {
+            (Some(_), Client::Nothing) | (None, _) => ("–".to_string(), "–".to_string()),
+            (Some(b), _) => {
+                let own = stats(&samples[b], |s| s.asterisk_ms).0.max(1) as f64;
+                let extra = paired(s, &samples[b]);
+                (
+                    format!("{extra:+} ms ({:+.1} %)", extra as f64 * 100.0 / own),
+                    format!("{:+.1} %", (extra as f64 + k as f64) * 100.0 / own),
+                )
+            }
         };
         let (bytes, _, _) = stats(s, |s| s.ami_bytes);
         let (msgs, _, _) = stats(s, |s| s.ami_messages);
         let (events, _, _) = stats(s, |s| s.events);
         println!(
-            "| {} | {a} ({a0}–{a1}) | {k} ({k0}–{k1}) | {cost} | {bytes} | {msgs} | {events} |",
+            "| {} | {a} ({a0}–{a1}) | {extra} | {k} ({k0}–{k1}) | {cost} | {bytes} | {msgs} | {events} |",
             client.name()
         );
     }

@@ -5,7 +5,10 @@ sends with a plain socket, and counts the bytes and the messages (blocks ending 
 line). It does nothing else with them, so what it costs Asterisk is the cost of a listener
 that takes every event.
 
-usage: reference_client.py PORT USERNAME SECRET
+usage: reference_client.py PORT USERNAME SECRET [EVENTS]
+
+EVENTS is the login's `Events:` value (default `on`); `off` makes a session that is sent
+nothing: what merely having an AMI client costs Asterisk.
 
 Prints `connected` once logged in. On SIGTERM prints `bytes=N messages=M` and exits 0.
 """
@@ -14,6 +17,7 @@ import socket
 import sys
 
 port, username, secret = int(sys.argv[1]), sys.argv[2], sys.argv[3]
+events = sys.argv[4] if len(sys.argv) > 4 else "on"
 counts = {"bytes": 0, "messages": 0}
 
 
@@ -24,8 +28,8 @@ def done(*_):
 
 signal.signal(signal.SIGTERM, done)
 sock = socket.create_connection(("127.0.0.1", port), timeout=10)
-sock.sendall(("Action: Login\r\nUsername: %s\r\nSecret: %s\r\nEvents: on\r\n\r\n"
-              % (username, secret)).encode())
+sock.sendall(("Action: Login\r\nUsername: %s\r\nSecret: %s\r\nEvents: %s\r\n\r\n"
+              % (username, secret, events)).encode())
 sock.settimeout(None)
 tail = b""
 logged_in = False
