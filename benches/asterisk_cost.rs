@@ -3,7 +3,8 @@
 //! every event (`benches/asterisk_cost/reference_client.py`, a plain Python socket reader:
 //! the cheapest forwarder a script can be). The configurations alternate within a run, so
 //! the machine's drift falls on all of them alike (every other round in the reverse order); each gets the same load on the same
-//! Asterisk (the lab's, through `PBXTAP_ASTERISK_PREFIX`, as the live suite finds it).
+//! Asterisk (the lab's: `PBXTAP_ASTERISK_PREFIX`, as the live suite finds it, or when unset
+//! the lab beside the checkout, `../shared/lab`).
 //!
 //! The load (`Load`): phone 101 calls 102 at `rate` calls/s (102 rings 1 s, the caller
 //! hangs up after 1 s of talk); phone 105 calls the queue 8002 once a second (its one
@@ -270,6 +271,32 @@ impl Attached {
     }
 }
 
+/// With `PBXTAP_ASTERISK_PREFIX` unset, the lab beside the checkout (`../shared/lab`): its
+/// `lab.sh prefix` unpacks Asterisk and SIPp and says where, so that one command runs the
+/// bench on a fresh clone.
+fn use_the_lab_beside() {
+    if std::env::var_os(common::pbx::PREFIX_VAR).is_some() {
+        return;
+    }
+    let lab = concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/lab/bin/lab.sh");
+    let out = Command::new(lab)
+        .arg("prefix")
+        .output()
+        .unwrap_or_else(|e| {
+            panic!(
+                "{} is unset and {lab} cannot run: {e}",
+                common::pbx::PREFIX_VAR
+            )
+        });
+    assert!(
+        out.status.success(),
+        "{lab} prefix: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let prefix = String::from_utf8(out.stdout).unwrap();
+    std::env::set_var(common::pbx::PREFIX_VAR, prefix.trim());
+}
+
 /// The test PBX's config plus the load's queue: 8002, one agent (104), which may take
 /// several calls at once.
 fn add_queue(etc: &std::path::Path) {
@@ -423,6 +450,7 @@ fn main() {
     } else {
         named.iter().map(|n| Client::named(n)).collect()
     };
+    use_the_lab_beside();
     let pbx = Pbx::start_unrecorded(add_queue);
     let _phones = answering_phones(&pbx);
     println!(
