@@ -144,7 +144,10 @@ impl Out {
         use std::os::fd::AsRawFd;
         while !buf.is_empty() {
             let n = match self {
-                Out::Blocking(out) => return out.write_all(buf).await.and(out.flush().await),
+                Out::Blocking(out) => {
+                    out.write_all(buf).await?;
+                    return out.flush().await;
+                }
                 Out::Pipe(fd) => {
                     let mut ready = fd.writable().await?;
                     match ready.try_io(|f| f.get_ref().write(buf)) {
