@@ -28,7 +28,7 @@
 mod common;
 
 use std::process::{Child, Command, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use common::bench::Args;
 use common::daemon::Daemon;
@@ -128,12 +128,7 @@ struct Sample {
 
 /// CPU milliseconds (user + system) of process `pid`.
 fn cpu_ms(pid: u32) -> u64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("the process's stat");
-    let f: Vec<u64> = stat[stat.rfind(')').unwrap() + 2..]
-        .split(' ')
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    (f[11] + f[12]) * 1000 / pbxtap::watchdog::asterisk::USER_HZ
+    common::bench::proc_cpu(pid).as_millis() as u64
 }
 
 /// A client attached for one round.
@@ -237,10 +232,7 @@ impl Attached {
                 .filter(|l| l.contains("\"event\":\"ended\"") && l.contains("\"class\":\"call\""))
                 .count() as u64
         };
-        let until = Instant::now() + WAIT;
-        while ended() < calls && Instant::now() < until {
-            std::thread::sleep(Duration::from_millis(50));
-        }
+        common::wait_until("pbxtap to tell every call's end", WAIT, || ended() >= calls);
         ended()
     }
 

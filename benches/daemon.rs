@@ -34,22 +34,7 @@ fn rss_kib(pid: u32) -> (u64, u64) {
 
 /// User plus system CPU seconds of process `pid`.
 fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).expect("pbxtap alive");
-    let after = &stat[stat.rfind(')').unwrap() + 2..];
-    let f: Vec<u64> = after
-        .split_whitespace()
-        .map(|v| v.parse().unwrap_or(0))
-        .collect();
-    let getconf = std::process::Command::new(common::require("getconf", "libc-bin"))
-        .arg("CLK_TCK")
-        .output()
-        .expect("getconf CLK_TCK");
-    let ticks: u64 = String::from_utf8_lossy(&getconf.stdout)
-        .trim()
-        .parse()
-        .unwrap();
-    // Fields 14 and 15 of stat (utime, stime) are 12 and 13 after the command name.
-    (f[11] + f[12]) as f64 / ticks as f64
+    common::bench::proc_cpu(pid).as_secs_f64()
 }
 
 fn now_micros() -> u64 {

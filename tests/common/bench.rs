@@ -1,5 +1,5 @@
 //! What the benchmarks (and tests/alloc_free.rs) read: the recorded Asterisk sessions,
-//! a process's resident memory, and a bench binary's command line.
+//! a process's resident memory and CPU time, and a bench binary's command line.
 
 /// Every recording in `tests/fixtures/ami`, back to back, in name order.
 pub fn recordings() -> Vec<u8> {
@@ -40,6 +40,15 @@ pub fn proc_rss_kib(pid: &str) -> (u64, u64) {
             .unwrap_or(0)
     };
     (field("VmRSS:"), field("VmHWM:"))
+}
+
+/// CPU time (user + system) of process `pid` so far, as the watchdog reads it
+/// (`watchdog::asterisk::sample`): threads that have ended included.
+pub fn proc_cpu(pid: u32) -> std::time::Duration {
+    use pbxtap::watchdog::asterisk::{sample, USER_HZ};
+    let s = sample(std::path::Path::new("/proc"), pid)
+        .unwrap_or_else(|e| panic!("the CPU time of process {pid}: {e}"));
+    std::time::Duration::from_millis(s.cpu_ticks * 1000 / USER_HZ)
 }
 
 /// A bench binary's command line: `--bench` when cargo runs it as a benchmark (not under

@@ -125,12 +125,7 @@ impl Pbx {
 
     /// Asterisk's CPU time so far (user + system), from /proc.
     pub fn cpu_time(&self) -> Duration {
-        let stat = std::fs::read_to_string(format!("/proc/{}/stat", self.child.id()))
-            .expect("Asterisk's /proc stat");
-        // After the command name in parentheses: utime and stime are fields 14 and 15.
-        let fields: Vec<&str> = stat[stat.rfind(')').unwrap() + 2..].split(' ').collect();
-        let ticks: u64 = fields[11].parse::<u64>().unwrap() + fields[12].parse::<u64>().unwrap();
-        Duration::from_millis(ticks * 1000 / pbxtap::watchdog::asterisk::USER_HZ)
+        super::bench::proc_cpu(self.child.id())
     }
 
     /// Boots the test PBX with `from` replaced by `to` in its rendered config `file`.
