@@ -10,11 +10,11 @@
 //! own thread without blocking, epoll saying when it takes more ([`Out`]); a file or a
 //! terminal through tokio's stdout, which writes on a blocking thread.
 
+use std::os::fd::OwnedFd;
+use std::os::unix::fs::OpenOptionsExt;
 use std::time::Duration;
 
 use serde::Deserialize;
-use std::os::unix::fs::OpenOptionsExt;
-
 use tokio::io::unix::AsyncFd;
 use tokio::io::AsyncWriteExt;
 
@@ -103,12 +103,11 @@ impl StdoutSink {
 /// thread switches a write, most of this sink's CPU when events come one at a time, as
 /// calls bring them (`benches/asterisk_cost.rs`). A pipe or a socket needs none of that.
 enum Out {
-    /// A pipe, opened again with a file description of its own that does not block (the
-    /// one stdout shares with other processes is left as it is).
-    Pipe(AsyncFd<std::fs::File>),
-    /// A socket, written with `MSG_DONTWAIT` (its flags are shared with whoever else holds
-    /// it, so they are left as they are).
-    Socket(AsyncFd<std::os::fd::OwnedFd>),
+    /// A pipe or a socket, written from the runtime's thread when epoll says it takes more.
+    /// A pipe is opened again with a file description of its own that does not block; a
+    /// socket is written with `MSG_DONTWAIT` (its flags are shared with whoever else holds
+    /// it). Either way, the description stdout shares with other processes is left as it is.
+    Ready { fd: AsyncFd<OwnedFd>, socket: bool },
     /// Anything else: a file, a terminal.
     Blocking(tokio::io::Stdout),
 }
@@ -120,53 +119,46 @@ impl Out {
         let stdout = std::io::stdout();
         let kind =
             fstat(stdout.as_fd()).map(|st| SFlag::from_bits_truncate(st.st_mode) & SFlag::S_IFMT);
-        // SAFETY (both `register`s): the descriptor is one the `AsyncFd` owns (a file or
-        // an `OwnedFd` opened or cloned here), so it stays open and the same until dropped.
-        let own = match kind {
+        let own: std::io::Result<(OwnedFd, bool)> = match kind {
             Ok(SFlag::S_IFIFO) => std::fs::OpenOptions::new()
                 .write(true)
                 .custom_flags(nix::fcntl::OFlag::O_NONBLOCK.bits())
                 .open("/proc/self/fd/1")
-                .and_then(|f| Ok(unsafe { AsyncFd::register(f) }?))
-                .map(Out::Pipe),
-            Ok(SFlag::S_IFSOCK) => stdout
-                .as_fd()
-                .try_clone_to_owned()
-                .and_then(|f| Ok(unsafe { AsyncFd::register(f) }?))
-                .map(Out::Socket),
+                .map(|f| (f.into(), false)),
+            Ok(SFlag::S_IFSOCK) => stdout.as_fd().try_clone_to_owned().map(|f| (f, true)),
             _ => Err(std::io::ErrorKind::Unsupported.into()),
         };
-        own.unwrap_or_else(|_| Out::Blocking(tokio::io::stdout()))
+        // SAFETY: the descriptor is one the `AsyncFd` owns (opened or cloned here), so it
+        // stays open and the same until dropped.
+        own.and_then(|(fd, socket)| Ok((unsafe { AsyncFd::register(fd) }?, socket)))
+            .map(|(fd, socket)| Out::Ready { fd, socket })
+            .unwrap_or_else(|_| Out::Blocking(tokio::io::stdout()))
     }
 
     async fn write_all(&mut self, mut buf: &[u8]) -> std::io::Result<()> {
-        use std::io::Write;
         use std::os::fd::AsRawFd;
+        let (fd, socket) = match self {
+            Out::Blocking(out) => {
+                out.write_all(buf).await?;
+                return out.flush().await;
+            }
+            Out::Ready { fd, socket } => (fd, *socket),
+        };
         while !buf.is_empty() {
-            let n = match self {
-                Out::Blocking(out) => {
-                    out.write_all(buf).await?;
-                    return out.flush().await;
-                }
-                Out::Pipe(fd) => {
-                    let mut ready = fd.writable().await?;
-                    match ready.try_io(|f| f.get_ref().write(buf)) {
-                        Ok(n) => n?,
-                        Err(_would_block) => continue,
-                    }
-                }
-                Out::Socket(fd) => {
-                    let mut ready = fd.writable().await?;
-                    let send = |f: &AsyncFd<std::os::fd::OwnedFd>| {
-                        use nix::sys::socket::{send, MsgFlags};
-                        let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
-                        send(f.get_ref().as_raw_fd(), buf, flags).map_err(std::io::Error::from)
-                    };
-                    match ready.try_io(send) {
-                        Ok(n) => n?,
-                        Err(_would_block) => continue,
-                    }
-                }
+            let mut ready = fd.writable().await?;
+            let write = |f: &AsyncFd<OwnedFd>| {
+                use nix::sys::socket::{send, MsgFlags};
+                let sent = if socket {
+                    let flags = MsgFlags::MSG_DONTWAIT | MsgFlags::MSG_NOSIGNAL;
+                    send(f.get_ref().as_raw_fd(), buf, flags)
+                } else {
+                    nix::unistd::write(f.get_ref(), buf)
+                };
+                sent.map_err(std::io::Error::from)
+            };
+            let n = match ready.try_io(write) {
+                Ok(n) => n?,
+                Err(_would_block) => continue,
             };
             if n == 0 {
                 return Err(std::io::ErrorKind::WriteZero.into());
