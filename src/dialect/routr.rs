@@ -296,10 +296,7 @@ struct ExtraHeaders<'a>(Option<(&'a Headers, &'a Context<'a>)>, Option<&'static 
 impl Serialize for ExtraHeaders<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         let mut map = s.serialize_map(None)?;
-        let (headers, ctx) = match self.0 {
-            Some((h, ctx)) => (Some(h), Some(ctx)),
-            None => (None, None),
-        };
+        let (headers, ctx) = (self.0.map(|(h, _)| h), self.0.map(|(_, c)| c));
         for (k, v) in headers.into_iter().flat_map(|h| h.iter()) {
             let x = k.len() > 2 && k.as_bytes()[..2].eq_ignore_ascii_case(b"x-");
             let metadata = ctx.is_some_and(|c| c.key_of(k).is_some());

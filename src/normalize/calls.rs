@@ -459,19 +459,19 @@ impl Calls {
             stats.unmatched += 1;
             return;
         };
-        let (call_id, leg) = (self.channels[i].call_id.clone(), self.channels[i].leg);
-        let name = self.channels[i].name.clone();
-        if let Some(call) = self.call(&call_id) {
-            call.last_activity = now;
-            if leg && call.caller != name {
-                return;
-            }
-            if call.headers.insert(var, msg.get("Value").unwrap_or("")) {
-                stats.truncated += 1;
-            }
-            if let Some(start) = held.borrow_mut().start(&call_id) {
-                start.extra_headers.clone_from(&call.headers);
-            }
+        let ch = &self.channels[i];
+        let Some(call) = self.calls.iter_mut().find(|c| c.id == ch.call_id) else {
+            return;
+        };
+        call.last_activity = now;
+        if ch.leg && call.caller != ch.name {
+            return;
+        }
+        if call.headers.insert(var, msg.get("Value").unwrap_or("")) {
+            stats.truncated += 1;
+        }
+        if let Some(start) = held.borrow_mut().start(&call.id) {
+            start.extra_headers.clone_from(&call.headers);
         }
     }
 
